@@ -1,0 +1,25 @@
+/**
+ * The few ways a read can fail. Each interface maps these to its wire form in
+ * one place (functions/app.ts for HTTP, the sidecar's dispatcher for RESP).
+ * A missing key is never an error: it is `null`.
+ */
+
+/** The backing Redis answered with an error, or the connection broke mid-command. */
+export class BackendError extends Error {
+  override readonly name: string = 'BackendError'
+}
+
+/** The backing Redis did not answer within the command timeout. */
+export class BackendTimeoutError extends BackendError {
+  override readonly name = 'BackendTimeoutError'
+}
+
+/** No connection to the backing Redis: requests fail fast instead of queueing. */
+export class BackendUnavailableError extends BackendError {
+  override readonly name = 'BackendUnavailableError'
+}
+
+/** Too many backend fetches are already running and waiting. */
+export class OverloadedError extends Error {
+  override readonly name = 'OverloadedError'
+}
