@@ -1,0 +1,114 @@
+import type { Context } from 'hono'
+import { Hono } from 'hono'
+import { BackendTimeoutError, OverloadedError } from '../shared/errors.js'
+import { keyToText } from '../shared/keys.js'
+import type { ReadThrough } from '../shared/read-through.js'
+
+export type AppDeps = {
+  service: ReadThrough
+  /** True once shutdown has begun: responses then ask clients to close the connection. */
+  draining?: () => boolean
+  /** Extra fields for `GET /` (the entry point knows what it wired up). */
+  status?: () => Record<string, unknown>
+}
+
+const PREFIX = '/get/'
+const TEXT = { 'Content-Type': 'text/plain; charset=utf-8' }
+const GET_HEAD = 'GET, HEAD'
+
+/**
+ * The HTTP function: `GET /get/{key}` through the read-through service. It only
+ * translates; every caching decision lives in the service. Runtime-neutral: the
+ * Node and Workers entries pass in what they built.
+ */
+export function createApp({ service, draining, status }: AppDeps): Hono {
+  const app = new Hono()
+
+  app.get('/', (c) => {
+    const stats = service.stats()
+    return c.json({
+      service: 'redis-proxy',
+      status: 'ok',
+      backend: service.source.state(),
+      cache: stats,
+      ...status?.(),
+    })
+  })
+
+  app.get('/get/*', async (c) => {
+    const key = keyFromPath(c.req.url)
+    if (key === null) return c.text('Bad percent-encoding in key', 400, TEXT)
+    closeIfDraining(c, draining)
+
+    const hit = service.cached(key)
+    if (hit !== null) return value(c, hit, 'HIT')
+    try {
+      const loaded = await service.load(key)
+      if (loaded === null) return c.text(`${keyToText(key)} not found!`, 404, TEXT)
+      return value(c, loaded, 'MISS')
+    } catch (err) {
+      return failure(c, err, key)
+    }
+  })
+
+  app.all('/get/*', (c) => c.text('Method Not Allowed', 405, { ...TEXT, Allow: GET_HEAD }))
+
+  return app
+}
+
+function value(c: Context, bytes: Uint8Array, cache: 'HIT' | 'MISS'): Response {
+  c.header('Content-Type', 'application/octet-stream')
+  c.header('X-Cache', cache)
+  // Hono's body type wants an ArrayBuffer-backed view; Buffers from ioredis are.
+  return c.body(bytes as Uint8Array<ArrayBuffer>, 200)
+}
+
+/** The one place read failures become HTTP statuses. */
+function failure(c: Context, err: unknown, key: string): Response {
+  if (err instanceof OverloadedError) {
+    return c.text('Overloaded, retry later', 503, { ...TEXT, 'Retry-After': '1' })
+  }
+  const status = err instanceof BackendTimeoutError ? 504 : 502
+  return c.text(`Error getting key: ${keyToText(key)}`, status, TEXT)
+}
+
+function closeIfDraining(c: Context, draining: (() => boolean) | undefined): void {
+  if (draining?.()) c.header('Connection', 'close')
+}
+
+/**
+ * The key is the rest of the path after /get/, percent-decoded to bytes (so any
+ * binary key can be asked for), as a byte string. Null when the encoding is bad.
+ * Query strings are not part of the key; a literal `?` or `#` must be sent as %3F / %23.
+ */
+export function keyFromPath(url: string): string | null {
+  const pathStart = url.indexOf('/', url.indexOf('//') + 2)
+  const start = url.indexOf(PREFIX, pathStart) + PREFIX.length
+  const query = url.indexOf('?', start)
+  const raw = query === -1 ? url.slice(start) : url.slice(start, query)
+  return percentDecodeToBytes(raw)
+}
+
+/** `%XX` to the byte XX; every other char is ASCII here (URLs arrive normalized). */
+export function percentDecodeToBytes(raw: string): string | null {
+  let percent = raw.indexOf('%')
+  if (percent === -1) return raw
+  let out = ''
+  let from = 0
+  while (percent !== -1) {
+    const hi = hex(raw.charCodeAt(percent + 1))
+    const lo = hex(raw.charCodeAt(percent + 2))
+    if (hi < 0 || lo < 0) return null
+    out += raw.slice(from, percent) + String.fromCharCode(hi * 16 + lo)
+    from = percent + 3
+    percent = raw.indexOf('%', from)
+  }
+  return out + raw.slice(from)
+}
+
+function hex(code: number): number {
+  if (code >= 48 && code <= 57) return code - 48
+  if (code >= 65 && code <= 70) return code - 55
+  if (code >= 97 && code <= 102) return code - 87
+  return -1
+}

@@ -1,0 +1,76 @@
+import { startHttpServer } from './functions/node.js'
+import { ConfigError, loadConfig, maskUrl, readEnv } from './shared/config.js'
+import { createService } from './shared/create-service.js'
+import { createLogger } from './shared/log.js'
+import type { ReadThrough } from './shared/read-through.js'
+
+type Closable = { close(): Promise<void> }
+
+/**
+ * Runs the proxy: `node dist/main.js` starts every interface, `node dist/main.js http`
+ * only the HTTP function. One process, one shutdown path for SIGTERM and SIGINT.
+ */
+async function main(args: string[]): Promise<void> {
+  let config: ReturnType<typeof loadConfig>
+  try {
+    config = loadConfig(readEnv())
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`redis-proxy: ${err.message}\n`)
+      process.exit(1)
+    }
+    throw err
+  }
+  const log = createLogger(config.logLevel)
+  const wanted = new Set(args.length > 0 ? args : ['http'])
+  for (const name of wanted) {
+    if (name !== 'http') {
+      process.stderr.write(`redis-proxy: unknown interface '${name}' (expected: http)\n`)
+      process.exit(1)
+    }
+  }
+  log.info('starting', {
+    interfaces: [...wanted],
+    http: { ...config.http, redisUrl: maskUrl(config.http.redisUrl) },
+    cache: config.cache,
+    maxClients: config.maxClients,
+    maxParallel: config.maxParallel,
+    maxQueue: config.maxQueue,
+    redis: config.redis,
+  })
+
+  const services: ReadThrough[] = []
+  const servers: Closable[] = []
+  try {
+    const service = createService(config, config.http.redisUrl, log)
+    services.push(service)
+    servers.push(
+      await startHttpServer({
+        service,
+        host: config.http.host,
+        port: config.http.port,
+        maxClients: config.maxClients,
+        shutdownTimeoutMs: config.shutdownTimeoutMs,
+        log,
+      }),
+    )
+  } catch (err) {
+    log.error('start-up failed', { error: (err as Error).message })
+    process.exit(1)
+  }
+
+  let stopping = false
+  const stop = async (signal: string) => {
+    if (stopping) return
+    stopping = true
+    log.info('shutting down', { signal })
+    await Promise.all(servers.map((server) => server.close()))
+    await Promise.all(services.map((service) => service.source.close()))
+    log.info('stopped')
+    process.exit(0)
+  }
+  process.on('SIGTERM', () => void stop('SIGTERM'))
+  process.on('SIGINT', () => void stop('SIGINT'))
+}
+
+await main(process.argv.slice(2))

@@ -1,0 +1,82 @@
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { ConfigError, loadConfig, maskUrl, readEnv } from './config.js'
+
+describe('loadConfig', () => {
+  it('has production defaults for every variable', () => {
+    const config = loadConfig({})
+    expect(config).toEqual({
+      http: { host: '0.0.0.0', port: 5000, redisUrl: 'redis://127.0.0.1:6379' },
+      tcp: { host: '0.0.0.0', port: 4000, redisUrl: 'redis://127.0.0.1:6379', idleTimeoutMs: 0 },
+      cache: { capacity: 100_000, ttlMs: 60_000 },
+      maxClients: 10_000,
+      maxParallel: 256,
+      maxQueue: 10_000,
+      redis: { commandTimeoutMs: 1000, connectTimeoutMs: 2000 },
+      shutdownTimeoutMs: 10_000,
+      logLevel: 'info',
+    })
+    expect(Object.isFrozen(config)).toBe(true)
+    expect(Object.isFrozen(config.cache)).toBe(true)
+  })
+
+  it('lets the original host/port names pick each server backend, keeping REDIS_URL credentials', () => {
+    const config = loadConfig({
+      REDIS_URL: 'rediss://user:secret@redis.example:6380/2',
+      BACKING_REDIS_HOST_HTTP: 'http-redis',
+      BACKING_REDIS_PORT_TCP: '7000',
+    })
+    expect(config.http.redisUrl).toBe('rediss://user:secret@http-redis:6380/2')
+    expect(config.tcp.redisUrl).toBe('rediss://user:secret@redis.example:7000/2')
+  })
+
+  it.each([
+    ['CACHE_CAPACITY', '0'],
+    ['CACHE_CAPACITY', '-1'],
+    ['CACHE_CAPACITY', 'abc'],
+    ['CACHE_CAPACITY', '1.5'],
+    ['CACHE_CAPACITY', ''],
+    ['CACHE_GLOBAL_EXPIRY', '0'],
+    ['PROXY_PORT_HTTP', '70000'],
+    ['PROXY_PORT_TCP', '0'],
+    ['MAX_CLIENTS', 'many'],
+    ['MAX_PARALLEL', '0'],
+    ['REDIS_URL', 'http://localhost'],
+    ['REDIS_URL', 'not a url'],
+    ['LOG_LEVEL', 'loud'],
+    ['PROXY_HOST_HTTP', ' '],
+  ])('stops on %s=%j with one line naming the variable and the value', (name, value) => {
+    let error: unknown
+    try {
+      loadConfig({ [name]: value })
+    } catch (err) {
+      error = err
+    }
+    expect(error).toBeInstanceOf(ConfigError)
+    const message = (error as Error).message
+    expect(message).toContain(`${name}=${JSON.stringify(value)}`)
+    expect(message).not.toContain('\n')
+  })
+
+  it('masks the password in URLs meant for logs', () => {
+    expect(maskUrl('redis://user:secret@host:6379')).toBe('redis://user:***@host:6379')
+    expect(maskUrl('redis://host:6379')).toBe('redis://host:6379')
+  })
+})
+
+describe('readEnv', () => {
+  it('reads .env and lets the real environment win', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'redis-proxy-env-'))
+    writeFileSync(join(dir, '.env'), 'CACHE_CAPACITY=5\nPROXY_PORT_HTTP=5005\n# comment\n')
+    const env = readEnv({ PROXY_PORT_HTTP: '6006' }, dir)
+    expect(env.CACHE_CAPACITY).toBe('5')
+    expect(env.PROXY_PORT_HTTP).toBe('6006')
+  })
+
+  it('works without a .env file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'redis-proxy-env-'))
+    expect(readEnv({ A: '1' }, dir)).toEqual({ A: '1' })
+  })
+})

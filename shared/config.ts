@@ -1,0 +1,158 @@
+import { existsSync, readFileSync } from 'node:fs'
+import { parseEnv } from 'node:util'
+import { cleanEnv, makeValidator, str } from 'envalid'
+
+/** Validated, frozen configuration. Built once at start-up; nothing reads process.env after. */
+export type Config = Readonly<{
+  http: Readonly<{ host: string; port: number; redisUrl: string }>
+  tcp: Readonly<{ host: string; port: number; redisUrl: string; idleTimeoutMs: number }>
+  cache: Readonly<{ capacity: number; ttlMs: number }>
+  maxClients: number
+  maxParallel: number
+  maxQueue: number
+  redis: Readonly<{ commandTimeoutMs: number; connectTimeoutMs: number }>
+  shutdownTimeoutMs: number
+  logLevel: LogLevel
+}>
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const
+export type LogLevel = (typeof LOG_LEVELS)[number]
+
+/** Thrown for a bad variable; its message is the one line start-up prints. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError'
+}
+
+const DIGITS = /^[0-9]+$/
+
+function integer(min: number, max = Number.MAX_SAFE_INTEGER) {
+  return makeValidator<number>((raw: string) => {
+    const value = DIGITS.test(raw.trim()) ? Number(raw.trim()) : Number.NaN
+    if (!Number.isSafeInteger(value) || value < min || value > max) {
+      throw new Error(`expected an integer from ${min} to ${max}`)
+    }
+    return value
+  })
+}
+
+const port = integer(1, 65535)
+const redisUrl = makeValidator<string>((raw: string) => {
+  let parsed: URL
+  try {
+    parsed = new URL(raw)
+  } catch {
+    throw new Error('expected a redis:// or rediss:// URL')
+  }
+  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
+    throw new Error('expected a redis:// or rediss:// URL')
+  }
+  return raw
+})
+
+const host = makeValidator<string>((raw: string) => {
+  if (raw.trim() === '') throw new Error('expected a host name or address')
+  return raw.trim()
+})
+
+const specs = {
+  REDIS_URL: redisUrl({ default: 'redis://127.0.0.1:6379' }),
+  BACKING_REDIS_HOST_HTTP: host({ default: undefined }),
+  BACKING_REDIS_PORT_HTTP: port({ default: undefined }),
+  BACKING_REDIS_HOST_TCP: host({ default: undefined }),
+  BACKING_REDIS_PORT_TCP: port({ default: undefined }),
+  PROXY_HOST_HTTP: host({ default: '0.0.0.0' }),
+  PROXY_PORT_HTTP: port({ default: 5000 }),
+  PROXY_HOST_TCP: host({ default: '0.0.0.0' }),
+  PROXY_PORT_TCP: port({ default: 4000 }),
+  CACHE_CAPACITY: integer(1, 100_000_000)({ default: 100_000 }),
+  CACHE_GLOBAL_EXPIRY: integer(1)({ default: 60_000 }),
+  MAX_CLIENTS: integer(1, 1_000_000)({ default: 10_000 }),
+  MAX_PARALLEL: integer(1, 100_000)({ default: 256 }),
+  MAX_QUEUE: integer(0, 10_000_000)({ default: 10_000 }),
+  REDIS_COMMAND_TIMEOUT: integer(1)({ default: 1000 }),
+  REDIS_CONNECT_TIMEOUT: integer(1)({ default: 2000 }),
+  IDLE_TIMEOUT: integer(0)({ default: 0 }),
+  SHUTDOWN_TIMEOUT: integer(0)({ default: 10_000 }),
+  LOG_LEVEL: str({ default: 'info', choices: LOG_LEVELS }),
+}
+
+/**
+ * Reads `.env` from `cwd` when present; variables already in the environment win,
+ * as with every dotenv convention.
+ */
+export function readEnv(
+  env: NodeJS.ProcessEnv = process.env,
+  cwd = process.cwd(),
+): Record<string, string | undefined> {
+  const file = `${cwd}/.env`
+  const fromFile = existsSync(file) ? parseEnv(readFileSync(file, 'utf8')) : {}
+  return { ...fromFile, ...env }
+}
+
+/** Validates every variable; the first bad one throws a ConfigError naming it and its value. */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  let clean: ReturnType<typeof cleanEnv<typeof specs>> | undefined
+  let failure: string | undefined
+  clean = cleanEnv(env, specs, {
+    reporter: ({ errors }) => {
+      const [name, error] = Object.entries(errors)[0] ?? []
+      if (name === undefined) return
+      failure = `Invalid ${name}=${JSON.stringify(env[name] ?? '')}: ${(error as Error).message}`
+    },
+  })
+  if (failure !== undefined) throw new ConfigError(failure)
+  clean = clean as NonNullable<typeof clean>
+
+  const http = backingUrl(
+    clean.REDIS_URL,
+    clean.BACKING_REDIS_HOST_HTTP,
+    clean.BACKING_REDIS_PORT_HTTP,
+  )
+  const tcp = backingUrl(
+    clean.REDIS_URL,
+    clean.BACKING_REDIS_HOST_TCP,
+    clean.BACKING_REDIS_PORT_TCP,
+  )
+  return deepFreeze({
+    http: { host: clean.PROXY_HOST_HTTP, port: clean.PROXY_PORT_HTTP, redisUrl: http },
+    tcp: {
+      host: clean.PROXY_HOST_TCP,
+      port: clean.PROXY_PORT_TCP,
+      redisUrl: tcp,
+      idleTimeoutMs: clean.IDLE_TIMEOUT,
+    },
+    cache: { capacity: clean.CACHE_CAPACITY, ttlMs: clean.CACHE_GLOBAL_EXPIRY },
+    maxClients: clean.MAX_CLIENTS,
+    maxParallel: clean.MAX_PARALLEL,
+    maxQueue: clean.MAX_QUEUE,
+    redis: {
+      commandTimeoutMs: clean.REDIS_COMMAND_TIMEOUT,
+      connectTimeoutMs: clean.REDIS_CONNECT_TIMEOUT,
+    },
+    shutdownTimeoutMs: clean.SHUTDOWN_TIMEOUT,
+    logLevel: clean.LOG_LEVEL as LogLevel,
+  })
+}
+
+/** The original per-server host/port names override REDIS_URL's, keeping its scheme and credentials. */
+function backingUrl(base: string, host: string | undefined, port: number | undefined): string {
+  if (host === undefined && port === undefined) return base
+  const parsed = new URL(base)
+  if (host !== undefined) parsed.hostname = host
+  if (port !== undefined) parsed.port = String(port)
+  return parsed.toString()
+}
+
+/** The URL with its password replaced, for logs and status pages. */
+export function maskUrl(raw: string): string {
+  const parsed = new URL(raw)
+  if (parsed.password !== '') parsed.password = '***'
+  return parsed.toString()
+}
+
+function deepFreeze<T extends object>(value: T): Readonly<T> {
+  for (const inner of Object.values(value)) {
+    if (typeof inner === 'object' && inner !== null) deepFreeze(inner)
+  }
+  return Object.freeze(value)
+}

@@ -1,0 +1,158 @@
+import { describe, expect, it } from 'vitest'
+import { LruCache } from './cache/lru-cache.js'
+import { BackendError, BackendTimeoutError, OverloadedError } from './errors.js'
+import { ReadThrough } from './read-through.js'
+import type { RedisSource } from './redis/source.js'
+
+/** A source whose answers the test hands out one by one. */
+function scriptedSource() {
+  const pending: {
+    key: string
+    resolve: (v: Uint8Array | null) => void
+    reject: (e: Error) => void
+  }[] = []
+  const calls: string[] = []
+  const source: RedisSource = {
+    get(key) {
+      calls.push(key)
+      return new Promise((resolve, reject) => pending.push({ key, resolve, reject }))
+    },
+    state: () => 'ready',
+    close: async () => {},
+  }
+  return { source, pending, calls }
+}
+
+const bytes = (text: string) => new TextEncoder().encode(text)
+const text = (value: Uint8Array | null) => (value === null ? null : new TextDecoder().decode(value))
+const tick = () => new Promise((resolve) => setImmediate(resolve))
+
+function service(source: RedisSource, maxParallel = 4, maxQueue = 100) {
+  const cache = new LruCache<Uint8Array>({ capacity: 100, ttlMs: 1000 })
+  return new ReadThrough({ cache, source, maxParallel, maxQueue })
+}
+
+describe('ReadThrough', () => {
+  it('loads a miss from the source and serves it from the cache afterwards', async () => {
+    const { source, pending, calls } = scriptedSource()
+    const rt = service(source)
+    const first = rt.get('k')
+    pending[0]?.resolve(bytes('v'))
+    expect(await first).toEqual({ value: bytes('v'), hit: false })
+    expect(await rt.get('k')).toEqual({ value: bytes('v'), hit: true })
+    expect(calls).toEqual(['k'])
+  })
+
+  it('makes one backend call for many concurrent misses of one key', async () => {
+    const { source, pending, calls } = scriptedSource()
+    const rt = service(source)
+    const all = Array.from({ length: 20 }, () => rt.load('k'))
+    expect(calls).toEqual(['k'])
+    pending[0]?.resolve(bytes('v'))
+    expect((await Promise.all(all)).map(text)).toEqual(Array(20).fill('v'))
+    expect(rt.stats().coalesced).toBe(19)
+  })
+
+  it('does not cache a missing key', async () => {
+    const { source, pending, calls } = scriptedSource()
+    const rt = service(source)
+    const first = rt.load('k')
+    pending[0]?.resolve(null)
+    expect(await first).toBeNull()
+    const second = rt.load('k')
+    pending[1]?.resolve(bytes('later'))
+    expect(text(await second)).toBe('later')
+    expect(calls).toEqual(['k', 'k'])
+  })
+
+  it('does not cache an error and passes named errors through', async () => {
+    const { source, pending, calls } = scriptedSource()
+    const rt = service(source)
+    const first = rt.load('k')
+    pending[0]?.reject(new BackendTimeoutError('slow'))
+    await expect(first).rejects.toBeInstanceOf(BackendTimeoutError)
+    const second = rt.load('k')
+    pending[1]?.resolve(bytes('ok'))
+    expect(text(await second)).toBe('ok')
+    expect(calls).toEqual(['k', 'k'])
+    expect(rt.stats().backendErrors).toBe(1)
+  })
+
+  it('wraps an unexpected failure of the source in a BackendError', async () => {
+    const source: RedisSource = {
+      get: () => {
+        throw new Error('boom')
+      },
+      state: () => 'ready',
+      close: async () => {},
+    }
+    await expect(service(source).load('k')).rejects.toBeInstanceOf(BackendError)
+  })
+
+  it('runs at most maxParallel fetches and starts queued ones in FIFO order', async () => {
+    const { source, pending, calls } = scriptedSource()
+    const rt = service(source, 2, 10)
+    const results = ['a', 'b', 'c', 'd'].map((key) => rt.load(key))
+    expect(calls).toEqual(['a', 'b'])
+    expect(rt.stats()).toMatchObject({ inflight: 2, queueDepth: 2 })
+    pending[1]?.resolve(bytes('B'))
+    await tick()
+    expect(calls).toEqual(['a', 'b', 'c'])
+    pending[0]?.resolve(bytes('A'))
+    await tick()
+    expect(calls).toEqual(['a', 'b', 'c', 'd'])
+    pending[2]?.resolve(bytes('C'))
+    pending[3]?.resolve(bytes('D'))
+    expect((await Promise.all(results)).map(text)).toEqual(['A', 'B', 'C', 'D'])
+    expect(rt.stats()).toMatchObject({ inflight: 0, queueDepth: 0 })
+  })
+
+  it('rejects with OverloadedError once the queue is full, without calling the source', async () => {
+    const { source, calls } = scriptedSource()
+    const rt = service(source, 1, 1)
+    void rt.load('a')
+    void rt.load('b')
+    await expect(rt.load('c')).rejects.toBeInstanceOf(OverloadedError)
+    expect(calls).toEqual(['a'])
+    // A key already in flight still joins it: coalescing costs no slot.
+    expect(rt.load('b')).toBeInstanceOf(Promise)
+  })
+
+  it('does not store a value whose key was invalidated while it was loading', async () => {
+    const { source, pending, calls } = scriptedSource()
+    const rt = service(source)
+    const racing = rt.load('k')
+    rt.invalidate('k')
+    // A read after the invalidation must not join the stale fetch.
+    const after = rt.load('k')
+    expect(calls).toEqual(['k', 'k'])
+    pending[0]?.resolve(bytes('old'))
+    expect(text(await racing)).toBe('old')
+    expect(rt.cached('k')).toBeNull()
+    pending[1]?.resolve(bytes('new'))
+    expect(text(await after)).toBe('new')
+    expect(text(rt.cached('k'))).toBe('new')
+  })
+
+  it('clear() empties the cache and drops what is loading', async () => {
+    const { source, pending } = scriptedSource()
+    const rt = service(source)
+    const loaded = rt.load('a')
+    pending[0]?.resolve(bytes('A'))
+    await loaded
+    const racing = rt.load('b')
+    rt.clear()
+    pending[1]?.resolve(bytes('B'))
+    await racing
+    expect(rt.cached('a')).toBeNull()
+    expect(rt.cached('b')).toBeNull()
+  })
+
+  it('refuses limits that make no sense', () => {
+    const { source } = scriptedSource()
+    expect(() => service(source, 0)).toThrow(
+      'Expected `maxParallel` to be an integer from 1 and up, got `0`',
+    )
+    expect(() => service(source, 1, -1)).toThrow(TypeError)
+  })
+})

@@ -1,0 +1,96 @@
+import { Redis, type RedisOptions } from 'ioredis'
+import { BackendError, BackendTimeoutError, BackendUnavailableError } from '../errors.js'
+import { keyToBytes } from '../keys.js'
+import type { RedisSource, SourceState } from './source.js'
+
+export type IoredisSourceOptions = {
+  /** redis:// or rediss:// URL; user, password and database are honoured. */
+  url: string
+  /** @default 1000 */
+  commandTimeoutMs?: number
+  /** @default 2000 */
+  connectTimeoutMs?: number
+  /** Called for connection-level errors, which ioredis would otherwise throw as unhandled. */
+  onError?: (err: Error) => void
+  /** Extra ioredis options (tests and the invalidation channel use this). */
+  redisOptions?: RedisOptions
+}
+
+/** Reconnection delay: 50 ms doubling to a 2 s ceiling, with jitter so replicas do not stampede. */
+export function backoff(attempt: number): number {
+  const base = Math.min(50 * 2 ** Math.min(attempt, 6), 2000)
+  return base + Math.floor(Math.random() * (base / 4))
+}
+
+export function createIoredisSource(
+  options: IoredisSourceOptions,
+): RedisSource & { client: Redis } {
+  const client = new Redis(options.url, {
+    commandTimeout: options.commandTimeoutMs ?? 1000,
+    connectTimeout: options.connectTimeoutMs ?? 2000,
+    // While disconnected, fail at once: a queue that grows without bound during
+    // an outage turns into a thundering herd (and stale reads) when Redis returns.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    retryStrategy: backoff,
+    enableAutoPipelining: true,
+    // RESP2 works with every Redis-compatible backend (older servers, managed proxies).
+    protocol: 2,
+    lazyConnect: false,
+    ...options.redisOptions,
+  })
+  client.on('error', (err: Error) => options.onError?.(err))
+
+  return {
+    client,
+    async get(key) {
+      try {
+        return await client.getBuffer(keyToBytes(key))
+      } catch (err) {
+        throw toBackendError(err)
+      }
+    },
+    state() {
+      return toState(client.status)
+    },
+    async close() {
+      if (client.status === 'end') return
+      try {
+        await client.quit()
+      } catch {
+        client.disconnect()
+      }
+    },
+  }
+}
+
+function toState(status: string): SourceState {
+  switch (status) {
+    case 'ready':
+      return 'ready'
+    case 'end':
+      return 'closed'
+    case 'reconnecting':
+    case 'close':
+      return 'reconnecting'
+    default:
+      return 'connecting'
+  }
+}
+
+/** ioredis reports everything as plain Errors; tell timeouts and outages apart by their wording. */
+export function toBackendError(err: unknown): BackendError {
+  if (err instanceof BackendError) return err
+  const message = err instanceof Error ? err.message : String(err)
+  if (/timed out/i.test(message)) return new BackendTimeoutError(message, { cause: err })
+  if (
+    /enableOfflineQueue|Connection is closed|Stream isn't writeable|ECONNREFUSED|ECONNRESET|max ?retries/i.test(
+      message,
+    ) ||
+    (err instanceof Error && err.name === 'MaxRetriesPerRequestError')
+  ) {
+    return new BackendUnavailableError(message, { cause: err })
+  }
+  return new BackendError(message, { cause: err })
+}

@@ -1,0 +1,54 @@
+import { type HttpServerHandle, startHttpServer } from '../../functions/node.js'
+import { type Config, loadConfig } from '../../shared/config.js'
+import { createService } from '../../shared/create-service.js'
+import { silentLogger } from '../../shared/log.js'
+import type { ReadThrough } from '../../shared/read-through.js'
+
+export type TestHttpProxy = {
+  readonly url: string
+  readonly port: number
+  readonly service: ReadThrough
+  readonly server: HttpServerHandle
+  readonly config: Config
+  get(key: string, init?: RequestInit): Promise<Response>
+  close(): Promise<void>
+}
+
+/** The HTTP function in this process on an ephemeral port, configured through the same env names users set. */
+export async function startHttpProxy(
+  redisUrl: string,
+  env: Record<string, string> = {},
+): Promise<TestHttpProxy> {
+  const config = loadConfig({ REDIS_URL: redisUrl, LOG_LEVEL: 'silent', ...env })
+  const service = createService(config, config.http.redisUrl, silentLogger)
+  await waitReady(service)
+  const server = await startHttpServer({
+    service,
+    host: '127.0.0.1',
+    port: 0,
+    maxClients: config.maxClients,
+    shutdownTimeoutMs: config.shutdownTimeoutMs,
+    log: silentLogger,
+  })
+  const url = `http://127.0.0.1:${server.port}`
+  return {
+    url,
+    port: server.port,
+    service,
+    server,
+    config,
+    get: (key, init) => fetch(`${url}/get/${encodeURIComponent(key)}`, init),
+    async close() {
+      await server.close()
+      await service.source.close()
+    },
+  }
+}
+
+export async function waitReady(service: ReadThrough, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (service.source.state() !== 'ready') {
+    if (Date.now() > deadline) throw new Error(`backend not ready: ${service.source.state()}`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}

@@ -1,0 +1,173 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { connect } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { freePort } from './ports.js'
+
+/**
+ * A throwaway redis-server for one test file: its own free port and directory,
+ * nothing saved, stopped by PID. Never the machine's shared 6379.
+ */
+export type TestRedis = {
+  readonly port: number
+  readonly url: string
+  pid(): number | undefined
+  /** SIGKILL: the abrupt failure a crashed backend gives. */
+  kill(): Promise<void>
+  /** A new process on the same port, empty. */
+  restart(): Promise<void>
+  stop(): Promise<void>
+  /** One command over a fresh connection; replies decoded loosely (bulk/simple/int/array of those). */
+  command(...args: (string | Buffer)[]): Promise<RespValue>
+}
+
+export type RespValue = string | number | null | Buffer | RespValue[] | Error
+
+const running = new Set<ChildProcess>()
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL')
+})
+
+export async function startRedis(extraArgs: string[] = []): Promise<TestRedis> {
+  const port = await freePort()
+  const dir = mkdtempSync(join(tmpdir(), 'redis-proxy-test-'))
+  let child: ChildProcess | undefined
+
+  const launch = async () => {
+    const proc = spawn(
+      'redis-server',
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--daemonize',
+        'no',
+        '--dir',
+        dir,
+        '--logfile',
+        '',
+        '--loglevel',
+        'warning',
+        ...extraArgs,
+      ],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    )
+    running.add(proc)
+    proc.once('exit', () => running.delete(proc))
+    child = proc
+    const deadline = Date.now() + 5000
+    for (;;) {
+      if (proc.exitCode !== null) throw new Error(`redis-server exited with ${proc.exitCode}`)
+      try {
+        const pong = await sendCommand(port, ['PING'])
+        if (pong === 'PONG') return
+      } catch {}
+      if (Date.now() > deadline) throw new Error(`redis-server on ${port} did not start`)
+      await sleep(20)
+    }
+  }
+
+  const terminate = async (signal: NodeJS.Signals) => {
+    const proc = child
+    if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return
+    const exited = new Promise((resolve) => proc.once('exit', resolve))
+    proc.kill(signal)
+    await exited
+    child = undefined
+  }
+
+  await launch()
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    pid: () => child?.pid,
+    kill: () => terminate('SIGKILL'),
+    async restart() {
+      await terminate('SIGKILL')
+      await launch()
+    },
+    async stop() {
+      await terminate('SIGTERM')
+      rmSync(dir, { recursive: true, force: true })
+    },
+    command: (...args) => sendCommand(port, args),
+  }
+}
+
+/** A minimal one-shot RESP client, so the harness does not depend on the code under test. */
+export function sendCommand(port: number, args: (string | Buffer)[]): Promise<RespValue> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1')
+    const parts: Buffer[] = [Buffer.from(`*${args.length}\r\n`)]
+    for (const arg of args) {
+      const bytes = typeof arg === 'string' ? Buffer.from(arg) : arg
+      parts.push(Buffer.from(`$${bytes.length}\r\n`), bytes, Buffer.from('\r\n'))
+    }
+    let buffered = Buffer.alloc(0)
+    socket.setTimeout(5000, () => socket.destroy(new Error('timeout')))
+    socket.on('error', reject)
+    socket.on('data', (chunk) => {
+      buffered = Buffer.concat([buffered, chunk])
+      const parsed = parseReply(buffered, 0)
+      if (parsed !== undefined) {
+        socket.end()
+        resolve(parsed.value)
+      }
+    })
+    socket.write(Buffer.concat(parts))
+  })
+}
+
+function parseReply(buf: Buffer, at: number): { value: RespValue; end: number } | undefined {
+  const eol = buf.indexOf('\r\n', at)
+  if (eol === -1) return undefined
+  const type = String.fromCharCode(buf[at] ?? 0)
+  const line = buf.toString('utf8', at + 1, eol)
+  switch (type) {
+    case '+':
+      return { value: line, end: eol + 2 }
+    case '-':
+      return { value: new Error(line), end: eol + 2 }
+    case ':':
+      return { value: Number(line), end: eol + 2 }
+    case '$': {
+      const len = Number(line)
+      if (len < 0) return { value: null, end: eol + 2 }
+      if (buf.length < eol + 2 + len + 2) return undefined
+      return { value: buf.subarray(eol + 2, eol + 2 + len), end: eol + 2 + len + 2 }
+    }
+    case '*': {
+      const count = Number(line)
+      if (count < 0) return { value: null, end: eol + 2 }
+      const items: RespValue[] = []
+      let end = eol + 2
+      for (let i = 0; i < count; i++) {
+        const item = parseReply(buf, end)
+        if (item === undefined) return undefined
+        items.push(item.value)
+        end = item.end
+      }
+      return { value: items, end }
+    }
+    default:
+      throw new Error(`unexpected reply type ${JSON.stringify(type)}`)
+  }
+}
+
+/** The number of GET calls Redis itself has served, from INFO commandstats. */
+export async function backendGetCount(redis: TestRedis): Promise<number> {
+  const info = await redis.command('INFO', 'commandstats')
+  const text = Buffer.isBuffer(info) ? info.toString() : String(info)
+  const match = /cmdstat_get:calls=(\d+)/.exec(text)
+  return match ? Number(match[1]) : 0
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}

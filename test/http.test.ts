@@ -1,0 +1,219 @@
+import { connect } from 'node:net'
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { startHttpProxy, type TestHttpProxy } from './harness/proxy.js'
+import { backendGetCount, sleep, startRedis, type TestRedis } from './harness/redis-server.js'
+
+let redis: TestRedis
+let proxy: TestHttpProxy
+
+beforeAll(async () => {
+  redis = await startRedis()
+  proxy = await startHttpProxy(redis.url, { CACHE_CAPACITY: '1000', CACHE_GLOBAL_EXPIRY: '60000' })
+})
+
+afterAll(async () => {
+  await proxy?.close()
+  await redis?.stop()
+})
+
+beforeEach(async () => {
+  await redis.command('FLUSHALL')
+  proxy.service.clear()
+})
+
+describe('GET /get/{key} against a real redis-server', () => {
+  it('answers a miss from Redis, then the same key from the cache without asking Redis', async () => {
+    await redis.command('SET', 'greeting', 'hello')
+    const before = await backendGetCount(redis)
+
+    const first = await proxy.get('greeting')
+    expect(first.status).toBe(200)
+    expect(first.headers.get('x-cache')).toBe('MISS')
+    expect(await first.text()).toBe('hello')
+
+    const second = await proxy.get('greeting')
+    expect(second.headers.get('x-cache')).toBe('HIT')
+    expect(await second.text()).toBe('hello')
+    expect(await backendGetCount(redis)).toBe(before + 1)
+  })
+
+  it('answers 404 with "{key} not found!" and does not cache the miss', async () => {
+    const missing = await proxy.get('nope')
+    expect(missing.status).toBe(404)
+    expect(await missing.text()).toBe('nope not found!')
+
+    await redis.command('SET', 'nope', 'now here')
+    const later = await proxy.get('nope')
+    expect(later.status).toBe(200)
+    expect(await later.text()).toBe('now here')
+  })
+
+  it('returns all 256 byte values and a 1 MiB value byte for byte', async () => {
+    const every = Buffer.from(Array.from({ length: 256 }, (_, i) => i))
+    const big = Buffer.alloc(1024 * 1024)
+    for (let i = 0; i < big.length; i++) big[i] = (i * 31 + 7) & 0xff
+    await redis.command('SET', 'bin', every)
+    await redis.command('SET', 'big', big)
+
+    for (const round of ['MISS', 'HIT']) {
+      const res = await proxy.get('bin')
+      expect(res.headers.get('x-cache')).toBe(round)
+      expect(Buffer.from(await res.arrayBuffer()).equals(every)).toBe(true)
+      const large = await proxy.get('big')
+      expect(large.headers.get('x-cache')).toBe(round)
+      expect(Buffer.from(await large.arrayBuffer()).equals(big)).toBe(true)
+    }
+  })
+
+  it('treats the empty string as a value', async () => {
+    await redis.command('SET', 'empty', '')
+    const res = await proxy.get('empty')
+    expect(res.status).toBe(200)
+    expect(await res.text()).toBe('')
+  })
+
+  it('serves odd keys: slashes, spaces, percent signs, UTF-8 and binary bytes', async () => {
+    const keys = ['a/b/c', 'with space', '100%', 'ключ-🔑', 'q?x=1#frag', '']
+    for (const key of keys) await redis.command('SET', key, `v:${key}`)
+    for (const key of keys) {
+      const res = await proxy.get(key)
+      expect(res.status, key).toBe(200)
+      expect(await res.text()).toBe(`v:${key}`)
+    }
+    // A key that is not UTF-8 at all, asked for by its percent-encoded bytes.
+    await redis.command('SET', Buffer.from([0xff, 0x00, 0x0d, 0x0a]), 'raw')
+    const raw = await fetch(`${proxy.url}/get/%FF%00%0D%0A`)
+    expect(await raw.text()).toBe('raw')
+    // Unencoded slashes are part of the key too.
+    const slashed = await fetch(`${proxy.url}/get/a/b/c`)
+    expect(await slashed.text()).toBe('v:a/b/c')
+  })
+
+  it('rejects bad percent-encoding with 400', async () => {
+    const res = await fetch(`${proxy.url}/get/bad%zzkey`)
+    expect(res.status).toBe(400)
+  })
+
+  it('answers HEAD like GET without a body, and other methods with 405', async () => {
+    await redis.command('SET', 'h', 'abc')
+    const head = await fetch(`${proxy.url}/get/h`, { method: 'HEAD' })
+    expect(head.status).toBe(200)
+    expect(await head.text()).toBe('')
+    const post = await fetch(`${proxy.url}/get/h`, { method: 'POST' })
+    expect(post.status).toBe(405)
+    expect(post.headers.get('allow')).toBe('GET, HEAD')
+  })
+
+  it('reports its status as JSON on GET /', async () => {
+    const res = await fetch(`${proxy.url}/`)
+    expect(res.status).toBe(200)
+    const body = (await res.json()) as { status: string; backend: string }
+    expect(body.status).toBe('ok')
+    expect(body.backend).toBe('ready')
+  })
+
+  it('coalesces 20 concurrent misses of one key into one backend GET', async () => {
+    await redis.command('SET', 'hot', 'value')
+    const before = await backendGetCount(redis)
+    // Pause Redis so the first GET is still in flight when the other 19 arrive.
+    await redis.command('CLIENT', 'PAUSE', '300', 'ALL')
+    const answers = await Promise.all(Array.from({ length: 20 }, () => proxy.get('hot')))
+    const bodies = await Promise.all(answers.map((res) => res.text()))
+    expect(bodies).toEqual(Array(20).fill('value'))
+    expect(await backendGetCount(redis)).toBe(before + 1)
+  })
+
+  it('answers 502 for a WRONGTYPE key and does not cache the error', async () => {
+    await redis.command('LPUSH', 'list', 'x')
+    const before = await backendGetCount(redis)
+    for (let i = 0; i < 2; i++) {
+      const res = await proxy.get('list')
+      expect(res.status).toBe(502)
+      expect(await res.text()).toBe('Error getting key: list')
+    }
+    expect(await backendGetCount(redis)).toBe(before + 2)
+    await redis.command('DEL', 'list')
+    await redis.command('SET', 'list', 'fixed')
+    expect(await (await proxy.get('list')).text()).toBe('fixed')
+  })
+})
+
+describe('cache policy seen through Redis', () => {
+  let small: TestHttpProxy
+  beforeAll(async () => {
+    small = await startHttpProxy(redis.url, { CACHE_CAPACITY: '2', CACHE_GLOBAL_EXPIRY: '300' })
+  })
+  afterAll(async () => small?.close())
+
+  it('evicts the least recently read key when a new key arrives', async () => {
+    await redis.command('MSET', 'a', '1', 'b', '2', 'c', '3')
+    await small.get('a') // miss
+    await small.get('b') // miss
+    await small.get('a') // hit: a is now more recent than b
+    const before = await backendGetCount(redis)
+    await small.get('c') // miss: evicts b
+    expect((await small.get('a')).headers.get('x-cache')).toBe('HIT')
+    expect((await small.get('c')).headers.get('x-cache')).toBe('HIT')
+    expect((await small.get('b')).headers.get('x-cache')).toBe('MISS')
+    // c, then b again: 2 GETs reached Redis.
+    expect(await backendGetCount(redis)).toBe(before + 2)
+  })
+
+  it('expires a value after the global expiry, even if it was read meanwhile', async () => {
+    await redis.command('SET', 'e', 'old')
+    expect((await small.get('e')).headers.get('x-cache')).toBe('MISS')
+    await redis.command('SET', 'e', 'new')
+    await sleep(150)
+    const hit = await small.get('e')
+    expect(hit.headers.get('x-cache')).toBe('HIT')
+    expect(await hit.text()).toBe('old')
+    await sleep(200)
+    const fresh = await small.get('e')
+    expect(fresh.headers.get('x-cache')).toBe('MISS')
+    expect(await fresh.text()).toBe('new')
+  })
+})
+
+describe('client limit', () => {
+  it('answers the connection over MAX_CLIENTS with 503 and serves a freed slot again', async () => {
+    const limited = await startHttpProxy(redis.url, { MAX_CLIENTS: '2' })
+    try {
+      await redis.command('SET', 'k', 'v')
+      const first = await rawRequest(limited.port, '/get/k')
+      const second = await rawRequest(limited.port, '/get/k')
+      expect(first.response).toContain('200 OK')
+      expect(second.response).toContain('200 OK')
+      const third = await rawRequest(limited.port, '/get/k')
+      expect(third.response).toContain('503 Service Unavailable')
+      expect(third.closed).toBe(true)
+      first.socket.destroy()
+      await sleep(50)
+      const fourth = await rawRequest(limited.port, '/get/k')
+      expect(fourth.response).toContain('200 OK')
+      for (const conn of [second, third, fourth]) conn.socket.destroy()
+    } finally {
+      await limited.close()
+    }
+  })
+})
+
+/** One keep-alive request on its own socket, left open so it holds a client slot. */
+function rawRequest(
+  port: number,
+  path: string,
+): Promise<{ response: string; closed: boolean; socket: import('node:net').Socket }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1')
+    let response = ''
+    let closed = false
+    socket.on('error', reject)
+    socket.on('data', (chunk) => {
+      response += chunk.toString()
+    })
+    socket.on('end', () => {
+      closed = true
+    })
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n`)
+    setTimeout(() => resolve({ response, closed, socket }), 150)
+  })
+}
