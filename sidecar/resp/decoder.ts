@@ -1,0 +1,518 @@
+/**
+ * Server-side RESP request decoder: turns the bytes a client sends into
+ * commands (`Buffer[]` argument vectors), the way Redis's processInputBuffer
+ * does (src/networking.c: processMultibulkBuffer, processInlineBuffer).
+ *
+ * It is a push parser with continuation state in fields: `push(chunk)` walks a
+ * cursor over the chunk and calls `onCommand` once per complete command, so one
+ * chunk may carry many pipelined commands and one command may span many chunks
+ * (down to one byte per chunk). The result never depends on how the stream was
+ * cut into chunks: the same bytes give the same commands and the same error.
+ *
+ * Two request forms, chosen by the first byte of each request as Redis does:
+ * - multibulk (`*<n>\r\n` then n times `$<len>\r\n<bytes>\r\n`): binary-safe;
+ * - inline (anything else): a line ended by `\n` or `\r\n`, split like Redis's
+ *   sdssplitargs (blanks, "double quotes" with escapes, 'single quotes').
+ *
+ * Memory grows only with bytes actually received, never with what a client
+ * declared: a bulk collects `subarray()` slices of the incoming chunks and is
+ * concatenated once when complete; arguments are pushed as they arrive. The
+ * caller bounds a whole request (Redis's client-query-buffer-limit) by checking
+ * `bufferedBytes` after each push, and a request that never completes by its
+ * idle timeout: waiting for more bytes is not an error here.
+ */
+
+const LF = 10 // \n
+const CR = 13 // \r
+const SPACE = 32
+const TAB = 9
+const DOUBLE_QUOTE = 34 // "
+const DOLLAR = 36 // $
+const SINGLE_QUOTE = 39 // '
+const ASTERISK = 42 // *
+const MINUS = 45 // -
+const ZERO = 48 // 0
+const NINE = 57 // 9
+const BACKSLASH = 92 // \
+
+/** Decoder states; plain numbers so the dispatch `switch` stays cheap. */
+const REQUEST_START = 0 // before the first byte of a request
+const MULTIBULK_COUNT = 1 // inside `*<n>\r\n`, after the `*`
+const BULK_PREFIX = 2 // expecting the `$` of the next argument
+const BULK_COUNT = 3 // inside `$<len>\r\n`, after the `$`
+const BULK_DATA = 4 // inside the argument bytes
+const BULK_CR = 5 // argument complete, expecting its `\r`
+const BULK_LF = 6 // expecting the `\n` after it
+const INLINE = 7 // inside an inline line
+const DEAD = 8 // a ProtocolError was thrown; input is ignored
+
+/**
+ * Negative multibulk counts are ignored like `*0` (Redis accepts any down to
+ * LLONG_MIN); larger magnitudes than this are rejected so a count stays an
+ * exact JS number. No client sends either.
+ */
+const MAX_NEGATIVE_COUNT = 1e15
+
+const EMPTY = Buffer.alloc(0)
+
+/** The bytes a request may claim, checked as headers arrive. */
+export type DecoderLimits = {
+  /**
+   * Longest inline request line in bytes, counted up to its `\n`. Redis's
+   * PROTO_INLINE_MAX_SIZE.
+   * @default 65536
+   */
+  maxInlineLength: number
+  /**
+   * Largest bulk argument in bytes. Redis's proto-max-bulk-len.
+   * @default 536870912
+   */
+  maxBulkLength: number
+  /**
+   * Most arguments in one multibulk request. Redis allows up to INT_MAX; we
+   * bound it, as Redis itself did before 7.0.
+   * @default 1048576
+   */
+  maxArrayLength: number
+}
+
+export const DEFAULT_DECODER_LIMITS: Readonly<DecoderLimits> = Object.freeze({
+  maxInlineLength: 64 * 1024,
+  maxBulkLength: 512 * 1024 * 1024,
+  maxArrayLength: 1024 * 1024,
+})
+
+/**
+ * The client broke the protocol. `message` is what Redis puts after
+ * `-ERR Protocol error: `; the caller replies with that and closes the
+ * connection, as Redis does.
+ */
+export class ProtocolError extends Error {
+  override readonly name = 'ProtocolError'
+}
+
+/** Receives one command: its arguments, binary-safe, the command name first. */
+export type OnCommand = (args: Buffer[]) => void
+
+/**
+ * Push parser of client requests. One per connection.
+ *
+ * Arguments are often views (`subarray`) of the chunk passed to `push`, not
+ * copies: the common case, a whole command inside one chunk, copies nothing.
+ * A net.Socket hands out a fresh Buffer per 'data' event and never reuses it,
+ * so the views stay valid after the callback and may be retained. Two caveats:
+ * a caller that reuses its chunk buffers must copy the arguments it keeps; and
+ * a small view pins its whole chunk (up to 64 KiB), so copy what is kept long
+ * term, such as a key stored in a cache (`Buffer.from(arg)` or `toString()`).
+ */
+export class RequestDecoder {
+  readonly #maxInlineLength: number
+  readonly #maxBulkLength: number
+  readonly #maxArrayLength: number
+
+  #state = REQUEST_START
+
+  // `<n>\r\n` of a `*` or `$` header, parsed by hand as its bytes arrive.
+  #number = 0
+  #digits = 0
+  #negative = false
+  #sawCR = false
+
+  // The multibulk request being read.
+  #argsLeft = 0
+  #args: Buffer[] = []
+  #argsBytes = 0
+
+  // The bulk argument being read: slices of the chunks it arrived in.
+  #bulkLength = 0
+  #parts: Buffer[] = []
+  #partsBytes = 0
+  #completeBulk: Buffer = EMPTY
+
+  // The inline line being read, without its `\n`.
+  #lineParts: Buffer[] = []
+  #lineBytes = 0
+
+  /** @throws TypeError when a limit is not a positive integer. */
+  constructor(limits: Partial<DecoderLimits> = {}) {
+    const { maxInlineLength, maxBulkLength, maxArrayLength } = {
+      ...DEFAULT_DECODER_LIMITS,
+      ...limits,
+    }
+    this.#maxInlineLength = checkLimit('maxInlineLength', maxInlineLength)
+    // Buffer.concat cannot build more than buffer.constants.MAX_LENGTH bytes.
+    this.#maxBulkLength = checkLimit('maxBulkLength', maxBulkLength, 2 ** 32)
+    this.#maxArrayLength = checkLimit('maxArrayLength', maxArrayLength)
+  }
+
+  /**
+   * Bytes held for the request not yet complete: its arguments read so far,
+   * the partial bulk or inline line. Slack of the chunks that slices pin is
+   * not counted.
+   */
+  get bufferedBytes(): number {
+    return this.#argsBytes + this.#partsBytes + this.#completeBulk.length + this.#lineBytes
+  }
+
+  /**
+   * Feeds the next bytes of the stream. Calls `onCommand` once per command
+   * completed by them, in order, synchronously; `*0`, `*-1` and empty inline
+   * lines are no command, as in Redis. An incomplete tail is kept for the next
+   * push.
+   *
+   * Throws `ProtocolError` when the stream breaks the protocol, after
+   * delivering the commands before the fault. Any throw, including one from
+   * `onCommand`, kills the decoder: later pushes are ignored, since the stream
+   * position is lost. `onCommand` must not call `push` on the same decoder.
+   */
+  push(chunk: Buffer, onCommand: OnCommand): void {
+    if (this.#state === DEAD) return
+    try {
+      this.#decode(chunk, onCommand)
+    } catch (error) {
+      this.#die()
+      throw error
+    }
+  }
+
+  #decode(chunk: Buffer, onCommand: OnCommand): void {
+    const end = chunk.length
+    let pos = 0
+    while (pos < end) {
+      switch (this.#state) {
+        case REQUEST_START:
+          if (chunk[pos] === ASTERISK) {
+            pos++
+            this.#startNumber()
+            this.#state = MULTIBULK_COUNT
+          } else {
+            this.#state = INLINE
+          }
+          break
+
+        case MULTIBULK_COUNT: {
+          pos = this.#readNumber(chunk, pos, false)
+          if (pos < 0) return
+          const count = this.#number
+          if (count > 0) {
+            this.#argsLeft = count
+            this.#state = BULK_PREFIX
+          } else {
+            this.#state = REQUEST_START
+          }
+          break
+        }
+
+        case BULK_PREFIX: {
+          const byte = chunk[pos] as number
+          if (byte !== DOLLAR) {
+            throw new ProtocolError(`expected '$', got '${String.fromCharCode(byte)}'`)
+          }
+          pos++
+          this.#startNumber()
+          this.#state = BULK_COUNT
+          break
+        }
+
+        case BULK_COUNT:
+          pos = this.#readNumber(chunk, pos, true)
+          if (pos < 0) return
+          this.#bulkLength = this.#number
+          this.#state = BULK_DATA
+          break
+
+        case BULK_DATA: {
+          const missing = this.#bulkLength - this.#partsBytes
+          const available = end - pos
+          if (available >= missing + 2 && this.#parts.length === 0) {
+            // Fast path: the whole argument and its CRLF are in this chunk.
+            if (chunk[pos + missing] !== CR || chunk[pos + missing + 1] !== LF) {
+              throw new ProtocolError(BAD_BULK_END)
+            }
+            const arg = chunk.subarray(pos, pos + missing)
+            pos += missing + 2
+            this.#addArg(arg, onCommand)
+          } else if (available >= missing) {
+            const last = chunk.subarray(pos, pos + missing)
+            pos += missing
+            if (this.#parts.length === 0) {
+              this.#completeBulk = last
+            } else {
+              this.#parts.push(last)
+              this.#completeBulk = Buffer.concat(this.#parts, this.#bulkLength)
+              this.#parts = []
+              this.#partsBytes = 0
+            }
+            this.#state = BULK_CR
+          } else {
+            this.#parts.push(chunk.subarray(pos))
+            this.#partsBytes += available
+            return
+          }
+          break
+        }
+
+        case BULK_CR:
+          if (chunk[pos] !== CR) throw new ProtocolError(BAD_BULK_END)
+          pos++
+          this.#state = BULK_LF
+          break
+
+        case BULK_LF: {
+          if (chunk[pos] !== LF) throw new ProtocolError(BAD_BULK_END)
+          pos++
+          const arg = this.#completeBulk
+          this.#completeBulk = EMPTY
+          this.#addArg(arg, onCommand)
+          break
+        }
+
+        case INLINE:
+          pos = this.#readInline(chunk, pos, onCommand)
+          if (pos < 0) return
+          break
+
+        default:
+          return
+      }
+    }
+  }
+
+  #addArg(arg: Buffer, onCommand: OnCommand): void {
+    this.#args.push(arg)
+    if (--this.#argsLeft > 0) {
+      this.#argsBytes += arg.length
+      this.#state = BULK_PREFIX
+      return
+    }
+    const args = this.#args
+    this.#args = []
+    this.#argsBytes = 0
+    this.#state = REQUEST_START
+    onCommand(args)
+  }
+
+  #startNumber(): void {
+    this.#number = 0
+    this.#digits = 0
+    this.#negative = false
+    this.#sawCR = false
+  }
+
+  /**
+   * Continues a `<n>\r\n` header from `pos`. Returns the position after its
+   * `\n` with the value in `#number`, or -1 when the chunk ends first.
+   *
+   * Accepts what Redis's string2ll accepts (no `+`, no leading zeros, no
+   * `-0`) but fails on the first byte that cannot lead to a valid header
+   * instead of waiting for the `\r`: no bytes are buffered, and a header can
+   * never grow long (so Redis's "too big mbulk count string" cannot occur).
+   * Unlike Redis, the byte after the `\r` must be `\n`.
+   */
+  #readNumber(chunk: Buffer, pos: number, bulk: boolean): number {
+    const end = chunk.length
+    let value = this.#number
+    let digits = this.#digits
+    let limit = bulk
+      ? this.#maxBulkLength
+      : this.#negative
+        ? MAX_NEGATIVE_COUNT
+        : this.#maxArrayLength
+    while (pos < end) {
+      const byte = chunk[pos++] as number
+      if (byte >= ZERO && byte <= NINE && !this.#sawCR) {
+        // A leading zero must be the whole number, and `-0` is not a number.
+        if ((digits > 0 && value === 0) || (byte === ZERO && this.#negative)) {
+          throw invalidLength(bulk)
+        }
+        value = value * 10 + (byte - ZERO)
+        digits++
+        if (value > limit) throw invalidLength(bulk)
+      } else if (byte === CR && digits > 0 && !this.#sawCR) {
+        this.#sawCR = true
+      } else if (byte === LF && this.#sawCR) {
+        this.#number = this.#negative ? -value : value
+        return pos
+      } else if (byte === MINUS && !bulk && digits === 0 && !this.#negative) {
+        this.#negative = true
+        limit = MAX_NEGATIVE_COUNT
+      } else {
+        throw invalidLength(bulk)
+      }
+    }
+    this.#number = value
+    this.#digits = digits
+    return -1
+  }
+
+  /**
+   * Continues an inline line from `pos`. Returns the position after its `\n`,
+   * or -1 when the chunk ends first.
+   */
+  #readInline(chunk: Buffer, pos: number, onCommand: OnCommand): number {
+    const newline = chunk.indexOf(LF, pos)
+    const length = (newline < 0 ? chunk.length : newline) - pos
+    // Redis checks only while no `\n` has arrived; checking the completed line
+    // too keeps the outcome independent of where the chunks were cut.
+    if (this.#lineBytes + length > this.#maxInlineLength) {
+      throw new ProtocolError('too big inline request')
+    }
+    if (newline < 0) {
+      this.#lineParts.push(chunk.subarray(pos))
+      this.#lineBytes += length
+      return -1
+    }
+    let line = chunk.subarray(pos, newline)
+    if (this.#lineParts.length > 0) {
+      this.#lineParts.push(line)
+      line = Buffer.concat(this.#lineParts, this.#lineBytes + length)
+      this.#lineParts = []
+      this.#lineBytes = 0
+    }
+    this.#state = REQUEST_START
+    const args = splitArgs(line)
+    if (args.length > 0) onCommand(args)
+    return newline + 1
+  }
+
+  #die(): void {
+    this.#state = DEAD
+    this.#args = []
+    this.#argsBytes = 0
+    this.#parts = []
+    this.#partsBytes = 0
+    this.#completeBulk = EMPTY
+    this.#lineParts = []
+    this.#lineBytes = 0
+  }
+}
+
+/**
+ * Redis does not check the two bytes after a bulk argument; we do, since
+ * anything else there means the client and the server disagree on lengths.
+ */
+const BAD_BULK_END = 'expected CRLF after bulk argument'
+
+function invalidLength(bulk: boolean): ProtocolError {
+  return new ProtocolError(bulk ? 'invalid bulk length' : 'invalid multibulk length')
+}
+
+function checkLimit(name: string, value: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (!Number.isSafeInteger(value) || value < 1 || value > max) {
+    throw new TypeError(`Expected \`${name}\` to be an integer from 1 to ${max}, got \`${value}\``)
+  }
+  return value
+}
+
+/** C's isspace: the blanks sdssplitargs skips between arguments. */
+function isSpace(byte: number | undefined): boolean {
+  return byte === SPACE || (byte !== undefined && byte >= TAB && byte <= CR)
+}
+
+function isHexDigit(byte: number | undefined): byte is number {
+  return (
+    byte !== undefined &&
+    ((byte >= ZERO && byte <= NINE) || (byte >= 65 && byte <= 70) || (byte >= 97 && byte <= 102))
+  )
+}
+
+function hexValue(byte: number): number {
+  return byte <= NINE ? byte - ZERO : (byte | 0x20) - 87
+}
+
+/**
+ * Splits an inline request line like Redis's sdssplitargs. Arguments without
+ * quotes are views of `line`; quoted ones are copies with escapes resolved.
+ * One deviation: a NUL byte is an ordinary byte here, where C's string
+ * functions would end the line at it.
+ *
+ * @throws ProtocolError "unbalanced quotes in request" for an unterminated
+ * quote, or a closing quote followed by something other than a blank.
+ */
+export function splitArgs(line: Buffer): Buffer[] {
+  const args: Buffer[] = []
+  const end = line.length
+  let pos = 0
+  for (;;) {
+    while (pos < end && isSpace(line[pos])) pos++
+    if (pos >= end) return args
+    const start = pos
+    // Fast path: a plain token, returned as a view.
+    let byte = line[pos]
+    while (
+      byte !== undefined &&
+      byte !== SPACE &&
+      byte !== TAB &&
+      byte !== CR &&
+      byte !== LF &&
+      byte !== DOUBLE_QUOTE &&
+      byte !== SINGLE_QUOTE
+    ) {
+      byte = line[++pos]
+    }
+    if (byte !== DOUBLE_QUOTE && byte !== SINGLE_QUOTE) {
+      args.push(line.subarray(start, pos))
+      if (pos < end) pos++ // the blank that ended the token
+      continue
+    }
+    const [arg, next] = quotedToken(line, start, pos)
+    args.push(arg)
+    pos = next
+  }
+}
+
+/**
+ * Reads the token starting at `start` whose opening quote is at `quote`, the
+ * way sdssplitargs does: the bytes before the quote, then the quoted part,
+ * which ends the token. Returns the argument and the position after it.
+ */
+function quotedToken(line: Buffer, start: number, quote: number): [Buffer, number] {
+  const out: number[] = []
+  for (let i = start; i < quote; i++) out.push(line[i] as number)
+  const double = line[quote] === DOUBLE_QUOTE
+  for (let pos = quote + 1; ; pos++) {
+    const byte = line[pos] // undefined at the end of the line
+    const next = line[pos + 1]
+    if (byte === undefined) throw unbalancedQuotes()
+    if (byte === (double ? DOUBLE_QUOTE : SINGLE_QUOTE)) {
+      // A closing quote must end the token.
+      if (next !== undefined && !isSpace(next)) throw unbalancedQuotes()
+      return [Buffer.from(out), pos + 1]
+    }
+    if (byte !== BACKSLASH || next === undefined) {
+      out.push(byte)
+    } else if (!double) {
+      // Single quotes know one escape, \'.
+      if (next === SINGLE_QUOTE) pos++
+      out.push(next === SINGLE_QUOTE ? SINGLE_QUOTE : BACKSLASH)
+    } else if (next === 120 /* x */ && isHexDigit(line[pos + 2]) && isHexDigit(line[pos + 3])) {
+      out.push(hexValue(line[pos + 2] as number) * 16 + hexValue(line[pos + 3] as number))
+      pos += 3
+    } else {
+      out.push(escapedByte(next))
+      pos++
+    }
+  }
+}
+
+/** The byte a backslash escape inside double quotes stands for. */
+function escapedByte(byte: number): number {
+  switch (byte) {
+    case 110: // n
+      return LF
+    case 114: // r
+      return CR
+    case 116: // t
+      return TAB
+    case 98: // b
+      return 8
+    case 97: // a
+      return 7
+    default:
+      return byte
+  }
+}
+
+function unbalancedQuotes(): ProtocolError {
+  return new ProtocolError('unbalanced quotes in request')
+}

@@ -1,0 +1,146 @@
+/**
+ * RESP reply builders for the sidecar. Constant replies are encoded once at
+ * module load; a bulk reply is header + value + CRLF, and a large value is
+ * written without being copied.
+ *
+ * Returned Buffers may be shared (constants, cached headers): never mutate
+ * them.
+ */
+
+const CR = 13
+const LF = 10
+
+export const CRLF = Buffer.from('\r\n')
+export const OK = Buffer.from('+OK\r\n')
+export const PONG = Buffer.from('+PONG\r\n')
+/** RESP2 null: `$-1\r\n`. */
+export const NULL_BULK = Buffer.from('$-1\r\n')
+/** RESP3 null: `_\r\n`. */
+export const NULL_RESP3 = Buffer.from('_\r\n')
+export const EMPTY_ARRAY = Buffer.from('*0\r\n')
+
+/** Where replies go, in order: a net.Socket fits (`socket.write`). */
+export type ReplySink = { write(chunk: Uint8Array): unknown }
+
+/**
+ * Values shorter than this are copied into one Buffer with their header and
+ * CRLF: one write of a few KiB costs less than three stream writes (each a
+ * write request, and a syscall unless corked). Longer values are written as
+ * three parts so the value itself is never copied.
+ */
+export const BULK_COPY_THRESHOLD = 4096
+
+const CACHED_HEADERS = 1024
+const bulkHeaders: Buffer[] = Array.from({ length: CACHED_HEADERS }, (_, n) =>
+  Buffer.from(`$${n}\r\n`, 'latin1'),
+)
+
+/** `$<length>\r\n`; lengths below 1024 come from a cache. */
+export function bulkHeader(length: number): Buffer {
+  return bulkHeaders[length] ?? header('$', checkCount('length', length))
+}
+
+/** A bulk reply as one Buffer; copies the value. Use for small values. */
+export function encodeBulk(value: Uint8Array): Buffer {
+  const length = value.length
+  const head = bulkHeaders[length]
+  const headLength = head === undefined ? digitCount(length) + 3 : head.length
+  const out = Buffer.allocUnsafe(headLength + length + 2)
+  if (head === undefined) {
+    out.write(`$${length}\r\n`, 0, 'latin1')
+  } else {
+    head.copy(out, 0)
+  }
+  out.set(value, headLength)
+  out[headLength + length] = CR
+  out[headLength + length + 1] = LF
+  return out
+}
+
+/**
+ * Writes a bulk reply to `sink`: one write for a value under
+ * BULK_COPY_THRESHOLD bytes, else header, the value itself (not copied) and
+ * CRLF. Cork the socket around a batch of replies to send them in one syscall.
+ */
+export function writeBulk(sink: ReplySink, value: Uint8Array): void {
+  if (value.length < BULK_COPY_THRESHOLD) {
+    sink.write(encodeBulk(value))
+    return
+  }
+  sink.write(bulkHeader(value.length))
+  sink.write(value)
+  sink.write(CRLF)
+}
+
+/** A bulk reply of text, encoded as UTF-8. */
+export function bulkString(text: string): Buffer {
+  const length = Buffer.byteLength(text)
+  const headLength = digitCount(length) + 3
+  const out = Buffer.allocUnsafe(headLength + length + 2)
+  out.write(`$${length}\r\n`, 0, 'latin1')
+  out.write(text, headLength, 'utf8')
+  out[headLength + length] = CR
+  out[headLength + length + 1] = LF
+  return out
+}
+
+/** `+<text>\r\n`; CR and LF in `text` become spaces, so it stays one line. */
+export function simpleString(text: string): Buffer {
+  return Buffer.from(`+${oneLine(text)}\r\n`)
+}
+
+/**
+ * `-<message>\r\n`. The message starts with its error code (`ERR ...`,
+ * `WRONGTYPE ...`); CR and LF in it become spaces, as Redis does, since it
+ * may quote what a client sent.
+ */
+export function error(message: string): Buffer {
+  return Buffer.from(`-${oneLine(message)}\r\n`)
+}
+
+/** `:<n>\r\n`. */
+export function integer(n: number | bigint): Buffer {
+  if (typeof n === 'number' && !Number.isSafeInteger(n)) {
+    throw new TypeError(`Expected \`n\` to be a safe integer, got \`${n}\``)
+  }
+  return header(':', n)
+}
+
+/** `*<count>\r\n`, followed by `count` replies. */
+export function arrayHeader(count: number): Buffer {
+  return count === 0 ? EMPTY_ARRAY : header('*', checkCount('count', count))
+}
+
+/** RESP3 `%<count>\r\n`, followed by `count` key and value replies. */
+export function mapHeader(count: number): Buffer {
+  return header('%', checkCount('count', count))
+}
+
+/** The null reply of the connection's protocol version. */
+export function nullReply(resp3: boolean): Buffer {
+  return resp3 ? NULL_RESP3 : NULL_BULK
+}
+
+function header(prefix: string, n: number | bigint): Buffer {
+  return Buffer.from(`${prefix}${n}\r\n`, 'latin1')
+}
+
+function checkCount(name: string, n: number): number {
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw new TypeError(`Expected \`${name}\` to be an integer from 0 and up, got \`${n}\``)
+  }
+  return n
+}
+
+function digitCount(n: number): number {
+  let digits = 1
+  while (n >= 10) {
+    n = Math.floor(n / 10)
+    digits++
+  }
+  return digits
+}
+
+function oneLine(text: string): string {
+  return /[\r\n]/.test(text) ? text.replace(/[\r\n]/g, ' ') : text
+}
