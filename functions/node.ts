@@ -80,7 +80,9 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     async close() {
       if (draining) return
       draining = true
-      await new Promise<void>((resolve) => front.close(() => resolve()))
+      // net.Server#close calls back only once every connection has ended, so
+      // it is not awaited here: the loop below is what ends them.
+      const closed = new Promise<void>((resolve) => front.close(() => resolve()))
       // Responses sent from now on carry `Connection: close`; idle keep-alive
       // connections are closed now and again as requests in flight finish.
       const deadline = Date.now() + options.shutdownTimeoutMs
@@ -91,6 +93,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
       }
       for (const socket of sockets) socket.destroy()
       http.close()
+      await closed
     },
   }
 }

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { parseEnv } from 'node:util'
 import { cleanEnv, makeValidator, str } from 'envalid'
+import { MAX_CAPACITY } from './cache/lru-cache.js'
 
 /** Validated, frozen configuration. Built once at start-up; nothing reads process.env after. */
 export type Config = Readonly<{
@@ -64,7 +65,7 @@ const specs = {
   PROXY_PORT_HTTP: port({ default: 5000 }),
   PROXY_HOST_TCP: host({ default: '0.0.0.0' }),
   PROXY_PORT_TCP: port({ default: 4000 }),
-  CACHE_CAPACITY: integer(1, 100_000_000)({ default: 100_000 }),
+  CACHE_CAPACITY: integer(1, MAX_CAPACITY)({ default: 100_000 }),
   CACHE_GLOBAL_EXPIRY: integer(1)({ default: 60_000 }),
   MAX_CLIENTS: integer(1, 1_000_000)({ default: 10_000 }),
   MAX_PARALLEL: integer(1, 100_000)({ default: 256 }),

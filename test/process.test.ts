@@ -45,7 +45,7 @@ describe('the proxy process', () => {
     const { code } = await proxy.exited()
     expect(code).toBe(1)
     expect(proxy.logs().trim()).toBe(
-      'redis-proxy: Invalid CACHE_CAPACITY="0": expected an integer from 1 to 100000000',
+      'redis-proxy: Invalid CACHE_CAPACITY="0": expected an integer from 1 to 16777216',
     )
   })
 })

@@ -49,7 +49,7 @@ export type LruCacheOptions = {
 
 // V8 refuses to grow a Map past 2^24 entries; failing at construction beats a
 // RangeError from `set` once the cache fills up in production.
-const MAX_CAPACITY = 2 ** 24
+export const MAX_CAPACITY = 2 ** 24
 
 export class LruCache<V> {
   readonly capacity: number

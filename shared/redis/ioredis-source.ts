@@ -34,7 +34,11 @@ export function createIoredisSource(
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
     retryStrategy: backoff,
-    enableAutoPipelining: true,
+    // Off on purpose: ioredis's auto-pipelining keeps one batch in flight per
+    // connection and queues the rest until it returns, which caps backend
+    // concurrency below MAX_PARALLEL and lets one slow reply hold up every
+    // later key. Plain commands are written at once and Redis pipelines them.
+    enableAutoPipelining: false,
     // RESP2 works with every Redis-compatible backend (older servers, managed proxies).
     protocol: 2,
     lazyConnect: false,

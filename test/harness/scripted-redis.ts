@@ -1,0 +1,114 @@
+import { createServer, type Server, type Socket } from 'node:net'
+
+/**
+ * A scriptable RESP server for what a real redis-server cannot be made to do:
+ * answer each GET after a delay of the test's choosing, independently, so
+ * replies can overlap and come back out of order, while it records how many
+ * GETs were outstanding at once. Handshake commands get the replies ioredis
+ * and other clients accept. Requests must be multibulk (what clients send).
+ */
+export type ScriptedRedis = {
+  readonly port: number
+  readonly url: string
+  /** Most GETs received and not yet answered at any one moment. */
+  peakOutstanding(): number
+  /** GETs received so far, by key. */
+  gets(): string[]
+  close(): Promise<void>
+}
+
+export type ScriptedReply = { delayMs: number; value: string | null }
+
+export async function startScriptedRedis(
+  answer: (key: string) => ScriptedReply,
+): Promise<ScriptedRedis> {
+  let outstanding = 0
+  let peak = 0
+  const received: string[] = []
+  const sockets = new Set<Socket>()
+
+  const server: Server = createServer((socket) => {
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+    socket.on('error', () => {})
+    let buffered = Buffer.alloc(0)
+    // Replies on one connection must leave in request order even when their
+    // delays differ: each waits for the one before it.
+    let previous: Promise<void> = Promise.resolve()
+    socket.on('data', (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk])
+      for (;;) {
+        const parsed = parseCommand(buffered)
+        if (parsed === undefined) break
+        buffered = buffered.subarray(parsed.end)
+        if ((parsed.args[0] ?? '').toUpperCase() === 'QUIT') {
+          void previous.then(() => socket.end('+OK\r\n'))
+          return
+        }
+        const reply = respond(parsed.args)
+        const before = previous
+        previous = reply.then(async (bytes) => {
+          await before
+          if (!socket.destroyed) socket.write(bytes)
+        })
+      }
+    })
+  })
+
+  const respond = async (args: string[]): Promise<Buffer> => {
+    const name = (args[0] ?? '').toUpperCase()
+    if (name !== 'GET') {
+      if (name === 'INFO') return bulk('# Server\r\nredis_version:7.0.0\r\nloading:0\r\n')
+      if (name === 'PING') return Buffer.from('+PONG\r\n')
+      if (name === 'CLIENT' && (args[1] ?? '').toUpperCase() === 'ID') return Buffer.from(':1\r\n')
+      if (name === 'HELLO') return Buffer.from("-ERR unknown command 'HELLO'\r\n")
+      return Buffer.from('+OK\r\n')
+    }
+    const key = args[1] ?? ''
+    received.push(key)
+    outstanding++
+    peak = Math.max(peak, outstanding)
+    const { delayMs, value } = answer(key)
+    await new Promise((resolve) => setTimeout(resolve, delayMs))
+    outstanding--
+    return value === null ? Buffer.from('$-1\r\n') : bulk(value)
+  }
+
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const address = server.address()
+  const port = typeof address === 'object' && address !== null ? address.port : 0
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    peakOutstanding: () => peak,
+    gets: () => [...received],
+    close: () =>
+      new Promise((resolve) => {
+        for (const socket of sockets) socket.destroy()
+        server.close(() => resolve())
+      }),
+  }
+}
+
+function bulk(text: string): Buffer {
+  const bytes = Buffer.from(text)
+  return Buffer.concat([Buffer.from(`$${bytes.length}\r\n`), bytes, Buffer.from('\r\n')])
+}
+
+/** One `*<n>` multibulk command from the front of `buf`, or undefined when incomplete. */
+function parseCommand(buf: Buffer): { args: string[]; end: number } | undefined {
+  let eol = buf.indexOf('\r\n')
+  if (eol === -1) return undefined
+  const count = Number(buf.toString('latin1', 1, eol))
+  let at = eol + 2
+  const args: string[] = []
+  for (let i = 0; i < count; i++) {
+    eol = buf.indexOf('\r\n', at)
+    if (eol === -1) return undefined
+    const length = Number(buf.toString('latin1', at + 1, eol))
+    if (buf.length < eol + 2 + length + 2) return undefined
+    args.push(buf.toString('latin1', eol + 2, eol + 2 + length))
+    at = eol + 2 + length + 2
+  }
+  return { args, end: at }
+}

@@ -1,0 +1,40 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import { startHttpProxy, type TestHttpProxy } from './harness/proxy.js'
+import { type ScriptedRedis, startScriptedRedis } from './harness/scripted-redis.js'
+
+let backend: ScriptedRedis | undefined
+let proxy: TestHttpProxy | undefined
+
+afterEach(async () => {
+  await proxy?.close()
+  await backend?.close()
+  proxy = undefined
+  backend = undefined
+})
+
+describe('MAX_PARALLEL against a slow backend', () => {
+  it('keeps exactly MAX_PARALLEL backend GETs outstanding and answers every request', async () => {
+    backend = await startScriptedRedis((key) => ({ delayMs: 100, value: `v:${key}` }))
+    proxy = await startHttpProxy(backend.url, { MAX_PARALLEL: '4', MAX_QUEUE: '100' })
+    const keys = Array.from({ length: 20 }, (_, i) => `k${i}`)
+    const answers = await Promise.all(keys.map((key) => proxy?.get(key) as Promise<Response>))
+    expect(answers.map((res) => res.status)).toEqual(Array(20).fill(200))
+    expect(await Promise.all(answers.map((res) => res.text()))).toEqual(keys.map((k) => `v:${k}`))
+    expect(backend.peakOutstanding()).toBe(4)
+    expect(backend.gets().sort()).toEqual([...keys].sort())
+  })
+
+  it('answers 503 with Retry-After once the wait queue is full, and serves the rest', async () => {
+    backend = await startScriptedRedis((key) => ({ delayMs: 200, value: `v:${key}` }))
+    proxy = await startHttpProxy(backend.url, { MAX_PARALLEL: '2', MAX_QUEUE: '3' })
+    const answers = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => proxy?.get(`k${i}`) as Promise<Response>),
+    )
+    const statuses = answers.map((res) => res.status)
+    expect(statuses.filter((s) => s === 200)).toHaveLength(5)
+    const rejected = answers.filter((res) => res.status === 503)
+    expect(rejected).toHaveLength(5)
+    for (const res of rejected) expect(res.headers.get('retry-after')).toBe('1')
+    expect(backend.peakOutstanding()).toBe(2)
+  })
+})
