@@ -1,4 +1,5 @@
 import { startHttpServer } from './functions/node.js'
+import { startRespServer } from './sidecar/server.js'
 import { ConfigError, loadConfig, maskUrl, readEnv } from './shared/config.js'
 import { createService } from './shared/create-service.js'
 import { createLogger } from './shared/log.js'
@@ -8,7 +9,9 @@ type Closable = { close(): Promise<void> }
 
 /**
  * Runs the proxy: `node dist/main.js` starts every interface, `node dist/main.js http`
- * only the HTTP function. One process, one shutdown path for SIGTERM and SIGINT.
+ * only the HTTP function, `node dist/main.js resp` only the RESP sidecar. One
+ * process, one shutdown path for SIGTERM and SIGINT. Interfaces that read the
+ * same backing Redis share one service: one cache, one connection.
  */
 async function main(args: string[]): Promise<void> {
   let config: ReturnType<typeof loadConfig>
@@ -22,16 +25,17 @@ async function main(args: string[]): Promise<void> {
     throw err
   }
   const log = createLogger(config.logLevel)
-  const wanted = new Set(args.length > 0 ? args : ['http'])
+  const wanted = new Set(args.length > 0 ? args : ['http', 'resp'])
   for (const name of wanted) {
-    if (name !== 'http') {
-      process.stderr.write(`redis-proxy: unknown interface '${name}' (expected: http)\n`)
+    if (name !== 'http' && name !== 'resp') {
+      process.stderr.write(`redis-proxy: unknown interface '${name}' (expected: http, resp)\n`)
       process.exit(1)
     }
   }
   log.info('starting', {
     interfaces: [...wanted],
     http: { ...config.http, redisUrl: maskUrl(config.http.redisUrl) },
+    resp: { ...config.tcp, redisUrl: maskUrl(config.tcp.redisUrl) },
     cache: config.cache,
     maxClients: config.maxClients,
     maxParallel: config.maxParallel,
@@ -39,21 +43,42 @@ async function main(args: string[]): Promise<void> {
     redis: config.redis,
   })
 
-  const services: ReadThrough[] = []
+  const services = new Map<string, ReadThrough>()
+  const serviceFor = (redisUrl: string): ReadThrough => {
+    let service = services.get(redisUrl)
+    if (service === undefined) {
+      service = createService(config, redisUrl, log)
+      services.set(redisUrl, service)
+    }
+    return service
+  }
   const servers: Closable[] = []
   try {
-    const service = createService(config, config.http.redisUrl, log)
-    services.push(service)
-    servers.push(
-      await startHttpServer({
-        service,
-        host: config.http.host,
-        port: config.http.port,
-        maxClients: config.maxClients,
-        shutdownTimeoutMs: config.shutdownTimeoutMs,
-        log,
-      }),
-    )
+    if (wanted.has('http')) {
+      servers.push(
+        await startHttpServer({
+          service: serviceFor(config.http.redisUrl),
+          host: config.http.host,
+          port: config.http.port,
+          maxClients: config.maxClients,
+          shutdownTimeoutMs: config.shutdownTimeoutMs,
+          log,
+        }),
+      )
+    }
+    if (wanted.has('resp')) {
+      servers.push(
+        await startRespServer({
+          service: serviceFor(config.tcp.redisUrl),
+          host: config.tcp.host,
+          port: config.tcp.port,
+          maxClients: config.maxClients,
+          idleTimeoutMs: config.tcp.idleTimeoutMs,
+          shutdownTimeoutMs: config.shutdownTimeoutMs,
+          log,
+        }),
+      )
+    }
   } catch (err) {
     log.error('start-up failed', { error: (err as Error).message })
     process.exit(1)
@@ -65,7 +90,7 @@ async function main(args: string[]): Promise<void> {
     stopping = true
     log.info('shutting down', { signal })
     await Promise.all(servers.map((server) => server.close()))
-    await Promise.all(services.map((service) => service.source.close()))
+    await Promise.all([...services.values()].map((service) => service.source.close()))
     log.info('stopped')
     process.exit(0)
   }

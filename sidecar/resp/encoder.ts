@@ -92,10 +92,11 @@ export function simpleString(text: string): Buffer {
 /**
  * `-<message>\r\n`. The message starts with its error code (`ERR ...`,
  * `WRONGTYPE ...`); CR and LF in it become spaces, as Redis does, since it
- * may quote what a client sent.
+ * may quote what a client sent. `latin1` for a message built from byte
+ * strings (client arguments as sent), so their bytes go back unchanged.
  */
-export function error(message: string): Buffer {
-  return Buffer.from(`-${oneLine(message)}\r\n`)
+export function error(message: string, encoding: 'utf8' | 'latin1' = 'utf8'): Buffer {
+  return Buffer.from(`-${oneLine(message)}\r\n`, encoding)
 }
 
 /** `:<n>\r\n`. */
@@ -143,4 +144,46 @@ function digitCount(n: number): number {
 
 function oneLine(text: string): string {
   return /[\r\n]/.test(text) ? text.replace(/[\r\n]/g, ' ') : text
+}
+
+/**
+ * A structured reply for the rarely used commands (HELLO, COMMAND, INFO):
+ * strings are bulk strings, `{ simple }` a status line, numbers integers,
+ * `null` the protocol's null, arrays arrays, and a `Map` a RESP3 map (a flat
+ * array of key, value, key, value in RESP2, as Redis sends it).
+ */
+export type Structured =
+  | string
+  | number
+  | null
+  | { simple: string }
+  | Structured[]
+  | Map<string, Structured>
+
+/** Encodes a Structured reply for a connection of the given protocol version. */
+export function encodeStructured(value: Structured, resp3: boolean): Buffer {
+  const parts: Buffer[] = []
+  appendStructured(parts, value, resp3)
+  return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts)
+}
+
+function appendStructured(parts: Buffer[], value: Structured, resp3: boolean): void {
+  if (value === null) {
+    parts.push(nullReply(resp3))
+  } else if (typeof value === 'string') {
+    parts.push(bulkString(value))
+  } else if (typeof value === 'number') {
+    parts.push(integer(value))
+  } else if (Array.isArray(value)) {
+    parts.push(arrayHeader(value.length))
+    for (const item of value) appendStructured(parts, item, resp3)
+  } else if (value instanceof Map) {
+    parts.push(resp3 ? mapHeader(value.size) : arrayHeader(value.size * 2))
+    for (const [key, item] of value) {
+      parts.push(bulkString(key))
+      appendStructured(parts, item, resp3)
+    }
+  } else {
+    parts.push(simpleString(value.simple))
+  }
 }

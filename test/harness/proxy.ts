@@ -3,6 +3,8 @@ import { type Config, loadConfig } from '../../shared/config.js'
 import { createService } from '../../shared/create-service.js'
 import { silentLogger } from '../../shared/log.js'
 import type { ReadThrough } from '../../shared/read-through.js'
+import type { ConnectionLimits } from '../../sidecar/connection.js'
+import { type RespServerHandle, startRespServer } from '../../sidecar/server.js'
 
 export type TestHttpProxy = {
   readonly url: string
@@ -50,5 +52,44 @@ export async function waitReady(service: ReadThrough, timeoutMs = 5000): Promise
   while (service.source.state() !== 'ready') {
     if (Date.now() > deadline) throw new Error(`backend not ready: ${service.source.state()}`)
     await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
+export type TestRespProxy = {
+  readonly port: number
+  readonly url: string
+  readonly service: ReadThrough
+  readonly server: RespServerHandle
+  close(): Promise<void>
+}
+
+/** The RESP sidecar in this process on an ephemeral port, configured through the env names users set. */
+export async function startRespProxy(
+  redisUrl: string,
+  env: Record<string, string> = {},
+  limits?: Partial<ConnectionLimits>,
+): Promise<TestRespProxy> {
+  const config = loadConfig({ REDIS_URL: redisUrl, LOG_LEVEL: 'silent', ...env })
+  const service = createService(config, config.tcp.redisUrl, silentLogger)
+  await waitReady(service)
+  const server = await startRespServer({
+    service,
+    host: '127.0.0.1',
+    port: 0,
+    maxClients: config.maxClients,
+    idleTimeoutMs: config.tcp.idleTimeoutMs,
+    shutdownTimeoutMs: config.shutdownTimeoutMs,
+    log: silentLogger,
+    ...(limits === undefined ? {} : { limits }),
+  })
+  return {
+    port: server.port,
+    url: `redis://127.0.0.1:${server.port}`,
+    service,
+    server,
+    async close() {
+      await server.close()
+      await service.source.close()
+    },
   }
 }

@@ -124,7 +124,8 @@ export function sendCommand(port: number, args: (string | Buffer)[]): Promise<Re
   })
 }
 
-function parseReply(buf: Buffer, at: number): { value: RespValue; end: number } | undefined {
+/** One reply from `buf` at `at`, or undefined while incomplete (RESP2 plus RESP3 null and map). */
+export function parseReply(buf: Buffer, at: number): { value: RespValue; end: number } | undefined {
   const eol = buf.indexOf('\r\n', at)
   if (eol === -1) return undefined
   const type = String.fromCharCode(buf[at] ?? 0)
@@ -142,8 +143,11 @@ function parseReply(buf: Buffer, at: number): { value: RespValue; end: number } 
       if (buf.length < eol + 2 + len + 2) return undefined
       return { value: buf.subarray(eol + 2, eol + 2 + len), end: eol + 2 + len + 2 }
     }
+    case '_':
+      return { value: null, end: eol + 2 }
+    case '%':
     case '*': {
-      const count = Number(line)
+      const count = Number(line) * (type === '%' ? 2 : 1)
       if (count < 0) return { value: null, end: eol + 2 }
       const items: RespValue[] = []
       let end = eol + 2

@@ -1,0 +1,236 @@
+import {
+  bulkHeader,
+  bulkString,
+  CRLF,
+  encodeStructured,
+  error,
+  OK,
+  PONG,
+  type Structured,
+  simpleString,
+} from '../resp/encoder.js'
+import type { Command, CommandContext, Reply, Session } from './types.js'
+
+/** The Redis version whose replies the sidecar reproduces, reported by HELLO and INFO. */
+export const REDIS_VERSION = '7.0.0'
+
+const RESET = simpleString('RESET')
+
+export const ping: Command = {
+  name: 'ping',
+  arity: -1,
+  flags: ['fast'],
+  keys: [0, 0, 0],
+  group: 'connection',
+  since: '1.0.0',
+  summary: 'Returns PONG, or the message given.',
+  run(_ctx, args) {
+    if (args.length > 2) return wrongArity('ping')
+    return args.length === 2 ? rawBulk(args[1] as Buffer) : PONG
+  },
+}
+
+export const echo: Command = {
+  name: 'echo',
+  arity: 2,
+  flags: ['fast'],
+  keys: [0, 0, 0],
+  group: 'connection',
+  since: '1.0.0',
+  summary: 'Returns the message given.',
+  run: (_ctx, args) => rawBulk(args[1] as Buffer),
+}
+
+export const quit: Command = {
+  name: 'quit',
+  arity: -1,
+  flags: ['fast'],
+  keys: [0, 0, 0],
+  group: 'connection',
+  since: '1.0.0',
+  summary: 'Closes the connection once the replies owed are sent.',
+  run(ctx) {
+    ctx.session.quitting = true
+    return OK
+  },
+}
+
+export const select: Command = {
+  name: 'select',
+  arity: 2,
+  flags: ['fast'],
+  keys: [0, 0, 0],
+  group: 'connection',
+  since: '1.0.0',
+  summary: 'Selects database 0, the only one the proxy serves.',
+  run(_ctx, args) {
+    const index = parseInteger(args[1] as Buffer)
+    if (index === null) return error('ERR value is not an integer or out of range')
+    return index === 0 ? OK : error('ERR DB index is out of range')
+  },
+}
+
+export const reset: Command = {
+  name: 'reset',
+  arity: 1,
+  flags: ['fast'],
+  keys: [0, 0, 0],
+  group: 'connection',
+  since: '6.2.0',
+  summary: 'Resets the connection: RESP2, no name.',
+  run(ctx) {
+    resetSession(ctx.session)
+    return RESET
+  },
+}
+
+export function resetSession(session: Session): void {
+  session.resp3 = false
+  session.name = null
+  session.libName = null
+  session.libVer = null
+}
+
+export const hello: Command = {
+  name: 'hello',
+  arity: -1,
+  flags: ['fast'],
+  keys: [0, 0, 0],
+  group: 'connection',
+  since: '6.0.0',
+  summary: 'Negotiates the protocol version (2 or 3) and returns server facts.',
+  run(ctx, args) {
+    let resp3 = ctx.session.resp3
+    let name: string | undefined
+    if (args.length >= 2) {
+      const version = parseInteger(args[1] as Buffer)
+      if (version === null) return error('ERR Protocol version is not an integer or out of range')
+      if (version !== 2 && version !== 3) return error('NOPROTO unsupported protocol version')
+      resp3 = version === 3
+      for (let i = 2; i < args.length; i++) {
+        const option = (args[i] as Buffer).toString('latin1').toLowerCase()
+        const left = args.length - i - 1
+        if (option === 'auth' && left >= 2) {
+          // The proxy has no users: like a Redis whose default user is nopass,
+          // any credentials are accepted.
+          i += 2
+        } else if (option === 'setname' && left >= 1) {
+          name = (args[++i] as Buffer).toString('latin1')
+          if (!validClientName(name)) return error(BAD_CLIENT_NAME)
+        } else {
+          return error(`ERR Syntax error in HELLO option '${(args[i] as Buffer).toString()}'`)
+        }
+      }
+    }
+    ctx.session.resp3 = resp3
+    if (name !== undefined) ctx.session.name = name === '' ? null : name
+    const facts = new Map<string, Structured>([
+      ['server', 'redis'],
+      ['version', REDIS_VERSION],
+      ['proto', resp3 ? 3 : 2],
+      ['id', ctx.session.id],
+      ['mode', 'standalone'],
+      ['role', 'master'],
+      ['modules', []],
+    ])
+    return encodeStructured(facts, resp3)
+  },
+}
+
+const BAD_CLIENT_NAME = 'ERR Client names cannot contain spaces, newlines or special characters.'
+
+export const client: Command = {
+  name: 'client',
+  arity: -2,
+  flags: [],
+  keys: [0, 0, 0],
+  group: 'connection',
+  since: '2.4.0',
+  summary: 'Connection facts: ID, SETNAME, GETNAME, SETINFO, INFO.',
+  run(ctx, args) {
+    const sub = (args[1] as Buffer).toString('latin1').toLowerCase()
+    const session = ctx.session
+    const arity = CLIENT_ARITY[sub]
+    if (arity === undefined) {
+      return error(
+        `ERR unknown subcommand '${(args[1] as Buffer).toString().slice(0, 128)}'. Try CLIENT HELP.`,
+      )
+    }
+    if (args.length !== arity) return wrongArity(`client|${sub}`)
+    switch (sub) {
+      case 'id':
+        return encodeStructured(session.id, false)
+      case 'getname':
+        return session.name === null
+          ? encodeStructured(null, session.resp3)
+          : bulkString(session.name)
+      case 'setname': {
+        const name = (args[2] as Buffer).toString('latin1')
+        if (!validClientName(name)) return error(BAD_CLIENT_NAME)
+        session.name = name === '' ? null : name
+        return OK
+      }
+      case 'setinfo': {
+        const attr = (args[2] as Buffer).toString('latin1').toLowerCase()
+        const value = (args[3] as Buffer).toString('latin1')
+        if (attr !== 'lib-name' && attr !== 'lib-ver') {
+          return error(`ERR Unrecognized option '${(args[2] as Buffer).toString()}'`)
+        }
+        if (!validClientName(value)) {
+          return error(`ERR ${attr} cannot contain spaces, newlines or special characters.`)
+        }
+        if (attr === 'lib-name') session.libName = value
+        else session.libVer = value
+        return OK
+      }
+      default:
+        return bulkString(`${clientInfoLine(ctx)}\n`)
+    }
+  },
+}
+
+const CLIENT_ARITY: Record<string, number | undefined> = {
+  id: 2,
+  getname: 2,
+  setname: 3,
+  setinfo: 4,
+  info: 2,
+}
+
+/** CLIENT INFO's line: the fields that mean something for a proxy connection. */
+export function clientInfoLine({ session }: CommandContext): string {
+  return [
+    `id=${session.id}`,
+    `addr=${session.addr}`,
+    `name=${session.name ?? ''}`,
+    'db=0',
+    `resp=${session.resp3 ? 3 : 2}`,
+    `lib-name=${session.libName ?? ''}`,
+    `lib-ver=${session.libVer ?? ''}`,
+  ].join(' ')
+}
+
+/** Redis allows names of printable ASCII without spaces; empty clears the name. */
+function validClientName(name: string): boolean {
+  for (let i = 0; i < name.length; i++) {
+    const code = name.charCodeAt(i)
+    if (code < 33 || code > 126) return false
+  }
+  return true
+}
+
+/** Redis's own wording, with the command's lower-case full name (`client|setname`). */
+export function wrongArity(fullName: string): Reply {
+  return error(`ERR wrong number of arguments for '${fullName}' command`)
+}
+
+/** A base-10 integer as Redis's string2ll reads it, or null. */
+export function parseInteger(bytes: Buffer): number | null {
+  const text = bytes.toString('latin1')
+  if (!/^-?(0|[1-9][0-9]{0,15})$/.test(text)) return null
+  return Number(text)
+}
+
+function rawBulk(bytes: Buffer): Reply {
+  return [bulkHeader(bytes.length), bytes, CRLF]
+}

@@ -1,0 +1,48 @@
+import type { ReadThrough } from '../../shared/read-through.js'
+
+/**
+ * An encoded reply: one buffer, or parts written in order (a large bulk value
+ * goes out as header, value, CRLF so the value is never copied).
+ */
+export type Reply = Uint8Array | Uint8Array[]
+
+/** Per-connection state the commands read and change. */
+export type Session = {
+  readonly id: number
+  readonly addr: string
+  /** RESP3 once `HELLO 3` was accepted; RESP2 otherwise. */
+  resp3: boolean
+  name: string | null
+  libName: string | null
+  libVer: string | null
+  /** Set by QUIT: reply, flush what is owed, then close. */
+  quitting: boolean
+}
+
+/** What the process knows about itself, for INFO and CLIENT. */
+export type ServerView = {
+  readonly service: ReadThrough
+  readonly port: number
+  readonly maxClients: number
+  readonly startedAt: number
+  connections(): number
+  /** Counters kept by the server for INFO's stats section. */
+  readonly totals: { connections: number; commands: number; rejected: number }
+}
+
+export type CommandContext = { readonly session: Session; readonly server: ServerView }
+
+/**
+ * One command: its COMMAND metadata and its handler. `arity` follows Redis:
+ * positive is exact, negative is a minimum, both counting the name.
+ */
+export type Command = {
+  readonly name: string
+  readonly arity: number
+  readonly flags: readonly string[]
+  readonly keys: readonly [first: number, last: number, step: number]
+  readonly group: string
+  readonly since: string
+  readonly summary: string
+  run(ctx: CommandContext, args: Buffer[]): Reply | Promise<Reply>
+}

@@ -1,0 +1,246 @@
+import type { Socket } from 'node:net'
+import type { Logger } from '../shared/log.js'
+import { dispatch } from './commands/index.js'
+import type { CommandContext, Reply, ServerView, Session } from './commands/types.js'
+import { ProtocolError, RequestDecoder } from './resp/decoder.js'
+import { error } from './resp/encoder.js'
+
+/** Bounds that keep one client from holding the process's memory. */
+export type ConnectionLimits = {
+  /**
+   * Bytes of one request held while it arrives (Redis's
+   * client-query-buffer-limit). Beyond it the client gets a protocol error.
+   * @default 1073741824
+   */
+  maxRequestBytes: number
+  /**
+   * Replies owed but not yet answered (slow backend reads), or bytes written
+   * but not yet taken by the client, beyond which its socket is no longer
+   * read until they drain: a client that writes faster than it reads is
+   * paused, not buffered without bound.
+   * @default 4096
+   */
+  maxPendingReplies: number
+  /** @default 4194304 */
+  maxUnsentBytes: number
+}
+
+export const DEFAULT_CONNECTION_LIMITS: Readonly<ConnectionLimits> = Object.freeze({
+  maxRequestBytes: 1024 * 1024 * 1024,
+  maxPendingReplies: 4096,
+  maxUnsentBytes: 4 * 1024 * 1024,
+})
+
+const END_GRACE_MS = 2000
+
+/** A reply slot in the per-connection FIFO; `reply` is set once the answer is known. */
+type Slot = { reply: Reply | undefined }
+
+/**
+ * One client socket: decode -> dispatch -> replies in request order.
+ *
+ * Cache hits are answered synchronously; a reply that must wait for the
+ * backend takes a slot in a FIFO, and every later reply queues behind it, so
+ * replies leave in request order even when backend answers do not arrive in
+ * order, while the reads themselves run in parallel. All replies produced by
+ * one incoming chunk are written between cork() and uncork(): one syscall
+ * for a whole pipeline of hits.
+ */
+export class Connection {
+  readonly session: Session
+  readonly #socket: Socket
+  readonly #ctx: CommandContext
+  readonly #decoder = new RequestDecoder()
+  readonly #limits: ConnectionLimits
+  readonly #log: Logger
+  readonly #server: ServerView
+  // FIFO of replies not yet written; dequeued by moving #head, never shift().
+  #slots: Slot[] = []
+  #head = 0
+  #paused = false
+  /** No more commands are read: after QUIT, a protocol error, or shutdown. */
+  #ending = false
+  #closed = false
+  readonly #onClosed: () => void
+
+  constructor(options: {
+    socket: Socket
+    id: number
+    server: ServerView
+    log: Logger
+    limits?: Partial<ConnectionLimits>
+    idleTimeoutMs?: number
+    onClosed: () => void
+  }) {
+    const socket = options.socket
+    this.#socket = socket
+    this.#server = options.server
+    this.#log = options.log
+    this.#limits = { ...DEFAULT_CONNECTION_LIMITS, ...options.limits }
+    this.#onClosed = options.onClosed
+    this.session = {
+      id: options.id,
+      addr: `${socket.remoteAddress}:${socket.remotePort}`,
+      resp3: false,
+      name: null,
+      libName: null,
+      libVer: null,
+      quitting: false,
+    }
+    this.#ctx = { session: this.session, server: options.server }
+
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk))
+    socket.on('drain', () => this.#maybeResume())
+    // A reset by the client is routine; the socket closes right after.
+    socket.on('error', () => {})
+    socket.on('close', () => this.#onClose())
+    if (options.idleTimeoutMs !== undefined && options.idleTimeoutMs > 0) {
+      socket.setTimeout(options.idleTimeoutMs, () => socket.destroy())
+    }
+  }
+
+  /** Stops reading; answers what was already received, then closes. */
+  shutdown(): void {
+    if (this.#ending) return
+    this.#ending = true
+    this.#endIfFlushed()
+  }
+
+  destroy(): void {
+    this.#socket.destroy()
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.#ending) return
+    const socket = this.#socket
+    socket.cork()
+    try {
+      this.#decoder.push(chunk, this.#onCommand)
+      if (this.#decoder.bufferedBytes > this.#limits.maxRequestBytes) {
+        this.#fail('ERR Protocol error: too big request')
+      }
+    } catch (err) {
+      if (err instanceof ProtocolError) {
+        this.#fail(`ERR Protocol error: ${err.message}`)
+      } else {
+        this.#log.error('resp connection failed', { error: String(err) })
+        this.#fail('ERR internal error')
+      }
+    }
+    socket.uncork()
+    if (
+      !this.#paused &&
+      (this.#slots.length - this.#head > this.#limits.maxPendingReplies ||
+        socket.writableLength > this.#limits.maxUnsentBytes)
+    ) {
+      this.#paused = true
+      socket.pause()
+    }
+  }
+
+  // An arrow property: one function per connection, not one per command.
+  readonly #onCommand = (args: Buffer[]): void => {
+    if (this.#ending) return
+    this.#server.totals.commands++
+    let reply: Reply | Promise<Reply>
+    try {
+      reply = dispatch(this.#ctx, args)
+    } catch (err) {
+      this.#log.error('resp command failed', { error: String(err) })
+      reply = error('ERR internal error')
+    }
+    if (this.session.quitting) this.#ending = true
+    if (reply instanceof Promise) {
+      const slot: Slot = { reply: undefined }
+      this.#slots.push(slot)
+      reply.then(
+        (answer) => this.#settle(slot, answer),
+        (err: unknown) => {
+          this.#log.error('resp command failed', { error: String(err) })
+          this.#settle(slot, error('ERR internal error'))
+        },
+      )
+    } else if (this.#head === this.#slots.length) {
+      this.#write(reply)
+    } else {
+      this.#slots.push({ reply })
+    }
+    if (this.#ending) this.#endIfFlushed()
+  }
+
+  /** Replies, in order, to what came before; then a protocol error and the close. */
+  #fail(message: string): void {
+    this.#ending = true
+    const reply = error(message)
+    if (this.#head === this.#slots.length) this.#write(reply)
+    else this.#slots.push({ reply })
+    this.#endIfFlushed()
+  }
+
+  #settle(slot: Slot, reply: Reply): void {
+    slot.reply = reply
+    if (this.#closed) return
+    const slots = this.#slots
+    if (slots[this.#head] !== slot) return
+    const socket = this.#socket
+    socket.cork()
+    while (this.#head < slots.length) {
+      const next = slots[this.#head] as Slot
+      if (next.reply === undefined) break
+      this.#write(next.reply)
+      slots[this.#head++] = undefined as unknown as Slot
+    }
+    socket.uncork()
+    if (this.#head === slots.length) {
+      slots.length = 0
+      this.#head = 0
+    } else if (this.#head > 1024 && this.#head * 2 > slots.length) {
+      this.#slots = slots.slice(this.#head)
+      this.#head = 0
+    }
+    this.#maybeResume()
+    this.#endIfFlushed()
+  }
+
+  #write(reply: Reply): void {
+    if (this.#closed) return
+    const socket = this.#socket
+    if (Array.isArray(reply)) {
+      for (const part of reply) socket.write(part)
+    } else {
+      socket.write(reply)
+    }
+  }
+
+  #maybeResume(): void {
+    if (
+      !this.#paused ||
+      this.#ending ||
+      this.#slots.length - this.#head > this.#limits.maxPendingReplies / 2 ||
+      this.#socket.writableLength > this.#limits.maxUnsentBytes / 2
+    ) {
+      return
+    }
+    this.#paused = false
+    this.#socket.resume()
+  }
+
+  #endIfFlushed(): void {
+    if (!this.#ending || this.#closed || this.#head !== this.#slots.length) return
+    const socket = this.#socket
+    if (socket.writableEnded) return
+    // Bytes still arriving are read and dropped, so the client's close is
+    // seen; one that never closes its side is cut off after a grace period.
+    socket.resume()
+    socket.end()
+    setTimeout(() => socket.destroy(), END_GRACE_MS).unref()
+  }
+
+  #onClose(): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.#slots = []
+    this.#head = 0
+    this.#onClosed()
+  }
+}

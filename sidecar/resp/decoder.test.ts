@@ -1,0 +1,286 @@
+import fc from 'fast-check'
+import { describe, expect, it } from 'vitest'
+import { type DecoderLimits, ProtocolError, RequestDecoder, splitArgs } from './decoder.js'
+
+type Outcome = { commands: string[][]; error?: string; buffered: number }
+
+/** Feeds `chunks` to a fresh decoder and records commands (as latin1 text) and the error. */
+function decode(chunks: Buffer[], limits: Partial<DecoderLimits> = {}): Outcome {
+  const decoder = new RequestDecoder(limits)
+  const commands: string[][] = []
+  let error: string | undefined
+  for (const chunk of chunks) {
+    try {
+      decoder.push(chunk, (args) => commands.push(args.map((arg) => arg.toString('latin1'))))
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err
+      error ??= err.message
+    }
+  }
+  return error === undefined
+    ? { commands, buffered: decoder.bufferedBytes }
+    : { commands, error, buffered: decoder.bufferedBytes }
+}
+
+/** The same bytes whole, one byte at a time, and cut in two at every boundary. */
+function everySplit(bytes: Buffer): Buffer[][] {
+  const splits: Buffer[][] = [[bytes], Array.from(bytes, (byte) => Buffer.from([byte]))]
+  for (let cut = 1; cut < bytes.length; cut++) {
+    splits.push([bytes.subarray(0, cut), bytes.subarray(cut)])
+  }
+  return splits
+}
+
+const b = (text: string) => Buffer.from(text, 'latin1')
+
+type Case = {
+  name: string
+  input: string
+  commands: string[][]
+  error?: string
+  limits?: Partial<DecoderLimits>
+}
+
+const cases: Case[] = [
+  {
+    name: 'one multibulk command',
+    input: '*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n',
+    commands: [['GET', 'key']],
+  },
+  {
+    name: 'pipelined commands in one stream',
+    input: '*2\r\n$3\r\nGET\r\n$1\r\na\r\n*2\r\n$3\r\nGET\r\n$1\r\nb\r\n*1\r\n$4\r\nPING\r\n',
+    commands: [['GET', 'a'], ['GET', 'b'], ['PING']],
+  },
+  {
+    name: 'binary-safe arguments (CR, LF, NUL, high bytes)',
+    input: '*2\r\n$3\r\nGET\r\n$6\r\n\r\n\0\xff*$\r\n',
+    commands: [['GET', '\r\n\0\xff*$']],
+  },
+  {
+    name: 'an empty bulk argument',
+    input: '*2\r\n$3\r\nGET\r\n$0\r\n\r\n',
+    commands: [['GET', '']],
+  },
+  { name: '*0 is no command', input: '*0\r\n*1\r\n$4\r\nPING\r\n', commands: [['PING']] },
+  {
+    name: 'a negative count is no command',
+    input: '*-1\r\n*1\r\n$4\r\nPING\r\n',
+    commands: [['PING']],
+  },
+  { name: 'an inline command', input: 'GET key\r\n', commands: [['GET', 'key']] },
+  { name: 'an inline command ended by LF alone', input: 'PING\n', commands: [['PING']] },
+  { name: 'inline blanks are skipped', input: '  GET \t key  \r\n', commands: [['GET', 'key']] },
+  { name: 'an empty inline line is no command', input: '\r\n\nPING\r\n', commands: [['PING']] },
+  {
+    name: 'inline double quotes with escapes',
+    input: 'SET "a b" "\\x41\\n\\"q\\""\r\n',
+    commands: [['SET', 'a b', 'A\n"q"']],
+  },
+  { name: 'inline single quotes', input: "ECHO 'it\\'s'\r\n", commands: [['ECHO', "it's"]] },
+  {
+    name: 'inline and multibulk mixed',
+    input: 'PING\r\n*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\nECHO x\r\n',
+    commands: [['PING'], ['ECHO', 'hi'], ['ECHO', 'x']],
+  },
+  {
+    name: 'unbalanced inline quotes',
+    input: 'PING\r\nGET "abc\r\n',
+    commands: [['PING']],
+    error: 'unbalanced quotes in request',
+  },
+  {
+    name: 'a closing quote glued to a token',
+    input: 'GET "a"b\r\n',
+    commands: [],
+    error: 'unbalanced quotes in request',
+  },
+  {
+    name: 'a letter in a multibulk count',
+    input: '*2\r\n$3\r\nGET\r\n$1\r\na\r\n*x\r\n',
+    commands: [['GET', 'a']],
+    error: 'invalid multibulk length',
+  },
+  {
+    name: 'a multibulk count over the limit',
+    input: '*1048577\r\n',
+    commands: [],
+    error: 'invalid multibulk length',
+  },
+  {
+    name: 'a count with a leading zero',
+    input: '*01\r\n$4\r\nPING\r\n',
+    commands: [],
+    error: 'invalid multibulk length',
+  },
+  {
+    name: 'a bulk length over 512 MB',
+    input: '*1\r\n$536870913\r\n',
+    commands: [],
+    error: 'invalid bulk length',
+  },
+  {
+    name: 'a negative bulk length',
+    input: '*1\r\n$-1\r\n',
+    commands: [],
+    error: 'invalid bulk length',
+  },
+  {
+    name: 'something other than $ where a bulk starts',
+    input: '*1\r\n:4\r\nPING\r\n',
+    commands: [],
+    error: "expected '$', got ':'",
+  },
+  {
+    name: 'a bulk not followed by CRLF',
+    input: '*1\r\n$4\r\nPINGXX',
+    commands: [],
+    error: 'expected CRLF after bulk argument',
+  },
+  {
+    name: 'a CR not followed by LF in a header',
+    input: '*1\rX',
+    commands: [],
+    error: 'invalid multibulk length',
+  },
+  {
+    name: 'an inline line over the limit',
+    input: `${'x'.repeat(65)}\r\n`,
+    commands: [],
+    error: 'too big inline request',
+    limits: { maxInlineLength: 64 },
+  },
+  {
+    name: 'an inline line at the limit',
+    input: `ECHO ${'x'.repeat(59)}\r\n`,
+    commands: [['ECHO', 'x'.repeat(59)]],
+    limits: { maxInlineLength: 65 },
+  },
+]
+
+describe('RequestDecoder', () => {
+  for (const c of cases) {
+    it(`decodes ${c.name} the same however the stream is cut`, () => {
+      for (const chunks of everySplit(b(c.input))) {
+        const outcome = decode(chunks, c.limits)
+        expect(outcome.commands).toEqual(c.commands)
+        expect(outcome.error).toBe(c.error)
+      }
+    })
+  }
+
+  it('keeps no bytes for a declared bulk that has not arrived', () => {
+    const outcome = decode([b('*2\r\n$3\r\nGET\r\n$500000000\r\n')])
+    expect(outcome.commands).toEqual([])
+    expect(outcome.error).toBeUndefined()
+    expect(outcome.buffered).toBe(3)
+  })
+
+  it('counts buffered bytes as they arrive, not as declared', () => {
+    const decoder = new RequestDecoder()
+    decoder.push(b('*2\r\n$3\r\nGET\r\n$100\r\n'), () => {})
+    decoder.push(Buffer.alloc(40), () => {})
+    expect(decoder.bufferedBytes).toBe(43)
+  })
+
+  it('ignores everything after a protocol error', () => {
+    const decoder = new RequestDecoder()
+    const seen: string[][] = []
+    const collect = (args: Buffer[]) => seen.push(args.map(String))
+    expect(() => decoder.push(b('*x\r\n'), collect)).toThrow(ProtocolError)
+    decoder.push(b('*1\r\n$4\r\nPING\r\n'), collect)
+    expect(seen).toEqual([])
+  })
+
+  it('rejects limits that are not positive integers', () => {
+    expect(() => new RequestDecoder({ maxArrayLength: 0 })).toThrow(TypeError)
+    expect(() => new RequestDecoder({ maxBulkLength: 2 ** 33 })).toThrow(TypeError)
+  })
+
+  describe('fuzzed input', () => {
+    const frame = fc
+      .array(fc.uint8Array({ maxLength: 20 }), { minLength: 1, maxLength: 4 })
+      .map((args) => {
+        const parts = [Buffer.from(`*${args.length}\r\n`)]
+        for (const arg of args) {
+          parts.push(Buffer.from(`$${arg.length}\r\n`), Buffer.from(arg), Buffer.from('\r\n'))
+        }
+        return {
+          bytes: Buffer.concat(parts),
+          args: args.map((a) => Buffer.from(a).toString('latin1')),
+        }
+      })
+
+    it('decodes any sequence of well-formed frames whatever the chunking', () => {
+      fc.assert(
+        fc.property(
+          fc.array(frame, { maxLength: 6 }),
+          fc.array(fc.nat(), { maxLength: 8 }),
+          (frames, cuts) => {
+            const bytes = Buffer.concat(frames.map((f) => f.bytes))
+            const outcome = decode(cutAt(bytes, cuts))
+            expect(outcome.error).toBeUndefined()
+            expect(outcome.commands).toEqual(frames.map((f) => f.args))
+          },
+        ),
+        { numRuns: 500 },
+      )
+    })
+
+    it('never throws anything but a ProtocolError and never depends on the chunking', () => {
+      const hostile = fc.oneof(
+        fc.uint8Array({ maxLength: 64 }).map((bytes) => Buffer.from(bytes)),
+        // Valid frames with bytes flipped, cut or repeated.
+        fc.tuple(frame, fc.nat(), fc.integer({ min: 0, max: 255 })).map(([f, at, byte]) => {
+          const copy = Buffer.from(f.bytes)
+          copy[at % copy.length] = byte
+          return copy
+        }),
+        fc.tuple(frame, fc.nat()).map(([f, at]) => f.bytes.subarray(0, at % f.bytes.length)),
+      )
+      fc.assert(
+        fc.property(
+          fc.array(hostile, { maxLength: 4 }),
+          fc.array(fc.nat(), { maxLength: 8 }),
+          (pieces, cuts) => {
+            const bytes = Buffer.concat(pieces)
+            // decode() rethrows anything that is not a ProtocolError, failing the property.
+            const whole = decode([bytes], { maxBulkLength: 1024, maxArrayLength: 16 })
+            const cut = decode(cutAt(bytes, cuts), { maxBulkLength: 1024, maxArrayLength: 16 })
+            const bytewise = decode(
+              Array.from(bytes, (byte) => Buffer.from([byte])),
+              { maxBulkLength: 1024, maxArrayLength: 16 },
+            )
+            expect(cut).toEqual(whole)
+            expect(bytewise).toEqual(whole)
+            // Held bytes never exceed what was received.
+            expect(whole.buffered).toBeLessThanOrEqual(bytes.length)
+          },
+        ),
+        { numRuns: 1000 },
+      )
+    })
+  })
+})
+
+describe('splitArgs', () => {
+  it('splits like Redis sdssplitargs', () => {
+    expect(splitArgs(b('a  "b c"  \'d\'')).map(String)).toEqual(['a', 'b c', 'd'])
+    expect(splitArgs(b('"\\x4g"')).map(String)).toEqual(['x4g'])
+    expect(splitArgs(b('')).map(String)).toEqual([])
+  })
+})
+
+/** `bytes` cut at the given positions (taken modulo its length), in order. */
+function cutAt(bytes: Buffer, cuts: number[]): Buffer[] {
+  if (bytes.length === 0) return [bytes]
+  const points = [...new Set(cuts.map((cut) => cut % bytes.length))].sort((x, y) => x - y)
+  const chunks: Buffer[] = []
+  let from = 0
+  for (const point of points) {
+    chunks.push(bytes.subarray(from, point))
+    from = point
+  }
+  chunks.push(bytes.subarray(from))
+  return chunks
+}

@@ -1,0 +1,104 @@
+import { createServer, type Socket } from 'node:net'
+import type { Logger } from '../shared/log.js'
+import type { ReadThrough } from '../shared/read-through.js'
+import type { ServerView } from './commands/types.js'
+import { Connection, type ConnectionLimits } from './connection.js'
+
+export type RespServerOptions = {
+  service: ReadThrough
+  host: string
+  port: number
+  /** Client connections served at once; the next gets Redis's own refusal and is closed. */
+  maxClients: number
+  /** Milliseconds without a byte from a client before it is disconnected; 0 never. */
+  idleTimeoutMs: number
+  /** How long shutdown waits for replies owed before cutting connections off. */
+  shutdownTimeoutMs: number
+  log: Logger
+  limits?: Partial<ConnectionLimits>
+}
+
+export type RespServerHandle = {
+  readonly port: number
+  connections(): number
+  /** Stops accepting, answers what was already received, then closes every connection. */
+  close(): Promise<void>
+}
+
+const MAX_CLIENTS_REACHED = Buffer.from('-ERR max number of clients reached\r\n')
+
+/** The RESP sidecar: a TCP server that real Redis clients use as if it were Redis. */
+export async function startRespServer(options: RespServerOptions): Promise<RespServerHandle> {
+  const { log } = options
+  const connections = new Set<Connection>()
+  let nextId = 1
+  let closing = false
+  let listening = options.port
+  const view: ServerView = {
+    service: options.service,
+    get port() {
+      return listening
+    },
+    maxClients: options.maxClients,
+    startedAt: Date.now(),
+    connections: () => connections.size,
+    totals: { connections: 0, commands: 0, rejected: 0 },
+  }
+  const totals = view.totals
+
+  const server = createServer({ noDelay: true }, (socket: Socket) => {
+    if (closing) {
+      socket.destroy()
+      return
+    }
+    totals.connections++
+    if (connections.size >= options.maxClients) {
+      totals.rejected++
+      socket.on('error', () => {})
+      socket.end(MAX_CLIENTS_REACHED)
+      setTimeout(() => socket.destroy(), 1000).unref()
+      return
+    }
+    const connection: Connection = new Connection({
+      socket,
+      id: nextId++,
+      server: view,
+      log,
+      ...(options.limits === undefined ? {} : { limits: options.limits }),
+      idleTimeoutMs: options.idleTimeoutMs,
+      onClosed: () => connections.delete(connection),
+    })
+    connections.add(connection)
+  })
+  server.on('error', (err) => log.error('resp server error', { error: err.message }))
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  const address = server.address()
+  const port = typeof address === 'object' && address !== null ? address.port : options.port
+  listening = port
+  log.info('resp listening', { host: options.host, port })
+
+  return {
+    port,
+    connections: () => connections.size,
+    async close() {
+      if (closing) return
+      closing = true
+      // Not awaited: net.Server#close calls back only after every connection ended.
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+      for (const connection of connections) connection.shutdown()
+      const deadline = Date.now() + options.shutdownTimeoutMs
+      while (connections.size > 0 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 20))
+      }
+      for (const connection of connections) connection.destroy()
+      await closed
+    },
+  }
+}

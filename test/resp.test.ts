@@ -1,0 +1,365 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { startRespProxy, type TestRespProxy } from './harness/proxy.js'
+import {
+  backendGetCount,
+  type RespValue,
+  startRedis,
+  type TestRedis,
+} from './harness/redis-server.js'
+import { command, rawConnect } from './harness/resp-client.js'
+import { startScriptedRedis } from './harness/scripted-redis.js'
+
+let redis: TestRedis
+let proxy: TestRespProxy
+
+beforeAll(async () => {
+  redis = await startRedis()
+  proxy = await startRespProxy(redis.url, { CACHE_CAPACITY: '1000' })
+})
+
+afterAll(async () => {
+  await proxy?.close()
+  await redis?.stop()
+})
+
+beforeEach(async () => {
+  await redis.command('FLUSHALL')
+  proxy.service.clear()
+})
+
+/** Sends one request to the proxy and one to Redis itself; returns both replies' raw bytes. */
+async function bothRaw(bytes: Buffer | string): Promise<{ proxy: string; redis: string }> {
+  const [viaProxy, direct] = await Promise.all([rawConnect(proxy.port), rawConnect(redis.port)])
+  viaProxy.send(bytes)
+  direct.send(bytes)
+  await Promise.all([viaProxy.replies(1), direct.replies(1)])
+  const result = {
+    proxy: viaProxy.received().toString('latin1'),
+    redis: direct.received().toString('latin1'),
+  }
+  viaProxy.close()
+  direct.close()
+  return result
+}
+
+describe('GET over RESP against a real redis-server', () => {
+  it('answers a miss from Redis, then the same key from the cache without asking Redis', async () => {
+    await redis.command('SET', 'greeting', 'hello')
+    const before = await backendGetCount(redis)
+    const conn = await rawConnect(proxy.port)
+    conn.send(command('GET', 'greeting'))
+    expect(await conn.replies(1)).toEqual([Buffer.from('hello')])
+    conn.send(command('get', 'greeting'))
+    expect(await conn.replies(1)).toEqual([Buffer.from('hello')])
+    expect(await backendGetCount(redis)).toBe(before + 1)
+    conn.close()
+  })
+
+  it('answers nil for a missing key and does not cache the miss', async () => {
+    const conn = await rawConnect(proxy.port)
+    conn.send(command('GET', 'nope'))
+    expect(await conn.replies(1)).toEqual([null])
+    await redis.command('SET', 'nope', 'now')
+    conn.send(command('GET', 'nope'))
+    expect(await conn.replies(1)).toEqual([Buffer.from('now')])
+    conn.close()
+  })
+
+  it('returns binary keys and values, and a 1 MiB value, byte for byte', async () => {
+    const key = Buffer.from([0, 0xff, 13, 10, 0x80])
+    const every = Buffer.from(Array.from({ length: 256 }, (_, i) => i))
+    const big = Buffer.alloc(1024 * 1024, 7)
+    big[12345] = 0
+    await redis.command('SET', key, every)
+    await redis.command('SET', 'big', big)
+    const conn = await rawConnect(proxy.port)
+    for (let round = 0; round < 2; round++) {
+      conn.send(Buffer.concat([command('GET', key), command('GET', 'big')]))
+      const [small, large] = (await conn.replies(2)) as Buffer[]
+      // Buffer#equals: a deep toEqual walks a MiB element by element.
+      expect(small?.equals(every)).toBe(true)
+      expect(large?.equals(big)).toBe(true)
+    }
+    conn.close()
+  })
+
+  it('answers MGET through the cache, in order, with nil for missing keys', async () => {
+    await redis.command('MSET', 'a', '1', 'b', '2')
+    const conn = await rawConnect(proxy.port)
+    conn.send(command('GET', 'a'))
+    await conn.replies(1)
+    const before = await backendGetCount(redis)
+    conn.send(command('MGET', 'a', 'missing', 'b', 'a'))
+    expect(await conn.replies(1)).toEqual([
+      [Buffer.from('1'), null, Buffer.from('2'), Buffer.from('1')],
+    ])
+    // a was cached; missing and b were read once each.
+    expect(await backendGetCount(redis)).toBe(before + 2)
+    conn.close()
+  })
+
+  it('answers a backend error with -ERR Error getting key and does not cache it', async () => {
+    await redis.command('LPUSH', 'list', 'x')
+    const conn = await rawConnect(proxy.port)
+    conn.send(command('GET', 'list'))
+    const [reply] = await conn.replies(1)
+    expect(reply).toEqual(new Error('ERR Error getting key: list'))
+    await redis.command('DEL', 'list')
+    await redis.command('SET', 'list', 'fixed')
+    conn.send(command('GET', 'list'))
+    expect(await conn.replies(1)).toEqual([Buffer.from('fixed')])
+    conn.close()
+  })
+
+  it('answers 200 pipelined GETs sent in one write, in order', async () => {
+    const keys = Array.from({ length: 200 }, (_, i) => `k${i}`)
+    for (let i = 0; i < keys.length; i += 2) await redis.command('SET', keys[i] as string, `v${i}`)
+    const conn = await rawConnect(proxy.port)
+    const batch = Buffer.concat(keys.map((key) => command('GET', key)))
+    for (let round = 0; round < 2; round++) {
+      conn.send(batch)
+      const replies = await conn.replies(200)
+      expect(replies).toEqual(keys.map((_, i) => (i % 2 === 0 ? Buffer.from(`v${i}`) : null)))
+    }
+    conn.close()
+  })
+
+  it('answers inline commands as telnet sends them', async () => {
+    await redis.command('SET', 'k', 'v')
+    const conn = await rawConnect(proxy.port)
+    conn.send('GET k\r\nPING\r\n')
+    expect(await conn.replies(2)).toEqual([Buffer.from('v'), 'PONG'])
+    conn.close()
+  })
+})
+
+describe('errors worded exactly as Redis words them', () => {
+  const requests: [string, Buffer | string][] = [
+    ['an unknown command with arguments', command('NOSUCHCMD', 'a', 'b')],
+    ['an unknown command without arguments', command('NOSUCHCMD')],
+    ['an unknown command with long arguments', command('nosuch', 'x'.repeat(100), 'y'.repeat(100))],
+    ['an unknown command with binary arguments', command('NOSUCH', Buffer.from([0xff, 0xfe]))],
+    ['an unknown inline command', 'NOSUCH a b\r\n'],
+    ['GET without a key', command('GET')],
+    ['GET with two keys', command('GET', 'a', 'b')],
+    ['MGET without keys', command('MGET')],
+    ['ECHO without a message', command('ECHO')],
+    ['PING with two messages', command('PING', 'a', 'b')],
+    ['SELECT of a non-number', command('SELECT', 'abc')],
+    ['HELLO with an unsupported version', command('HELLO', '4')],
+    ['HELLO with a non-number version', command('HELLO', 'x')],
+    ['CLIENT without a subcommand', command('CLIENT')],
+    ['CLIENT with an unknown subcommand', command('CLIENT', 'NOSUCH')],
+    ['CLIENT SETNAME with a space', command('CLIENT', 'SETNAME', 'a b')],
+    ['COMMAND with an unknown subcommand', command('COMMAND', 'NOSUCH')],
+  ]
+  for (const [name, request] of requests) {
+    it(`answers ${name} like Redis`, async () => {
+      const { proxy: viaProxy, redis: direct } = await bothRaw(request)
+      expect(viaProxy).toBe(direct)
+    })
+  }
+
+  it('forwards no write or admin command to the backing Redis', async () => {
+    await redis.command('SET', 'kept', 'original')
+    const conn = await rawConnect(proxy.port)
+    conn.send(
+      Buffer.concat([
+        command('SET', 'kept', 'changed'),
+        command('DEL', 'kept'),
+        command('FLUSHALL'),
+        command('CONFIG', 'GET', 'save'),
+      ]),
+    )
+    const replies = await conn.replies(4)
+    expect(replies.map(String)).toEqual([
+      "Error: ERR unknown command 'SET', with args beginning with: 'kept' 'changed' ",
+      "Error: ERR unknown command 'DEL', with args beginning with: 'kept' ",
+      "Error: ERR unknown command 'FLUSHALL', with args beginning with: ",
+      "Error: ERR unknown command 'CONFIG', with args beginning with: 'GET' 'save' ",
+    ])
+    expect(await redis.command('GET', 'kept')).toEqual(Buffer.from('original'))
+    conn.close()
+  })
+
+  it('keeps the connection usable after an error', async () => {
+    const conn = await rawConnect(proxy.port)
+    conn.send(Buffer.concat([command('SET', 'a', 'b'), command('PING')]))
+    const [err, pong] = await conn.replies(2)
+    expect(err).toBeInstanceOf(Error)
+    expect(pong).toBe('PONG')
+    conn.close()
+  })
+})
+
+describe('connection commands answered locally', () => {
+  const same: [string, Buffer][] = [
+    ['PING', command('PING')],
+    ['PING with a message', command('PING', 'hi there')],
+    ['ECHO', command('ECHO', Buffer.from([0, 1, 2, 255]))],
+    ['SELECT 0', command('SELECT', '0')],
+    ['CLIENT GETNAME before a name is set', command('CLIENT', 'GETNAME')],
+    ['QUIT', command('QUIT')],
+  ]
+  for (const [name, request] of same) {
+    it(`answers ${name} like Redis`, async () => {
+      const { proxy: viaProxy, redis: direct } = await bothRaw(request)
+      expect(viaProxy).toBe(direct)
+    })
+  }
+
+  it('refuses SELECT of another database', async () => {
+    const conn = await rawConnect(proxy.port)
+    conn.send(command('SELECT', '1'))
+    expect(await conn.replies(1)).toEqual([new Error('ERR DB index is out of range')])
+    conn.close()
+  })
+
+  it('closes the connection after QUIT, once earlier replies are sent', async () => {
+    await redis.command('SET', 'k', 'v')
+    const conn = await rawConnect(proxy.port)
+    conn.send(Buffer.concat([command('GET', 'k'), command('QUIT'), command('PING')]))
+    expect(await conn.replies(2)).toEqual([Buffer.from('v'), 'OK'])
+    await conn.closed()
+    expect(conn.received().toString()).not.toContain('PONG')
+  })
+
+  it('negotiates RESP3 with HELLO 3: a map reply, and _ for a missing key', async () => {
+    const conn = await rawConnect(proxy.port)
+    conn.send(command('HELLO', '3', 'SETNAME', 'me'))
+    const [hello] = (await conn.replies(1)) as RespValue[][]
+    expect(conn.received().toString('latin1').startsWith('%7\r\n')).toBe(true)
+    const facts = Object.fromEntries(
+      Array.from({ length: (hello?.length ?? 0) / 2 }, (_, i) => [
+        String(hello?.[2 * i]),
+        hello?.[2 * i + 1],
+      ]),
+    )
+    expect(facts).toMatchObject({
+      server: Buffer.from('redis'),
+      proto: 3,
+      mode: Buffer.from('standalone'),
+    })
+    conn.send(command('GET', 'missing'))
+    await conn.replies(1)
+    expect(conn.received().toString('latin1').endsWith('_\r\n')).toBe(true)
+    conn.send(command('CLIENT', 'GETNAME'))
+    expect(await conn.replies(1)).toEqual([Buffer.from('me')])
+    conn.send(command('RESET'))
+    expect(await conn.replies(1)).toEqual(['RESET'])
+    conn.send(command('GET', 'missing'))
+    await conn.replies(1)
+    expect(conn.received().toString('latin1').endsWith('$-1\r\n')).toBe(true)
+    conn.close()
+  })
+
+  it('answers CLIENT ID, SETNAME, GETNAME and SETINFO', async () => {
+    const conn = await rawConnect(proxy.port)
+    conn.send(
+      Buffer.concat([
+        command('CLIENT', 'ID'),
+        command('CLIENT', 'SETNAME', 'worker-1'),
+        command('CLIENT', 'GETNAME'),
+        command('CLIENT', 'SETINFO', 'LIB-NAME', 'mylib'),
+        command('CLIENT', 'SETINFO', 'lib-ver', '1.2.3'),
+        command('CLIENT', 'INFO'),
+      ]),
+    )
+    const [id, setname, getname, libName, libVer, info] = await conn.replies(6)
+    expect(typeof id).toBe('number')
+    expect([setname, getname, libName, libVer]).toEqual(['OK', Buffer.from('worker-1'), 'OK', 'OK'])
+    expect(String(info)).toContain(`id=${id} `)
+    expect(String(info)).toContain('name=worker-1 ')
+    expect(String(info)).toContain('lib-name=mylib lib-ver=1.2.3')
+    conn.close()
+  })
+
+  it('describes its commands with COMMAND, COMMAND COUNT, COMMAND INFO and COMMAND DOCS', async () => {
+    const conn = await rawConnect(proxy.port)
+    conn.send(
+      Buffer.concat([
+        command('COMMAND', 'COUNT'),
+        command('COMMAND', 'INFO', 'get', 'nosuch'),
+        command('COMMAND', 'DOCS', 'get'),
+        command('COMMAND'),
+      ]),
+    )
+    const [count, infos, docs, all] = (await conn.replies(4)) as [
+      number,
+      RespValue[][],
+      RespValue[],
+      RespValue[][],
+    ]
+    expect(all).toHaveLength(count)
+    expect(all.map((entry) => String(entry[0])).sort()).toEqual(
+      [
+        'client',
+        'command',
+        'echo',
+        'get',
+        'hello',
+        'info',
+        'mget',
+        'ping',
+        'quit',
+        'reset',
+        'select',
+      ].sort(),
+    )
+    expect(infos[0]?.slice(0, 6)).toEqual([Buffer.from('get'), 2, ['readonly', 'fast'], 1, 1, 1])
+    expect(infos[1]).toBeNull()
+    expect(String(docs[0])).toBe('get')
+    conn.close()
+  })
+
+  it('reports cache figures in INFO proxy and server facts in INFO', async () => {
+    await redis.command('SET', 'k', 'v')
+    const conn = await rawConnect(proxy.port)
+    const figure = async (name: string) => {
+      conn.send(command('INFO', 'proxy'))
+      const info = String((await conn.replies(1))[0])
+      expect(info).toMatch(/^# Proxy\r\n/)
+      expect(info).not.toContain('# Server')
+      return Number(new RegExp(`${name}:(\\d+)\r\n`).exec(info)?.[1])
+    }
+    const hits = await figure('cache_hits')
+    const misses = await figure('cache_misses')
+    // One at a time: pipelined, the second GET k would join the first's load.
+    for (const key of ['k', 'k', 'zz']) {
+      conn.send(command('GET', key))
+      await conn.replies(1)
+    }
+    expect(await figure('cache_hits')).toBe(hits + 1)
+    expect(await figure('cache_misses')).toBe(misses + 2)
+    expect(await figure('cache_keys')).toBe(1)
+    conn.send(command('INFO'))
+    const all = String((await conn.replies(1))[0])
+    for (const section of ['# Server', '# Clients', '# Stats', '# Proxy'])
+      expect(all).toContain(section)
+    expect(all).toContain('redis_version:')
+    expect(all).toMatch(/connected_clients:[1-9]/)
+    conn.close()
+  })
+})
+
+describe('ordering against a slow backend', () => {
+  it('returns replies in request order while the slow reads run in parallel', async () => {
+    // Keys named slow-* take 300 ms, the rest 10 ms: answers come back out of order.
+    const backend = await startScriptedRedis((key) => ({
+      delayMs: key.startsWith('slow') ? 300 : 10,
+      value: `v:${key}`,
+    }))
+    const slowProxy = await startRespProxy(backend.url, { MAX_PARALLEL: '8' })
+    try {
+      const keys = ['slow-1', 'fast-1', 'slow-2', 'fast-2', 'fast-3', 'slow-3', 'fast-4']
+      const conn = await rawConnect(slowProxy.port)
+      conn.send(Buffer.concat(keys.map((key) => command('GET', key))))
+      expect(await conn.replies(keys.length)).toEqual(keys.map((key) => Buffer.from(`v:${key}`)))
+      expect(backend.peakOutstanding()).toBeGreaterThan(1)
+      conn.close()
+    } finally {
+      await slowProxy.close()
+      await backend.close()
+    }
+  })
+})
