@@ -1,9 +1,9 @@
 import { startHttpServer } from './functions/node.js'
-import { startRespServer } from './sidecar/server.js'
 import { ConfigError, loadConfig, maskUrl, readEnv } from './shared/config.js'
 import { createService } from './shared/create-service.js'
 import { createLogger } from './shared/log.js'
 import type { ReadThrough } from './shared/read-through.js'
+import { startRespServer } from './sidecar/server.js'
 
 type Closable = { close(): Promise<void> }
 
