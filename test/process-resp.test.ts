@@ -1,0 +1,51 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { freePort } from './harness/ports.js'
+import { spawnProxy } from './harness/process.js'
+import { sleep, startRedis, type TestRedis } from './harness/redis-server.js'
+import { command, type RawConnection, rawConnect } from './harness/resp-client.js'
+
+let redis: TestRedis
+
+beforeAll(async () => {
+  redis = await startRedis()
+})
+afterAll(async () => redis?.stop())
+
+async function connectWhenUp(port: number): Promise<RawConnection> {
+  const deadline = Date.now() + 10_000
+  for (;;) {
+    try {
+      return await rawConnect(port)
+    } catch (err) {
+      if (Date.now() > deadline) throw err
+      await sleep(50)
+    }
+  }
+}
+
+describe('the sidecar process (npm run start:sidecar)', () => {
+  it('answers what it already received on SIGTERM, closes, and exits 0', async () => {
+    const port = await freePort()
+    const proxy = spawnProxy(['resp'], {
+      REDIS_URL: redis.url,
+      PROXY_HOST_TCP: '127.0.0.1',
+      PROXY_PORT_TCP: String(port),
+    })
+    const conn = await connectWhenUp(port)
+    conn.send(command('PING'))
+    expect(await conn.replies(1)).toEqual(['PONG'])
+    await redis.command('SET', 'slow', 'answered')
+
+    // Hold the backend so the GETs are still in flight when the signal lands.
+    await redis.command('CLIENT', 'PAUSE', '400', 'ALL')
+    conn.send(Buffer.concat(Array.from({ length: 20 }, () => command('GET', 'slow'))))
+    await sleep(100)
+    proxy.child.kill('SIGTERM')
+
+    expect(await conn.replies(20)).toEqual(Array(20).fill(Buffer.from('answered')))
+    await conn.closed()
+    expect(await proxy.exited()).toEqual({ code: 0, signal: null })
+    await expect(rawConnect(port)).rejects.toThrow()
+    expect(proxy.logs()).toContain('"msg":"stopped"')
+  })
+})

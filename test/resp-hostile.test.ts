@@ -1,0 +1,163 @@
+import { connect } from 'node:net'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startRespProxy, type TestRespProxy } from './harness/proxy.js'
+import { sleep, startRedis, type TestRedis } from './harness/redis-server.js'
+import { command, rawConnect } from './harness/resp-client.js'
+
+let redis: TestRedis
+let proxy: TestRespProxy
+
+beforeAll(async () => {
+  redis = await startRedis()
+  proxy = await startRespProxy(redis.url)
+  await redis.command('SET', 'k', 'v')
+})
+
+afterAll(async () => {
+  await proxy?.close()
+  await redis?.stop()
+})
+
+/** A fresh client can still GET through the proxy. */
+async function othersAreServed(): Promise<void> {
+  const other = await rawConnect(proxy.port)
+  other.send(command('GET', 'k'))
+  expect(await other.replies(1, 2000)).toEqual([Buffer.from('v')])
+  other.close()
+}
+
+describe('hostile input', () => {
+  const protocolErrors: [string, string, string][] = [
+    ['an absurd multibulk length', '*99999999999999\r\n', 'invalid multibulk length'],
+    ['an absurd bulk length', '*1\r\n$99999999999\r\n', 'invalid bulk length'],
+    [
+      'garbage where a bulk should start',
+      '*2\r\n\x00\xff\xfe garbage\r\n',
+      "expected '$', got '\x00'",
+    ],
+    ['a huge inline line', `GET ${'x'.repeat(70 * 1024)}`, 'too big inline request'],
+    ['unbalanced quotes', 'GET "oops\r\n', 'unbalanced quotes in request'],
+  ]
+  for (const [name, bytes, message] of protocolErrors) {
+    it(`answers ${name} with a protocol error, closes that connection, and serves others`, async () => {
+      const conn = await rawConnect(proxy.port)
+      conn.send(Buffer.concat([command('PING'), Buffer.from(bytes, 'latin1')]))
+      const replies = await conn.replies(2)
+      expect(replies[0]).toBe('PONG')
+      expect(replies[1]).toEqual(new Error(`ERR Protocol error: ${message}`))
+      await conn.closed()
+      await othersAreServed()
+    })
+  }
+
+  it('holds only the bytes received for a declared 500 MB bulk that never arrives', async () => {
+    const before = process.memoryUsage().rss
+    const conns = await Promise.all(Array.from({ length: 5 }, () => rawConnect(proxy.port)))
+    for (const conn of conns) {
+      conn.send(`*2\r\n$3\r\nGET\r\n$${500 * 1024 * 1024}\r\n`)
+      conn.send(Buffer.alloc(64 * 1024, 1))
+    }
+    await sleep(200)
+    await othersAreServed()
+    // Five clients that declared 2.5 GB between them cost about what they sent.
+    expect(process.memoryUsage().rss - before).toBeLessThan(64 * 1024 * 1024)
+    for (const conn of conns) expect(conn.socket.destroyed).toBe(false)
+    for (const conn of conns) conn.close()
+  })
+
+  it('survives random bytes from many clients', async () => {
+    const conns = await Promise.all(Array.from({ length: 20 }, () => rawConnect(proxy.port)))
+    for (const [i, conn] of conns.entries()) {
+      const bytes = Buffer.alloc(4096)
+      for (let j = 0; j < bytes.length; j++) bytes[j] = (j * 7919 + i * 104729) & 0xff
+      conn.send(bytes)
+    }
+    await sleep(100)
+    await othersAreServed()
+    for (const conn of conns) conn.close()
+  })
+
+  it('stops reading from a client that does not read its replies, and serves others meanwhile', async () => {
+    // 3000-byte replies are copied with their header: an unbounded server would
+    // hold 50,000 of them (150 MB) for a client that never reads.
+    const value = Buffer.alloc(3000, 0x61)
+    await redis.command('SET', 'wide', value)
+    const warm = await rawConnect(proxy.port)
+    warm.send(command('GET', 'wide'))
+    await warm.replies(1)
+    warm.close()
+
+    const before = process.memoryUsage().rss
+    const greedy = connect(proxy.port, '127.0.0.1')
+    await new Promise((resolve) => greedy.once('connect', resolve))
+    greedy.pause()
+    const requests = 50_000
+    greedy.write(Buffer.concat(Array.from({ length: requests }, () => command('GET', 'wide'))))
+    let peak = 0
+    for (let i = 0; i < 10; i++) {
+      await sleep(50)
+      peak = Math.max(peak, process.memoryUsage().rss - before)
+    }
+    await othersAreServed()
+    expect(peak).toBeLessThan(64 * 1024 * 1024)
+
+    // Once it reads, it gets every reply.
+    const expected = requests * (`$${value.length}\r\n`.length + value.length + 2)
+    let received = 0
+    await new Promise<void>((resolve, reject) => {
+      greedy.on('data', (chunk: Buffer) => {
+        received += chunk.length
+        if (received >= expected) resolve()
+      })
+      greedy.on('error', reject)
+      greedy.resume()
+    })
+    expect(received).toBe(expected)
+    greedy.destroy()
+  })
+})
+
+describe('client limits', () => {
+  it('refuses the connection over MAX_CLIENTS as Redis does, and reuses a freed slot', async () => {
+    const limited = await startRespProxy(redis.url, { MAX_CLIENTS: '2' })
+    try {
+      const first = await rawConnect(limited.port)
+      const second = await rawConnect(limited.port)
+      first.send(command('PING'))
+      second.send(command('PING'))
+      expect([...(await first.replies(1)), ...(await second.replies(1))]).toEqual(['PONG', 'PONG'])
+
+      const third = await rawConnect(limited.port)
+      expect(await third.replies(1)).toEqual([new Error('ERR max number of clients reached')])
+      await third.closed()
+
+      first.close()
+      await sleep(50)
+      const fourth = await rawConnect(limited.port)
+      fourth.send(command('GET', 'k'))
+      expect(await fourth.replies(1)).toEqual([Buffer.from('v')])
+      second.close()
+      fourth.close()
+    } finally {
+      await limited.close()
+    }
+  })
+
+  it('disconnects a client idle for IDLE_TIMEOUT and keeps an active one', async () => {
+    const timed = await startRespProxy(redis.url, { IDLE_TIMEOUT: '300' })
+    try {
+      const idle = await rawConnect(timed.port)
+      const active = await rawConnect(timed.port)
+      for (let i = 0; i < 8; i++) {
+        active.send(command('PING'))
+        await active.replies(1)
+        await sleep(100)
+      }
+      expect(idle.socket.destroyed).toBe(true)
+      expect(active.socket.destroyed).toBe(false)
+      active.close()
+    } finally {
+      await timed.close()
+    }
+  })
+})
