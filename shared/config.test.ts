@@ -60,6 +60,41 @@ describe('loadConfig', () => {
     expect(message).not.toContain('\n')
   })
 
+  it('reads the Upstash REST URL and token as one backend, without a trailing slash', () => {
+    const config = loadConfig({
+      UPSTASH_REDIS_REST_URL: 'https://eu1-example.upstash.io/',
+      UPSTASH_REDIS_REST_TOKEN: 'tok',
+    })
+    expect(config.rest).toEqual({ url: 'https://eu1-example.upstash.io', token: 'tok' })
+    expect(Object.isFrozen(config.rest)).toBe(true)
+    expect(loadConfig({}).rest).toBeUndefined()
+  })
+
+  it('accepts plain http for the REST URL only on loopback', () => {
+    const local = loadConfig({
+      UPSTASH_REDIS_REST_URL: 'http://127.0.0.1:8079',
+      UPSTASH_REDIS_REST_TOKEN: 'tok',
+    })
+    expect(local.rest?.url).toBe('http://127.0.0.1:8079')
+    expect(() =>
+      loadConfig({
+        UPSTASH_REDIS_REST_URL: 'http://redis.example',
+        UPSTASH_REDIS_REST_TOKEN: 'tok',
+      }),
+    ).toThrow('Invalid UPSTASH_REDIS_REST_URL="http://redis.example"')
+  })
+
+  it.each([
+    [{ UPSTASH_REDIS_REST_URL: 'https://r.example' }, 'UPSTASH_REDIS_REST_TOKEN'],
+    [{ UPSTASH_REDIS_REST_TOKEN: 'tok' }, 'UPSTASH_REDIS_REST_URL'],
+    [{ UPSTASH_REDIS_REST_URL: 'redis://r.example', UPSTASH_REDIS_REST_TOKEN: 't' }, 'URL'],
+    [{ UPSTASH_REDIS_REST_URL: 'https://r.example/?a=1', UPSTASH_REDIS_REST_TOKEN: 't' }, 'URL'],
+    [{ UPSTASH_REDIS_REST_URL: 'https://r.example', UPSTASH_REDIS_REST_TOKEN: ' ' }, 'TOKEN'],
+  ])('refuses an incomplete or bad REST backend %j', (env, named) => {
+    expect(() => loadConfig(env)).toThrow(ConfigError)
+    expect(() => loadConfig(env)).toThrow(named)
+  })
+
   it('masks the password in URLs meant for logs', () => {
     expect(maskUrl('redis://user:secret@host:6379')).toBe('redis://user:***@host:6379')
     expect(maskUrl('redis://host:6379')).toBe('redis://host:6379')

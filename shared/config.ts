@@ -6,6 +6,12 @@ import { MAX_CAPACITY } from './cache/lru-cache.js'
 /** Validated, frozen configuration. Built once at start-up; nothing reads process.env after. */
 export type Config = Readonly<{
   http: Readonly<{ host: string; port: number; redisUrl: string }>
+  /**
+   * A Redis reached over the Upstash REST protocol instead of TCP, for edge
+   * runtimes without sockets. When set, the Worker reads through it and
+   * ignores `http.redisUrl`; the Node servers always use TCP.
+   */
+  rest: RestConfig | undefined
   tcp: Readonly<{ host: string; port: number; redisUrl: string; idleTimeoutMs: number }>
   cache: Readonly<{ capacity: number; ttlMs: number }>
   maxClients: number
@@ -15,6 +21,8 @@ export type Config = Readonly<{
   shutdownTimeoutMs: number
   logLevel: LogLevel
 }>
+
+export type RestConfig = Readonly<{ url: string; token: string }>
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const
 export type LogLevel = (typeof LOG_LEVELS)[number]
@@ -50,6 +58,32 @@ const redisUrl = makeValidator<string>((raw: string) => {
   return raw
 })
 
+/**
+ * The token travels in a header, so plain http is accepted only on loopback
+ * (a local REST bridge); anything else must be https.
+ */
+const restUrl = makeValidator<string>((raw: string) => {
+  let parsed: URL
+  try {
+    parsed = new URL(raw)
+  } catch {
+    throw new Error('expected an https:// URL')
+  }
+  const loopback = ['localhost', '127.0.0.1', '[::1]'].includes(parsed.hostname)
+  if (parsed.protocol !== 'https:' && !(parsed.protocol === 'http:' && loopback)) {
+    throw new Error('expected an https:// URL (http:// only on localhost)')
+  }
+  if (parsed.search !== '' || parsed.hash !== '') {
+    throw new Error('expected a URL without query or fragment')
+  }
+  return raw.replace(/\/+$/, '')
+})
+
+const secret = makeValidator<string>((raw: string) => {
+  if (raw.trim() === '') throw new Error('expected a non-empty token')
+  return raw.trim()
+})
+
 const host = makeValidator<string>((raw: string) => {
   if (raw.trim() === '') throw new Error('expected a host name or address')
   return raw.trim()
@@ -61,6 +95,8 @@ const specs = {
   BACKING_REDIS_PORT_HTTP: port({ default: undefined }),
   BACKING_REDIS_HOST_TCP: host({ default: undefined }),
   BACKING_REDIS_PORT_TCP: port({ default: undefined }),
+  UPSTASH_REDIS_REST_URL: restUrl({ default: undefined }),
+  UPSTASH_REDIS_REST_TOKEN: secret({ default: undefined }),
   PROXY_HOST_HTTP: host({ default: '0.0.0.0' }),
   PROXY_PORT_HTTP: port({ default: 5000 }),
   PROXY_HOST_TCP: host({ default: '0.0.0.0' }),
@@ -103,6 +139,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   })
   if (failure !== undefined) throw new ConfigError(failure)
   clean = clean as NonNullable<typeof clean>
+  const rest = restConfig(clean.UPSTASH_REDIS_REST_URL, clean.UPSTASH_REDIS_REST_TOKEN)
 
   const http = backingUrl(
     clean.REDIS_URL,
@@ -116,6 +153,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   )
   return deepFreeze({
     http: { host: clean.PROXY_HOST_HTTP, port: clean.PROXY_PORT_HTTP, redisUrl: http },
+    rest,
     tcp: {
       host: clean.PROXY_HOST_TCP,
       port: clean.PROXY_PORT_TCP,
@@ -133,6 +171,22 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     shutdownTimeoutMs: clean.SHUTDOWN_TIMEOUT,
     logLevel: clean.LOG_LEVEL as LogLevel,
   })
+}
+
+/** The REST URL and its token come as a pair: one without the other is a mistake, not a choice. */
+function restConfig(url: string | undefined, token: string | undefined): RestConfig | undefined {
+  if (url === undefined && token === undefined) return undefined
+  if (token === undefined) {
+    throw new ConfigError(
+      'Invalid UPSTASH_REDIS_REST_TOKEN="": required when UPSTASH_REDIS_REST_URL is set',
+    )
+  }
+  if (url === undefined) {
+    throw new ConfigError(
+      'Invalid UPSTASH_REDIS_REST_URL="": required when UPSTASH_REDIS_REST_TOKEN is set',
+    )
+  }
+  return { url, token }
 }
 
 /** The original per-server host/port names override REDIS_URL's, keeping its scheme and credentials. */

@@ -1,6 +1,7 @@
 import { Redis, type RedisOptions } from 'ioredis'
 import { BackendError, BackendTimeoutError, BackendUnavailableError } from '../errors.js'
 import { keyToBytes } from '../keys.js'
+import { connectionPerRead } from './connection-per-read.js'
 import type { RedisSource, SourceState } from './source.js'
 
 export type IoredisSourceOptions = {
@@ -45,6 +46,7 @@ export function createIoredisSource(
     ...options.redisOptions,
   })
   client.on('error', (err: Error) => options.onError?.(err))
+  let closed = false
 
   return {
     client,
@@ -56,9 +58,11 @@ export function createIoredisSource(
       }
     },
     state() {
-      return toState(client.status)
+      // QUIT is answered before the socket closes: closed from the caller's side at once.
+      return closed ? 'closed' : toState(client.status)
     },
     async close() {
+      closed = true
       if (client.status === 'end') return
       try {
         await client.quit()
@@ -97,4 +101,23 @@ export function toBackendError(err: unknown): BackendError {
     return new BackendUnavailableError(message, { cause: err })
   }
   return new BackendError(message, { cause: err })
+}
+
+/**
+ * The ioredis source for runtimes where a socket belongs to the request that
+ * opened it (Workers under nodejs_compat): a fresh connection for each read.
+ * Commands wait for that connection instead of failing fast, and a connection
+ * that cannot be made is not retried: the read fails and the next one tries anew.
+ */
+export function createIoredisPerReadSource(options: IoredisSourceOptions): RedisSource {
+  return connectionPerRead(() =>
+    createIoredisSource({
+      ...options,
+      redisOptions: {
+        enableOfflineQueue: true,
+        retryStrategy: () => null,
+        ...options.redisOptions,
+      },
+    }),
+  )
 }

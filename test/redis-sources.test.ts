@@ -1,0 +1,85 @@
+import { afterAll, beforeAll } from 'vitest'
+import { keyToBytes } from '../shared/keys.js'
+import { createIoredisPerReadSource, createIoredisSource } from '../shared/redis/ioredis-source.js'
+import { createUpstashRestSource } from '../shared/redis/upstash-rest-source.js'
+import { startRedis, type TestRedis } from './harness/redis-server.js'
+import { createUpstashRest } from './harness/upstash-rest.js'
+import { type BackendUnderTest, describeRedisSource } from './source-behaviour.js'
+
+let redis: TestRedis
+const rest = createUpstashRest()
+
+beforeAll(async () => {
+  redis = await startRedis()
+  rest.listen()
+})
+
+afterAll(async () => {
+  rest.close()
+  await redis?.stop()
+})
+
+/** A real redis-server: SIGSTOP makes it stall with connections open, SIGKILL takes it down. */
+function realRedis(open: BackendUnderTest['open']): BackendUnderTest {
+  return {
+    open,
+    async set(key, value) {
+      await redis.command('SET', keyToBytes(key), Buffer.from(value))
+    },
+    async setWrongType(key) {
+      await redis.command('RPUSH', keyToBytes(key), 'item')
+    },
+    async reset() {
+      await redis.command('FLUSHALL')
+    },
+    async stall() {
+      const pid = redis.pid() as number
+      process.kill(pid, 'SIGSTOP')
+      return async () => void process.kill(pid, 'SIGCONT')
+    },
+    async takeDown() {
+      await redis.kill()
+      return () => redis.restart()
+    },
+  }
+}
+
+describeRedisSource('ioredis, one long-lived connection (Node)', () =>
+  realRedis(async ({ commandTimeoutMs }) => {
+    const source = createIoredisSource({ url: redis.url, commandTimeoutMs })
+    // This source fails fast while disconnected, so reads start once it is ready.
+    if (source.client.status !== 'ready') {
+      await new Promise((resolve) => source.client.once('ready', resolve))
+    }
+    return source
+  }),
+)
+
+describeRedisSource('ioredis, a connection per read (Workers over TCP)', () =>
+  realRedis(async ({ commandTimeoutMs }) =>
+    createIoredisPerReadSource({ url: redis.url, commandTimeoutMs }),
+  ),
+)
+
+describeRedisSource('Upstash REST (msw, following the documented protocol)', () => ({
+  async open({ commandTimeoutMs }) {
+    return createUpstashRestSource({ url: rest.url, token: rest.token, commandTimeoutMs })
+  },
+  async set(key, value) {
+    rest.set(key, value)
+  },
+  async setWrongType(key) {
+    rest.setList(key)
+  },
+  async reset() {
+    rest.flush()
+  },
+  async stall() {
+    const resume = rest.stall()
+    return async () => resume()
+  },
+  async takeDown() {
+    const restore = rest.takeDown()
+    return async () => restore()
+  },
+}))
