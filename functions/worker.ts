@@ -1,0 +1,92 @@
+import type { Hono } from 'hono'
+import { LruCache } from '../shared/cache/lru-cache.js'
+import { type Config, ConfigError, loadConfig } from '../shared/config.js'
+import { createLogger, type Logger } from '../shared/log.js'
+import { ReadThrough } from '../shared/read-through.js'
+import { createIoredisPerReadSource } from '../shared/redis/ioredis-source.js'
+import type { RedisSource } from '../shared/redis/source.js'
+import { createUpstashRestSource } from '../shared/redis/upstash-rest-source.js'
+import { createApp } from './app.js'
+
+/** Worker bindings. `[vars]` and secrets are strings (numbers and booleans if written unquoted). */
+export type WorkerEnv = Record<string, unknown>
+
+export type WorkerHandler = {
+  fetch(request: Request, env: WorkerEnv): Promise<Response>
+}
+
+const TEXT = { 'Content-Type': 'text/plain; charset=utf-8' }
+
+/**
+ * The HTTP function on Cloudflare Workers: the same createApp as on Node,
+ * configured from the Worker's bindings. Bindings reach a Worker only with its
+ * first request, so the service is built then, once, and kept for the
+ * isolate's life: one cache per isolate, shared by every request it serves.
+ */
+export function createWorker(): WorkerHandler {
+  let app: Hono | undefined
+  return {
+    async fetch(request, env) {
+      if (app === undefined) {
+        let config: Config
+        try {
+          config = loadConfig(stringBindings(env))
+        } catch (err) {
+          if (!(err instanceof ConfigError)) throw err
+          // Every request answers the same 500 until the binding is fixed; nothing half-built is kept.
+          console.error(`redis-proxy: ${err.message}`)
+          return new Response(`redis-proxy: ${err.message}\n`, { status: 500, headers: TEXT })
+        }
+        app = buildApp(config)
+      }
+      return app.fetch(request)
+    },
+  }
+}
+
+function buildApp(config: Config): Hono {
+  const log = createLogger(config.logLevel, (line) => console.log(line.trimEnd()))
+  const source = edgeSource(config, log)
+  const service = new ReadThrough({
+    cache: new LruCache<Uint8Array>({ capacity: config.cache.capacity, ttlMs: config.cache.ttlMs }),
+    source,
+    maxParallel: config.maxParallel,
+    maxQueue: config.maxQueue,
+  })
+  const kind = config.rest === undefined ? 'tcp' : 'rest'
+  return createApp({ service, status: () => ({ runtime: 'workers', source: kind }) })
+}
+
+/**
+ * The source is chosen by configuration alone: an Upstash REST URL and token
+ * when set (for platforms without TCP), else `REDIS_URL` over TCP through
+ * nodejs_compat sockets. A Worker's socket cannot outlive the request that
+ * opened it, so the TCP source connects once per read (hits never connect).
+ */
+export function edgeSource(config: Config, log: Logger): RedisSource {
+  if (config.rest !== undefined) {
+    return createUpstashRestSource({
+      url: config.rest.url,
+      token: config.rest.token,
+      commandTimeoutMs: config.redis.commandTimeoutMs,
+    })
+  }
+  return createIoredisPerReadSource({
+    url: config.http.redisUrl,
+    commandTimeoutMs: config.redis.commandTimeoutMs,
+    connectTimeoutMs: config.redis.connectTimeoutMs,
+    onError: (err) => log.warn('backing redis error', { error: err.message }),
+  })
+}
+
+/** Only plain values are configuration; service bindings, KV and the like are not. */
+function stringBindings(env: WorkerEnv): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const [name, value] of Object.entries(env ?? {})) {
+    if (typeof value === 'string') out[name] = value
+    else if (typeof value === 'number' || typeof value === 'boolean') out[name] = String(value)
+  }
+  return out
+}
+
+export default createWorker()
