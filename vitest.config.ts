@@ -1,4 +1,6 @@
+import { cloudflareTest } from '@cloudflare/vitest-pool-workers'
 import { defineConfig } from 'vitest/config'
+import { workerdPoolOptions } from './test/workerd/pool-options.js'
 
 export default defineConfig({
   test: {
@@ -13,6 +15,18 @@ export default defineConfig({
         test: {
           name: 'integration',
           include: ['test/**/*.test.ts'],
+          exclude: ['test/workerd/**'],
+          testTimeout: 30_000,
+          hookTimeout: 30_000,
+        },
+      },
+      {
+        // The Worker inside real workerd (miniflare): see test/workerd/pool-options.ts.
+        plugins: [cloudflareTest(workerdPoolOptions)],
+        test: {
+          name: 'workerd',
+          include: ['test/workerd/**/*.test.ts'],
+          globalSetup: ['test/workerd/global-setup.ts'],
           testTimeout: 30_000,
           hookTimeout: 30_000,
         },

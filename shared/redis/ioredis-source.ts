@@ -45,7 +45,10 @@ export function createIoredisSource(
     lazyConnect: false,
     ...options.redisOptions,
   })
-  client.on('error', (err: Error) => options.onError?.(err))
+  client.on('error', (err: Error) => {
+    absorbLaterErrors(client)
+    options.onError?.(err)
+  })
   let closed = false
 
   return {
@@ -71,6 +74,21 @@ export function createIoredisSource(
       }
     },
   }
+}
+
+const absorbing = new WeakSet<object>()
+
+/**
+ * ioredis listens for one 'error' per socket, but a socket can emit more than
+ * one (workerd's node:net emits two for a refused connection): with no
+ * listener left, the next would be thrown as an uncaught exception. ioredis
+ * has already seen the first and acts on the close that follows.
+ */
+function absorbLaterErrors(client: Redis): void {
+  const stream = client.stream
+  if (stream === undefined || stream === null || absorbing.has(stream)) return
+  absorbing.add(stream)
+  stream.on('error', () => {})
 }
 
 function toState(status: string): SourceState {

@@ -1,0 +1,130 @@
+import { env } from 'cloudflare:workers'
+import { beforeEach, describe, expect, it } from 'vitest'
+
+/**
+ * The Worker as `wrangler deploy` bundles it (wrangler.toml, nodejs_compat),
+ * inside workerd, in front of a real redis-server. Each request goes through a
+ * service binding to the Worker: its own request context, as in production.
+ */
+type Bindings = {
+  PROXY: Fetcher
+  PROXY_CLOSED: Fetcher
+  PROXY_SILENT: Fetcher
+  PROXY_BAD_CONFIG: Fetcher
+  REDIS: Fetcher
+}
+const bindings = env as unknown as Bindings
+
+/** One command to the real redis-server; arguments and bulk replies are byte strings. */
+async function redis(...args: string[]): Promise<unknown> {
+  const res = await bindings.REDIS.fetch('http://redis/', {
+    method: 'POST',
+    body: JSON.stringify({ args }),
+  })
+  const { reply } = (await res.json()) as { reply: unknown }
+  return reply
+}
+
+const get = (path: string, worker: Fetcher = bindings.PROXY) =>
+  worker.fetch(`http://proxy.test${path}`)
+
+/** The body as UTF-8; values come as application/octet-stream, which .text() warns about. */
+const text = async (res: Response) => new TextDecoder().decode(await res.arrayBuffer())
+
+/** Backend GETs Redis has served, from INFO commandstats. */
+async function backendGets(): Promise<number> {
+  const info = String(await redis('INFO', 'commandstats'))
+  return Number(/cmdstat_get:calls=(\d+)/.exec(info)?.[1] ?? 0)
+}
+
+beforeEach(async () => {
+  await redis('FLUSHALL')
+})
+
+describe('the Worker in workerd against a real redis-server', () => {
+  it('answers a miss from Redis, then the same key from the isolate cache without asking Redis', async () => {
+    await redis('SET', 'greeting', 'hello')
+    const before = await backendGets()
+
+    const first = await get('/get/greeting')
+    expect(first.status).toBe(200)
+    expect(first.headers.get('x-cache')).toBe('MISS')
+    expect(await text(first)).toBe('hello')
+
+    // Changed behind the cache's back: a later request still sees the cached value.
+    await redis('SET', 'greeting', 'changed')
+    const second = await get('/get/greeting')
+    expect(second.headers.get('x-cache')).toBe('HIT')
+    expect(await text(second)).toBe('hello')
+    expect(await backendGets()).toBe(before + 1)
+  })
+
+  it('answers 404 "{key} not found!" and does not cache the miss', async () => {
+    const missing = await get('/get/nope')
+    expect(missing.status).toBe(404)
+    expect(await missing.text()).toBe('nope not found!')
+
+    await redis('SET', 'nope', 'now here')
+    const later = await get('/get/nope')
+    expect(later.status).toBe(200)
+    expect(later.headers.get('x-cache')).toBe('MISS')
+    expect(await text(later)).toBe('now here')
+  })
+
+  it('returns binary values byte for byte under binary keys, on a miss and on a hit', async () => {
+    const every = Uint8Array.from({ length: 256 }, (_, i) => i)
+    await redis('SET', '\u00ff\u0000/', String.fromCharCode(...every))
+    for (const round of ['MISS', 'HIT']) {
+      const res = await get('/get/%FF%00%2F')
+      expect(res.status).toBe(200)
+      expect(res.headers.get('x-cache')).toBe(round)
+      expect(res.headers.get('content-type')).toBe('application/octet-stream')
+      expect(new Uint8Array(await res.arrayBuffer())).toEqual(every)
+    }
+  })
+
+  it('coalesces concurrent requests for one key into one backend GET', async () => {
+    await redis('SET', 'shared', 'once')
+    const before = await backendGets()
+    const answers = await Promise.all(Array.from({ length: 5 }, () => get('/get/shared')))
+    for (const res of answers) expect(await text(res)).toBe('once')
+    expect(await backendGets()).toBe(before + 1)
+  })
+
+  it('answers 502 when Redis answers an error (WRONGTYPE), and does not cache it', async () => {
+    await redis('RPUSH', 'list', 'item')
+    const res = await get('/get/list')
+    expect(res.status).toBe(502)
+    expect(await res.text()).toBe('Error getting key: list')
+
+    await redis('DEL', 'list')
+    await redis('SET', 'list', 'now a string')
+    expect((await get('/get/list')).status).toBe(200)
+  })
+
+  it('reports the Workers runtime and the TCP source on GET /', async () => {
+    const res = await get('/')
+    expect(res.status).toBe(200)
+    expect(await res.json()).toMatchObject({ runtime: 'workers', source: 'tcp', backend: 'ready' })
+  })
+})
+
+describe('the Worker in workerd against a failing backend', () => {
+  it('answers 502 when Redis cannot be reached', async () => {
+    const res = await get('/get/k', bindings.PROXY_CLOSED)
+    expect(res.status).toBe(502)
+    expect(await res.text()).toBe('Error getting key: k')
+  })
+
+  it('answers 504 when Redis does not answer within REDIS_COMMAND_TIMEOUT', async () => {
+    const res = await get('/get/k', bindings.PROXY_SILENT)
+    expect(res.status).toBe(504)
+    expect(await res.text()).toBe('Error getting key: k')
+  })
+
+  it('answers 500 naming a bad binding instead of starting', async () => {
+    const res = await get('/get/k', bindings.PROXY_BAD_CONFIG)
+    expect(res.status).toBe(500)
+    expect(await res.text()).toContain('Invalid CACHE_CAPACITY="0"')
+  })
+})
