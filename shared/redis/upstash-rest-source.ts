@@ -42,9 +42,13 @@ export function createUpstashRestSource(options: UpstashRestSourceOptions): Redi
       }
       let body: unknown
       try {
-        body = await response.json()
+        // Not every fetch ties the body to the signal: the timeout covers it here.
+        body = await untilAborted(response.json(), signal)
       } catch (err) {
-        if (signal.aborted) throw fetchFailure(err, signal, timeoutMs)
+        if (signal.aborted) {
+          response.body?.cancel().catch(() => {})
+          throw fetchFailure(err, signal, timeoutMs)
+        }
         throw statusFailure(response.status, `unreadable reply (HTTP ${response.status})`)
       }
       return decode(response.status, body)
@@ -116,6 +120,24 @@ function fetchFailure(err: unknown, signal: AbortSignal, timeoutMs: number): Bac
   }
   const message = err instanceof Error ? err.message : String(err)
   return new BackendUnavailableError(message, { cause: err })
+}
+
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason)
+    if (signal.aborted) return onAbort()
+    signal.addEventListener('abort', onAbort, { once: true })
+    work.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort)
+        resolve(value)
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(err)
+      },
+    )
+  })
 }
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/
