@@ -1,4 +1,4 @@
-import { HttpResponse, http } from 'msw'
+import { getResponse, HttpResponse, http } from 'msw'
 import { setupServer } from 'msw/node'
 import { percentDecodeToBytes } from '../../functions/app.js'
 
@@ -26,6 +26,8 @@ export type UpstashRest = {
   takeDown(): () => void
   /** Answer every request with this instead, until the returned function is called. */
   override(respond: (request: Request) => Response | Promise<Response>): () => void
+  /** Answers one request directly, for a runtime msw cannot intercept (workerd's outbound fetch). */
+  respond(request: Request): Promise<Response>
   /** Starts intercepting fetch in this process. */
   listen(): void
   close(): void
@@ -146,6 +148,12 @@ export function createUpstashRest(
       return () => {
         replacement = undefined
       }
+    },
+    async respond(request) {
+      return (
+        (await getResponse([handler], request)) ??
+        HttpResponse.json({ error: 'not an Upstash URL' }, { status: 404 })
+      )
     },
     listen() {
       server.listen({ onUnhandledRequest: 'error' })

@@ -2,6 +2,7 @@ import { dirname } from 'node:path'
 import type { cloudflareTest } from '@cloudflare/vitest-pool-workers'
 import { unstable_readConfig } from 'wrangler'
 import { type RespValue, sendCommand } from '../harness/redis-server.js'
+import { createUpstashRest } from '../harness/upstash-rest.js'
 
 type PoolOptions = Parameters<typeof cloudflareTest>[0]
 type Inject = Parameters<Extract<PoolOptions, (...args: never[]) => unknown>>[0]['inject']
@@ -19,7 +20,16 @@ export function workerdPoolOptions({ inject }: { inject: Inject }) {
     Object.entries(wrangler.vars).map(([name, value]) => [name, String(value)]),
   )
   const redisPort = inject('redisPort')
-  const proxy = (name: string, bindings: Record<string, string>) => ({
+  // The hosted REST API cannot run here: the REST Workers' outbound fetches are
+  // answered by the msw Upstash handlers, called directly on the Node side.
+  const rest = createUpstashRest()
+  const upstash = async (request: Request) => rest.respond(await asGlobalRequest(request))
+  const restBindings = { UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: rest.token }
+  const proxy = (
+    name: string,
+    bindings: Record<string, string>,
+    outboundService?: (request: Request) => Promise<Response>,
+  ) => ({
     name,
     modules: true,
     scriptPath: inject('workerBundle'),
@@ -27,6 +37,7 @@ export function workerdPoolOptions({ inject }: { inject: Inject }) {
     compatibilityDate: wrangler.compatibility_date,
     compatibilityFlags: wrangler.compatibility_flags,
     bindings: { ...vars, LOG_LEVEL: 'silent', ...bindings },
+    ...(outboundService === undefined ? {} : { outboundService }),
   })
   return {
     wrangler: { configPath: './wrangler.toml' },
@@ -36,6 +47,17 @@ export function workerdPoolOptions({ inject }: { inject: Inject }) {
         PROXY_CLOSED: 'proxy-closed',
         PROXY_SILENT: 'proxy-silent',
         PROXY_BAD_CONFIG: 'proxy-bad-config',
+        PROXY_REST: 'proxy-rest',
+        PROXY_REST_BAD_TOKEN: 'proxy-rest-bad-token',
+        PROXY_REST_SILENT: 'proxy-rest-silent',
+        UPSTASH: async (request: Request) => {
+          const { op, key = '', value = '' } = (await request.json()) as Record<string, string>
+          if (op === 'set') rest.set(key, Buffer.from(value, 'latin1'))
+          else if (op === 'setList') rest.setList(key)
+          else if (op === 'flush') rest.flush()
+          else if (op !== 'count') return new Response(`unknown op ${op}`, { status: 400 })
+          return Response.json({ requests: rest.requests.length })
+        },
         REDIS: async (request: Request) => {
           const { args } = (await request.json()) as { args: string[] }
           const reply = await sendCommand(
@@ -53,9 +75,27 @@ export function workerdPoolOptions({ inject }: { inject: Inject }) {
           REDIS_COMMAND_TIMEOUT: '200',
         }),
         proxy('proxy-bad-config', { CACHE_CAPACITY: '0' }),
+        proxy('proxy-rest', restBindings, upstash),
+        proxy(
+          'proxy-rest-bad-token',
+          { ...restBindings, UPSTASH_REDIS_REST_TOKEN: 'wrong' },
+          upstash,
+        ),
+        proxy(
+          'proxy-rest-silent',
+          { ...restBindings, REDIS_COMMAND_TIMEOUT: '200' },
+          () => new Promise<Response>(() => {}),
+        ),
       ],
     },
   }
+}
+
+/** Miniflare hands over its own Request class; msw wants the runtime's. */
+async function asGlobalRequest(request: Request): Promise<Request> {
+  const body =
+    request.method === 'GET' || request.method === 'HEAD' ? undefined : await request.arrayBuffer()
+  return new Request(request.url, { method: request.method, headers: request.headers, body })
 }
 
 /** Bulk replies as byte strings (one char per byte), errors as `{ error }`. */

@@ -128,3 +128,65 @@ describe('the Worker in workerd against a failing backend', () => {
     expect(await res.text()).toContain('Invalid CACHE_CAPACITY="0"')
   })
 })
+
+describe('the Worker in workerd over the Upstash REST protocol', () => {
+  const rest = bindings as unknown as {
+    PROXY_REST: Fetcher
+    PROXY_REST_BAD_TOKEN: Fetcher
+    PROXY_REST_SILENT: Fetcher
+    UPSTASH: Fetcher
+  }
+  const upstash = async (op: string, key = '', value = '') => {
+    const res = await rest.UPSTASH.fetch('http://upstash/', {
+      method: 'POST',
+      body: JSON.stringify({ op, key, value }),
+    })
+    return ((await res.json()) as { requests: number }).requests
+  }
+
+  beforeEach(async () => {
+    await upstash('flush')
+  })
+
+  it('answers a miss through REST, then a hit from the isolate cache', async () => {
+    await upstash('set', 'greeting', 'hello')
+    const first = await get('/get/greeting', rest.PROXY_REST)
+    expect(first.headers.get('x-cache')).toBe('MISS')
+    expect(await text(first)).toBe('hello')
+    const second = await get('/get/greeting', rest.PROXY_REST)
+    expect(second.headers.get('x-cache')).toBe('HIT')
+    expect(await text(second)).toBe('hello')
+    // One REST GET for the two requests: the hit never left the isolate.
+    expect(await upstash('count')).toBe(1)
+  })
+
+  it('returns binary values under binary keys byte for byte (base64 on the wire)', async () => {
+    const every = Uint8Array.from({ length: 256 }, (_, i) => i)
+    await upstash('set', '\u00ff\u0000/', String.fromCharCode(...every))
+    const res = await get('/get/%FF%00%2F', rest.PROXY_REST)
+    expect(res.status).toBe(200)
+    expect(new Uint8Array(await res.arrayBuffer())).toEqual(every)
+  })
+
+  it('answers 404 for a missing key and 502 for a Redis error', async () => {
+    const missing = await get('/get/nope', rest.PROXY_REST)
+    expect(missing.status).toBe(404)
+    expect(await missing.text()).toBe('nope not found!')
+    await upstash('setList', 'list')
+    expect((await get('/get/list', rest.PROXY_REST)).status).toBe(502)
+  })
+
+  it('answers 502 when the token is refused (401)', async () => {
+    await upstash('set', 'k', 'v')
+    expect((await get('/get/k', rest.PROXY_REST_BAD_TOKEN)).status).toBe(502)
+  })
+
+  it('answers 504 when the REST API does not answer within REDIS_COMMAND_TIMEOUT', async () => {
+    expect((await get('/get/k', rest.PROXY_REST_SILENT)).status).toBe(504)
+  })
+
+  it('reports the REST source on GET /', async () => {
+    const res = await get('/', rest.PROXY_REST)
+    expect(await res.json()).toMatchObject({ runtime: 'workers', source: 'rest', backend: 'ready' })
+  })
+})
