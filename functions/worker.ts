@@ -63,7 +63,7 @@ function buildApp(config: Config): Hono {
  * nodejs_compat sockets. A Worker's socket cannot outlive the request that
  * opened it, so the TCP source connects once per read (hits never connect).
  */
-export function edgeSource(config: Config, log: Logger): RedisSource {
+function edgeSource(config: Config, log: Logger): RedisSource {
   if (config.rest !== undefined) {
     return createUpstashRestSource({
       url: config.rest.url,
