@@ -27,6 +27,9 @@ export default defineConfig({
           name: 'workerd',
           include: ['test/workerd/**/*.test.ts'],
           globalSetup: ['test/workerd/global-setup.ts'],
+          // After the Node projects, so workerd's start-up does not compete
+          // with their timing-sensitive suites for the CPU.
+          sequence: { groupOrder: 1 },
           testTimeout: 30_000,
           hookTimeout: 30_000,
         },
