@@ -7,7 +7,7 @@ import { MAX_CAPACITY } from './cache/lru-cache.js'
 export type Config = Readonly<{
   http: Readonly<{ host: string; port: number; redisUrl: string }>
   tcp: Readonly<{ host: string; port: number; redisUrl: string; idleTimeoutMs: number }>
-  cache: Readonly<{ capacity: number; ttlMs: number }>
+  cache: Readonly<{ capacity: number; ttlMs: number; invalidation: InvalidationSetting }>
   maxClients: number
   maxParallel: number
   maxQueue: number
@@ -15,6 +15,10 @@ export type Config = Readonly<{
   shutdownTimeoutMs: number
   logLevel: LogLevel
 }>
+
+/** `on`: Redis tells the cache about every write (CLIENT TRACKING); `off`: expiry only. */
+export const INVALIDATION_SETTINGS = ['on', 'off'] as const
+export type InvalidationSetting = (typeof INVALIDATION_SETTINGS)[number]
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const
 export type LogLevel = (typeof LOG_LEVELS)[number]
@@ -67,6 +71,7 @@ const specs = {
   PROXY_PORT_TCP: port({ default: 4000 }),
   CACHE_CAPACITY: integer(1, MAX_CAPACITY)({ default: 100_000 }),
   CACHE_GLOBAL_EXPIRY: integer(1)({ default: 60_000 }),
+  CACHE_INVALIDATION: str({ default: 'on', choices: INVALIDATION_SETTINGS }),
   MAX_CLIENTS: integer(1, 1_000_000)({ default: 10_000 }),
   MAX_PARALLEL: integer(1, 100_000)({ default: 256 }),
   MAX_QUEUE: integer(0, 10_000_000)({ default: 10_000 }),
@@ -122,7 +127,11 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       redisUrl: tcp,
       idleTimeoutMs: clean.IDLE_TIMEOUT,
     },
-    cache: { capacity: clean.CACHE_CAPACITY, ttlMs: clean.CACHE_GLOBAL_EXPIRY },
+    cache: {
+      capacity: clean.CACHE_CAPACITY,
+      ttlMs: clean.CACHE_GLOBAL_EXPIRY,
+      invalidation: clean.CACHE_INVALIDATION as InvalidationSetting,
+    },
     maxClients: clean.MAX_CLIENTS,
     maxParallel: clean.MAX_PARALLEL,
     maxQueue: clean.MAX_QUEUE,

@@ -47,10 +47,19 @@ export async function startHttpProxy(
   }
 }
 
+/**
+ * Until the backend is connected and the invalidation channel settled (on, off
+ * or unsupported): before that, loaded values are not stored.
+ */
 export async function waitReady(service: ReadThrough, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs
-  while (service.source.state() !== 'ready') {
-    if (Date.now() > deadline) throw new Error(`backend not ready: ${service.source.state()}`)
+  for (;;) {
+    const backend = service.source.state()
+    const invalidation = service.invalidation()
+    if (backend === 'ready' && invalidation !== 'connecting' && invalidation !== 'lost') return
+    if (Date.now() > deadline) {
+      throw new Error(`backend not ready: ${backend}, invalidation ${invalidation}`)
+    }
     await new Promise((resolve) => setTimeout(resolve, 10))
   }
 }
