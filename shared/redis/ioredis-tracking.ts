@@ -132,12 +132,14 @@ export function toKeys(message: unknown): string[] | null {
 /**
  * An error reply that retrying will not change: the server (or a proxy in
  * front of it) does not know or does not allow the command. Replies that mean
- * "not now" are not refusals.
+ * "not now" are not refusals, nor is a redirect to a subscriber that died
+ * before Redis read the command (its reconnection tries again).
  */
-function isRefusal(err: unknown): boolean {
+export function isRefusal(err: unknown): boolean {
   return (
     err instanceof Error &&
     err.name === 'ReplyError' &&
-    !/^(LOADING|BUSY|TRYAGAIN|MASTERDOWN|CLUSTERDOWN|READONLY)\b/.test(err.message)
+    !/^(LOADING|BUSY|TRYAGAIN|MASTERDOWN|CLUSTERDOWN|READONLY)\b/.test(err.message) &&
+    !/redirect to does not exist/i.test(err.message)
   )
 }
