@@ -1,7 +1,14 @@
+import { Redis } from 'ioredis'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { createLogger } from '../shared/log.js'
 import { type DelayRelay, startDelayRelay } from './harness/delay-relay.js'
-import { startHttpProxy, type TestHttpProxy, waitReady } from './harness/proxy.js'
+import {
+  startHttpProxy,
+  startRespProxy,
+  type TestHttpProxy,
+  type TestRespProxy,
+  waitReady,
+} from './harness/proxy.js'
 import { backendGetCount, sleep, startRedis, type TestRedis } from './harness/redis-server.js'
 import { type ScriptedRedis, startScriptedRedis } from './harness/scripted-redis.js'
 
@@ -157,6 +164,59 @@ describe('with CACHE_INVALIDATION=on, a write by another client reaches the cach
         }),
       )
     }
+  })
+})
+
+describe('over RESP, the sidecar uses the same service and hears the same writes', () => {
+  let redis: TestRedis
+  let proxy: TestRespProxy
+  let client: Redis
+
+  beforeAll(async () => {
+    redis = await startRedis()
+    proxy = await startRespProxy(redis.url, { CACHE_GLOBAL_EXPIRY: '600000' })
+    client = new Redis(proxy.url, { lazyConnect: true, maxRetriesPerRequest: 0 })
+    await client.connect()
+  })
+  afterAll(async () => {
+    client?.disconnect()
+    await proxy?.close()
+    await redis?.stop()
+  })
+
+  it('SET, DEL and FLUSHALL by another client reach GET and INFO', async () => {
+    expect(await client.info('proxy')).toContain('invalidation:on')
+    await redis.command('SET', 'r', 'old')
+    expect(await client.get('r')).toBe('old')
+    const hits = proxy.service.stats().hits
+    expect(await client.get('r')).toBe('old')
+    expect(proxy.service.stats().hits).toBe(hits + 1)
+
+    await redis.command('SET', 'r', 'new')
+    expect(
+      await until(
+        () => client.get('r'),
+        (v) => v !== 'old',
+      ),
+    ).toBe('new')
+    await redis.command('DEL', 'r')
+    expect(
+      await until(
+        () => client.get('r'),
+        (v) => v !== 'new',
+      ),
+    ).toBeNull()
+
+    await redis.command('SET', 'r', 'again')
+    expect(await client.get('r')).toBe('again')
+    expect(await client.get('r')).toBe('again')
+    await redis.command('FLUSHALL')
+    expect(
+      await until(
+        () => client.get('r'),
+        (v) => v !== 'again',
+      ),
+    ).toBeNull()
   })
 })
 
