@@ -11,16 +11,19 @@ type Deferred<T> = { resolve: (value: T) => void; reject: (err: Error) => void }
 function setup() {
   const enables: (Deferred<string | undefined> & { id: number })[] = []
   let closed = 0
+  let renewed = 0
   const lines: string[] = []
   const tracker = new Tracker({
     wire: {
       enable: (id) => new Promise((resolve, reject) => enables.push({ id, resolve, reject })),
+      renew: () => {
+        renewed++
+      },
       close: async () => {
         closed++
       },
     },
     log: createLogger('info', (line) => lines.push(line)),
-    retryMs: 5,
   })
   const gets: Deferred<Uint8Array | null>[] = []
   const source: RedisSource = {
@@ -42,7 +45,16 @@ function setup() {
     gets.at(-1)?.resolve(bytes(value))
     return text(await loading)
   }
-  return { tracker, rt, enables, gets, load, lines, closed: () => closed }
+  return {
+    tracker,
+    rt,
+    enables,
+    gets,
+    load,
+    lines,
+    closed: () => closed,
+    renewed: () => renewed,
+  }
 }
 
 const bytes = (value: string) => new TextEncoder().encode(value)
@@ -130,15 +142,28 @@ describe('Tracker', () => {
     expect(text(rt.cached('new'))).toBe('N')
   })
 
-  it('on a new data connection, clears at once and re-tracks with the current subscriber', async () => {
-    const { tracker, rt, enables, load } = await established()
+  it('on a new data connection, clears at once and renews the subscriber before re-tracking', async () => {
+    const { tracker, rt, enables, load, renewed } = await established()
     await load('k', 'old')
     tracker.dataLost()
     expect(text(rt.cached('k'))).toBe('old')
     tracker.dataReady()
     expect(rt.cached('k')).toBeNull()
     expect(rt.invalidation()).toBe('lost')
-    expect(enables.map((e) => e.id)).toEqual([7, 7])
+    // Id 7 may belong to another server now: no redirect until the subscriber is back.
+    expect(renewed()).toBe(1)
+    expect(enables).toHaveLength(1)
+    tracker.subscriberLost()
+    tracker.subscriberReady(3)
+    expect(enables.map((e) => e.id)).toEqual([7, 3])
+  })
+
+  it('at start-up, tracks whichever connection is ready first without renewing', async () => {
+    const { tracker, enables, renewed } = setup()
+    tracker.subscriberReady(7)
+    tracker.dataReady()
+    expect(enables.map((e) => e.id)).toEqual([7])
+    expect(renewed()).toBe(0)
   })
 
   it('ignores an OK that answers a redirect to a subscriber since lost', async () => {
@@ -153,15 +178,18 @@ describe('Tracker', () => {
     expect(enables.map((e) => e.id)).toEqual([7, 9])
   })
 
-  it('asks again when CLIENT TRACKING got no answer while both connections stayed up', async () => {
-    const { tracker, enables } = setup()
+  it('starts over from a fresh subscriber when CLIENT TRACKING got no answer', async () => {
+    const { tracker, enables, renewed } = setup()
     tracker.dataReady()
     tracker.subscriberReady(7)
     enables[0]?.reject(new Error('Command timed out'))
-    await new Promise((resolve) => setTimeout(resolve, 30))
-    expect(enables.length).toBeGreaterThanOrEqual(2)
-    enables.at(-1)?.resolve(undefined)
     await tick()
+    expect(renewed()).toBe(1)
+    tracker.subscriberLost()
+    tracker.subscriberReady(8)
+    enables[1]?.resolve(undefined)
+    await tick()
+    expect(enables.map((e) => e.id)).toEqual([7, 8])
     expect(tracker.mode()).toBe('on')
   })
 

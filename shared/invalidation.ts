@@ -39,6 +39,11 @@ export type TrackingWire = {
    * `ERR unknown command`); rejects on timeouts and dropped connections.
    */
   enable(redirectId: number): Promise<string | undefined>
+  /**
+   * Drops the subscriber so that it reconnects, with a new client id, to the
+   * server the data connection reaches now; its return is reported as usual.
+   */
+  renew(): void
   /** Closes the invalidation connection for good. */
   close(): Promise<void>
 }
@@ -46,11 +51,6 @@ export type TrackingWire = {
 export type TrackerOptions = {
   wire: TrackingWire
   log: Logger
-  /**
-   * Wait before asking again when enabling failed without an answer while both connections stayed up.
-   * @default 1000
-   */
-  retryMs?: number
 }
 
 /**
@@ -67,24 +67,26 @@ export type TrackerOptions = {
  * resumed (dropping loads already running) only when CLIENT TRACKING answers OK
  * for the current pair of connections. Either connection coming back clears
  * the cache: invalidations may have been missed while it was away.
+ *
+ * Client ids belong to one server: after the data connection reconnects (maybe
+ * to a failed-over server behind the same name) the subscriber is renewed too,
+ * so the redirect never names a client of another server.
  */
 export class Tracker implements InvalidationChannel {
   readonly #wire: TrackingWire
   readonly #log: Logger
-  readonly #retryMs: number
   #target: InvalidationTarget | undefined
   #mode: InvalidationMode = 'connecting'
   #dataReady = false
+  #dataConnections = 0
   #redirectId: number | null = null
   // Bumped by every event that makes an answer to an earlier enable meaningless.
   #attempt = 0
-  #retry: ReturnType<typeof setTimeout> | undefined
   #closed = false
 
   constructor(options: TrackerOptions) {
     this.#wire = options.wire
     this.#log = options.log
-    this.#retryMs = options.retryMs ?? 1000
   }
 
   start(target: InvalidationTarget): void {
@@ -100,9 +102,16 @@ export class Tracker implements InvalidationChannel {
   /** The data connection is (re)connected; a new connection is never tracked yet. */
   dataReady(): void {
     this.#dataReady = true
+    this.#dataConnections++
     if (this.#idle()) return
     this.#lose()
     this.#target?.clear()
+    if (this.#dataConnections > 1 && this.#redirectId !== null) {
+      // Its return (subscriberReady) enables tracking.
+      this.#redirectId = null
+      this.#wire.renew()
+      return
+    }
     this.#tryEnable()
   }
 
@@ -131,7 +140,6 @@ export class Tracker implements InvalidationChannel {
   refused(reason: string): void {
     if (this.#idle()) return
     this.#attempt++
-    this.#cancelRetry()
     this.#mode = 'unsupported'
     this.#log.warn(
       'backing redis refuses client tracking: writes by others are seen only after CACHE_GLOBAL_EXPIRY',
@@ -156,7 +164,6 @@ export class Tracker implements InvalidationChannel {
     if (this.#closed) return
     this.#closed = true
     this.#attempt++
-    this.#cancelRetry()
     await this.#wire.close()
   }
 
@@ -167,7 +174,6 @@ export class Tracker implements InvalidationChannel {
 
   #lose(): void {
     this.#attempt++
-    this.#cancelRetry()
     if (this.#mode === 'on') {
       this.#mode = 'lost'
       this.#log.warn(
@@ -195,20 +201,14 @@ export class Tracker implements InvalidationChannel {
         this.#log.info(wasLost ? 'invalidation channel back, cache cleared' : 'invalidation on')
       },
       () => {
-        // No answer while both connections stayed up (a timeout): ask again.
-        // Losing either connection bumps #attempt, and its return retries.
+        // No answer, or a redirect to a client that is gone, while both
+        // connections stayed up (losing either bumps #attempt, and its return
+        // retries): start again from a fresh subscriber, at the reconnection
+        // backoff's pace.
         if (attempt !== this.#attempt || this.#idle()) return
-        this.#retry = setTimeout(() => {
-          this.#retry = undefined
-          this.#tryEnable()
-        }, this.#retryMs)
-        this.#retry.unref?.()
+        this.#redirectId = null
+        this.#wire.renew()
       },
     )
-  }
-
-  #cancelRetry(): void {
-    if (this.#retry !== undefined) clearTimeout(this.#retry)
-    this.#retry = undefined
   }
 }

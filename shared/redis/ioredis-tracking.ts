@@ -64,6 +64,9 @@ export function createIoredisTracking(options: IoredisTrackingOptions): Tracker 
           throw err
         }
       },
+      renew() {
+        subscriber.disconnect(true)
+      },
       async close() {
         if (subscriber.status === 'end') return
         try {
