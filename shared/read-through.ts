@@ -29,7 +29,8 @@ export type ReadThroughStats = CacheStats & {
 
 /**
  * One backend GET in progress. Every request for the key while it runs shares
- * it. `stale` is set when an invalidation or clear arrives meanwhile: the
+ * it. `stale` is set when an invalidation or clear arrives meanwhile, or when
+ * stores are suspended or resumed (the GET may not be tracked by Redis): the
  * answer still goes to the waiters (it was true when they asked) but is not
  * stored, so a write that raced the read can never be hidden behind the cache.
  */
