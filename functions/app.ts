@@ -30,6 +30,7 @@ export function createApp({ service, draining, status }: AppDeps): Hono {
       service: 'redis-proxy',
       status: 'ok',
       backend: service.source.state(),
+      invalidation: service.invalidation(),
       cache: stats,
       ...status?.(),
     })

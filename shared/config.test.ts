@@ -10,7 +10,7 @@ describe('loadConfig', () => {
     expect(config).toEqual({
       http: { host: '0.0.0.0', port: 5000, redisUrl: 'redis://127.0.0.1:6379' },
       tcp: { host: '0.0.0.0', port: 4000, redisUrl: 'redis://127.0.0.1:6379', idleTimeoutMs: 0 },
-      cache: { capacity: 100_000, ttlMs: 60_000 },
+      cache: { capacity: 100_000, ttlMs: 60_000, invalidation: 'on' },
       maxClients: 10_000,
       maxParallel: 256,
       maxQueue: 10_000,
@@ -46,6 +46,8 @@ describe('loadConfig', () => {
     ['REDIS_URL', 'http://localhost'],
     ['REDIS_URL', 'not a url'],
     ['LOG_LEVEL', 'loud'],
+    ['CACHE_INVALIDATION', 'yes'],
+    ['CACHE_INVALIDATION', ''],
     ['PROXY_HOST_HTTP', ' '],
   ])('stops on %s=%j with one line naming the variable and the value', (name, value) => {
     let error: unknown
@@ -93,6 +95,11 @@ describe('loadConfig', () => {
   ])('refuses an incomplete or bad REST backend %j', (env, named) => {
     expect(() => loadConfig(env)).toThrow(ConfigError)
     expect(() => loadConfig(env)).toThrow(named)
+  })
+
+  it('turns invalidation off only when asked', () => {
+    expect(loadConfig({ CACHE_INVALIDATION: 'off' }).cache.invalidation).toBe('off')
+    expect(loadConfig({ CACHE_INVALIDATION: 'on' }).cache.invalidation).toBe('on')
   })
 
   it('masks the password in URLs meant for logs', () => {

@@ -13,7 +13,7 @@ export type Config = Readonly<{
    */
   rest: RestConfig | undefined
   tcp: Readonly<{ host: string; port: number; redisUrl: string; idleTimeoutMs: number }>
-  cache: Readonly<{ capacity: number; ttlMs: number }>
+  cache: Readonly<{ capacity: number; ttlMs: number; invalidation: InvalidationSetting }>
   maxClients: number
   maxParallel: number
   maxQueue: number
@@ -23,6 +23,10 @@ export type Config = Readonly<{
 }>
 
 export type RestConfig = Readonly<{ url: string; token: string }>
+
+/** `on`: Redis tells the cache about every write (CLIENT TRACKING); `off`: expiry only. */
+export const INVALIDATION_SETTINGS = ['on', 'off'] as const
+export type InvalidationSetting = (typeof INVALIDATION_SETTINGS)[number]
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const
 export type LogLevel = (typeof LOG_LEVELS)[number]
@@ -103,6 +107,7 @@ const specs = {
   PROXY_PORT_TCP: port({ default: 4000 }),
   CACHE_CAPACITY: integer(1, MAX_CAPACITY)({ default: 100_000 }),
   CACHE_GLOBAL_EXPIRY: integer(1)({ default: 60_000 }),
+  CACHE_INVALIDATION: str({ default: 'on', choices: INVALIDATION_SETTINGS }),
   MAX_CLIENTS: integer(1, 1_000_000)({ default: 10_000 }),
   MAX_PARALLEL: integer(1, 100_000)({ default: 256 }),
   MAX_QUEUE: integer(0, 10_000_000)({ default: 10_000 }),
@@ -160,7 +165,11 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       redisUrl: tcp,
       idleTimeoutMs: clean.IDLE_TIMEOUT,
     },
-    cache: { capacity: clean.CACHE_CAPACITY, ttlMs: clean.CACHE_GLOBAL_EXPIRY },
+    cache: {
+      capacity: clean.CACHE_CAPACITY,
+      ttlMs: clean.CACHE_GLOBAL_EXPIRY,
+      invalidation: clean.CACHE_INVALIDATION as InvalidationSetting,
+    },
     maxClients: clean.MAX_CLIENTS,
     maxParallel: clean.MAX_PARALLEL,
     maxQueue: clean.MAX_QUEUE,

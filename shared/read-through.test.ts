@@ -148,6 +148,42 @@ describe('ReadThrough', () => {
     expect(rt.cached('b')).toBeNull()
   })
 
+  it('keeps what is cached but stores nothing new while stores are suspended', async () => {
+    const { source, pending } = scriptedSource()
+    const rt = service(source)
+    const loaded = rt.load('a')
+    pending[0]?.resolve(bytes('A'))
+    await loaded
+    rt.suspendStores()
+    expect(text(rt.cached('a'))).toBe('A')
+    const during = rt.load('b')
+    pending[1]?.resolve(bytes('B'))
+    expect(text(await during)).toBe('B')
+    expect(rt.cached('b')).toBeNull()
+    expect(rt.stats().unstoredLoads).toBe(1)
+  })
+
+  it('after resumeStores, stores only what was fetched from then on', async () => {
+    const { source, pending, calls } = scriptedSource()
+    const rt = service(source)
+    rt.suspendStores()
+    const before = rt.load('k')
+    rt.resumeStores()
+    // A request after resuming must not join the fetch sent before it.
+    const after = rt.load('k')
+    expect(calls).toEqual(['k', 'k'])
+    pending[0]?.resolve(bytes('old'))
+    pending[1]?.resolve(bytes('new'))
+    expect(text(await before)).toBe('old')
+    expect(text(await after)).toBe('new')
+    expect(text(rt.cached('k'))).toBe('new')
+  })
+
+  it('reports invalidation off when no channel was given', () => {
+    const { source } = scriptedSource()
+    expect(service(source).invalidation()).toBe('off')
+  })
+
   it('refuses limits that make no sense', () => {
     const { source } = scriptedSource()
     expect(() => service(source, 0)).toThrow(

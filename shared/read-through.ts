@@ -1,5 +1,6 @@
 import type { CacheStats, LruCache } from './cache/lru-cache.js'
 import { BackendError, OverloadedError } from './errors.js'
+import type { InvalidationChannel, InvalidationMode, InvalidationTarget } from './invalidation.js'
 import type { RedisSource } from './redis/source.js'
 
 export type ReadThroughOptions = {
@@ -9,6 +10,8 @@ export type ReadThroughOptions = {
   maxParallel: number
   /** Fetches waiting for a free slot; one more is an OverloadedError. */
   maxQueue: number
+  /** Tells the cache about writes (CACHE_INVALIDATION=on); without it, expiry only. */
+  invalidation?: InvalidationChannel
 }
 
 export type ReadThroughStats = CacheStats & {
@@ -18,11 +21,16 @@ export type ReadThroughStats = CacheStats & {
   backendErrors: number
   inflight: number
   queueDepth: number
+  /** Keys evicted because Redis reported a write, and whole-cache clears. */
+  invalidations: number
+  /** Loaded values not stored: a write raced the load, or the invalidation channel was down. */
+  unstoredLoads: number
 }
 
 /**
  * One backend GET in progress. Every request for the key while it runs shares
- * it. `stale` is set when an invalidation or clear arrives meanwhile: the
+ * it. `stale` is set when an invalidation or clear arrives meanwhile, or when
+ * stores are suspended or resumed (the GET may not be tracked by Redis): the
  * answer still goes to the waiters (it was true when they asked) but is not
  * stored, so a write that raced the read can never be hidden behind the cache.
  */
@@ -43,9 +51,10 @@ class Flight {
  * Cache + source + coalescing + a parallel limit, written once and used by the
  * HTTP function and the RESP sidecar alike; they only translate.
  */
-export class ReadThrough {
+export class ReadThrough implements InvalidationTarget {
   readonly cache: LruCache<Uint8Array>
   readonly source: RedisSource
+  readonly #channel: InvalidationChannel | undefined
   readonly #maxParallel: number
   readonly #maxQueue: number
   readonly #inflight = new Map<string, Flight>()
@@ -55,6 +64,10 @@ export class ReadThrough {
   #active = 0
   #coalesced = 0
   #backendErrors = 0
+  #invalidations = 0
+  #unstoredLoads = 0
+  // False while a write could happen without the cache hearing of it (see shared/invalidation.ts).
+  #storing = true
 
   constructor(options: ReadThroughOptions) {
     for (const name of ['maxParallel', 'maxQueue'] as const) {
@@ -70,6 +83,14 @@ export class ReadThrough {
     this.source = options.source
     this.#maxParallel = options.maxParallel
     this.#maxQueue = options.maxQueue
+    this.#channel = options.invalidation
+    // Started here so a channel can never be wired to half a service.
+    this.#channel?.start(this)
+  }
+
+  /** Whether writes to Redis reach the cache now (see InvalidationMode). */
+  invalidation(): InvalidationMode {
+    return this.#channel?.mode() ?? 'off'
   }
 
   /** The cached value, or null; synchronous so hits never wait on a promise. */
@@ -103,6 +124,7 @@ export class ReadThrough {
 
   /** Forgets a key, including any fetch of it in progress (see Flight). */
   invalidate(key: string): void {
+    this.#invalidations++
     this.cache.delete(key)
     const flight = this.#inflight.get(key)
     if (flight !== undefined) {
@@ -113,9 +135,24 @@ export class ReadThrough {
 
   /** Forgets everything, including fetches in progress. */
   clear(): void {
+    this.#invalidations++
     this.cache.clear()
-    for (const flight of this.#inflight.values()) flight.stale = true
-    this.#inflight.clear()
+    this.#dropFlights()
+  }
+
+  /**
+   * Stops storing loaded values until resumeStores(); what is cached stays.
+   * Fetches in progress are dropped, so later requests do not join them.
+   */
+  suspendStores(): void {
+    this.#storing = false
+    this.#dropFlights()
+  }
+
+  /** Stores again, but only values whose fetch starts after this call. */
+  resumeStores(): void {
+    this.#dropFlights()
+    this.#storing = true
   }
 
   stats(): ReadThroughStats {
@@ -127,6 +164,8 @@ export class ReadThrough {
       backendErrors: this.#backendErrors,
       inflight: this.#active,
       queueDepth: this.#queue.length - this.#head,
+      invalidations: this.#invalidations,
+      unstoredLoads: this.#unstoredLoads,
     }
   }
 
@@ -149,7 +188,10 @@ export class ReadThrough {
     if (this.#inflight.get(flight.key) === flight) this.#inflight.delete(flight.key)
     if (ok) {
       // Misses are not cached: a key written later must be visible at once.
-      if (value !== null && !flight.stale) this.cache.set(flight.key, value)
+      if (value !== null) {
+        if (!flight.stale && this.#storing) this.cache.set(flight.key, value)
+        else this.#unstoredLoads++
+      }
       flight.resolve(value)
     } else {
       this.#backendErrors++
@@ -158,6 +200,11 @@ export class ReadThrough {
       )
     }
     this.#drain()
+  }
+
+  #dropFlights(): void {
+    for (const flight of this.#inflight.values()) flight.stale = true
+    this.#inflight.clear()
   }
 
   #drain(): void {

@@ -142,6 +142,7 @@ function fields(
       const stats = server.service.stats()
       return [
         ['backend_state', server.service.source.state()],
+        ['invalidation', server.service.invalidation()],
         ['cache_keys', stats.keys],
         ['cache_capacity', stats.capacity],
         ['cache_hits', stats.hits],
@@ -152,6 +153,8 @@ function fields(
         ['backend_errors', stats.backendErrors],
         ['inflight', stats.inflight],
         ['queue_depth', stats.queueDepth],
+        ['invalidations', stats.invalidations],
+        ['unstored_loads', stats.unstoredLoads],
       ]
     }
     default:

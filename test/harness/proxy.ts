@@ -1,7 +1,7 @@
 import { type HttpServerHandle, startHttpServer } from '../../functions/node.js'
 import { type Config, loadConfig } from '../../shared/config.js'
 import { createService } from '../../shared/create-service.js'
-import { silentLogger } from '../../shared/log.js'
+import { type Logger, silentLogger } from '../../shared/log.js'
 import type { ReadThrough } from '../../shared/read-through.js'
 import type { ConnectionLimits } from '../../sidecar/connection.js'
 import { type RespServerHandle, startRespServer } from '../../sidecar/server.js'
@@ -20,9 +20,10 @@ export type TestHttpProxy = {
 export async function startHttpProxy(
   redisUrl: string,
   env: Record<string, string> = {},
+  log: Logger = silentLogger,
 ): Promise<TestHttpProxy> {
   const config = loadConfig({ REDIS_URL: redisUrl, LOG_LEVEL: 'silent', ...env })
-  const service = createService(config, config.http.redisUrl, silentLogger)
+  const service = createService(config, config.http.redisUrl, log)
   await waitReady(service)
   const server = await startHttpServer({
     service,
@@ -47,10 +48,19 @@ export async function startHttpProxy(
   }
 }
 
+/**
+ * Until the backend is connected and the invalidation channel settled (on, off
+ * or unsupported): before that, loaded values are not stored.
+ */
 export async function waitReady(service: ReadThrough, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs
-  while (service.source.state() !== 'ready') {
-    if (Date.now() > deadline) throw new Error(`backend not ready: ${service.source.state()}`)
+  for (;;) {
+    const backend = service.source.state()
+    const invalidation = service.invalidation()
+    if (backend === 'ready' && invalidation !== 'connecting' && invalidation !== 'lost') return
+    if (Date.now() > deadline) {
+      throw new Error(`backend not ready: ${backend}, invalidation ${invalidation}`)
+    }
     await new Promise((resolve) => setTimeout(resolve, 10))
   }
 }

@@ -5,7 +5,8 @@ import { createServer, type Server, type Socket } from 'node:net'
  * answer each GET after a delay of the test's choosing, independently, so
  * replies can overlap and come back out of order, while it records how many
  * GETs were outstanding at once. Handshake commands get the replies ioredis
- * and other clients accept. Requests must be multibulk (what clients send).
+ * and other clients accept; SUBSCRIBE is acknowledged (nothing is ever
+ * published). Requests must be multibulk (what clients send).
  */
 export type ScriptedRedis = {
   readonly port: number
@@ -14,17 +15,26 @@ export type ScriptedRedis = {
   peakOutstanding(): number
   /** GETs received so far, by key. */
   gets(): string[]
+  /** CLIENT TRACKING commands received so far. */
+  trackingRequests(): number
   close(): Promise<void>
 }
 
 export type ScriptedReply = { delayMs: number; value: string | null }
 
+export type ScriptedRedisOptions = {
+  /** Answer CLIENT TRACKING as a server without it does (Redis before 6, some proxies). */
+  refuseTracking?: boolean
+}
+
 export async function startScriptedRedis(
   answer: (key: string) => ScriptedReply,
+  options: ScriptedRedisOptions = {},
 ): Promise<ScriptedRedis> {
   let outstanding = 0
   let peak = 0
   const received: string[] = []
+  let trackingRequests = 0
   const sockets = new Set<Socket>()
 
   const server: Server = createServer((socket) => {
@@ -60,7 +70,21 @@ export async function startScriptedRedis(
     if (name !== 'GET') {
       if (name === 'INFO') return bulk('# Server\r\nredis_version:7.0.0\r\nloading:0\r\n')
       if (name === 'PING') return Buffer.from('+PONG\r\n')
-      if (name === 'CLIENT' && (args[1] ?? '').toUpperCase() === 'ID') return Buffer.from(':1\r\n')
+      const sub = (args[1] ?? '').toUpperCase()
+      if (name === 'CLIENT' && sub === 'ID') return Buffer.from(':1\r\n')
+      if (name === 'CLIENT' && sub === 'TRACKING') {
+        trackingRequests++
+        if (options.refuseTracking) return Buffer.from("-ERR unknown command 'CLIENT TRACKING'\r\n")
+      }
+      if (name === 'SUBSCRIBE') {
+        const channel = args[1] ?? ''
+        return Buffer.concat([
+          Buffer.from('*3\r\n'),
+          bulk('subscribe'),
+          bulk(channel),
+          Buffer.from(':1\r\n'),
+        ])
+      }
       if (name === 'HELLO') return Buffer.from("-ERR unknown command 'HELLO'\r\n")
       return Buffer.from('+OK\r\n')
     }
@@ -82,6 +106,7 @@ export async function startScriptedRedis(
     url: `redis://127.0.0.1:${port}`,
     peakOutstanding: () => peak,
     gets: () => [...received],
+    trackingRequests: () => trackingRequests,
     close: () =>
       new Promise((resolve) => {
         for (const socket of sockets) socket.destroy()

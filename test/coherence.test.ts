@@ -1,0 +1,403 @@
+import { Redis } from 'ioredis'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { createLogger } from '../shared/log.js'
+import { type DelayRelay, startDelayRelay } from './harness/delay-relay.js'
+import {
+  startHttpProxy,
+  startRespProxy,
+  type TestHttpProxy,
+  type TestRespProxy,
+  waitReady,
+} from './harness/proxy.js'
+import { backendGetCount, sleep, startRedis, type TestRedis } from './harness/redis-server.js'
+import { type ScriptedRedis, startScriptedRedis } from './harness/scripted-redis.js'
+
+type Answer = { status: number; body: string; cache: string | null }
+
+async function read(proxy: TestHttpProxy, path: string): Promise<Answer> {
+  const res = await fetch(`${proxy.url}/get/${path}`)
+  return { status: res.status, body: await res.text(), cache: res.headers.get('x-cache') }
+}
+
+/**
+ * Asks until `ok` holds. The deadline is generous on purpose (a shared, noisy
+ * machine); the write-to-read latency itself is measured by bench/coherence.ts.
+ */
+async function until<T>(
+  ask: () => Promise<T> | T,
+  ok: (answer: T) => boolean,
+  timeoutMs = 2000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const answer = await ask()
+    if (ok(answer)) return answer
+    if (Date.now() > deadline) throw new Error(`still ${JSON.stringify(answer)}`)
+    await sleep(10)
+  }
+}
+
+async function invalidationMode(proxy: TestHttpProxy): Promise<string> {
+  const status = (await (await fetch(`${proxy.url}/`)).json()) as { invalidation: string }
+  return status.invalidation
+}
+
+/** A key read twice, so it is certainly cached. */
+async function cached(proxy: TestHttpProxy, path: string, value: string): Promise<void> {
+  expect(await read(proxy, path)).toMatchObject({ status: 200, body: value })
+  expect(await read(proxy, path)).toEqual({ status: 200, body: value, cache: 'HIT' })
+}
+
+describe('with CACHE_INVALIDATION=on, a write by another client reaches the cache', () => {
+  let redis: TestRedis
+  let proxy: TestHttpProxy
+
+  beforeAll(async () => {
+    redis = await startRedis()
+    // A long expiry, so only an invalidation can explain a fresh value.
+    proxy = await startHttpProxy(redis.url, { CACHE_GLOBAL_EXPIRY: '600000' })
+  })
+  afterAll(async () => {
+    await proxy?.close()
+    await redis?.stop()
+  })
+
+  it('reports the mode in GET /', async () => {
+    expect(await invalidationMode(proxy)).toBe('on')
+  })
+
+  it('SET: the next read answers the new value', async () => {
+    await redis.command('SET', 'set-me', 'old')
+    await cached(proxy, 'set-me', 'old')
+    await redis.command('SET', 'set-me', 'new')
+    const fresh = await until(
+      () => read(proxy, 'set-me'),
+      (a) => a.body !== 'old',
+    )
+    expect(fresh).toEqual({ status: 200, body: 'new', cache: 'MISS' })
+    expect(await read(proxy, 'set-me')).toEqual({ status: 200, body: 'new', cache: 'HIT' })
+  })
+
+  it('DEL: the key is gone', async () => {
+    await redis.command('SET', 'del-me', 'here')
+    await cached(proxy, 'del-me', 'here')
+    await redis.command('DEL', 'del-me')
+    const gone = await until(
+      () => read(proxy, 'del-me'),
+      (a) => a.status !== 200,
+    )
+    expect(gone).toEqual({ status: 404, body: 'del-me not found!', cache: null })
+  })
+
+  it('EXPIRE firing in Redis: the key is gone, long before the cache expiry', async () => {
+    await redis.command('SET', 'short-lived', 'soon gone', 'PX', '300')
+    await cached(proxy, 'short-lived', 'soon gone')
+    const gone = await until(
+      () => read(proxy, 'short-lived'),
+      (a) => a.status !== 200,
+      3000,
+    )
+    expect(gone.status).toBe(404)
+  })
+
+  it('FLUSHALL: every cached key is gone', async () => {
+    const keys = ['f1', 'f2', 'f3']
+    for (const key of keys) {
+      await redis.command('SET', key, `v-${key}`)
+      await cached(proxy, key, `v-${key}`)
+    }
+    await redis.command('FLUSHALL')
+    for (const key of keys) {
+      expect(
+        await until(
+          () => read(proxy, key),
+          (a) => a.status !== 200,
+        ),
+      ).toMatchObject({ status: 404 })
+    }
+  })
+
+  it('binary and UTF-8 keys are evicted by their raw bytes', async () => {
+    const binary = Buffer.from([0xff, 0x00, 0x2f, 0x41])
+    const utf8 = Buffer.from('clé/ключ', 'utf8')
+    const paths = ['%FF%00%2FA', encodeURIComponent('clé/ключ')]
+    await redis.command('SET', binary, 'b1')
+    await redis.command('SET', utf8, 'u1')
+    await cached(proxy, paths[0] as string, 'b1')
+    await cached(proxy, paths[1] as string, 'u1')
+    await redis.command('SET', binary, 'b2')
+    await redis.command('SET', utf8, 'u2')
+    expect(
+      await until(
+        () => read(proxy, paths[0] as string),
+        (a) => a.body !== 'b1',
+      ),
+    ).toMatchObject({ body: 'b2' })
+    expect(
+      await until(
+        () => read(proxy, paths[1] as string),
+        (a) => a.body !== 'u1',
+      ),
+    ).toMatchObject({ body: 'u2' })
+  })
+
+  it('GETs racing SETs never leave a stale entry behind', async () => {
+    const keys = Array.from({ length: 8 }, (_, i) => `race-${i}`)
+    const rounds = 40
+    for (let round = 0; round < rounds; round++) {
+      await Promise.all(
+        keys.map(async (key) => {
+          const value = `${key}:${round}`
+          // Reads in flight while the write lands: some start before it, some after.
+          await Promise.all([
+            read(proxy, key),
+            redis.command('SET', key, value),
+            read(proxy, key),
+            sleep(1).then(() => read(proxy, key)),
+          ])
+          // Whatever the interleaving, the cache must not keep an older value.
+          await until(
+            () => read(proxy, key),
+            (a) => a.body === value,
+          )
+          expect(await read(proxy, key)).toMatchObject({ body: value })
+        }),
+      )
+    }
+  })
+})
+
+describe('over RESP, the sidecar uses the same service and hears the same writes', () => {
+  let redis: TestRedis
+  let proxy: TestRespProxy
+  let client: Redis
+
+  beforeAll(async () => {
+    redis = await startRedis()
+    proxy = await startRespProxy(redis.url, { CACHE_GLOBAL_EXPIRY: '600000' })
+    client = new Redis(proxy.url, { lazyConnect: true, maxRetriesPerRequest: 0 })
+    await client.connect()
+  })
+  afterAll(async () => {
+    client?.disconnect()
+    await proxy?.close()
+    await redis?.stop()
+  })
+
+  it('SET, DEL and FLUSHALL by another client reach GET and INFO', async () => {
+    expect(await client.info('proxy')).toContain('invalidation:on')
+    await redis.command('SET', 'r', 'old')
+    expect(await client.get('r')).toBe('old')
+    const hits = proxy.service.stats().hits
+    expect(await client.get('r')).toBe('old')
+    expect(proxy.service.stats().hits).toBe(hits + 1)
+
+    await redis.command('SET', 'r', 'new')
+    expect(
+      await until(
+        () => client.get('r'),
+        (v) => v !== 'old',
+      ),
+    ).toBe('new')
+    await redis.command('DEL', 'r')
+    expect(
+      await until(
+        () => client.get('r'),
+        (v) => v !== 'new',
+      ),
+    ).toBeNull()
+
+    await redis.command('SET', 'r', 'again')
+    expect(await client.get('r')).toBe('again')
+    expect(await client.get('r')).toBe('again')
+    await redis.command('FLUSHALL')
+    expect(
+      await until(
+        () => client.get('r'),
+        (v) => v !== 'again',
+      ),
+    ).toBeNull()
+  })
+})
+
+describe('a write that lands while the GET reading the old value is still in flight', () => {
+  let redis: TestRedis
+  let relay: DelayRelay
+  let proxy: TestHttpProxy
+
+  beforeAll(async () => {
+    redis = await startRedis()
+    // Replies on the proxy's data connection arrive a second late (room for a
+    // noisy machine to get the write in meanwhile); invalidations do not.
+    relay = await startDelayRelay(redis.port, 1000)
+    proxy = await startHttpProxy(relay.url, { REDIS_COMMAND_TIMEOUT: '5000' })
+  })
+  afterAll(async () => {
+    await proxy?.close()
+    await relay?.close()
+    await redis?.stop()
+  })
+
+  it('is answered to the request that asked, but never stored', async () => {
+    // Cached, so Redis tracks `slow` for the proxy; then evicted by a write.
+    await redis.command('SET', 'slow', 'old')
+    await cached(proxy, 'slow', 'old')
+    await redis.command('SET', 'slow', 'before')
+    await until(
+      () => proxy.service.cached('slow'),
+      (value) => value === null,
+    )
+    const unstored = proxy.service.stats().unstoredLoads
+    const gets = await backendGetCount(redis)
+    const loading = read(proxy, 'slow')
+    // Once Redis has answered the GET (with "before"), write again.
+    await until(
+      () => backendGetCount(redis),
+      (count) => count > gets,
+    )
+    await redis.command('SET', 'slow', 'after')
+    expect(await loading).toEqual({ status: 200, body: 'before', cache: 'MISS' })
+    expect(proxy.service.stats().unstoredLoads).toBe(unstored + 1)
+    expect(await read(proxy, 'slow')).toEqual({ status: 200, body: 'after', cache: 'MISS' })
+  })
+})
+
+describe('backend faults with CACHE_INVALIDATION=on', () => {
+  let redis: TestRedis
+  let proxy: TestHttpProxy
+
+  beforeAll(async () => {
+    redis = await startRedis()
+    proxy = await startHttpProxy(redis.url, {
+      CACHE_GLOBAL_EXPIRY: '600000',
+      REDIS_COMMAND_TIMEOUT: '500',
+    })
+  })
+  afterAll(async () => {
+    await proxy?.close()
+    await redis?.stop()
+  })
+
+  it('after Redis restarts with a changed value, never serves the old one', async () => {
+    await redis.command('SET', 'k', 'old')
+    await cached(proxy, 'k', 'old')
+
+    await redis.kill()
+    await until(
+      () => invalidationMode(proxy),
+      (mode) => mode === 'lost',
+    )
+    // While the channel is down, what is cached is served (until its expiry).
+    expect(await read(proxy, 'k')).toEqual({ status: 200, body: 'old', cache: 'HIT' })
+
+    await redis.restart()
+    await redis.command('SET', 'k', 'new')
+    // From the moment the data connection is back, the cache holds nothing from before.
+    const deadline = Date.now() + 10_000
+    while (proxy.service.source.state() !== 'ready') {
+      if (Date.now() > deadline) throw new Error('no reconnection')
+      await sleep(5)
+    }
+    for (let i = 0; i < 20; i++) {
+      expect(await read(proxy, 'k')).toMatchObject({ status: 200, body: 'new' })
+    }
+    await waitReady(proxy.service, 10_000)
+    expect(await invalidationMode(proxy)).toBe('on')
+
+    // Tracking is back, redirected to the new subscriber: writes evict again.
+    await cached(proxy, 'k', 'new')
+    await redis.command('SET', 'k', 'newer')
+    expect(
+      await until(
+        () => read(proxy, 'k'),
+        (a) => a.body !== 'new',
+      ),
+    ).toMatchObject({ body: 'newer' })
+  })
+
+  it('re-tracks with the new subscriber id when only the subscriber is disconnected', async () => {
+    await waitReady(proxy.service, 10_000)
+    await redis.command('SET', 'sub', 'one')
+    await cached(proxy, 'sub', 'one')
+
+    await redis.command('CLIENT', 'KILL', 'TYPE', 'pubsub')
+    await sleep(50)
+    await waitReady(proxy.service, 10_000)
+    // Redis's view: the data connection redirects to the subscriber that exists now.
+    const list = String(await redis.command('CLIENT', 'LIST'))
+    const subscriberId = /id=(\d+) .*cmd=subscribe/.exec(list)?.[1]
+    const redirects = [...list.matchAll(/ redir=(-?\d+)/g)].map((m) => m[1])
+    expect(subscriberId).toBeDefined()
+    expect(redirects).toContain(subscriberId)
+
+    await cached(proxy, 'sub', 'one')
+    await redis.command('SET', 'sub', 'two')
+    expect(
+      await until(
+        () => read(proxy, 'sub'),
+        (a) => a.body !== 'one',
+      ),
+    ).toMatchObject({ body: 'two' })
+  })
+})
+
+describe('expiry only', () => {
+  let redis: TestRedis
+  let backend: ScriptedRedis | undefined
+  let proxy: TestHttpProxy | undefined
+
+  beforeAll(async () => {
+    redis = await startRedis()
+  })
+  afterEach(async () => {
+    await proxy?.close()
+    await backend?.close()
+    proxy = undefined
+    backend = undefined
+  })
+  afterAll(async () => redis?.stop())
+
+  it('CACHE_INVALIDATION=off keeps the old value until the expiry', async () => {
+    const off = await startHttpProxy(redis.url, {
+      CACHE_INVALIDATION: 'off',
+      CACHE_GLOBAL_EXPIRY: '600',
+    })
+    proxy = off
+    expect(await invalidationMode(off)).toBe('off')
+    await redis.command('SET', 'e', 'old')
+    await cached(off, 'e', 'old')
+    await redis.command('SET', 'e', 'new')
+    await sleep(200)
+    expect(await read(off, 'e')).toEqual({ status: 200, body: 'old', cache: 'HIT' })
+    expect(
+      await until(
+        () => read(off, 'e'),
+        (a) => a.body !== 'old',
+      ),
+    ).toEqual({ status: 200, body: 'new', cache: 'MISS' })
+    const pubsub = String(await redis.command('CLIENT', 'LIST', 'TYPE', 'pubsub'))
+    expect(pubsub).toBe('')
+  })
+
+  it('a backend that refuses CLIENT TRACKING gives one warning and expiry-only caching', async () => {
+    backend = await startScriptedRedis((key) => ({ delayMs: 0, value: `v:${key}` }), {
+      refuseTracking: true,
+    })
+    const lines: string[] = []
+    const refused = await startHttpProxy(
+      backend.url,
+      {},
+      createLogger('info', (line) => lines.push(line)),
+    )
+    proxy = refused
+    expect(await invalidationMode(refused)).toBe('unsupported')
+    expect(await read(refused, 'k')).toEqual({ status: 200, body: 'v:k', cache: 'MISS' })
+    expect(await read(refused, 'k')).toEqual({ status: 200, body: 'v:k', cache: 'HIT' })
+    expect(backend.gets()).toEqual(['k'])
+    expect(backend.trackingRequests()).toBe(1)
+    const warnings = lines.filter((line) => line.includes('"level":"warn"'))
+    expect(warnings).toHaveLength(1)
+    expect(warnings[0]).toContain('refuses client tracking')
+    expect(warnings[0]).toContain('unknown command')
+  })
+})
