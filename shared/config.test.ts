@@ -14,7 +14,7 @@ describe('loadConfig', () => {
       maxClients: 10_000,
       maxParallel: 256,
       maxQueue: 10_000,
-      redis: { commandTimeoutMs: 1000, connectTimeoutMs: 2000 },
+      redis: { client: 'native', commandTimeoutMs: 1000, connectTimeoutMs: 2000 },
       shutdownTimeoutMs: 10_000,
       logLevel: 'info',
     })
@@ -95,6 +95,11 @@ describe('loadConfig', () => {
   ])('refuses an incomplete or bad REST backend %j', (env, named) => {
     expect(() => loadConfig(env)).toThrow(ConfigError)
     expect(() => loadConfig(env)).toThrow(named)
+  })
+
+  it('picks the backend client by REDIS_CLIENT and refuses others', () => {
+    expect(loadConfig({ REDIS_CLIENT: 'ioredis' }).redis.client).toBe('ioredis')
+    expect(() => loadConfig({ REDIS_CLIENT: 'jedis' })).toThrow('Invalid REDIS_CLIENT="jedis"')
   })
 
   it('turns invalidation off only when asked', () => {

@@ -17,7 +17,7 @@ export type Config = Readonly<{
   maxClients: number
   maxParallel: number
   maxQueue: number
-  redis: Readonly<{ commandTimeoutMs: number; connectTimeoutMs: number }>
+  redis: Readonly<{ client: RedisClient; commandTimeoutMs: number; connectTimeoutMs: number }>
   shutdownTimeoutMs: number
   logLevel: LogLevel
 }>
@@ -27,6 +27,13 @@ export type RestConfig = Readonly<{ url: string; token: string }>
 /** `on`: Redis tells the cache about every write (CLIENT TRACKING); `off`: expiry only. */
 export const INVALIDATION_SETTINGS = ['on', 'off'] as const
 export type InvalidationSetting = (typeof INVALIDATION_SETTINGS)[number]
+
+/**
+ * The Node backend client: `native` (one pipelined RESP3 connection, tracking
+ * in-band) or `ioredis` (tracking redirected to a RESP2 subscriber).
+ */
+export const REDIS_CLIENTS = ['native', 'ioredis'] as const
+export type RedisClient = (typeof REDIS_CLIENTS)[number]
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const
 export type LogLevel = (typeof LOG_LEVELS)[number]
@@ -111,6 +118,7 @@ const specs = {
   MAX_CLIENTS: integer(1, 1_000_000)({ default: 10_000 }),
   MAX_PARALLEL: integer(1, 100_000)({ default: 256 }),
   MAX_QUEUE: integer(0, 10_000_000)({ default: 10_000 }),
+  REDIS_CLIENT: str({ default: 'native', choices: REDIS_CLIENTS }),
   REDIS_COMMAND_TIMEOUT: integer(1)({ default: 1000 }),
   REDIS_CONNECT_TIMEOUT: integer(1)({ default: 2000 }),
   IDLE_TIMEOUT: integer(0)({ default: 0 }),
@@ -174,6 +182,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     maxParallel: clean.MAX_PARALLEL,
     maxQueue: clean.MAX_QUEUE,
     redis: {
+      client: clean.REDIS_CLIENT as RedisClient,
       commandTimeoutMs: clean.REDIS_COMMAND_TIMEOUT,
       connectTimeoutMs: clean.REDIS_CONNECT_TIMEOUT,
     },

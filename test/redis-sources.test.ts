@@ -1,6 +1,7 @@
 import { afterAll, beforeAll } from 'vitest'
 import { keyToBytes } from '../shared/keys.js'
 import { createIoredisPerReadSource, createIoredisSource } from '../shared/redis/ioredis-source.js'
+import { RespSource } from '../shared/redis/resp-source.js'
 import { createUpstashRestSource } from '../shared/redis/upstash-rest-source.js'
 import { startRedis, type TestRedis } from './harness/redis-server.js'
 import { createUpstashRest } from './harness/upstash-rest.js'
@@ -52,6 +53,16 @@ describeRedisSource('ioredis, one long-lived connection (Node)', () =>
       await new Promise((resolve) => source.client.once('ready', resolve))
     }
     return source
+  }),
+)
+
+describeRedisSource('native RESP, one pipelined connection (Node)', () =>
+  realRedis(async ({ commandTimeoutMs }) => {
+    let source: RespSource | undefined
+    await new Promise<void>((resolve) => {
+      source = new RespSource({ url: redis.url, commandTimeoutMs, onReady: () => resolve() })
+    })
+    return source as RespSource
   }),
 )
 
