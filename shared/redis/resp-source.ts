@@ -39,7 +39,7 @@ type Waiter = {
  * The native backend source: one pipelined connection speaking RESP3 when the
  * server does (RESP2 otherwise), written for the proxy's one hot command.
  *
- * - Every GET of one event-loop turn leaves in one write.
+ * - The GETs one client request causes leave in one write.
  * - Replies are matched to waiters in order (a FIFO with a head index).
  * - Each command has a deadline. Replies are ordered, so when the oldest one
  *   is overdue the connection is stuck: everything pending fails with a
@@ -103,6 +103,8 @@ export class RespSource implements RedisSource {
     clearInterval(this.#sweep)
     clearTimeout(this.#retry)
     const socket = this.#socket
+    // Detached first: QUIT's reply and anything else still arriving is ignored.
+    this.#socket = null
     this.#failAll(new BackendUnavailableError('source closed'))
     if (socket !== null && !socket.destroyed) {
       await new Promise<void>((resolve) => {
@@ -192,6 +194,10 @@ export class RespSource implements RedisSource {
     this.#batch += wire
     if (this.#flushScheduled) return
     this.#flushScheduled = true
+    // A microtask, not setImmediate: batching across every socket read in one
+    // loop turn saved CPU per miss (14 vs 19 µs) but added a loop turn of
+    // latency, and at 50 clients without pipelining throughput fell from about
+    // 48k to 29k GET/s on the 2-core machine here.
     queueMicrotask(this.#flush)
   }
 
