@@ -16,7 +16,10 @@ export function keyToText(key: string): string {
 }
 
 export function keyFromBytes(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')
+  // A Buffer (every RESP argument) needs no view of its own.
+  return (
+    Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  ).toString('latin1')
 }
 
 export function keyToBytes(key: string): Buffer {

@@ -1,9 +1,12 @@
 import type { Socket } from 'node:net'
+import { keyFromBytes } from '../shared/keys.js'
 import type { Logger } from '../shared/log.js'
-import { dispatch } from './commands/index.js'
+import { dispatch, isGet } from './commands/index.js'
+import { bulkReply, loadReply } from './commands/read.js'
 import type { CommandContext, Reply, ServerView, Session } from './commands/types.js'
 import { ProtocolError, RequestDecoder } from './resp/decoder.js'
 import { error } from './resp/encoder.js'
+import { Output } from './resp/output.js'
 
 /** Bounds that keep one client from holding the process's memory. */
 export type ConnectionLimits = {
@@ -43,12 +46,13 @@ type Slot = { reply: Reply | undefined }
  * backend takes a slot in a FIFO, and every later reply queues behind it, so
  * replies leave in request order even when backend answers do not arrive in
  * order, while the reads themselves run in parallel. All replies produced by
- * one incoming chunk are written between cork() and uncork(): one syscall
+ * one incoming chunk go out in one socket write (see Output): one syscall
  * for a whole pipeline of hits.
  */
 export class Connection {
   readonly session: Session
   readonly #socket: Socket
+  readonly #output: Output
   readonly #ctx: CommandContext
   readonly #decoder = new RequestDecoder()
   readonly #limits: ConnectionLimits
@@ -74,6 +78,7 @@ export class Connection {
   }) {
     const socket = options.socket
     this.#socket = socket
+    this.#output = new Output(socket)
     this.#server = options.server
     this.#log = options.log
     this.#limits = { ...DEFAULT_CONNECTION_LIMITS, ...options.limits }
@@ -113,7 +118,6 @@ export class Connection {
   #onData(chunk: Buffer): void {
     if (this.#ending) return
     const socket = this.#socket
-    socket.cork()
     try {
       this.#decoder.push(chunk, this.#onCommand)
       if (this.#decoder.bufferedBytes > this.#limits.maxRequestBytes) {
@@ -127,7 +131,7 @@ export class Connection {
         this.#fail('ERR internal error')
       }
     }
-    socket.uncork()
+    this.#output.flush()
     if (
       !this.#paused &&
       (this.#slots.length - this.#head > this.#limits.maxPendingReplies ||
@@ -144,7 +148,19 @@ export class Connection {
     this.#server.totals.commands++
     let reply: Reply | Promise<Reply>
     try {
-      reply = dispatch(this.#ctx, args)
+      if (args.length === 2 && isGet(args[0] as Buffer)) {
+        // The hot path: a hit with nothing queued before it is encoded
+        // straight into the output slab, with no reply buffer of its own.
+        const key = keyFromBytes(args[1] as Buffer)
+        const hit = this.#server.service.cached(key)
+        if (hit !== null && this.#head === this.#slots.length) {
+          if (!this.#closed) this.#output.writeBulk(hit)
+          return
+        }
+        reply = hit === null ? loadReply(this.#ctx, key) : bulkReply(hit)
+      } else {
+        reply = dispatch(this.#ctx, args)
+      }
     } catch (err) {
       this.#log.error('resp command failed', { error: String(err) })
       reply = error('ERR internal error')
@@ -182,15 +198,13 @@ export class Connection {
     if (this.#closed) return
     const slots = this.#slots
     if (slots[this.#head] !== slot) return
-    const socket = this.#socket
-    socket.cork()
     while (this.#head < slots.length) {
       const next = slots[this.#head] as Slot
       if (next.reply === undefined) break
       this.#write(next.reply)
       slots[this.#head++] = undefined as unknown as Slot
     }
-    socket.uncork()
+    this.#output.flush()
     if (this.#head === slots.length) {
       slots.length = 0
       this.#head = 0
@@ -204,11 +218,11 @@ export class Connection {
 
   #write(reply: Reply): void {
     if (this.#closed) return
-    const socket = this.#socket
+    const output = this.#output
     if (Array.isArray(reply)) {
-      for (const part of reply) socket.write(part)
+      for (const part of reply) output.write(part)
     } else {
-      socket.write(reply)
+      output.write(reply)
     }
   }
 
@@ -232,6 +246,7 @@ export class Connection {
     // Bytes still arriving are read and dropped, so the client's close is
     // seen; one that never closes its side is cut off after a grace period.
     socket.resume()
+    this.#output.flush()
     socket.end()
     setTimeout(() => socket.destroy(), END_GRACE_MS).unref()
   }

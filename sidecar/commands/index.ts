@@ -28,7 +28,7 @@ export function dispatch(ctx: CommandContext, args: Buffer[]): Reply | Promise<R
   return command.run(ctx, args)
 }
 
-function isGet(name: Buffer): boolean {
+export function isGet(name: Buffer): boolean {
   return (
     name.length === 3 &&
     ((name[0] as number) | 0x20) === 0x67 && // g

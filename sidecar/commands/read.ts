@@ -12,7 +12,7 @@ import {
 import type { Command, CommandContext, Reply } from './types.js'
 
 /** A value as a bulk reply: copied with its header when small, else three parts. */
-function bulk(value: Uint8Array): Reply {
+export function bulkReply(value: Uint8Array): Reply {
   return value.length < BULK_COPY_THRESHOLD
     ? encodeBulk(value)
     : [bulkHeader(value.length), value, CRLF]
@@ -36,15 +36,18 @@ export const get: Command = {
   summary: 'Returns the string value of a key, from the proxy cache or the backing Redis.',
   run(ctx, args) {
     const key = keyFromBytes(args[1] as Buffer)
-    const service = ctx.server.service
-    const hit = service.cached(key)
-    if (hit !== null) return bulk(hit)
-    const resp3 = ctx.session.resp3
-    return service.load(key).then(
-      (value) => (value === null ? nullReply(resp3) : bulk(value)),
-      (err: unknown) => failureReply(err, key),
-    )
+    const hit = ctx.server.service.cached(key)
+    return hit === null ? loadReply(ctx, key) : bulkReply(hit)
   },
+}
+
+/** GET's answer for a key the cache does not hold: read through, nil when missing. */
+export function loadReply(ctx: CommandContext, key: string): Promise<Reply> {
+  const resp3 = ctx.session.resp3
+  return ctx.server.service.load(key).then(
+    (value) => (value === null ? nullReply(resp3) : bulkReply(value)),
+    (err: unknown) => failureReply(err, key),
+  )
 }
 
 export const mget: Command = {
@@ -98,7 +101,7 @@ function arrayOf(values: (Uint8Array | null)[], ctx: CommandContext): Reply {
     if (value === null) {
       parts.push(none)
     } else {
-      const encoded = bulk(value)
+      const encoded = bulkReply(value)
       if (Array.isArray(encoded)) parts.push(...encoded)
       else parts.push(encoded)
     }

@@ -1,0 +1,80 @@
+import type { Socket } from 'node:net'
+import { bulkHeader } from './encoder.js'
+
+const CR = 13
+const LF = 10
+
+/** Bytes of slab a connection writes small replies into before one socket write. */
+const SLAB_SIZE = 16 * 1024
+/** Parts at least this long are written by reference, never copied. */
+const COPY_LIMIT = 4096
+const CRLF = Buffer.from('\r\n')
+
+/**
+ * A connection's outgoing bytes, as Redis keeps a reply buffer: small replies
+ * are copied into a slab and a batch goes out in one `socket.write`, instead
+ * of one write request (and one buffered entry) per reply. Large parts (a big
+ * cached value) are written by reference after whatever precedes them.
+ *
+ * A flushed region stays owned by the socket until written; the next batch
+ * starts after it, and a fresh slab is taken when the rest is too small.
+ */
+export class Output {
+  readonly #socket: Socket
+  #slab = Buffer.allocUnsafe(SLAB_SIZE)
+  #start = 0
+  #end = 0
+
+  constructor(socket: Socket) {
+    this.#socket = socket
+  }
+
+  write(part: Uint8Array): void {
+    const length = part.length
+    if (length >= COPY_LIMIT) {
+      this.flush()
+      this.#socket.write(part)
+      return
+    }
+    if (this.#end + length > this.#slab.length) this.#renew()
+    this.#slab.set(part, this.#end)
+    this.#end += length
+  }
+
+  /** A bulk reply of `value`: header, bytes and CRLF, with no intermediate buffer. */
+  writeBulk(value: Uint8Array): void {
+    const length = value.length
+    if (length >= COPY_LIMIT) {
+      this.write(bulkHeader(length))
+      this.write(value)
+      this.write(CRLF)
+      return
+    }
+    const header = bulkHeader(length)
+    if (this.#end + header.length + length + 2 > this.#slab.length) this.#renew()
+    const slab = this.#slab
+    let at = this.#end
+    slab.set(header, at)
+    at += header.length
+    slab.set(value, at)
+    at += length
+    slab[at++] = CR
+    slab[at++] = LF
+    this.#end = at
+  }
+
+  /** Sends what was written since the last flush. */
+  flush(): void {
+    if (this.#end === this.#start) return
+    this.#socket.write(this.#slab.subarray(this.#start, this.#end))
+    this.#start = this.#end
+    if (this.#slab.length - this.#end < COPY_LIMIT) this.#renew()
+  }
+
+  #renew(): void {
+    this.flush()
+    this.#slab = Buffer.allocUnsafe(SLAB_SIZE)
+    this.#start = 0
+    this.#end = 0
+  }
+}
