@@ -1,0 +1,63 @@
+import type { Socket } from 'node:net'
+import { describe, expect, it } from 'vitest'
+import { Output } from './output.js'
+
+/** A socket that records each write, as the bytes it held at the time. */
+function recordingSocket() {
+  const writes: Buffer[] = []
+  const refs: Uint8Array[] = []
+  const socket = {
+    write(chunk: Uint8Array) {
+      refs.push(chunk)
+      writes.push(Buffer.from(chunk))
+      return true
+    },
+  } as unknown as Socket
+  return { socket, writes, refs }
+}
+
+describe('Output', () => {
+  it('sends the small replies of one batch in one write, in order', () => {
+    const { socket, writes } = recordingSocket()
+    const out = new Output(socket)
+    out.write(Buffer.from('+OK\r\n'))
+    out.writeBulk(Buffer.from('hello'))
+    out.writeBulk(Buffer.alloc(0))
+    expect(writes).toEqual([])
+    out.flush()
+    expect(writes.map(String)).toEqual(['+OK\r\n$5\r\nhello\r\n$0\r\n\r\n'])
+    out.flush()
+    expect(writes).toHaveLength(1)
+  })
+
+  it('writes a large value by reference after what precedes it', () => {
+    const { socket, writes, refs } = recordingSocket()
+    const out = new Output(socket)
+    const big = Buffer.alloc(100_000, 7)
+    out.write(Buffer.from('+A\r\n'))
+    out.writeBulk(big)
+    out.write(Buffer.from('+B\r\n'))
+    out.flush()
+    expect(
+      Buffer.concat(writes).equals(
+        Buffer.concat([Buffer.from('+A\r\n$100000\r\n'), big, Buffer.from('\r\n+B\r\n')]),
+      ),
+    ).toBe(true)
+    expect(refs).toContain(big)
+  })
+
+  it('never overwrites bytes already handed to the socket', () => {
+    const { socket, writes, refs } = recordingSocket()
+    const out = new Output(socket)
+    // Many batches of replies just under the copy limit fill several slabs.
+    for (let batch = 0; batch < 50; batch++) {
+      out.writeBulk(Buffer.alloc(4000, batch))
+      out.flush()
+    }
+    for (let batch = 0; batch < 50; batch++) {
+      const written = refs[batch] as Uint8Array
+      expect(Buffer.from(written).equals(writes[batch] as Buffer)).toBe(true)
+      expect(written[10]).toBe(batch)
+    }
+  })
+})
