@@ -119,7 +119,7 @@ export class Connection {
     if (this.#ending) return
     const socket = this.#socket
     try {
-      this.#decoder.push(chunk, this.#onCommand)
+      this.#decoder.push(chunk, this.#onCommand, this.#onGet)
       if (this.#decoder.bufferedBytes > this.#limits.maxRequestBytes) {
         this.#fail('ERR Protocol error: too big request')
       }
@@ -146,25 +146,40 @@ export class Connection {
   readonly #onCommand = (args: Buffer[]): void => {
     if (this.#ending) return
     this.#server.totals.commands++
-    let reply: Reply | Promise<Reply>
+    let reply: Reply | Promise<Reply> | undefined
     try {
-      if (args.length === 2 && isGet(args[0] as Buffer)) {
-        // The hot path: a hit with nothing queued before it is encoded
-        // straight into the output slab, with no reply buffer of its own.
-        const key = keyFromBytes(args[1] as Buffer)
-        const hit = this.#server.service.cached(key)
-        if (hit !== null && this.#head === this.#slots.length) {
-          if (!this.#closed) this.#output.writeBulk(hit)
-          return
-        }
-        reply = hit === null ? loadReply(this.#ctx, key) : bulkReply(hit)
-      } else {
-        reply = dispatch(this.#ctx, args)
-      }
+      reply =
+        args.length === 2 && isGet(args[0] as Buffer)
+          ? this.#get(keyFromBytes(args[1] as Buffer))
+          : dispatch(this.#ctx, args)
     } catch (err) {
       this.#log.error('resp command failed', { error: String(err) })
       reply = error('ERR internal error')
     }
+    if (reply !== undefined) this.#queue(reply)
+  }
+
+  // GET as the decoder's fast path hands it over: no argument buffers at all.
+  readonly #onGet = (key: string): void => {
+    if (this.#ending) return
+    this.#server.totals.commands++
+    const reply = this.#get(key)
+    if (reply !== undefined) this.#queue(reply)
+  }
+
+  /**
+   * The hot path: a hit with nothing queued before it is encoded straight
+   * into the output slab (undefined: already answered); otherwise the reply.
+   */
+  #get(key: string): Reply | Promise<Reply> | undefined {
+    const hit = this.#server.service.cached(key)
+    if (hit === null) return loadReply(this.#ctx, key)
+    if (this.#head !== this.#slots.length) return bulkReply(hit)
+    if (!this.#closed) this.#output.writeBulk(hit)
+    return undefined
+  }
+
+  #queue(reply: Reply | Promise<Reply>): void {
     if (this.session.quitting) this.#ending = true
     if (reply instanceof Promise) {
       const slot: Slot = { reply: undefined }

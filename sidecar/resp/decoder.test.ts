@@ -4,14 +4,20 @@ import { type DecoderLimits, ProtocolError, RequestDecoder, splitArgs } from './
 
 type Outcome = { commands: string[][]; error?: string; buffered: number }
 
+/** An argument as latin1 text; the command name upper-cased, as the fast path reports it. */
+const text = (arg: Buffer, i: number) =>
+  i === 0 ? arg.toString('latin1').toUpperCase() : arg.toString('latin1')
+
 /** Feeds `chunks` to a fresh decoder and records commands (as latin1 text) and the error. */
-function decode(chunks: Buffer[], limits: Partial<DecoderLimits> = {}): Outcome {
+function decode(chunks: Buffer[], limits: Partial<DecoderLimits> = {}, fastGet = false): Outcome {
   const decoder = new RequestDecoder(limits)
   const commands: string[][] = []
   let error: string | undefined
+  // The GET fast path must be invisible: its commands are recorded as the general path's are.
+  const onGet = fastGet ? (key: string) => commands.push(['GET', key]) : undefined
   for (const chunk of chunks) {
     try {
-      decoder.push(chunk, (args) => commands.push(args.map((arg) => arg.toString('latin1'))))
+      decoder.push(chunk, (args) => commands.push(args.map(text)), onGet)
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err
       error ??= err.message
@@ -56,6 +62,33 @@ const cases: Case[] = [
     name: 'binary-safe arguments (CR, LF, NUL, high bytes)',
     input: '*2\r\n$3\r\nGET\r\n$6\r\n\r\n\0\xff*$\r\n',
     commands: [['GET', '\r\n\0\xff*$']],
+  },
+  {
+    name: 'pipelined GETs in any case, binary keys, an empty key',
+    input:
+      '*2\r\n$3\r\nGET\r\n$1\r\na\r\n*2\r\n$3\r\ngEt\r\n$3\r\n\r\n\xff\r\n*2\r\n$3\r\nget\r\n$0\r\n\r\n',
+    commands: [
+      ['GET', 'a'],
+      ['GET', '\r\n\xff'],
+      ['GET', ''],
+    ],
+  },
+  {
+    name: 'a GET with a leading-zero length',
+    input: '*2\r\n$3\r\nGET\r\n$01\r\na\r\n',
+    commands: [],
+    error: 'invalid bulk length',
+  },
+  {
+    name: 'a GET whose key is not followed by CRLF',
+    input: '*2\r\n$3\r\nGET\r\n$1\r\nab\r\n',
+    commands: [],
+    error: 'expected CRLF after bulk argument',
+  },
+  {
+    name: 'GET with three arguments, which is not the fast path',
+    input: '*3\r\n$3\r\nGET\r\n$1\r\na\r\n$1\r\nb\r\n',
+    commands: [['GET', 'a', 'b']],
   },
   {
     name: 'an empty bulk argument',
@@ -160,11 +193,13 @@ const cases: Case[] = [
 
 describe('RequestDecoder', () => {
   for (const c of cases) {
-    it(`decodes ${c.name} the same however the stream is cut`, () => {
+    it(`decodes ${c.name} the same however the stream is cut, with or without the GET fast path`, () => {
       for (const chunks of everySplit(b(c.input))) {
-        const outcome = decode(chunks, c.limits)
-        expect(outcome.commands).toEqual(c.commands)
-        expect(outcome.error).toBe(c.error)
+        for (const fastGet of [false, true]) {
+          const outcome = decode(chunks, c.limits, fastGet)
+          expect(outcome.commands).toEqual(c.commands)
+          expect(outcome.error).toBe(c.error)
+        }
       }
     })
   }
@@ -200,6 +235,12 @@ describe('RequestDecoder', () => {
   describe('fuzzed input', () => {
     const frame = fc
       .array(fc.uint8Array({ maxLength: 20 }), { minLength: 1, maxLength: 4 })
+      // Half the frames are GETs, so the fast path meets valid and mutated ones.
+      .chain((args) =>
+        fc
+          .boolean()
+          .map((get) => (get ? [Uint8Array.from(Buffer.from('GET')), ...args.slice(0, 1)] : args)),
+      )
       .map((args) => {
         const parts = [Buffer.from(`*${args.length}\r\n`)]
         for (const arg of args) {
@@ -207,7 +248,7 @@ describe('RequestDecoder', () => {
         }
         return {
           bytes: Buffer.concat(parts),
-          args: args.map((a) => Buffer.from(a).toString('latin1')),
+          args: args.map((a, i) => text(Buffer.from(a), i)),
         }
       })
 
@@ -246,7 +287,11 @@ describe('RequestDecoder', () => {
             const bytes = Buffer.concat(pieces)
             // decode() rethrows anything that is not a ProtocolError, failing the property.
             const whole = decode([bytes], { maxBulkLength: 1024, maxArrayLength: 16 })
-            const cut = decode(cutAt(bytes, cuts), { maxBulkLength: 1024, maxArrayLength: 16 })
+            const cut = decode(
+              cutAt(bytes, cuts),
+              { maxBulkLength: 1024, maxArrayLength: 16 },
+              true,
+            )
             const bytewise = decode(
               Array.from(bytes, (byte) => Buffer.from([byte])),
               { maxBulkLength: 1024, maxArrayLength: 16 },

@@ -95,6 +95,12 @@ export class ProtocolError extends Error {
 export type OnCommand = (args: Buffer[]) => void
 
 /**
+ * Receives the key of a `GET key` command (any case) as a byte string
+ * (latin1, one char per byte), for the hot path that allocates no arguments.
+ */
+export type OnGet = (key: string) => void
+
+/**
  * Push parser of client requests. One per connection.
  *
  * Arguments are often views (`subarray`) of the chunk passed to `push`, not
@@ -109,6 +115,7 @@ export class RequestDecoder {
   readonly #maxInlineLength: number
   readonly #maxBulkLength: number
   readonly #maxArrayLength: number
+  readonly #fastGet: boolean
 
   #state = REQUEST_START
 
@@ -143,6 +150,8 @@ export class RequestDecoder {
     // Buffer.concat cannot build more than buffer.constants.MAX_LENGTH bytes.
     this.#maxBulkLength = checkLimit('maxBulkLength', maxBulkLength, 2 ** 32)
     this.#maxArrayLength = checkLimit('maxArrayLength', maxArrayLength)
+    // Limits so small that they refuse `*2 $3 GET` leave it to the general path.
+    this.#fastGet = maxArrayLength >= 2 && maxBulkLength >= 3
   }
 
   /**
@@ -165,22 +174,29 @@ export class RequestDecoder {
    * `onCommand`, kills the decoder: later pushes are ignored, since the stream
    * position is lost. `onCommand` must not call `push` on the same decoder.
    */
-  push(chunk: Buffer, onCommand: OnCommand): void {
+  push(chunk: Buffer, onCommand: OnCommand, onGet?: OnGet): void {
     if (this.#state === DEAD) return
     try {
-      this.#decode(chunk, onCommand)
+      this.#decode(chunk, onCommand, onGet)
     } catch (error) {
       this.#die()
       throw error
     }
   }
 
-  #decode(chunk: Buffer, onCommand: OnCommand): void {
+  #decode(chunk: Buffer, onCommand: OnCommand, onGet: OnGet | undefined): void {
     const end = chunk.length
     let pos = 0
     while (pos < end) {
       switch (this.#state) {
         case REQUEST_START:
+          if (onGet !== undefined && this.#fastGet) {
+            const next = wholeGet(chunk, pos, this.#maxBulkLength, onGet)
+            if (next > 0) {
+              pos = next
+              break
+            }
+          }
           if (chunk[pos] === ASTERISK) {
             pos++
             this.#startNumber()
@@ -515,4 +531,49 @@ function escapedByte(byte: number): number {
 
 function unbalancedQuotes(): ProtocolError {
   return new ProtocolError('unbalanced quotes in request')
+}
+
+// `*2\r\n$3\r\n`, then G E T in any case, then `\r\n$`.
+const GET_HEAD = Buffer.from('*2\r\n$3\r\nGET\r\n$', 'latin1')
+
+/**
+ * The hot path: a canonical `*2 $3 GET $<n> <key>` wholly inside `chunk` at
+ * `pos` is handed to `onGet` and the position after it returned. Anything
+ * else (another command, a request cut by the chunk's end, a length with a
+ * leading zero or over the limit) returns -1 and takes the general path,
+ * which then decides exactly as it would have: the result never depends on
+ * which path ran.
+ */
+function wholeGet(chunk: Buffer, pos: number, maxBulkLength: number, onGet: OnGet): number {
+  const end = chunk.length
+  if (end - pos < 19) return -1
+  for (let i = 0; i < 14; i++) {
+    const byte = chunk[pos + i] as number
+    // G, E, T may come in either case (0x20 is the ASCII case bit).
+    if (
+      (i >= 8 && i <= 10 ? byte | 0x20 : byte) !==
+      ((GET_HEAD[i] as number) | (i >= 8 && i <= 10 ? 0x20 : 0))
+    ) {
+      return -1
+    }
+  }
+  let at = pos + 14
+  let length = 0
+  const first = at
+  for (;;) {
+    if (at >= end) return -1
+    const byte = chunk[at] as number
+    if (byte < ZERO || byte > NINE) break
+    length = length * 10 + (byte - ZERO)
+    if (length > maxBulkLength) return -1
+    at++
+  }
+  const digits = at - first
+  if (digits === 0 || (digits > 1 && chunk[first] === ZERO)) return -1
+  if (chunk[at] !== CR || at + 1 >= end || chunk[at + 1] !== LF) return -1
+  const keyStart = at + 2
+  const keyEnd = keyStart + length
+  if (keyEnd + 2 > end || chunk[keyEnd] !== CR || chunk[keyEnd + 1] !== LF) return -1
+  onGet(chunk.toString('latin1', keyStart, keyEnd))
+  return keyEnd + 2
 }
