@@ -159,3 +159,60 @@ describe('node-redis (the redis package, RESP3)', () => {
     expect(answers).toEqual(Array(100).fill('hello world'))
   })
 })
+
+describe('redis-py (Debian python3-redis, RESP2)', () => {
+  // Debian's interpreter, where python3-redis installs (.ci/run installs it).
+  const python = '/usr/bin/python3'
+  const script = `
+import sys, redis
+r = redis.Redis(host='127.0.0.1', port=int(sys.argv[1]))
+out = {
+  'ping': r.ping(),
+  'hit': [r.get('greeting'), r.get('greeting')],
+  'miss': r.get('missing'),
+  'empty': r.get('empty'),
+  'binary': r.get('bin') == bytes(range(256)),
+  'mget': r.mget(['greeting', 'missing']),
+}
+p = r.pipeline(transaction=False)
+for _ in range(50): p.get('greeting')
+out['pipeline'] = len([v for v in p.execute() if v == b'hello world'])
+try:
+  r.set('x', 'y')
+  out['refused'] = None
+except redis.exceptions.ResponseError as e:
+  out['refused'] = str(e)
+print(repr(out))
+`
+
+  it('gets hits, misses, binary values, MGET and a pipeline', async () => {
+    const { stdout } = await run(python, ['-c', script, String(proxy.port)], { timeout: 20_000 })
+    expect(stdout.trim()).toBe(
+      repr({
+        ping: true,
+        hit: ["b'hello world'", "b'hello world'"],
+        miss: null,
+        empty: "b''",
+        binary: true,
+        mget: ["b'hello world'", null],
+        pipeline: 50,
+        refused: "unknown command 'SET', with args beginning with: 'x' 'y' ",
+      }),
+    )
+  })
+})
+
+/** Python's repr of a dict of the given shape (values already in Python syntax where they are bytes). */
+function repr(value: Record<string, unknown>): string {
+  const show = (v: unknown): string => {
+    if (v === null) return 'None'
+    if (v === true) return 'True'
+    if (typeof v === 'number') return String(v)
+    if (Array.isArray(v)) return `[${v.map(show).join(', ')}]`
+    if (typeof v === 'string') return v.startsWith("b'") ? v : `"${v}"`
+    return String(v)
+  }
+  return `{${Object.entries(value)
+    .map(([k, v]) => `'${k}': ${show(v)}`)
+    .join(', ')}}`
+}
