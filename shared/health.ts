@@ -1,0 +1,32 @@
+import type { RedisSource } from './redis/source.js'
+
+/**
+ * One condition readiness depends on. Each part of the process that must be
+ * working before traffic is sent here adds its own (the backend connection,
+ * the invalidation channel when it is on); `/readyz` passes only when all do.
+ */
+export type ReadinessCheck = {
+  readonly name: string
+  ready(): boolean
+}
+
+export type Readiness = { ready: boolean; checks: Record<string, boolean> }
+
+/** Ready while the connection to the backing Redis is up. */
+export function backendConnected(
+  source: Pick<RedisSource, 'state'>,
+  name = 'backend',
+): ReadinessCheck {
+  return { name, ready: () => source.state() === 'ready' }
+}
+
+export function checkReadiness(checks: readonly ReadinessCheck[]): Readiness {
+  const results: Record<string, boolean> = {}
+  let ready = true
+  for (const check of checks) {
+    const ok = check.ready()
+    results[check.name] = ok
+    if (!ok) ready = false
+  }
+  return { ready, checks: results }
+}
