@@ -1,7 +1,10 @@
 import { startHttpServer } from './functions/node.js'
-import { ConfigError, loadConfig, maskUrl, readEnv } from './shared/config.js'
+import { ConfigError, describeConfig, loadConfig, readEnv } from './shared/config.js'
 import { createService } from './shared/create-service.js'
+import { backendConnected, type ReadinessCheck } from './shared/health.js'
 import { createLogger } from './shared/log.js'
+import { createMetricsRegistry } from './shared/metrics.js'
+import { startMetricsServer } from './shared/metrics-server.js'
 import type { ReadThrough } from './shared/read-through.js'
 import { startRespServer } from './sidecar/server.js'
 
@@ -32,23 +35,22 @@ async function main(args: string[]): Promise<void> {
       process.exit(1)
     }
   }
-  log.info('starting', {
-    interfaces: [...wanted],
-    http: { ...config.http, redisUrl: maskUrl(config.http.redisUrl) },
-    resp: { ...config.tcp, redisUrl: maskUrl(config.tcp.redisUrl) },
-    cache: config.cache,
-    maxClients: config.maxClients,
-    maxParallel: config.maxParallel,
-    maxQueue: config.maxQueue,
-    redis: config.redis,
-  })
+  // The one line an operator needs to know what this process was told.
+  log.info('starting', { interfaces: [...wanted], config: describeConfig(config) })
 
+  // One registry and one list of readiness checks for the whole process: every
+  // part adds itself, and every endpoint (/metrics and /readyz on the HTTP
+  // server and on METRICS_PORT) reports all of them.
+  const metrics = createMetricsRegistry()
+  const readiness: ReadinessCheck[] = []
   const services = new Map<string, ReadThrough>()
   const serviceFor = (redisUrl: string): ReadThrough => {
     let service = services.get(redisUrl)
     if (service === undefined) {
       service = createService(config, redisUrl, log)
       services.set(redisUrl, service)
+      const name = services.size === 1 ? 'backend' : `backend-${services.size}`
+      readiness.push(backendConnected(service.source, name))
     }
     return service
   }
@@ -63,18 +65,32 @@ async function main(args: string[]): Promise<void> {
           maxClients: config.maxClients,
           shutdownTimeoutMs: config.shutdownTimeoutMs,
           log,
+          metrics,
+          readiness,
         }),
       )
     }
     if (wanted.has('resp')) {
+      const service = serviceFor(config.tcp.redisUrl)
+      const resp = await startRespServer({
+        service,
+        host: config.tcp.host,
+        port: config.tcp.port,
+        maxClients: config.maxClients,
+        idleTimeoutMs: config.tcp.idleTimeoutMs,
+        shutdownTimeoutMs: config.shutdownTimeoutMs,
+        log,
+      })
+      metrics.track('resp', { service, connections: () => resp.connections() })
+      servers.push(resp)
+    }
+    if (config.metrics.port !== undefined) {
       servers.push(
-        await startRespServer({
-          service: serviceFor(config.tcp.redisUrl),
-          host: config.tcp.host,
-          port: config.tcp.port,
-          maxClients: config.maxClients,
-          idleTimeoutMs: config.tcp.idleTimeoutMs,
-          shutdownTimeoutMs: config.shutdownTimeoutMs,
+        await startMetricsServer({
+          registry: metrics,
+          host: config.metrics.host,
+          port: config.metrics.port,
+          readiness,
           log,
         }),
       )

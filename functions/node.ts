@@ -53,10 +53,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     ...(options.readiness !== undefined && { readiness: options.readiness }),
     ...(metrics !== undefined && { metrics }),
   })
-  const untrack = metrics?.track('http', {
-    stats: () => service.stats(),
-    connections: () => sockets.size,
-  })
+  const untrack = metrics?.track('http', { service, connections: () => sockets.size })
   const fetch = metrics === undefined ? app.fetch : timed(app.fetch, metrics.requestTimer('http'))
   const http = createAdaptorServer({ fetch }) as HttpServer
   const front = createServer({ noDelay: true }, (socket) => {

@@ -18,7 +18,7 @@ function measured(stats: Partial<ReadThroughStats>, connections = 0): MeasuredIn
     queueDepth: 0,
     ...stats,
   }
-  return { stats: () => full, connections: () => connections }
+  return { service: { stats: () => full }, connections: () => connections }
 }
 
 describe('createMetricsRegistry', () => {
@@ -65,7 +65,8 @@ describe('createMetricsRegistry', () => {
   it('follows the figures as they change, and adds up two servers of one interface', async () => {
     const registry = createMetricsRegistry({ defaultMetrics: false })
     let hits = 1
-    registry.track('http', { ...measured({}), stats: () => ({ ...measured({}).stats(), hits }) })
+    const zero = measured({}).service.stats()
+    registry.track('http', { service: { stats: () => ({ ...zero, hits }) }, connections: () => 0 })
     expect(
       sample(await registry.render(), 'redis_proxy_cache_hits_total', { interface: 'http' }),
     ).toBe(1)
@@ -78,6 +79,21 @@ describe('createMetricsRegistry', () => {
     expect(
       sample(await registry.render(), 'redis_proxy_cache_hits_total', { interface: 'http' }),
     ).toBe(5)
+  })
+
+  it('shows a service both interfaces share once, under both their names', async () => {
+    const registry = createMetricsRegistry({ defaultMetrics: false })
+    const shared = measured({ hits: 3, keys: 2 })
+    registry.track('http', { service: shared.service, connections: () => 4 })
+    registry.track('resp', { service: shared.service, connections: () => 1 })
+    const text = await registry.render()
+    expect(sample(text, 'redis_proxy_cache_hits_total', { interface: 'http,resp' })).toBe(3)
+    expect(sample(text, 'redis_proxy_cache_keys', { interface: 'http,resp' })).toBe(2)
+    expect(sample(text, 'redis_proxy_cache_hits_total', { interface: 'http' })).toBeUndefined()
+    expect(sample(text, 'redis_proxy_cache_hits_total', { interface: 'resp' })).toBeUndefined()
+    // Connections belong to each interface.
+    expect(sample(text, 'redis_proxy_connections', { interface: 'http' })).toBe(4)
+    expect(sample(text, 'redis_proxy_connections', { interface: 'resp' })).toBe(1)
   })
 
   it('puts request durations in cumulative buckets with a sum and a count', async () => {

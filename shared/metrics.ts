@@ -4,9 +4,13 @@ import type { ReadThroughStats } from './read-through.js'
 /** The two ways in; every per-interface metric carries one as its `interface` label. */
 export type InterfaceName = 'http' | 'resp'
 
-/** What an interface lets the registry read. Read at scrape time only, never per request. */
+/**
+ * What an interface lets the registry read, at scrape time only, never per
+ * request. Interfaces that share one service (one cache) pass the same object:
+ * its figures are then shown once, not once per interface.
+ */
 export type MeasuredInterface = {
-  stats(): ReadThroughStats
+  service: { stats(): ReadThroughStats }
   /** Client connections open now. */
   connections(): number
 }
@@ -24,8 +28,9 @@ export type MetricsRegistry = {
   readonly contentType: string
   /**
    * Exposes an interface's figures under its label. Several registrations
-   * under one label add up (two servers of one kind in one process).
-   * Returns the function that removes it again.
+   * under one label add up (two servers of one kind in one process). A service
+   * shared by both interfaces is labelled `interface="http,resp"`: one cache
+   * cannot tell whose read a hit was. Returns the function that removes it.
    */
   track(name: InterfaceName, measured: MeasuredInterface): () => void
   /** The per-request hook: get it once per server, call it per request. */
@@ -91,10 +96,26 @@ const LABELS = ['interface'] as const
 export function createMetricsRegistry(options: { defaultMetrics?: boolean } = {}): MetricsRegistry {
   const prom = new Registry()
   const tracked = new Map<InterfaceName, Set<MeasuredInterface>>()
-  const sum = (name: InterfaceName, read: (measured: MeasuredInterface) => number): number => {
-    let total = 0
-    for (const measured of tracked.get(name) ?? []) total += read(measured)
-    return total
+
+  /** Each service once, with the interfaces it serves; stats() read once per scrape per service. */
+  const byService = () => {
+    const services = new Map<MeasuredInterface['service'], Set<InterfaceName>>()
+    for (const [name, set] of tracked) {
+      for (const measured of set) {
+        let names = services.get(measured.service)
+        if (names === undefined) {
+          names = new Set()
+          services.set(measured.service, names)
+        }
+        names.add(name)
+      }
+    }
+    const figures = new Map<string, ReadThroughStats[]>()
+    for (const [service, names] of services) {
+      const label = [...names].sort().join(',')
+      figures.set(label, [...(figures.get(label) ?? []), service.stats()])
+    }
+    return figures
   }
 
   for (const [name, help, field] of COUNTERS) {
@@ -106,11 +127,8 @@ export function createMetricsRegistry(options: { defaultMetrics?: boolean } = {}
       collect() {
         // A counter has no set(): start from zero and add the current total.
         this.reset()
-        for (const iface of tracked.keys()) {
-          this.inc(
-            { interface: iface },
-            sum(iface, (m) => m.stats()[field]),
-          )
+        for (const [label, all] of byService()) {
+          this.inc({ interface: label }, total(all, field))
         }
       },
     })
@@ -123,12 +141,7 @@ export function createMetricsRegistry(options: { defaultMetrics?: boolean } = {}
       registers: [prom],
       collect() {
         this.reset()
-        for (const iface of tracked.keys()) {
-          this.set(
-            { interface: iface },
-            sum(iface, (m) => m.stats()[field]),
-          )
-        }
+        for (const [label, all] of byService()) this.set({ interface: label }, total(all, field))
       },
     })
   }
@@ -139,11 +152,10 @@ export function createMetricsRegistry(options: { defaultMetrics?: boolean } = {}
     registers: [prom],
     collect() {
       this.reset()
-      for (const iface of tracked.keys()) {
-        this.set(
-          { interface: iface },
-          sum(iface, (m) => m.connections()),
-        )
+      for (const [iface, set] of tracked) {
+        let open = 0
+        for (const measured of set) open += measured.connections()
+        this.set({ interface: iface }, open)
       }
     },
   })
@@ -174,6 +186,12 @@ export function createMetricsRegistry(options: { defaultMetrics?: boolean } = {}
     requestTimer: (name) => durations.timer(name),
     render: () => prom.metrics(),
   }
+}
+
+function total(all: readonly ReadThroughStats[], field: Counted): number {
+  let sum = 0
+  for (const stats of all) sum += stats[field]
+  return sum
 }
 
 type Series = { counts: Float64Array; sum: number; count: number }

@@ -1,0 +1,162 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { backendConnected } from '../shared/health.js'
+import { startMetricsServer } from '../shared/metrics-server.js'
+import { sample } from './harness/metrics.js'
+import { startHttpProxy, type TestHttpProxy, waitReady } from './harness/proxy.js'
+import { sleep, startRedis, type TestRedis } from './harness/redis-server.js'
+
+let redis: TestRedis
+let proxy: TestHttpProxy
+
+beforeAll(async () => {
+  redis = await startRedis()
+  proxy = await startHttpProxy(redis.url, { REDIS_COMMAND_TIMEOUT: '500' })
+})
+
+afterAll(async () => {
+  await proxy?.close()
+  await redis?.stop()
+})
+
+const http = { interface: 'http' }
+
+async function scrape(url = proxy.url): Promise<string> {
+  const res = await fetch(`${url}/metrics`)
+  expect(res.status).toBe(200)
+  expect(res.headers.get('content-type')).toContain('text/plain; version=0.0.4')
+  return res.text()
+}
+
+async function readyz(url = proxy.url): Promise<{ status: number; body: unknown }> {
+  const res = await fetch(`${url}/readyz`)
+  return { status: res.status, body: await res.json() }
+}
+
+async function until<T>(read: () => Promise<T>, done: (value: T) => boolean): Promise<T> {
+  const deadline = Date.now() + 10_000
+  for (;;) {
+    const value = await read()
+    if (done(value) || Date.now() > deadline) return value
+    await sleep(25)
+  }
+}
+
+describe('GET /metrics on the HTTP server', () => {
+  it('shows one miss and two hits as such, and every request in the duration histogram', async () => {
+    await redis.command('SET', 'counted', 'v')
+    const before = await scrape()
+    const figure = (text: string, name: string) => sample(text, name, http) ?? 0
+
+    expect((await proxy.get('counted')).headers.get('x-cache')).toBe('MISS')
+    expect((await proxy.get('counted')).headers.get('x-cache')).toBe('HIT')
+    expect((await proxy.get('counted')).headers.get('x-cache')).toBe('HIT')
+
+    const after = await scrape()
+    const moved = (name: string) => figure(after, name) - figure(before, name)
+    expect(moved('redis_proxy_cache_misses_total')).toBe(1)
+    expect(moved('redis_proxy_cache_hits_total')).toBe(2)
+    expect(moved('redis_proxy_backend_errors_total')).toBe(0)
+    expect(figure(after, 'redis_proxy_cache_keys')).toBe(proxy.service.stats().keys)
+    expect(figure(after, 'redis_proxy_cache_keys')).toBeGreaterThanOrEqual(1)
+    expect(figure(after, 'redis_proxy_connections')).toBeGreaterThanOrEqual(1)
+    expect(figure(after, 'redis_proxy_inflight')).toBe(0)
+    expect(figure(after, 'redis_proxy_queue_depth')).toBe(0)
+    // Three GETs, plus the first scrape: it is recorded once its answer is
+    // ready, before this second scrape could even be sent.
+    expect(moved('redis_proxy_request_duration_seconds_count')).toBe(4)
+    expect(
+      sample(after, 'redis_proxy_request_duration_seconds_bucket', { ...http, le: '+Inf' }),
+    ).toBe(figure(after, 'redis_proxy_request_duration_seconds_count'))
+  })
+
+  it('counts coalesced reads, backend errors and invalidations', async () => {
+    await redis.command('SET', 'shared', 'v')
+    await redis.command('HSET', 'a-hash', 'f', 'v')
+    const before = await scrape()
+    const figure = (text: string, name: string) => sample(text, name, http) ?? 0
+
+    // Long enough for all five to reach the proxy while the first GET is held.
+    await redis.command('CLIENT', 'PAUSE', '500', 'ALL')
+    const together = await Promise.all(Array.from({ length: 5 }, () => proxy.get('shared')))
+    expect(together.map((res) => res.status)).toEqual([200, 200, 200, 200, 200])
+    expect((await proxy.get('a-hash')).status).toBe(502)
+    proxy.service.invalidate('shared')
+
+    const after = await scrape()
+    const moved = (name: string) => figure(after, name) - figure(before, name)
+    expect(moved('redis_proxy_coalesced_total')).toBe(4)
+    expect(moved('redis_proxy_backend_errors_total')).toBe(1)
+    expect(moved('redis_proxy_cache_invalidations_total')).toBe(1)
+  })
+})
+
+describe('/healthz and /readyz', () => {
+  it('stay 200 while Redis answers; readiness turns 503 when it dies and 200 when it returns', async () => {
+    expect(await readyz()).toEqual({
+      status: 200,
+      body: { ready: true, checks: { backend: true } },
+    })
+    expect((await fetch(`${proxy.url}/healthz`)).status).toBe(200)
+
+    await redis.kill()
+    const down = await until(readyz, (r) => r.status === 503)
+    expect(down).toEqual({ status: 503, body: { ready: false, checks: { backend: false } } })
+    // Alive all the same: restarting the proxy would not bring Redis back.
+    expect((await fetch(`${proxy.url}/healthz`)).status).toBe(200)
+
+    await redis.restart()
+    const up = await until(readyz, (r) => r.status === 200)
+    expect(up).toEqual({ status: 200, body: { ready: true, checks: { backend: true } } })
+    await waitReady(proxy.service)
+  })
+})
+
+describe('startMetricsServer (METRICS_PORT)', () => {
+  it('serves the same registry, liveness and readiness on a port of its own', async () => {
+    const server = await startMetricsServer({
+      registry: proxy.metrics,
+      host: '127.0.0.1',
+      port: 0,
+      readiness: [backendConnected(proxy.service.source)],
+    })
+    try {
+      const url = `http://127.0.0.1:${server.port}`
+      const hits = (text: string) => sample(text, 'redis_proxy_cache_hits_total', http)
+      await redis.command('SET', 'both', 'v')
+      await proxy.get('both')
+      await proxy.get('both')
+      expect(hits(await scrape(url))).toBe(proxy.service.stats().hits)
+      expect(hits(await scrape(url))).toBe(hits(await scrape(proxy.url)))
+
+      expect((await fetch(`${url}/healthz`)).status).toBe(200)
+      expect(await readyz(url)).toEqual({
+        status: 200,
+        body: { ready: true, checks: { backend: true } },
+      })
+      expect((await fetch(`${url}/elsewhere`)).status).toBe(404)
+      expect((await fetch(`${url}/metrics`, { method: 'POST' })).status).toBe(405)
+
+      await redis.kill()
+      expect(
+        (
+          await until(
+            () => readyz(url),
+            (r) => r.status === 503,
+          )
+        ).status,
+      ).toBe(503)
+      await redis.restart()
+      expect(
+        (
+          await until(
+            () => readyz(url),
+            (r) => r.status === 200,
+          )
+        ).status,
+      ).toBe(200)
+      await waitReady(proxy.service)
+    } finally {
+      await server.close()
+    }
+  })
+})
