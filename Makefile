@@ -60,7 +60,7 @@ run: build
 	    rm -f $(PID_FILE)
 	    exit 1
 	  fi
-	  if tail -c +"$$from" $(LOG_FILE) | grep -q ' listening"'; then
+	  if tail -c +"$$from" $(LOG_FILE) | grep -q '"msg":"serving"'; then
 	    echo "redis-proxy running (pid $$pid, logs in $(LOG_FILE))"
 	    exit 0
 	  fi

@@ -95,6 +95,8 @@ async function main(args: string[]): Promise<void> {
         }),
       )
     }
+    // Every listener is up: what `make run` and other supervisors wait for.
+    log.info('serving', { interfaces: [...wanted] })
   } catch (err) {
     log.error('start-up failed', { error: (err as Error).message })
     process.exit(1)

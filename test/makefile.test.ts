@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { freePort } from './harness/ports.js'
-import { startRedis, type TestRedis } from './harness/redis-server.js'
+import { sendCommand, startRedis, type TestRedis } from './harness/redis-server.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 
@@ -97,10 +97,13 @@ describe('the Makefile, from a fresh clone', () => {
   it('make run installs, builds and starts the proxy in the background; make stop ends it', async () => {
     expect(existsSync(join(clone, 'node_modules'))).toBe(false)
     const port = await freePort()
+    const respPort = await freePort()
     const env = {
       REDIS_URL: redis.url,
       PROXY_HOST_HTTP: '127.0.0.1',
       PROXY_PORT_HTTP: String(port),
+      PROXY_HOST_TCP: '127.0.0.1',
+      PROXY_PORT_TCP: String(respPort),
     }
     const run = await make('run', env)
     expect(run.code, run.stderr).toBe(0)
@@ -112,6 +115,7 @@ describe('the Makefile, from a fresh clone', () => {
     const res = await fetch(`http://127.0.0.1:${port}/get/made`)
     expect(res.status).toBe(200)
     expect(await res.text()).toBe('by make run')
+    expect(String(await sendCommand(respPort, ['GET', 'made']))).toBe('by make run')
 
     const again = await make('run', env)
     expect(again.code).not.toBe(0)

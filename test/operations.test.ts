@@ -10,7 +10,7 @@ let proxy: TestHttpProxy
 
 beforeAll(async () => {
   redis = await startRedis()
-  proxy = await startHttpProxy(redis.url, { REDIS_COMMAND_TIMEOUT: '500' })
+  proxy = await startHttpProxy(redis.url, { REDIS_COMMAND_TIMEOUT: '3000' })
 })
 
 afterAll(async () => {

@@ -92,10 +92,11 @@ describe('the proxy process', () => {
       .map((line) => JSON.parse(line) as { msg: string; level: string })
     const messages = lines.map((line) => line.msg)
     // Listening and the backend connection come up independently, in either order.
-    expect([messages[0], ...messages.slice(1, 3).sort(), ...messages.slice(3)]).toEqual([
+    expect([messages[0], ...messages.slice(1, 4).sort(), ...messages.slice(4)]).toEqual([
       'starting',
       'backing redis ready',
       'http listening',
+      'serving',
       'shutting down',
       'stopped',
     ])
