@@ -71,18 +71,18 @@ async function main(args: string[]): Promise<void> {
       )
     }
     if (wanted.has('resp')) {
-      const service = serviceFor(config.tcp.redisUrl)
-      const resp = await startRespServer({
-        service,
-        host: config.tcp.host,
-        port: config.tcp.port,
-        maxClients: config.maxClients,
-        idleTimeoutMs: config.tcp.idleTimeoutMs,
-        shutdownTimeoutMs: config.shutdownTimeoutMs,
-        log,
-      })
-      metrics.track('resp', { service, connections: () => resp.connections() })
-      servers.push(resp)
+      servers.push(
+        await startRespServer({
+          service: serviceFor(config.tcp.redisUrl),
+          host: config.tcp.host,
+          port: config.tcp.port,
+          maxClients: config.maxClients,
+          idleTimeoutMs: config.tcp.idleTimeoutMs,
+          shutdownTimeoutMs: config.shutdownTimeoutMs,
+          log,
+          metrics,
+        }),
+      )
     }
     if (config.metrics.port !== undefined) {
       servers.push(

@@ -103,15 +103,17 @@ describe('createMetricsRegistry', () => {
     timer(performance.now() - 30)
     timer(performance.now() - 30)
     timer(performance.now())
+    // A pipeline of four answered together: four requests, one clock read.
+    timer(performance.now(), 4)
     const text = await registry.render()
     const bucket = (le: string) =>
       sample(text, 'redis_proxy_request_duration_seconds_bucket', { interface: 'resp', le })
     expect(bucket('0.0001')).toBeGreaterThanOrEqual(0)
-    expect(bucket('0.025')).toBe(1)
-    expect(bucket('0.05')).toBe(3)
-    expect(bucket('+Inf')).toBe(3)
+    expect(bucket('0.025')).toBe(5)
+    expect(bucket('0.05')).toBe(7)
+    expect(bucket('+Inf')).toBe(7)
     expect(sample(text, 'redis_proxy_request_duration_seconds_count', { interface: 'resp' })).toBe(
-      3,
+      7,
     )
     const sum = sample(text, 'redis_proxy_request_duration_seconds_sum', { interface: 'resp' })
     expect(sum).toBeGreaterThanOrEqual(0.06)

@@ -16,10 +16,12 @@ export type MeasuredInterface = {
 }
 
 /**
- * Records one request's duration: call with the `performance.now()` taken when
- * the request arrived, once it has been answered.
+ * Records a request's duration: call with the `performance.now()` taken when
+ * it arrived, once its answer is ready. `count` records that many requests that
+ * arrived together and were answered together (a pipeline of hits), for the
+ * price of one clock read.
  */
-export type RequestTimer = (startedAtMs: number) => void
+export type RequestTimer = (startedAtMs: number, count?: number) => void
 
 export type MetricsRegistry = {
   /** The prom-client registry, for anything else a process wants to expose. */
@@ -222,13 +224,13 @@ class DurationHistogram {
     const s = series
     const bounds = DURATION_BUCKETS
     const last = bounds.length
-    return (startedAtMs) => {
+    return (startedAtMs, count = 1) => {
       const seconds = (performance.now() - startedAtMs) / 1000
       let i = 0
       while (i < last && seconds > (bounds[i] as number)) i++
-      s.counts[i] = (s.counts[i] as number) + 1
-      s.sum += seconds
-      s.count++
+      s.counts[i] = (s.counts[i] as number) + count
+      s.sum += seconds * count
+      s.count += count
     }
   }
 

@@ -2,8 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { backendConnected } from '../shared/health.js'
 import { startMetricsServer } from '../shared/metrics-server.js'
 import { sample } from './harness/metrics.js'
-import { startHttpProxy, type TestHttpProxy, waitReady } from './harness/proxy.js'
+import { startHttpProxy, startRespProxy, type TestHttpProxy, waitReady } from './harness/proxy.js'
 import { sleep, startRedis, type TestRedis } from './harness/redis-server.js'
+import { command, rawConnect } from './harness/resp-client.js'
 
 let redis: TestRedis
 let proxy: TestHttpProxy
@@ -87,6 +88,52 @@ describe('GET /metrics on the HTTP server', () => {
     expect(moved('redis_proxy_coalesced_total')).toBe(4)
     expect(moved('redis_proxy_backend_errors_total')).toBe(1)
     expect(moved('redis_proxy_cache_invalidations_total')).toBe(1)
+  })
+})
+
+describe('the RESP sidecar in the registry', () => {
+  it('shows one miss and a pipeline of two hits as such, under interface="resp"', async () => {
+    const resp = await startRespProxy(redis.url)
+    const conn = await rawConnect(resp.port)
+    try {
+      await redis.command('SET', 'over-resp', 'v')
+      const figure = async (name: string) =>
+        sample(await resp.metrics.render(), name, { interface: 'resp' })
+      conn.send(command('GET', 'over-resp'))
+      expect(await conn.replies(1)).toEqual([Buffer.from('v')])
+      conn.send(Buffer.concat([command('GET', 'over-resp'), command('GET', 'over-resp')]))
+      expect(await conn.replies(2)).toEqual([Buffer.from('v'), Buffer.from('v')])
+
+      expect(await figure('redis_proxy_cache_misses_total')).toBe(1)
+      expect(await figure('redis_proxy_cache_hits_total')).toBe(2)
+      expect(await figure('redis_proxy_cache_keys')).toBe(1)
+      expect(await figure('redis_proxy_connections')).toBe(1)
+      expect(await figure('redis_proxy_request_duration_seconds_count')).toBe(3)
+
+      // INFO proxy tells a redis-cli user the same figures.
+      resp.service.invalidate('elsewhere')
+      conn.send(command('INFO', 'proxy'))
+      const [info] = await conn.replies(1)
+      const fields = new Map(
+        String(info)
+          .split('\r\n')
+          .map((line) => line.split(':') as [string, string]),
+      )
+      for (const [field, metric] of [
+        ['cache_hits', 'redis_proxy_cache_hits_total'],
+        ['cache_misses', 'redis_proxy_cache_misses_total'],
+        ['cache_keys', 'redis_proxy_cache_keys'],
+        ['invalidations', 'redis_proxy_cache_invalidations_total'],
+        ['coalesced', 'redis_proxy_coalesced_total'],
+        ['backend_errors', 'redis_proxy_backend_errors_total'],
+      ] as const) {
+        expect(Number(fields.get(field)), field).toBe(await figure(metric))
+      }
+      expect(fields.get('invalidations')).toBe('1')
+    } finally {
+      conn.close()
+      await resp.close()
+    }
   })
 })
 

@@ -75,6 +75,7 @@ export type TestRespProxy = {
   readonly url: string
   readonly service: ReadThrough
   readonly server: RespServerHandle
+  readonly metrics: MetricsRegistry
   close(): Promise<void>
 }
 
@@ -87,7 +88,9 @@ export async function startRespProxy(
   const config = loadConfig({ REDIS_URL: redisUrl, LOG_LEVEL: 'silent', ...env })
   const service = createService(config, config.tcp.redisUrl, silentLogger)
   await waitReady(service)
+  const metrics = createMetricsRegistry({ defaultMetrics: false })
   const server = await startRespServer({
+    metrics,
     service,
     host: '127.0.0.1',
     port: 0,
@@ -102,6 +105,7 @@ export async function startRespProxy(
     url: `redis://127.0.0.1:${server.port}`,
     service,
     server,
+    metrics,
     async close() {
       await server.close()
       await service.source.close()
