@@ -91,15 +91,12 @@ describe('the proxy process', () => {
       .split('\n')
       .map((line) => JSON.parse(line) as { msg: string; level: string })
     const messages = lines.map((line) => line.msg)
-    // Listening and the backend connection come up independently, in either order.
-    expect([messages[0], ...messages.slice(1, 4).sort(), ...messages.slice(4)]).toEqual([
-      'starting',
-      'backing redis ready',
-      'http listening',
-      'serving',
-      'shutting down',
-      'stopped',
-    ])
+    // Start-up and shutdown lines only: 300 requests left no trace at info.
+    expect(messages[0]).toBe('starting')
+    expect(messages.slice(-2)).toEqual(['shutting down', 'stopped'])
+    expect(messages).toContain('serving')
+    expect(lines.length).toBeLessThan(12)
+    expect(proxy.logs()).not.toContain('load:')
   })
 
   it('logs its effective configuration once at start-up, with secrets masked', async () => {
