@@ -42,10 +42,9 @@ const REJECT = Buffer.from(
  * maxConnections only drops it silently).
  */
 export async function startHttpServer(options: HttpServerOptions): Promise<HttpServerHandle> {
-  const { service, log } = options
+  const { service, log, metrics } = options
   let draining = false
   const sockets = new Set<Socket>()
-  const { metrics } = options
   const app = createApp({
     service,
     draining: () => draining,
