@@ -2,7 +2,7 @@ import { startHttpServer } from './functions/node.js'
 import { ConfigError, describeConfig, loadConfig, readEnv } from './shared/config.js'
 import { createService } from './shared/create-service.js'
 import { backendConnected, type ReadinessCheck } from './shared/health.js'
-import { createLogger } from './shared/log.js'
+import { createPinoLogger } from './shared/log-pino.js'
 import { createMetricsRegistry } from './shared/metrics.js'
 import { startMetricsServer } from './shared/metrics-server.js'
 import type { ReadThrough } from './shared/read-through.js'
@@ -27,7 +27,7 @@ async function main(args: string[]): Promise<void> {
     }
     throw err
   }
-  const log = createLogger(config.logLevel)
+  const log = createPinoLogger(config.logLevel)
   const wanted = new Set(args.length > 0 ? args : ['http', 'resp'])
   for (const name of wanted) {
     if (name !== 'http' && name !== 'resp') {

@@ -1,7 +1,11 @@
-import pino from 'pino'
-import type { LogLevel } from './config.js'
+import { LOG_LEVELS, type LogLevel } from './config.js'
 
 export type Fields = Record<string, unknown>
+
+/**
+ * The logging port every part of the proxy writes to. On Node it is pino
+ * (shared/log-pino.ts); runtimes without it (Workers) use the line logger below.
+ */
 export type Logger = {
   debug(msg: string, fields?: Fields): void
   info(msg: string, fields?: Fields): void
@@ -9,36 +13,20 @@ export type Logger = {
   error(msg: string, fields?: Fields): void
 }
 
-/** Where log lines go: anything with `write(line)`. */
-export type LogDestination = { write(line: string): void }
-
-/**
- * pino, one JSON object per line on stderr (stdout stays free for a program's
- * output). The destination is synchronous: the process logs a handful of lines
- * in its life (start, backend state changes, shutdown) and exits right after
- * the last one, which an asynchronous buffer could lose. Levels below `level`
- * cost one comparison, so debug calls on warm paths are free at `info`.
- */
-export function createLogger(level: LogLevel, destination?: LogDestination): Logger {
-  const logger = pino(
-    {
-      level,
-      base: { pid: process.pid },
-      timestamp: pino.stdTimeFunctions.isoTime,
-      // Level names, not numbers: operators grep for "error", not 50.
-      formatters: { level: (label) => ({ level: label }) },
-      // Belt and braces: URLs are masked before they are logged; a field that
-      // still carries a password never reaches the output.
-      redact: { paths: ['password', '*.password'], censor: '***' },
-    },
-    destination ?? pino.destination({ fd: 2, sync: true }),
-  )
-  return {
-    debug: (msg, fields) => (fields === undefined ? logger.debug(msg) : logger.debug(fields, msg)),
-    info: (msg, fields) => (fields === undefined ? logger.info(msg) : logger.info(fields, msg)),
-    warn: (msg, fields) => (fields === undefined ? logger.warn(msg) : logger.warn(fields, msg)),
-    error: (msg, fields) => (fields === undefined ? logger.error(msg) : logger.error(fields, msg)),
-  }
+/** One JSON object per line on stderr; levels below `level` cost one comparison. */
+export function createLogger(level: LogLevel, write: (line: string) => void = stderr): Logger {
+  const threshold = LOG_LEVELS.indexOf(level)
+  const at =
+    (name: LogLevel) =>
+    (msg: string, fields?: Fields): void => {
+      if (LOG_LEVELS.indexOf(name) < threshold) return
+      write(`${JSON.stringify({ level: name, time: new Date().toISOString(), msg, ...fields })}\n`)
+    }
+  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') }
 }
 
-export const silentLogger: Logger = createLogger('silent', { write() {} })
+export const silentLogger: Logger = createLogger('silent')
+
+function stderr(line: string): void {
+  process.stderr.write(line)
+}

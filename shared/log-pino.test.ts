@@ -1,15 +1,15 @@
 import { describe, expect, it } from 'vitest'
-import { createLogger } from './log.js'
+import { createPinoLogger } from './log-pino.js'
 
 function capture() {
   const lines: string[] = []
   return { lines, destination: { write: (line: string) => void lines.push(line) } }
 }
 
-describe('createLogger', () => {
+describe('createPinoLogger', () => {
   it('writes one JSON line per call with the level name, message and fields', () => {
     const { lines, destination } = capture()
-    createLogger('info', destination).warn('backing redis error', { error: 'ECONNREFUSED' })
+    createPinoLogger('info', destination).warn('backing redis error', { error: 'ECONNREFUSED' })
     expect(lines).toHaveLength(1)
     expect(lines[0]?.endsWith('\n')).toBe(true)
     const entry = JSON.parse(lines[0] ?? '')
@@ -24,7 +24,7 @@ describe('createLogger', () => {
 
   it('drops calls below the configured level', () => {
     const { lines, destination } = capture()
-    const log = createLogger('warn', destination)
+    const log = createPinoLogger('warn', destination)
     log.debug('noise')
     log.info('noise')
     log.error('kept')
@@ -33,13 +33,13 @@ describe('createLogger', () => {
 
   it('writes nothing at silent', () => {
     const { lines, destination } = capture()
-    createLogger('silent', destination).error('not shown')
+    createPinoLogger('silent', destination).error('not shown')
     expect(lines).toEqual([])
   })
 
   it('never prints a field named password', () => {
     const { lines, destination } = capture()
-    createLogger('info', destination).info('starting', { redis: { password: 'hunter2' } })
+    createPinoLogger('info', destination).info('starting', { redis: { password: 'hunter2' } })
     expect(lines[0]).not.toContain('hunter2')
     expect(JSON.parse(lines[0] ?? '').redis.password).toBe('***')
   })
