@@ -1,7 +1,7 @@
 import { startHttpServer } from './functions/node.js'
 import { ConfigError, describeConfig, loadConfig, readEnv } from './shared/config.js'
 import { createService } from './shared/create-service.js'
-import { backendConnected, type ReadinessCheck } from './shared/health.js'
+import { backendConnected, invalidationEstablished, type ReadinessCheck } from './shared/health.js'
 import { createPinoLogger } from './shared/log-pino.js'
 import { createMetricsRegistry } from './shared/metrics.js'
 import { startMetricsServer } from './shared/metrics-server.js'
@@ -49,8 +49,11 @@ async function main(args: string[]): Promise<void> {
     if (service === undefined) {
       service = createService(config, redisUrl, log)
       services.set(redisUrl, service)
-      const name = services.size === 1 ? 'backend' : `backend-${services.size}`
-      readiness.push(backendConnected(service.source, name))
+      const suffix = services.size === 1 ? '' : `-${services.size}`
+      readiness.push(
+        backendConnected(service.source, `backend${suffix}`),
+        invalidationEstablished(service, `invalidation${suffix}`),
+      )
     }
     return service
   }

@@ -21,14 +21,15 @@ describe('operational routes', () => {
     expect(await res.text()).toBe('ok\n')
   })
 
-  it('/readyz follows the backend connection by default', async () => {
+  it('/readyz follows the backend connection and invalidation by default', async () => {
     let state: SourceState = 'connecting'
     const app = createApp({ service: service(() => state) })
     expect((await app.request('/readyz')).status).toBe(503)
     state = 'ready'
     const res = await app.request('/readyz')
     expect(res.status).toBe(200)
-    expect(await res.json()).toEqual({ ready: true, checks: { backend: true } })
+    // No invalidation channel: nothing to wait for there.
+    expect(await res.json()).toEqual({ ready: true, checks: { backend: true, invalidation: true } })
   })
 
   it('/readyz takes the checks it is given, and is 503 while draining', async () => {

@@ -1,7 +1,12 @@
 import type { Context } from 'hono'
 import { Hono } from 'hono'
 import { BackendTimeoutError, OverloadedError } from '../shared/errors.js'
-import { backendConnected, checkReadiness, type ReadinessCheck } from '../shared/health.js'
+import {
+  backendConnected,
+  checkReadiness,
+  invalidationEstablished,
+  type ReadinessCheck,
+} from '../shared/health.js'
 import { keyToText } from '../shared/keys.js'
 import type { ReadThrough } from '../shared/read-through.js'
 
@@ -13,7 +18,7 @@ export type AppDeps = {
   status?: () => Record<string, unknown>
   /**
    * What `/readyz` waits for; 200 only while every check passes.
-   * @default the backend connection alone
+   * @default the backend connection and, when on, invalidation
    */
   readiness?: readonly ReadinessCheck[]
   /** Serves `GET /metrics`; without it (runtimes with no registry) the path is 404. */
@@ -37,7 +42,7 @@ const GET_HEAD = 'GET, HEAD'
  */
 export function createApp({ service, draining, status, readiness, metrics }: AppDeps): Hono {
   const app = new Hono()
-  const checks = readiness ?? [backendConnected(service.source)]
+  const checks = readiness ?? [backendConnected(service.source), invalidationEstablished(service)]
 
   app.get('/', (c) => {
     const stats = service.stats()

@@ -18,7 +18,7 @@ export type HttpServerOptions = {
   log: Logger
   /** Where this server's figures go, labelled `interface="http"`; also served on `/metrics`. */
   metrics?: MetricsRegistry
-  /** @default the backend connection alone */
+  /** @default the backend connection and, when on, invalidation */
   readiness?: readonly ReadinessCheck[]
 }
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { backendConnected, checkReadiness } from './health.js'
+import { backendConnected, checkReadiness, invalidationEstablished } from './health.js'
+import type { InvalidationMode } from './invalidation.js'
 import type { SourceState } from './redis/source.js'
 
 describe('checkReadiness', () => {
@@ -21,6 +22,23 @@ describe('checkReadiness', () => {
       ready: false,
       checks: { backend: false, invalidation: true },
     })
+  })
+
+  it('waits for invalidation only while it is on and not established', () => {
+    const expected: [InvalidationMode, boolean][] = [
+      ['on', true],
+      ['off', true],
+      ['unsupported', true],
+      ['connecting', false],
+      ['lost', false],
+    ]
+    for (const [mode, ready] of expected) {
+      const check = invalidationEstablished({ invalidation: () => mode })
+      expect([mode, checkReadiness([check])]).toEqual([
+        mode,
+        { ready, checks: { invalidation: ready } },
+      ])
+    }
   })
 
   it('is ready with no checks at all', () => {

@@ -1,3 +1,4 @@
+import type { InvalidationMode } from './invalidation.js'
 import type { RedisSource } from './redis/source.js'
 
 /**
@@ -18,6 +19,25 @@ export function backendConnected(
   name = 'backend',
 ): ReadinessCheck {
   return { name, ready: () => source.state() === 'ready' }
+}
+
+/**
+ * Ready unless invalidation is on and not established: while it is connecting
+ * or lost the cache stores nothing new and a replica is better out of rotation.
+ * Off, or refused by the backend for good (expiry only), there is nothing to
+ * wait for.
+ */
+export function invalidationEstablished(
+  service: { invalidation(): InvalidationMode },
+  name = 'invalidation',
+): ReadinessCheck {
+  return {
+    name,
+    ready: () => {
+      const mode = service.invalidation()
+      return mode !== 'connecting' && mode !== 'lost'
+    },
+  }
 }
 
 export function checkReadiness(checks: readonly ReadinessCheck[]): Readiness {

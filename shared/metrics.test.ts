@@ -14,6 +14,7 @@ function measured(stats: Partial<ReadThroughStats>, connections = 0): MeasuredIn
     coalesced: 0,
     backendErrors: 0,
     invalidations: 0,
+    unstoredLoads: 0,
     inflight: 0,
     queueDepth: 0,
     ...stats,
@@ -38,6 +39,7 @@ describe('createMetricsRegistry', () => {
           keys: 8,
           inflight: 9,
           queueDepth: 10,
+          unstoredLoads: 12,
         },
         11,
       ),
@@ -56,6 +58,7 @@ describe('createMetricsRegistry', () => {
     expect(sample(text, 'redis_proxy_inflight', http)).toBe(9)
     expect(sample(text, 'redis_proxy_queue_depth', http)).toBe(10)
     expect(sample(text, 'redis_proxy_connections', http)).toBe(11)
+    expect(sample(text, 'redis_proxy_cache_unstored_loads_total', http)).toBe(12)
     expect(sample(text, 'redis_proxy_cache_hits_total', { interface: 'resp' })).toBe(40)
     expect(sample(text, 'redis_proxy_connections', { interface: 'resp' })).toBe(2)
     expect(text).toContain('# TYPE redis_proxy_cache_hits_total counter')

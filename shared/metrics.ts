@@ -71,6 +71,11 @@ const COUNTERS: readonly [name: string, help: string, field: Counted][] = [
     'invalidations',
   ],
   [
+    'redis_proxy_cache_unstored_loads_total',
+    'Values loaded but not stored: a write raced the load, or invalidation was not established.',
+    'unstoredLoads',
+  ],
+  [
     'redis_proxy_backend_errors_total',
     'Backend GETs that failed (error reply, timeout, no connection).',
     'backendErrors',

@@ -7,7 +7,7 @@ import { parse, parseAllDocuments } from 'yaml'
 import { CONFIG_NAMES, loadConfig } from '../shared/config.js'
 import { freePort } from './harness/ports.js'
 import { spawnProxy, waitForHttp } from './harness/process.js'
-import { startRedis, type TestRedis } from './harness/redis-server.js'
+import { sleep, startRedis, type TestRedis } from './harness/redis-server.js'
 
 /**
  * No container engine runs here, so these check what can be checked without
@@ -180,7 +180,17 @@ describe('infra/Dockerfile', () => {
         expect(healthcheck(env)).toBe(0)
         if (extra.length > 0) {
           const url = `http://127.0.0.1:${metrics}`
-          expect((await fetch(`${url}/readyz`)).status).toBe(200)
+          // Ready once the backend and the invalidation channel are both up.
+          const deadline = Date.now() + 10_000
+          let ready = await fetch(`${url}/readyz`)
+          while (ready.status !== 200 && Date.now() < deadline) {
+            await sleep(25)
+            ready = await fetch(`${url}/readyz`)
+          }
+          expect(await ready.json()).toEqual({
+            ready: true,
+            checks: { backend: true, invalidation: true },
+          })
           const text = await (await fetch(`${url}/metrics`)).text()
           expect(text).toContain('redis_proxy_connections{interface="resp"} 0')
           expect(text).toContain('redis_proxy_cache_hits_total{interface="resp"} 0')
