@@ -93,7 +93,8 @@ describe('the proxy process', () => {
     const messages = lines.map((line) => line.msg)
     // Start-up and shutdown lines only: 300 requests left no trace at info.
     expect(messages[0]).toBe('starting')
-    expect(messages.slice(-2)).toEqual(['shutting down', 'stopped'])
+    expect(messages).toContain('shutting down')
+    expect(messages.at(-1)).toBe('stopped')
     expect(messages).toContain('serving')
     expect(lines.length).toBeLessThan(12)
     expect(proxy.logs()).not.toContain('load:')
