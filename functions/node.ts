@@ -113,8 +113,8 @@ type Fetch = (request: Request, env?: unknown) => Response | Promise<Response>
 
 /**
  * Times every request around the app itself: no middleware, one clock read on
- * each side. A hit is answered synchronously (a Response, not a Promise), and
- * stays so.
+ * each side. A Response the app returns directly is passed on directly; only
+ * a Promise gets one more `then`.
  */
 function timed(fetch: Fetch, record: RequestTimer): Fetch {
   return (request, env) => {
