@@ -1,7 +1,10 @@
 import { startHttpServer } from './functions/node.js'
-import { ConfigError, loadConfig, maskUrl, readEnv } from './shared/config.js'
+import { ConfigError, describeConfig, loadConfig, readEnv } from './shared/config.js'
 import { createService } from './shared/create-service.js'
-import { createLogger } from './shared/log.js'
+import { backendConnected, invalidationEstablished, type ReadinessCheck } from './shared/health.js'
+import { createPinoLogger } from './shared/log-pino.js'
+import { createMetricsRegistry } from './shared/metrics.js'
+import { startMetricsServer } from './shared/metrics-server.js'
 import type { ReadThrough } from './shared/read-through.js'
 import { startRespServer } from './sidecar/server.js'
 
@@ -24,7 +27,7 @@ async function main(args: string[]): Promise<void> {
     }
     throw err
   }
-  const log = createLogger(config.logLevel)
+  const log = createPinoLogger(config.logLevel)
   const wanted = new Set(args.length > 0 ? args : ['http', 'resp'])
   for (const name of wanted) {
     if (name !== 'http' && name !== 'resp') {
@@ -32,23 +35,25 @@ async function main(args: string[]): Promise<void> {
       process.exit(1)
     }
   }
-  log.info('starting', {
-    interfaces: [...wanted],
-    http: { ...config.http, redisUrl: maskUrl(config.http.redisUrl) },
-    resp: { ...config.tcp, redisUrl: maskUrl(config.tcp.redisUrl) },
-    cache: config.cache,
-    maxClients: config.maxClients,
-    maxParallel: config.maxParallel,
-    maxQueue: config.maxQueue,
-    redis: config.redis,
-  })
+  // The one line an operator needs to know what this process was told.
+  log.info('starting', { interfaces: [...wanted], config: describeConfig(config) })
 
+  // One registry and one list of readiness checks for the whole process: every
+  // part adds itself, and every endpoint (/metrics and /readyz on the HTTP
+  // server and on METRICS_PORT) reports all of them.
+  const metrics = createMetricsRegistry()
+  const readiness: ReadinessCheck[] = []
   const services = new Map<string, ReadThrough>()
   const serviceFor = (redisUrl: string): ReadThrough => {
     let service = services.get(redisUrl)
     if (service === undefined) {
       service = createService(config, redisUrl, log)
       services.set(redisUrl, service)
+      const suffix = services.size === 1 ? '' : `-${services.size}`
+      readiness.push(
+        backendConnected(service.source, `backend${suffix}`),
+        invalidationEstablished(service, `invalidation${suffix}`),
+      )
     }
     return service
   }
@@ -63,6 +68,8 @@ async function main(args: string[]): Promise<void> {
           maxClients: config.maxClients,
           shutdownTimeoutMs: config.shutdownTimeoutMs,
           log,
+          metrics,
+          readiness,
         }),
       )
     }
@@ -76,9 +83,23 @@ async function main(args: string[]): Promise<void> {
           idleTimeoutMs: config.tcp.idleTimeoutMs,
           shutdownTimeoutMs: config.shutdownTimeoutMs,
           log,
+          metrics,
         }),
       )
     }
+    if (config.metrics.port !== undefined) {
+      servers.push(
+        await startMetricsServer({
+          registry: metrics,
+          host: config.metrics.host,
+          port: config.metrics.port,
+          readiness,
+          log,
+        }),
+      )
+    }
+    // Every listener is up: what `make run` and other supervisors wait for.
+    log.info('serving', { interfaces: [...wanted] })
   } catch (err) {
     log.error('start-up failed', { error: (err as Error).message })
     process.exit(1)

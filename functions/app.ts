@@ -1,6 +1,12 @@
 import type { Context } from 'hono'
 import { Hono } from 'hono'
 import { BackendTimeoutError, OverloadedError } from '../shared/errors.js'
+import {
+  backendConnected,
+  checkReadiness,
+  invalidationEstablished,
+  type ReadinessCheck,
+} from '../shared/health.js'
 import { keyToText } from '../shared/keys.js'
 import type { ReadThrough } from '../shared/read-through.js'
 
@@ -10,6 +16,19 @@ export type AppDeps = {
   draining?: () => boolean
   /** Extra fields for `GET /` (the entry point knows what it wired up). */
   status?: () => Record<string, unknown>
+  /**
+   * What `/readyz` waits for; 200 only while every check passes.
+   * @default the backend connection and, when on, invalidation
+   */
+  readiness?: readonly ReadinessCheck[]
+  /** Serves `GET /metrics`; without it (runtimes with no registry) the path is 404. */
+  metrics?: MetricsEndpoint
+}
+
+/** The Prometheus text of a registry, as a port: the app never imports one. */
+export type MetricsEndpoint = {
+  readonly contentType: string
+  render(): Promise<string>
 }
 
 const PREFIX = '/get/'
@@ -21,8 +40,9 @@ const GET_HEAD = 'GET, HEAD'
  * translates; every caching decision lives in the service. Runtime-neutral: the
  * Node and Workers entries pass in what they built.
  */
-export function createApp({ service, draining, status }: AppDeps): Hono {
+export function createApp({ service, draining, status, readiness, metrics }: AppDeps): Hono {
   const app = new Hono()
+  const checks = readiness ?? [backendConnected(service.source), invalidationEstablished(service)]
 
   app.get('/', (c) => {
     const stats = service.stats()
@@ -35,6 +55,24 @@ export function createApp({ service, draining, status }: AppDeps): Hono {
       ...status?.(),
     })
   })
+
+  // Alive while the process answers at all: nothing here depends on Redis, so a
+  // backend outage never gets the process restarted (readiness covers that).
+  app.get('/healthz', (c) => c.text('ok\n', 200, TEXT))
+
+  app.get('/readyz', (c) => {
+    const result = checkReadiness(checks)
+    // Draining: ask the load balancer to stop sending traffic while in-flight
+    // requests finish.
+    if (draining?.()) return c.json({ ready: false, draining: true, checks: result.checks }, 503)
+    return c.json(result, result.ready ? 200 : 503)
+  })
+
+  if (metrics !== undefined) {
+    app.get('/metrics', async (c) =>
+      c.body(await metrics.render(), 200, { 'Content-Type': metrics.contentType }),
+    )
+  }
 
   app.get('/get/*', async (c) => {
     const key = keyFromPath(c.req.url)

@@ -1,7 +1,9 @@
 import type { Server as HttpServer } from 'node:http'
 import { createServer, type Socket } from 'node:net'
 import { createAdaptorServer } from '@hono/node-server'
+import type { ReadinessCheck } from '../shared/health.js'
 import type { Logger } from '../shared/log.js'
+import type { MetricsRegistry, RequestTimer } from '../shared/metrics.js'
 import type { ReadThrough } from '../shared/read-through.js'
 import { createApp } from './app.js'
 
@@ -14,6 +16,10 @@ export type HttpServerOptions = {
   /** How long shutdown waits for requests in flight before cutting them off. */
   shutdownTimeoutMs: number
   log: Logger
+  /** Where this server's figures go, labelled `interface="http"`; also served on `/metrics`. */
+  metrics?: MetricsRegistry
+  /** @default the backend connection and, when on, invalidation */
+  readiness?: readonly ReadinessCheck[]
 }
 
 export type HttpServerHandle = {
@@ -36,15 +42,19 @@ const REJECT = Buffer.from(
  * maxConnections only drops it silently).
  */
 export async function startHttpServer(options: HttpServerOptions): Promise<HttpServerHandle> {
-  const { service, log } = options
+  const { service, log, metrics } = options
   let draining = false
+  const sockets = new Set<Socket>()
   const app = createApp({
     service,
     draining: () => draining,
     status: () => ({ connections: sockets.size, maxClients: options.maxClients }),
+    ...(options.readiness !== undefined && { readiness: options.readiness }),
+    ...(metrics !== undefined && { metrics }),
   })
-  const http = createAdaptorServer({ fetch: app.fetch }) as HttpServer
-  const sockets = new Set<Socket>()
+  const untrack = metrics?.track('http', { service, connections: () => sockets.size })
+  const fetch = metrics === undefined ? app.fetch : timed(app.fetch, metrics.requestTimer('http'))
+  const http = createAdaptorServer({ fetch }) as HttpServer
   const front = createServer({ noDelay: true }, (socket) => {
     if (draining) {
       socket.destroy()
@@ -94,7 +104,30 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
       for (const socket of sockets) socket.destroy()
       http.close()
       await closed
+      untrack?.()
     },
+  }
+}
+
+type Fetch = (request: Request, env?: unknown) => Response | Promise<Response>
+
+/**
+ * Times every request around the app itself: no middleware, one clock read on
+ * each side. A Response the app returns directly is passed on directly; only
+ * a Promise gets one more `then`.
+ */
+function timed(fetch: Fetch, record: RequestTimer): Fetch {
+  return (request, env) => {
+    const started = performance.now()
+    const response = fetch(request, env)
+    if (response instanceof Promise) {
+      return response.then((answered) => {
+        record(started)
+        return answered
+      })
+    }
+    record(started)
+    return response
   }
 }
 

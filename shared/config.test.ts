@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { ConfigError, loadConfig, maskUrl, readEnv } from './config.js'
+import { ConfigError, describeConfig, loadConfig, maskUrl, readEnv } from './config.js'
 
 describe('loadConfig', () => {
   it('has production defaults for every variable', () => {
@@ -17,6 +17,7 @@ describe('loadConfig', () => {
       redis: { client: 'native', commandTimeoutMs: 1000, connectTimeoutMs: 2000 },
       shutdownTimeoutMs: 10_000,
       logLevel: 'info',
+      metrics: { host: '0.0.0.0', port: undefined },
     })
     expect(Object.isFrozen(config)).toBe(true)
     expect(Object.isFrozen(config.cache)).toBe(true)
@@ -105,6 +106,27 @@ describe('loadConfig', () => {
   it('turns invalidation off only when asked', () => {
     expect(loadConfig({ CACHE_INVALIDATION: 'off' }).cache.invalidation).toBe('off')
     expect(loadConfig({ CACHE_INVALIDATION: 'on' }).cache.invalidation).toBe('on')
+  })
+
+  it('turns on the metrics listener with METRICS_PORT', () => {
+    const config = loadConfig({ METRICS_PORT: '9464', METRICS_HOST: '127.0.0.1' })
+    expect(config.metrics).toEqual({ host: '127.0.0.1', port: 9464 })
+    expect(() => loadConfig({ METRICS_PORT: '0' })).toThrow(
+      'Invalid METRICS_PORT="0": expected an integer from 1 to 65535',
+    )
+  })
+
+  it('describes the effective configuration without any password', () => {
+    const config = loadConfig({
+      REDIS_URL: 'redis://app:s3cret@redis.example:6379/1',
+      UPSTASH_REDIS_REST_URL: 'https://r.example',
+      UPSTASH_REDIS_REST_TOKEN: 'rest-s3cret',
+    })
+    const described = JSON.stringify(describeConfig(config))
+    expect(described).not.toContain('s3cret')
+    expect(described).toContain('"rest":{"url":"https://r.example","token":"***"}')
+    expect(described).toContain('redis://app:***@redis.example:6379/1')
+    expect(describeConfig(config)).toMatchObject({ cache: config.cache, logLevel: 'info' })
   })
 
   it('masks the password in URLs meant for logs', () => {

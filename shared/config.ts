@@ -20,6 +20,8 @@ export type Config = Readonly<{
   redis: Readonly<{ client: RedisClient; commandTimeoutMs: number; connectTimeoutMs: number }>
   shutdownTimeoutMs: number
   logLevel: LogLevel
+  /** The standalone /metrics, /healthz, /readyz listener; off while `port` is undefined. */
+  metrics: Readonly<{ host: string; port: number | undefined }>
 }>
 
 export type RestConfig = Readonly<{ url: string; token: string }>
@@ -124,7 +126,12 @@ const specs = {
   IDLE_TIMEOUT: integer(0)({ default: 0 }),
   SHUTDOWN_TIMEOUT: integer(0)({ default: 10_000 }),
   LOG_LEVEL: str({ default: 'info', choices: LOG_LEVELS }),
+  METRICS_HOST: host({ default: '0.0.0.0' }),
+  METRICS_PORT: port({ default: undefined }),
 }
+
+/** Every variable the proxy reads, for tooling that must agree with it (compose, manifests). */
+export const CONFIG_NAMES: readonly string[] = Object.freeze(Object.keys(specs))
 
 /**
  * Reads `.env` from `cwd` when present; variables already in the environment win,
@@ -188,6 +195,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     },
     shutdownTimeoutMs: clean.SHUTDOWN_TIMEOUT,
     logLevel: clean.LOG_LEVEL as LogLevel,
+    metrics: { host: clean.METRICS_HOST, port: clean.METRICS_PORT },
   })
 }
 
@@ -205,6 +213,16 @@ function restConfig(url: string | undefined, token: string | undefined): RestCon
     )
   }
   return { url, token }
+}
+
+/** The effective configuration with every secret masked: what start-up logs. */
+export function describeConfig(config: Config): Record<string, unknown> {
+  return {
+    ...config,
+    http: { ...config.http, redisUrl: maskUrl(config.http.redisUrl) },
+    tcp: { ...config.tcp, redisUrl: maskUrl(config.tcp.redisUrl) },
+    rest: config.rest === undefined ? undefined : { ...config.rest, token: '***' },
+  }
 }
 
 /** The original per-server host/port names override REDIS_URL's, keeping its scheme and credentials. */

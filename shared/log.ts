@@ -1,6 +1,11 @@
 import { LOG_LEVELS, type LogLevel } from './config.js'
 
 export type Fields = Record<string, unknown>
+
+/**
+ * The logging port every part of the proxy writes to. On Node it is pino
+ * (shared/log-pino.ts); runtimes without it (Workers) use the line logger below.
+ */
 export type Logger = {
   debug(msg: string, fields?: Fields): void
   info(msg: string, fields?: Fields): void

@@ -184,6 +184,16 @@ describe('ReadThrough', () => {
     expect(service(source).invalidation()).toBe('off')
   })
 
+  it('counts every invalidation and clear it acts on', () => {
+    const { source } = scriptedSource()
+    const rt = service(source)
+    expect(rt.stats().invalidations).toBe(0)
+    rt.invalidate('a')
+    rt.invalidate('never-cached')
+    rt.clear()
+    expect(rt.stats().invalidations).toBe(3)
+  })
+
   it('refuses limits that make no sense', () => {
     const { source } = scriptedSource()
     expect(() => service(source, 0)).toThrow(

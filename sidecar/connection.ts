@@ -66,6 +66,11 @@ export class Connection {
   #ending = false
   #closed = false
   readonly #onClosed: () => void
+  // Request durations: commands of one chunk arrived together; those answered
+  // at once (hits) are recorded together after it, for one clock read, and
+  // each one that waits on the backend when its answer comes.
+  #chunkStartedAt = 0
+  #answeredInChunk = 0
 
   constructor(options: {
     socket: Socket
@@ -118,6 +123,8 @@ export class Connection {
   #onData(chunk: Buffer): void {
     if (this.#ending) return
     const socket = this.#socket
+    const record = this.#server.recordDuration
+    if (record !== undefined) this.#chunkStartedAt = performance.now()
     try {
       this.#decoder.push(chunk, this.#onCommand, this.#onGet)
       if (this.#decoder.bufferedBytes > this.#limits.maxRequestBytes) {
@@ -131,6 +138,10 @@ export class Connection {
         this.#fail('ERR internal error')
       }
     }
+    if (record !== undefined && this.#answeredInChunk > 0) {
+      record(this.#chunkStartedAt, this.#answeredInChunk)
+    }
+    this.#answeredInChunk = 0
     this.#output.flush()
     if (
       !this.#paused &&
@@ -176,6 +187,7 @@ export class Connection {
     if (hit === null) return loadReply(this.#ctx, key)
     if (this.#head !== this.#slots.length) return bulkReply(hit)
     if (!this.#closed) this.#output.writeBulk(hit)
+    this.#answeredInChunk++
     return undefined
   }
 
@@ -184,17 +196,22 @@ export class Connection {
     if (reply instanceof Promise) {
       const slot: Slot = { reply: undefined }
       this.#slots.push(slot)
+      const record = this.#server.recordDuration
+      const started = this.#chunkStartedAt
       reply.then(
-        (answer) => this.#settle(slot, answer),
+        (answer) => {
+          record?.(started)
+          this.#settle(slot, answer)
+        },
         (err: unknown) => {
           this.#log.error('resp command failed', { error: String(err) })
           this.#settle(slot, error('ERR internal error'))
         },
       )
-    } else if (this.#head === this.#slots.length) {
-      this.#write(reply)
     } else {
-      this.#slots.push({ reply })
+      this.#answeredInChunk++
+      if (this.#head === this.#slots.length) this.#write(reply)
+      else this.#slots.push({ reply })
     }
     if (this.#ending) this.#endIfFlushed()
   }

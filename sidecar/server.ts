@@ -1,5 +1,6 @@
 import { createServer, type Socket } from 'node:net'
 import type { Logger } from '../shared/log.js'
+import type { MetricsRegistry } from '../shared/metrics.js'
 import type { ReadThrough } from '../shared/read-through.js'
 import type { ServerView } from './commands/types.js'
 import { Connection, type ConnectionLimits } from './connection.js'
@@ -16,6 +17,8 @@ export type RespServerOptions = {
   shutdownTimeoutMs: number
   log: Logger
   limits?: Partial<ConnectionLimits>
+  /** Where this server's figures go, labelled `interface="resp"`. */
+  metrics?: MetricsRegistry
 }
 
 export type RespServerHandle = {
@@ -43,7 +46,14 @@ export async function startRespServer(options: RespServerOptions): Promise<RespS
     startedAt: Date.now(),
     connections: () => connections.size,
     totals: { connections: 0, commands: 0, rejected: 0 },
+    ...(options.metrics !== undefined && {
+      recordDuration: options.metrics.requestTimer('resp'),
+    }),
   }
+  const untrack = options.metrics?.track('resp', {
+    service: options.service,
+    connections: () => connections.size,
+  })
   const totals = view.totals
 
   const server = createServer({ noDelay: true }, (socket: Socket) => {
@@ -99,6 +109,7 @@ export async function startRespServer(options: RespServerOptions): Promise<RespS
       }
       for (const connection of connections) connection.destroy()
       await closed
+      untrack?.()
     },
   }
 }

@@ -40,6 +40,95 @@ describe('the proxy process', () => {
     expect(proxy.logs()).toContain('"msg":"stopped"')
   })
 
+  it('loses no request in flight on SIGTERM under load, and logs no line per request', async () => {
+    const port = await freePort()
+    const proxy = spawnProxy(['http'], {
+      REDIS_URL: redis.url,
+      PROXY_HOST_HTTP: '127.0.0.1',
+      PROXY_PORT_HTTP: String(port),
+      // The backend is held longer than the default 1 s command timeout below.
+      REDIS_COMMAND_TIMEOUT: '5000',
+    })
+    const base = `http://127.0.0.1:${port}`
+    await waitForHttp(`${base}/`)
+    const keys = Array.from({ length: 60 }, (_, i) => `load:${i}`)
+    for (const key of keys) await redis.command('SET', key, `value of ${key}`)
+    const status = async () =>
+      ((await (await fetch(`${base}/`)).json()) as { cache: Record<string, number> }).cache
+    const coalescedBefore = (await status()).coalesced ?? 0
+
+    // 300 requests over 60 keys, all held at the backend: 60 GETs running, 240
+    // requests waiting on them. The signal lands only once the proxy has every
+    // one of them, so each is a request it accepted and must answer.
+    await redis.command('CLIENT', 'PAUSE', '1500', 'ALL')
+    const requests = Array.from({ length: 300 }, (_, i) => {
+      const key = keys[i % keys.length] as string
+      return fetch(`${base}/get/${key}`).then(async (res) => ({
+        key,
+        status: res.status,
+        body: await res.text(),
+      }))
+    })
+    const deadline = Date.now() + 1200
+    for (;;) {
+      const cache = await status()
+      const waiting = (cache.coalesced ?? 0) - coalescedBefore
+      if ((cache.inflight === 60 && waiting === 240) || Date.now() > deadline) break
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    const held = await status()
+    expect(held.inflight).toBe(60)
+    expect((held.coalesced ?? 0) - coalescedBefore).toBe(240)
+    proxy.child.kill('SIGTERM')
+
+    const answers = await Promise.all(requests)
+    expect(answers.filter((a) => a.status !== 200 || a.body !== `value of ${a.key}`)).toEqual([])
+    expect(await proxy.exited()).toEqual({ code: 0, signal: null })
+
+    const lines = proxy
+      .logs()
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { msg: string; level: string })
+    const messages = lines.map((line) => line.msg)
+    // Start-up and shutdown lines only: 300 requests left no trace at info.
+    expect(messages[0]).toBe('starting')
+    expect(messages).toContain('shutting down')
+    expect(messages.at(-1)).toBe('stopped')
+    expect(messages).toContain('serving')
+    expect(lines.length).toBeLessThan(12)
+    expect(proxy.logs()).not.toContain('load:')
+  })
+
+  it('logs its effective configuration once at start-up, with secrets masked', async () => {
+    const port = await freePort()
+    const proxy = spawnProxy(['http'], {
+      REDIS_URL: `redis://app:s3cret@127.0.0.1:${await freePort()}/2`,
+      PROXY_HOST_HTTP: '127.0.0.1',
+      PROXY_PORT_HTTP: String(port),
+      CACHE_CAPACITY: '1234',
+    })
+    await waitForHttp(`http://127.0.0.1:${port}/healthz`)
+    proxy.child.kill('SIGTERM')
+    await proxy.exited()
+    expect(proxy.logs()).not.toContain('s3cret')
+    const starting = proxy
+      .logs()
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line))
+      .filter((line) => line.msg === 'starting')
+    expect(starting).toHaveLength(1)
+    expect(starting[0]).toMatchObject({
+      level: 'info',
+      interfaces: ['http'],
+      config: {
+        http: { host: '127.0.0.1', port, redisUrl: expect.stringContaining('app:***@127.0.0.1') },
+        cache: { capacity: 1234 },
+      },
+    })
+  })
+
   it('refuses to start on a bad value, naming it in one line', async () => {
     const proxy = spawnProxy(['http'], { CACHE_CAPACITY: '0' })
     const { code } = await proxy.exited()

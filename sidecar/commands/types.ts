@@ -1,3 +1,4 @@
+import type { RequestTimer } from '../../shared/metrics.js'
 import type { ReadThrough } from '../../shared/read-through.js'
 
 /**
@@ -28,6 +29,8 @@ export type ServerView = {
   connections(): number
   /** Counters kept by the server for INFO's stats section. */
   readonly totals: { connections: number; commands: number; rejected: number }
+  /** Records each command's duration (redis_proxy_request_duration_seconds) when metrics are on. */
+  readonly recordDuration?: RequestTimer
 }
 
 export type CommandContext = { readonly session: Session; readonly server: ServerView }

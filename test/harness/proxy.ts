@@ -2,6 +2,7 @@ import { type HttpServerHandle, startHttpServer } from '../../functions/node.js'
 import { type Config, loadConfig } from '../../shared/config.js'
 import { createService } from '../../shared/create-service.js'
 import { type Logger, silentLogger } from '../../shared/log.js'
+import { createMetricsRegistry, type MetricsRegistry } from '../../shared/metrics.js'
 import type { ReadThrough } from '../../shared/read-through.js'
 import type { ConnectionLimits } from '../../sidecar/connection.js'
 import { type RespServerHandle, startRespServer } from '../../sidecar/server.js'
@@ -12,6 +13,7 @@ export type TestHttpProxy = {
   readonly service: ReadThrough
   readonly server: HttpServerHandle
   readonly config: Config
+  readonly metrics: MetricsRegistry
   get(key: string, init?: RequestInit): Promise<Response>
   close(): Promise<void>
 }
@@ -25,7 +27,9 @@ export async function startHttpProxy(
   const config = loadConfig({ REDIS_URL: redisUrl, LOG_LEVEL: 'silent', ...env })
   const service = createService(config, config.http.redisUrl, log)
   await waitReady(service)
+  const metrics = createMetricsRegistry({ defaultMetrics: false })
   const server = await startHttpServer({
+    metrics,
     service,
     host: '127.0.0.1',
     port: 0,
@@ -40,6 +44,7 @@ export async function startHttpProxy(
     service,
     server,
     config,
+    metrics,
     get: (key, init) => fetch(`${url}/get/${encodeURIComponent(key)}`, init),
     async close() {
       await server.close()
@@ -70,6 +75,7 @@ export type TestRespProxy = {
   readonly url: string
   readonly service: ReadThrough
   readonly server: RespServerHandle
+  readonly metrics: MetricsRegistry
   close(): Promise<void>
 }
 
@@ -82,7 +88,9 @@ export async function startRespProxy(
   const config = loadConfig({ REDIS_URL: redisUrl, LOG_LEVEL: 'silent', ...env })
   const service = createService(config, config.tcp.redisUrl, silentLogger)
   await waitReady(service)
+  const metrics = createMetricsRegistry({ defaultMetrics: false })
   const server = await startRespServer({
+    metrics,
     service,
     host: '127.0.0.1',
     port: 0,
@@ -97,6 +105,7 @@ export async function startRespProxy(
     url: `redis://127.0.0.1:${server.port}`,
     service,
     server,
+    metrics,
     async close() {
       await server.close()
       await service.source.close()
