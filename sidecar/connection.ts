@@ -62,6 +62,8 @@ export class Connection {
   #slots: Slot[] = []
   #head = 0
   #paused = false
+  /** The part of a chunk not decoded yet because replies piled up (see #feed). */
+  #held: Buffer | null = null
   /** No more commands are read: after QUIT, a protocol error, or shutdown. */
   #ending = false
   #closed = false
@@ -101,6 +103,9 @@ export class Connection {
 
     socket.on('data', (chunk: Buffer) => this.#onData(chunk))
     socket.on('drain', () => this.#maybeResume())
+    // The client is done sending (half-close, as `nc -N` does): answer what it
+    // sent, then close, as Redis does. Needs the server's allowHalfOpen.
+    socket.on('end', () => this.shutdown())
     // A reset by the client is routine; the socket closes right after.
     socket.on('error', () => {})
     socket.on('close', () => this.#onClose())
@@ -122,15 +127,29 @@ export class Connection {
 
   #onData(chunk: Buffer): void {
     if (this.#ending) return
-    const socket = this.#socket
+    this.#feed(chunk)
+    if (this.#held !== null && !this.#paused) {
+      this.#paused = true
+      this.#socket.pause()
+    }
+  }
+
+  /**
+   * Decodes and answers `chunk` until it is used up or the replies owed pass
+   * a bound (checked after every command, see #backlogged); the rest is held
+   * and the socket not read until the client has taken its replies.
+   */
+  #feed(chunk: Buffer): void {
     const record = this.#server.recordDuration
     if (record !== undefined) this.#chunkStartedAt = performance.now()
     try {
-      this.#decoder.push(chunk, this.#onCommand, this.#onGet)
+      const consumed = this.#decoder.push(chunk, this.#onCommand, this.#onGet)
+      this.#held = consumed < chunk.length ? chunk.subarray(consumed) : null
       if (this.#decoder.bufferedBytes > this.#limits.maxRequestBytes) {
         this.#fail('ERR Protocol error: too big request')
       }
     } catch (err) {
+      this.#held = null
       if (err instanceof ProtocolError) {
         this.#fail(`ERR Protocol error: ${err.message}`)
       } else {
@@ -143,14 +162,14 @@ export class Connection {
     }
     this.#answeredInChunk = 0
     this.#output.flush()
-    if (
-      !this.#paused &&
-      (this.#slots.length - this.#head > this.#limits.maxPendingReplies ||
-        socket.writableLength > this.#limits.maxUnsentBytes)
-    ) {
-      this.#paused = true
-      socket.pause()
-    }
+  }
+
+  /** Whether replies owed or unsent have passed their bound: take no more commands now. */
+  #backlogged(): boolean {
+    return (
+      this.#slots.length - this.#head > this.#limits.maxPendingReplies ||
+      this.#socket.writableLength + this.#output.buffered > this.#limits.maxUnsentBytes
+    )
   }
 
   // An arrow property: one function per connection, not one per command.
@@ -188,6 +207,7 @@ export class Connection {
     if (this.#head !== this.#slots.length) return bulkReply(hit)
     if (!this.#closed) this.#output.writeBulk(hit)
     this.#answeredInChunk++
+    if (this.#backlogged()) this.#decoder.stop()
     return undefined
   }
 
@@ -213,6 +233,7 @@ export class Connection {
       if (this.#head === this.#slots.length) this.#write(reply)
       else this.#slots.push({ reply })
     }
+    if (this.#backlogged()) this.#decoder.stop()
     if (this.#ending) this.#endIfFlushed()
   }
 
@@ -266,6 +287,12 @@ export class Connection {
       this.#socket.writableLength > this.#limits.maxUnsentBytes / 2
     ) {
       return
+    }
+    const held = this.#held
+    if (held !== null) {
+      this.#feed(held)
+      // Stopped again: wait for the next drain or settled reply.
+      if (this.#held !== null || this.#ending) return
     }
     this.#paused = false
     this.#socket.resume()

@@ -56,7 +56,8 @@ export async function startRespServer(options: RespServerOptions): Promise<RespS
   })
   const totals = view.totals
 
-  const server = createServer({ noDelay: true }, (socket: Socket) => {
+  // allowHalfOpen: a client that half-closes still gets the replies it is owed.
+  const server = createServer({ noDelay: true, allowHalfOpen: true }, (socket: Socket) => {
     if (closing) {
       socket.destroy()
       return

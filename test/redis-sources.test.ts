@@ -1,4 +1,4 @@
-import { afterAll, beforeAll } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { keyToBytes } from '../shared/keys.js'
 import { createIoredisPerReadSource, createIoredisSource } from '../shared/redis/ioredis-source.js'
 import { RespSource } from '../shared/redis/resp-source.js'
@@ -94,3 +94,29 @@ describeRedisSource('Upstash REST (msw, following the documented protocol)', () 
     return async () => restore()
   },
 }))
+
+describe('native RESP source specifics', () => {
+  it('reads a key of 100 KiB, written as bytes rather than batched text, and stays in step', async () => {
+    let source: RespSource | undefined
+    await new Promise<void>((resolve) => {
+      source = new RespSource({ url: redis.url, onReady: () => resolve() })
+    })
+    try {
+      const long = 'k'.repeat(100 * 1024)
+      await redis.command('SET', long, 'long')
+      await redis.command('SET', 'short', 'short')
+      const [a, b, c] = await Promise.all([
+        source?.get('short'),
+        source?.get(long),
+        source?.get('short'),
+      ])
+      expect([a, b, c].map((v) => Buffer.from(v as Uint8Array).toString())).toEqual([
+        'short',
+        'long',
+        'short',
+      ])
+    } finally {
+      await source?.close()
+    }
+  })
+})

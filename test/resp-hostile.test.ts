@@ -77,6 +77,39 @@ describe('hostile input', () => {
     for (const conn of conns) conn.close()
   })
 
+  it('stops taking commands mid-chunk from clients that do not read, bounding their replies', async () => {
+    // Inline GETs are 9 bytes; a 4095-byte value is copied into each reply.
+    // One 64 KiB chunk of them asks for 30 MB of replies: the limit must hold
+    // inside a chunk, not only between chunks.
+    const value = Buffer.alloc(4095, 0x62)
+    await redis.command('SET', 'v4k', value)
+    const warm = await rawConnect(proxy.port)
+    warm.send(command('GET', 'v4k'))
+    await warm.replies(1)
+    warm.close()
+
+    const before = process.memoryUsage().rss
+    const chunk = Buffer.from('GET v4k\n'.repeat(Math.floor(65_000 / 8)))
+    const greedy = await Promise.all(
+      Array.from({ length: 10 }, async () => {
+        const socket = connect(proxy.port, '127.0.0.1')
+        await new Promise((resolve) => socket.once('connect', resolve))
+        socket.pause()
+        socket.write(chunk)
+        return socket
+      }),
+    )
+    let peak = 0
+    for (let i = 0; i < 10; i++) {
+      await sleep(50)
+      peak = Math.max(peak, process.memoryUsage().rss - before)
+    }
+    await othersAreServed()
+    // About 4 MiB each (the bound) plus kernel buffers; unbounded it is 300 MB.
+    expect(peak).toBeLessThan(128 * 1024 * 1024)
+    for (const socket of greedy) socket.destroy()
+  })
+
   it('stops reading from a client that does not read its replies, and serves others meanwhile', async () => {
     // 3000-byte replies are copied with their header: an unbounded server would
     // hold 50,000 of them (150 MB) for a client that never reads.
@@ -159,5 +192,33 @@ describe('client limits', () => {
     } finally {
       await timed.close()
     }
+  })
+})
+
+describe('fair use of the shared backend queue', () => {
+  it('keeps an MGET of thousands of missing keys from refusing other clients', async () => {
+    const small = await startRespProxy(redis.url, { MAX_PARALLEL: '4', MAX_QUEUE: '100' })
+    try {
+      const a = await rawConnect(small.port)
+      const b = await rawConnect(small.port)
+      const keys = Array.from({ length: 3000 }, (_, i) => `absent:${i}`)
+      a.send(command('MGET', ...keys))
+      await sleep(5)
+      b.send(command('GET', 'k'))
+      expect(await b.replies(1)).toEqual([Buffer.from('v')])
+      const [all] = await a.replies(1, 20_000)
+      expect(all).toEqual(Array(3000).fill(null))
+      a.close()
+      b.close()
+    } finally {
+      await small.close()
+    }
+  })
+
+  it('refuses COMMAND INFO of more names than it will describe', async () => {
+    const conn = await rawConnect(proxy.port)
+    conn.send(command('COMMAND', 'INFO', ...Array(2000).fill('get')))
+    expect(await conn.replies(1)).toEqual([new Error('ERR too many command names (at most 1024)')])
+    conn.close()
   })
 })

@@ -1,3 +1,4 @@
+import { connect } from 'node:net'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { startRespProxy, type TestRespProxy } from './harness/proxy.js'
 import {
@@ -222,6 +223,24 @@ describe('connection commands answered locally', () => {
     expect(await conn.replies(2)).toEqual([Buffer.from('v'), 'OK'])
     await conn.closed()
     expect(conn.received().toString()).not.toContain('PONG')
+  })
+
+  it('answers a client that half-closes after sending, as Redis does', async () => {
+    await redis.command('SET', 'half', 'closed')
+    for (const port of [proxy.port, redis.port]) {
+      const socket = connect(port, '127.0.0.1')
+      const received: Buffer[] = []
+      socket.on('data', (chunk: Buffer) => received.push(chunk))
+      const closed = new Promise((resolve) => socket.once('close', resolve))
+      // A miss first: its reply waits on the backend when the FIN arrives.
+      socket.end(
+        Buffer.concat([command('GET', 'nosuchkey'), command('GET', 'half'), command('PING')]),
+      )
+      await closed
+      expect(Buffer.concat(received).toString(), `port ${port}`).toBe(
+        '$-1\r\n$6\r\nclosed\r\n+PONG\r\n',
+      )
+    }
   })
 
   it('negotiates RESP3 with HELLO 3: a map reply, and _ for a missing key', async () => {

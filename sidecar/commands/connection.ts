@@ -148,12 +148,12 @@ export const client: Command = {
   since: '2.4.0',
   summary: 'Connection facts: ID, SETNAME, GETNAME, SETINFO, INFO.',
   run(ctx, args) {
-    const sub = (args[1] as Buffer).toString('latin1').toLowerCase()
+    const sub = (args[1] as Buffer).subarray(0, 16).toString('latin1').toLowerCase()
     const session = ctx.session
-    const arity = CLIENT_ARITY[sub]
+    const arity = (args[1] as Buffer).length <= 16 ? CLIENT_ARITY.get(sub) : undefined
     if (arity === undefined) {
       return error(
-        `ERR unknown subcommand '${(args[1] as Buffer).toString().slice(0, 128)}'. Try CLIENT HELP.`,
+        `ERR unknown subcommand '${(args[1] as Buffer).subarray(0, 128).toString()}'. Try CLIENT HELP.`,
       )
     }
     if (args.length !== arity) return wrongArity(`client|${sub}`)
@@ -189,13 +189,13 @@ export const client: Command = {
   },
 }
 
-const CLIENT_ARITY: Record<string, number | undefined> = {
-  id: 2,
-  getname: 2,
-  setname: 3,
-  setinfo: 4,
-  info: 2,
-}
+const CLIENT_ARITY = new Map<string, number>([
+  ['id', 2],
+  ['getname', 2],
+  ['setname', 3],
+  ['setinfo', 4],
+  ['info', 2],
+])
 
 /** CLIENT INFO's line: the fields that mean something for a proxy connection. */
 export function clientInfoLine({ session }: CommandContext): string {

@@ -19,7 +19,8 @@ export function dispatch(ctx: CommandContext, args: Buffer[]): Reply | Promise<R
   if (isGet(name)) {
     return args.length === 2 ? get.run(ctx, args) : wrongArity('get')
   }
-  const command = table.get(name.toString('latin1').toLowerCase())
+  // No command name is longer than 7 bytes: a longer one is not converted at all.
+  const command = name.length <= 16 ? table.get(name.toString('latin1').toLowerCase()) : undefined
   if (command === undefined) return unknownCommand(args)
   const arity = command.arity
   if ((arity > 0 && args.length !== arity) || args.length < -arity) {
@@ -41,9 +42,9 @@ export function isGet(name: Buffer): boolean {
 function unknownCommand(args: Buffer[]): Reply {
   let quoted = ''
   for (let i = 1; i < args.length && quoted.length < 128; i++) {
-    quoted += `'${(args[i] as Buffer).toString('latin1').slice(0, 128 - quoted.length)}' `
+    quoted += `'${(args[i] as Buffer).subarray(0, 128 - quoted.length).toString('latin1')}' `
   }
-  const name = (args[0] as Buffer).toString('latin1').slice(0, 128)
+  const name = (args[0] as Buffer).subarray(0, 128).toString('latin1')
   return error(`ERR unknown command '${name}', with args beginning with: ${quoted}`, 'latin1')
 }
 

@@ -3,6 +3,12 @@ import { REDIS_VERSION, wrongArity } from './connection.js'
 import type { Command, CommandContext } from './types.js'
 
 /**
+ * Most names COMMAND INFO and COMMAND DOCS take: the proxy knows eleven
+ * commands, and a reply per name must not let one request build megabytes.
+ */
+const MAX_NAMES = 1024
+
+/**
  * COMMAND over the given table: the forms redis-cli and client libraries
  * use (no argument, COUNT, LIST, INFO, DOCS), in Redis 7's reply shapes.
  */
@@ -19,8 +25,11 @@ export function commandCommand(table: () => readonly Command[]): Command {
       const commands = table()
       const resp3 = ctx.session.resp3
       if (args.length === 1) return encodeStructured(commands.map(describe), resp3)
-      const sub = (args[1] as Buffer).toString('latin1').toLowerCase()
-      const names = args.slice(2).map((arg) => arg.toString('latin1').toLowerCase())
+      const sub = (args[1] as Buffer).subarray(0, 16).toString('latin1').toLowerCase()
+      if (args.length - 2 > MAX_NAMES) {
+        return error(`ERR too many command names (at most ${MAX_NAMES})`)
+      }
+      const names = args.slice(2).map((arg) => arg.subarray(0, 16).toString('latin1').toLowerCase())
       switch (sub) {
         case 'count':
           return args.length === 2
@@ -52,7 +61,7 @@ export function commandCommand(table: () => readonly Command[]): Command {
         }
         default:
           return error(
-            `ERR unknown subcommand '${(args[1] as Buffer).toString().slice(0, 128)}'. Try COMMAND HELP.`,
+            `ERR unknown subcommand '${(args[1] as Buffer).subarray(0, 128).toString()}'. Try COMMAND HELP.`,
           )
       }
     },

@@ -50,6 +50,13 @@ export function loadReply(ctx: CommandContext, key: string): Promise<Reply> {
   )
 }
 
+/**
+ * Most backend reads one MGET runs at once: a command with thousands of
+ * missing keys must not fill the service's shared queue (MAX_QUEUE) and get
+ * every other client's misses refused.
+ */
+export const MGET_PARALLEL = 64
+
 export const mget: Command = {
   name: 'mget',
   arity: -2,
@@ -63,35 +70,47 @@ export const mget: Command = {
     const count = args.length - 1
     const keys: string[] = new Array(count)
     const values: (Uint8Array | null)[] = new Array(count)
-    // One load per key the cache did not hold, and the position it fills.
-    const loads: Promise<void>[] = []
-    const loadedAt: number[] = []
+    // Positions the cache could not answer.
+    const missing: number[] = []
     for (let i = 0; i < count; i++) {
       const key = keyFromBytes(args[i + 1] as Buffer)
       keys[i] = key
       const hit = service.cached(key)
       values[i] = hit
-      if (hit === null) {
-        loadedAt.push(i)
-        loads.push(
-          service.load(key).then((value) => {
-            values[i] = value
-          }),
-        )
+      if (hit === null) missing.push(i)
+    }
+    if (missing.length === 0) return arrayOf(values, ctx)
+    return loadAll(ctx, keys, values, missing)
+  },
+}
+
+/**
+ * Loads the missing positions, at most MGET_PARALLEL at a time. The first
+ * failure answers the whole command, naming its key like GET's error, and no
+ * further loads start.
+ */
+async function loadAll(
+  ctx: CommandContext,
+  keys: string[],
+  values: (Uint8Array | null)[],
+  missing: number[],
+): Promise<Reply> {
+  const service = ctx.server.service
+  let next = 0
+  let failure: Reply | undefined
+  const worker = async (): Promise<void> => {
+    while (failure === undefined && next < missing.length) {
+      const at = missing[next++] as number
+      const key = keys[at] as string
+      try {
+        values[at] = await service.load(key)
+      } catch (err) {
+        failure ??= failureReply(err, key)
       }
     }
-    if (loads.length === 0) return arrayOf(values, ctx)
-    return Promise.allSettled(loads).then((outcomes) => {
-      // A failure answers the whole command, naming the first key that failed.
-      for (let j = 0; j < outcomes.length; j++) {
-        const outcome = outcomes[j] as PromiseSettledResult<void>
-        if (outcome.status === 'rejected') {
-          return failureReply(outcome.reason, keys[loadedAt[j] as number] as string)
-        }
-      }
-      return arrayOf(values, ctx)
-    })
-  },
+  }
+  await Promise.all(Array.from({ length: Math.min(MGET_PARALLEL, missing.length) }, worker))
+  return failure ?? arrayOf(values, ctx)
 }
 
 function arrayOf(values: (Uint8Array | null)[], ctx: CommandContext): Reply {

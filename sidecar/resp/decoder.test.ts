@@ -1,6 +1,12 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { type DecoderLimits, ProtocolError, RequestDecoder, splitArgs } from './decoder.js'
+import {
+  ARG_OVERHEAD,
+  type DecoderLimits,
+  ProtocolError,
+  RequestDecoder,
+  splitArgs,
+} from './decoder.js'
 
 type Outcome = { commands: string[][]; error?: string; buffered: number }
 
@@ -208,14 +214,35 @@ describe('RequestDecoder', () => {
     const outcome = decode([b('*2\r\n$3\r\nGET\r\n$500000000\r\n')])
     expect(outcome.commands).toEqual([])
     expect(outcome.error).toBeUndefined()
-    expect(outcome.buffered).toBe(3)
+    expect(outcome.buffered).toBe(3 + ARG_OVERHEAD)
   })
 
   it('counts buffered bytes as they arrive, not as declared', () => {
     const decoder = new RequestDecoder()
     decoder.push(b('*2\r\n$3\r\nGET\r\n$100\r\n'), () => {})
     decoder.push(Buffer.alloc(40), () => {})
-    expect(decoder.bufferedBytes).toBe(43)
+    expect(decoder.bufferedBytes).toBe(3 + ARG_OVERHEAD + 40)
+  })
+
+  it('charges held arguments for their overhead, so many empty ones add up', () => {
+    const decoder = new RequestDecoder()
+    decoder.push(Buffer.from(`*1000\r\n${'$0\r\n\r\n'.repeat(999)}`), () => {})
+    expect(decoder.bufferedBytes).toBe(999 * ARG_OVERHEAD)
+  })
+
+  it('stops between commands when asked, and says how much it consumed', () => {
+    const decoder = new RequestDecoder()
+    const seen: string[] = []
+    const bytes = b('*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\nECHO x\r\n')
+    const consumed = decoder.push(bytes, (args) => {
+      seen.push(String(args[0]))
+      decoder.stop()
+    })
+    expect(seen).toEqual(['PING'])
+    expect(consumed).toBe(14)
+    const rest = decoder.push(bytes.subarray(consumed), (args) => seen.push(String(args[0])))
+    expect(rest).toBe(bytes.length - consumed)
+    expect(seen).toEqual(['PING', 'GET', 'ECHO'])
   })
 
   it('ignores everything after a protocol error', () => {
@@ -299,7 +326,8 @@ describe('RequestDecoder', () => {
             expect(cut).toEqual(whole)
             expect(bytewise).toEqual(whole)
             // Held bytes never exceed what was received.
-            expect(whole.buffered).toBeLessThanOrEqual(bytes.length)
+            // An argument takes at least 6 bytes (`$0\r\n\r\n`) and is charged ARG_OVERHEAD more.
+            expect(whole.buffered).toBeLessThanOrEqual(bytes.length * (1 + ARG_OVERHEAD / 6))
           },
         ),
         { numRuns: 1000 },

@@ -55,6 +55,13 @@ const MAX_NEGATIVE_COUNT = 1e15
 
 const EMPTY = Buffer.alloc(0)
 
+/**
+ * What holding one argument of an unfinished request costs beyond its bytes
+ * (its Buffer view and its array slot), charged to `bufferedBytes` so that a
+ * million empty arguments count as what they occupy, not as nothing.
+ */
+export const ARG_OVERHEAD = 128
+
 /** The bytes a request may claim, checked as headers arrive. */
 export type DecoderLimits = {
   /**
@@ -116,6 +123,8 @@ export class RequestDecoder {
   readonly #maxBulkLength: number
   readonly #maxArrayLength: number
   readonly #fastGet: boolean
+  #stopRequested = false
+  #stoppedAt = -1
 
   #state = REQUEST_START
 
@@ -155,9 +164,9 @@ export class RequestDecoder {
   }
 
   /**
-   * Bytes held for the request not yet complete: its arguments read so far,
-   * the partial bulk or inline line. Slack of the chunks that slices pin is
-   * not counted.
+   * Bytes held for the request not yet complete: its arguments read so far
+   * (each charged ARG_OVERHEAD more), the partial bulk or inline line. Slack
+   * of the chunks that slices pin is not counted.
    */
   get bufferedBytes(): number {
     return this.#argsBytes + this.#partsBytes + this.#completeBulk.length + this.#lineBytes
@@ -173,15 +182,31 @@ export class RequestDecoder {
    * delivering the commands before the fault. Any throw, including one from
    * `onCommand`, kills the decoder: later pushes are ignored, since the stream
    * position is lost. `onCommand` must not call `push` on the same decoder.
+   *
+   * @returns bytes of `chunk` consumed: all of them unless `stop()` was called.
    */
-  push(chunk: Buffer, onCommand: OnCommand, onGet?: OnGet): void {
-    if (this.#state === DEAD) return
+  push(chunk: Buffer, onCommand: OnCommand, onGet?: OnGet): number {
+    if (this.#state === DEAD) return chunk.length
+    this.#stoppedAt = -1
     try {
       this.#decode(chunk, onCommand, onGet)
     } catch (error) {
       this.#die()
       throw error
     }
+    const stoppedAt = this.#stoppedAt
+    this.#stopRequested = false
+    return stoppedAt < 0 ? chunk.length : stoppedAt
+  }
+
+  /**
+   * Asks `push` to return after the command being delivered, before the next
+   * one starts; `push` then returns how many bytes it consumed, and the caller
+   * pushes the rest later. Lets a connection stop taking commands the moment
+   * its replies pile up, instead of at the end of a chunk.
+   */
+  stop(): void {
+    this.#stopRequested = true
   }
 
   #decode(chunk: Buffer, onCommand: OnCommand, onGet: OnGet | undefined): void {
@@ -190,6 +215,10 @@ export class RequestDecoder {
     while (pos < end) {
       switch (this.#state) {
         case REQUEST_START:
+          if (this.#stopRequested) {
+            this.#stoppedAt = pos
+            return
+          }
           if (onGet !== undefined && this.#fastGet) {
             const next = wholeGet(chunk, pos, this.#maxBulkLength, onGet)
             if (next > 0) {
@@ -297,7 +326,7 @@ export class RequestDecoder {
   #addArg(arg: Buffer, onCommand: OnCommand): void {
     this.#args.push(arg)
     if (--this.#argsLeft > 0) {
-      this.#argsBytes += arg.length
+      this.#argsBytes += arg.length + ARG_OVERHEAD
       this.#state = BULK_PREFIX
       return
     }

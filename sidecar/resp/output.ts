@@ -29,6 +29,11 @@ export class Output {
     this.#socket = socket
   }
 
+  /** Bytes written and not yet flushed to the socket. */
+  get buffered(): number {
+    return this.#end - this.#start
+  }
+
   write(part: Uint8Array): void {
     const length = part.length
     if (length >= COPY_LIMIT) {
