@@ -26,6 +26,15 @@ async function othersAreServed(): Promise<void> {
   other.close()
 }
 
+/** Stores `value` in Redis and reads it once through the proxy, so it is cached. */
+async function cacheValue(key: string, value: Buffer): Promise<void> {
+  await redis.command('SET', key, value)
+  const warm = await rawConnect(proxy.port)
+  warm.send(command('GET', key))
+  await warm.replies(1)
+  warm.close()
+}
+
 describe('hostile input', () => {
   const protocolErrors: [string, string, string][] = [
     ['an absurd multibulk length', '*99999999999999\r\n', 'invalid multibulk length'],
@@ -81,12 +90,7 @@ describe('hostile input', () => {
     // Inline GETs are 9 bytes; a 4095-byte value is copied into each reply.
     // One 64 KiB chunk of them asks for 30 MB of replies: the limit must hold
     // inside a chunk, not only between chunks.
-    const value = Buffer.alloc(4095, 0x62)
-    await redis.command('SET', 'v4k', value)
-    const warm = await rawConnect(proxy.port)
-    warm.send(command('GET', 'v4k'))
-    await warm.replies(1)
-    warm.close()
+    await cacheValue('v4k', Buffer.alloc(4095, 0x62))
 
     const before = process.memoryUsage().rss
     const chunk = Buffer.from('GET v4k\n'.repeat(Math.floor(65_000 / 8)))
@@ -114,11 +118,7 @@ describe('hostile input', () => {
     // 3000-byte replies are copied with their header: an unbounded server would
     // hold 50,000 of them (150 MB) for a client that never reads.
     const value = Buffer.alloc(3000, 0x61)
-    await redis.command('SET', 'wide', value)
-    const warm = await rawConnect(proxy.port)
-    warm.send(command('GET', 'wide'))
-    await warm.replies(1)
-    warm.close()
+    await cacheValue('wide', value)
 
     const before = process.memoryUsage().rss
     const greedy = connect(proxy.port, '127.0.0.1')
