@@ -34,11 +34,11 @@ const INLINE_KEY_LIMIT = 64 * 1024
 /** A batch this long is written at once instead of waiting for the microtask. */
 const BATCH_LIMIT = 1024 * 1024
 
-type Waiter = {
-  resolve(reply: Reply): void
-  reject(err: Error): void
-  deadline: number
-}
+type Waiter = { reject(err: Error): void; deadline: number } & (
+  | { get: false; resolve(reply: Reply): void }
+  /** A GET: its reply is turned into bytes or a BackendError before resolving. */
+  | { get: true; resolve(value: Uint8Array | null): void }
+)
 
 /**
  * The native backend source: one pipelined connection speaking RESP3 when the
@@ -86,12 +86,12 @@ export class RespSource implements RedisSource {
     if (!this.#ready) {
       return Promise.reject(new BackendUnavailableError(`backing redis is ${this.#state}`))
     }
-    return new Promise<Reply>((resolve, reject) => {
+    return new Promise<Uint8Array | null>((resolve, reject) => {
       // The command is queued before its waiter: a waiter without a command
       // behind it would take the next command's reply, and every later one.
       this.#sendGet(key)
-      this.#waiters.push({ resolve, reject, deadline: Date.now() + this.#timeoutMs })
-    }).then(toValue)
+      this.#waiters.push({ resolve, reject, deadline: Date.now() + this.#timeoutMs, get: true })
+    })
   }
 
   state(): SourceState {
@@ -190,7 +190,7 @@ export class RespSource implements RedisSource {
   #call(socket: Socket, args: string[]): Promise<Reply> {
     if (this.#socket !== socket) return Promise.reject(new Error('connection replaced'))
     return new Promise<Reply>((resolve, reject) => {
-      this.#waiters.push({ resolve, reject, deadline: Date.now() + this.#timeoutMs })
+      this.#waiters.push({ resolve, reject, deadline: Date.now() + this.#timeoutMs, get: false })
       let wire = `*${args.length}\r\n`
       for (const arg of args) wire += `$${Buffer.byteLength(arg)}\r\n${arg}\r\n`
       socket.write(wire)
@@ -262,7 +262,19 @@ export class RespSource implements RedisSource {
       this.#waiters = this.#waiters.slice(this.#head)
       this.#head = 0
     }
-    waiter.resolve(reply)
+    if (!waiter.get) {
+      waiter.resolve(reply)
+      return
+    }
+    // Converted here rather than in a .then: one promise less per miss.
+    let value: Uint8Array | null
+    try {
+      value = toValue(reply)
+    } catch (err) {
+      waiter.reject(err as Error)
+      return
+    }
+    waiter.resolve(value)
   }
 
   #checkDeadline(): void {
