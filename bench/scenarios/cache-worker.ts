@@ -1,0 +1,156 @@
+/**
+ * One measurement of one cache in a fresh process, so JIT state and heap
+ * left by the other implementation cannot colour it. Prints one JSON line.
+ *
+ *   node cache-worker.js ops  <ours|lru-cache> <uniform|zipf> <ops> <capacity> <keyspace>
+ *   node --expose-gc cache-worker.js heap <ours|lru-cache> <entries> <valueBytes>
+ */
+import { LRUCache } from 'lru-cache'
+import { LruCache } from '../../shared/cache/lru-cache.js'
+
+type Impl = 'ours' | 'lru-cache'
+const TTL_MS = 3_600_000
+// Zipf-like: the key of popularity rank r is drawn with weight 1 / r^s.
+export const ZIPF_EXPONENT = 0.9
+
+const [mode, impl] = process.argv.slice(2, 4) as [string, Impl]
+if (impl !== 'ours' && impl !== 'lru-cache') throw new TypeError(`unknown cache \`${impl}\``)
+
+if (mode === 'ops') {
+  const [dist, ops, capacity, keyspace] = process.argv.slice(4)
+  report(
+    opsPerSecond(impl, dist as 'uniform' | 'zipf', +(ops ?? 0), +(capacity ?? 0), +(keyspace ?? 0)),
+  )
+} else if (mode === 'heap') {
+  const [entries, valueBytes] = process.argv.slice(4)
+  report(heapPerEntry(impl, +(entries ?? 0), +(valueBytes ?? 0)))
+} else {
+  throw new TypeError(`unknown mode \`${mode}\``)
+}
+
+function report(result: Record<string, number>): void {
+  process.stdout.write(`BENCH_JSON ${JSON.stringify(result)}\n`)
+}
+
+/** Small seeded PRNG (mulberry32): the same key sequence for both caches. */
+function random(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+function keySequence(dist: 'uniform' | 'zipf', ops: number, keyspace: number): Uint32Array {
+  const next = random(42)
+  const seq = new Uint32Array(ops)
+  if (dist === 'uniform') {
+    for (let i = 0; i < ops; i++) seq[i] = Math.floor(next() * keyspace)
+    return seq
+  }
+  const cdf = new Float64Array(keyspace)
+  let sum = 0
+  for (let r = 0; r < keyspace; r++) {
+    sum += 1 / (r + 1) ** ZIPF_EXPONENT
+    cdf[r] = sum
+  }
+  for (let i = 0; i < ops; i++) {
+    const x = next() * sum
+    let lo = 0
+    let hi = keyspace - 1
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if ((cdf[mid] as number) < x) lo = mid + 1
+      else hi = mid
+    }
+    seq[i] = lo
+  }
+  return seq
+}
+
+/**
+ * get; on a miss, set: what the read-through does. One untimed pass fills the
+ * cache and warms the JIT; then three timed passes over the same sequence,
+ * reporting the median pass.
+ */
+function opsPerSecond(
+  impl: Impl,
+  dist: 'uniform' | 'zipf',
+  ops: number,
+  capacity: number,
+  keyspace: number,
+): Record<string, number> {
+  const keys = Array.from({ length: keyspace }, (_, i) => `key:${i}`)
+  const seq = keySequence(dist, ops, keyspace)
+  const value = new Uint8Array(100)
+  const pass =
+    impl === 'ours' ? oursPass(capacity, keys, seq, value) : lruPass(capacity, keys, seq, value)
+  pass()
+  const passes = [pass(), pass(), pass()].sort((a, b) => a.ms - b.ms)
+  const mid = passes[1] as { ms: number; hits: number }
+  return { opsPerSec: (ops / mid.ms) * 1000, hitRatio: mid.hits / ops }
+}
+
+function oursPass(capacity: number, keys: string[], seq: Uint32Array, value: Uint8Array) {
+  const cache = new LruCache<Uint8Array>({ capacity, ttlMs: TTL_MS })
+  return () => {
+    let hits = 0
+    const start = performance.now()
+    for (let i = 0; i < seq.length; i++) {
+      const key = keys[seq[i] as number] as string
+      if (cache.get(key) === null) cache.set(key, value)
+      else hits++
+    }
+    return { ms: performance.now() - start, hits }
+  }
+}
+
+function lruPass(capacity: number, keys: string[], seq: Uint32Array, value: Uint8Array) {
+  const cache = new LRUCache<string, Uint8Array>({ max: capacity, ttl: TTL_MS })
+  return () => {
+    let hits = 0
+    const start = performance.now()
+    for (let i = 0; i < seq.length; i++) {
+      const key = keys[seq[i] as number] as string
+      if (cache.get(key) === undefined) cache.set(key, value)
+      else hits++
+    }
+    return { ms: performance.now() - start, hits }
+  }
+}
+
+/**
+ * Heap (plus typed-array backing stores) the cache adds for `entries` keys,
+ * beyond the keys and values themselves: those are allocated and kept alive
+ * before the first reading, so the difference is the cache's own structure.
+ */
+function heapPerEntry(impl: Impl, entries: number, valueBytes: number): Record<string, number> {
+  const gc = (globalThis as { gc?: () => void }).gc
+  if (gc === undefined) throw new Error('run with --expose-gc')
+  const keys = Array.from({ length: entries }, (_, i) => `key:${String(i).padStart(10, '0')}`)
+  const values = Array.from({ length: entries }, () => new Uint8Array(valueBytes))
+  const used = () => {
+    gc()
+    gc()
+    const m = process.memoryUsage()
+    return m.heapUsed + m.arrayBuffers
+  }
+  const before = used()
+  let cache: unknown
+  if (impl === 'ours') {
+    const ours = new LruCache<Uint8Array>({ capacity: entries, ttlMs: TTL_MS })
+    for (let i = 0; i < entries; i++) ours.set(keys[i] as string, values[i] as Uint8Array)
+    cache = ours
+  } else {
+    const theirs = new LRUCache<string, Uint8Array>({ max: entries, ttl: TTL_MS })
+    for (let i = 0; i < entries; i++) theirs.set(keys[i] as string, values[i] as Uint8Array)
+    cache = theirs
+  }
+  const after = used()
+  // Keep everything reachable until after the second reading.
+  if (cache === undefined || keys.length !== values.length) throw new Error('unreachable')
+  return { bytesPerEntry: (after - before) / entries, keyChars: (keys[0] as string).length }
+}

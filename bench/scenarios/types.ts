@@ -1,0 +1,85 @@
+import type { HttpLoad } from '../load/http.js'
+
+/** How long and how often: `--quick` trades precision for a run of a few minutes. */
+export type Budget = {
+  quick: boolean
+  /** Interleaved rounds per comparison; medians are taken over them. */
+  rounds: number
+  /** Seconds of HTTP load per measured run. */
+  httpSeconds: number
+  /** Operations per measured pass of the cache benchmark. */
+  cacheOps: number
+  /** Keys cached at each memory step. */
+  memorySteps: readonly number[]
+  /** Seconds of the RSS soak, and of its warm-up at the start. */
+  soakSeconds: number
+  soakWarmupSeconds: number
+}
+
+export type BenchContext = {
+  budget: Budget
+  httpLoad: HttpLoad
+  /** One line of progress on stderr. */
+  progress(line: string): void
+}
+
+/**
+ * Ours against what a user would pick instead, measured in the same run:
+ * `samples` are the per-round numbers, `value` their median, and `ratio`
+ * ours / theirs of the medians (higher is better for both units).
+ */
+export type Comparison = {
+  name: string
+  unit: string
+  ours: { name: string; value: number; samples: number[] }
+  theirs: { name: string; value: number; samples: number[] }
+  ratio: number
+  /** The ratio ours must reach, if the issue sets one. */
+  target?: number
+}
+
+/** A target that is not a ratio (latency, bytes, growth), with its verdict. */
+export type Check = { name: string; measured: string; target: string; pass: boolean }
+
+export type Table = { title: string; columns: string[]; rows: string[][] }
+
+export type ScenarioResult = {
+  tables: Table[]
+  comparisons: Comparison[]
+  checks: Check[]
+  notes: string[]
+}
+
+/**
+ * One numbered part of the benchmark: starts its own targets, runs the load,
+ * collects the numbers, and stops everything it started before returning
+ * (also when it throws).
+ */
+export type Scenario = {
+  part: number
+  id: string
+  title: string
+  /** What it needs that may be missing; a reason makes the runner skip it. */
+  unavailable?(): string | undefined
+  run(ctx: BenchContext): Promise<ScenarioResult>
+}
+
+export function compare(
+  name: string,
+  unit: string,
+  ours: { name: string; samples: number[] },
+  theirs: { name: string; samples: number[] },
+  median: (values: number[]) => number,
+  target?: number,
+): Comparison {
+  const oursValue = median(ours.samples)
+  const theirsValue = median(theirs.samples)
+  return {
+    name,
+    unit,
+    ours: { ...ours, value: oursValue },
+    theirs: { ...theirs, value: theirsValue },
+    ratio: oursValue / theirsValue,
+    ...(target === undefined ? {} : { target }),
+  }
+}

@@ -1,0 +1,127 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { assertPortFree, freePort, stop, track, waitFor } from '../lib/processes.js'
+
+export type HttpTarget = {
+  readonly origin: string
+  readonly pid: number
+  readonly child: ChildProcess
+  stop(): Promise<void>
+}
+
+export type ProxyStatus = {
+  cache: { keys: number; hits: number; misses: number; evictions: number }
+}
+
+export type ProxyTarget = HttpTarget & {
+  /** The status document of `GET /`. */
+  status(): Promise<ProxyStatus>
+  /** process.memoryUsage() inside the proxy, after a full GC. */
+  memory(): Promise<NodeJS.MemoryUsage>
+}
+
+const here = (file: string) => fileURLToPath(new URL(file, import.meta.url))
+
+async function listening(origin: string, path: string): Promise<boolean> {
+  const res = await fetch(origin + path)
+  await res.arrayBuffer()
+  return res.ok
+}
+
+function exitedEarly(child: ChildProcess, stderr: () => string): Promise<never> {
+  return new Promise((_, reject) =>
+    child.once('exit', (code) => reject(new Error(`target exited with ${code}: ${stderr()}`))),
+  )
+}
+
+async function spawnTarget(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  ready: (origin: string) => Promise<boolean>,
+  port: number,
+  ipc = false,
+): Promise<HttpTarget> {
+  await assertPortFree(port)
+  const cwd = mkdtempSync(join(tmpdir(), 'redis-proxy-bench-'))
+  const child = track(
+    spawn(process.execPath, args, {
+      cwd,
+      env,
+      stdio: ipc ? ['ignore', 'ignore', 'pipe', 'ipc'] : ['ignore', 'ignore', 'pipe'],
+    }),
+  )
+  let stderr = ''
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString()).slice(-4000)
+  })
+  const origin = `http://127.0.0.1:${port}`
+  const early = exitedEarly(child, () => stderr)
+  early.catch(() => {})
+  await Promise.race([waitFor(`${origin} to answer`, () => ready(origin)), early])
+  return {
+    origin,
+    pid: child.pid as number,
+    child,
+    async stop() {
+      await stop(child)
+      rmSync(cwd, { recursive: true, force: true })
+    },
+  }
+}
+
+/** A bare node:http server answering `bodyBytes` bytes to every request. */
+export async function startBareHttp(bodyBytes: number): Promise<HttpTarget> {
+  const port = await freePort()
+  return spawnTarget(
+    [here('./bare-http.js'), String(port), String(bodyBytes)],
+    { PATH: process.env.PATH ?? '' },
+    (origin) => listening(origin, '/'),
+    port,
+  )
+}
+
+/** The proxy's HTTP interface as its own process, configured through its environment. */
+export async function startProxy(
+  redisUrl: string,
+  env: Record<string, string>,
+): Promise<ProxyTarget> {
+  const port = await freePort()
+  const target = await spawnTarget(
+    ['--expose-gc', here('./proxy.js'), 'http'],
+    {
+      PATH: process.env.PATH ?? '',
+      REDIS_URL: redisUrl,
+      PROXY_HOST_HTTP: '127.0.0.1',
+      PROXY_PORT_HTTP: String(port),
+      LOG_LEVEL: 'warn',
+      ...env,
+    },
+    async (origin) => {
+      const res = await fetch(`${origin}/`)
+      const status = (await res.json()) as { backend?: string }
+      return status.backend === 'ready'
+    },
+    port,
+    true,
+  )
+  return {
+    ...target,
+    async status() {
+      const res = await fetch(`${target.origin}/`)
+      return (await res.json()) as ProxyStatus
+    },
+    memory() {
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('no memory reply from the proxy')), 30_000)
+        target.child.once('message', (message) => {
+          clearTimeout(timer)
+          resolve((message as { memory: NodeJS.MemoryUsage }).memory)
+        })
+        target.child.send('memory')
+      })
+    },
+  }
+}
