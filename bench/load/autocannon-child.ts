@@ -15,8 +15,8 @@ type Autocannon = (options: Record<string, unknown>) => Promise<AutocannonResult
 const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon
 const options = JSON.parse(process.argv[2] ?? '{}') as HttpLoadOptions
 
-let next = 0
 const keyed = typeof options.path === 'string' ? null : options.path
+let next = keyed?.from ?? 0
 const result = await autocannon({
   url: options.origin,
   connections: options.connections,

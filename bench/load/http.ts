@@ -25,9 +25,16 @@ export type HttpLoadOptions = {
   seconds: number
   /**
    * The path of every request, or a key space: `prefix + n` with n cycling
-   * 0..count-1 in order, or drawn uniformly at random.
+   * from..count-1, 0..count-1 in order, or drawn uniformly at random.
    */
-  path: string | { prefix: string; count: number; order: 'cycle' | 'random' }
+  path:
+    | string
+    | {
+        prefix: string
+        count: number
+        order: 'cycle' | 'random' /** first n of a cycle */
+        from?: number
+      }
 }
 
 export type HttpLoad = { name: string; run(options: HttpLoadOptions): Promise<HttpLoadResult> }
@@ -49,6 +56,7 @@ function init(args)
     prefix = args[1]
     count = tonumber(args[2])
     random = args[3] == 'random'
+    i = tonumber(args[4])
     math.randomseed(12345)
   end
 end
@@ -86,8 +94,8 @@ const wrk: HttpLoad = {
       if (typeof options.path === 'string') {
         args.push(options.origin + options.path)
       } else {
-        const { prefix, count, order } = options.path
-        args.push(`${options.origin}/`, '--', prefix, String(count), order)
+        const { prefix, count, order, from = 0 } = options.path
+        args.push(`${options.origin}/`, '--', prefix, String(count), order, String(from))
       }
       const done = await run('wrk', args, { timeoutMs: (options.seconds + 30) * 1000 })
       const line = /^BENCH_JSON (.*)$/m.exec(done.stdout)

@@ -19,7 +19,8 @@ async function fill(ctx: BenchContext, proxy: ProxyTarget, count: number): Promi
     ctx.progress(`memory: filling, ${formatNumber(keys)} of ${formatNumber(count)} keys cached`)
     await ctx.httpLoad.run({
       origin: proxy.origin,
-      path: { prefix: '/get/key:', count, order: 'cycle' },
+      // Keys are requested in order, so the first `keys` are (nearly all) cached.
+      path: { prefix: '/get/key:', count, order: 'cycle', from: keys },
       connections: CONNECTIONS,
       seconds: Math.min(10, Math.max(2, Math.ceil((count - keys) / 20_000))),
     })
@@ -34,7 +35,7 @@ export const memoryScenario: Scenario = {
   async run(ctx): Promise<ScenarioResult> {
     const { memorySteps, soakSeconds, soakWarmupSeconds } = ctx.budget
     const capacity = Math.max(...memorySteps)
-    const keyspace = Math.ceil(capacity * SOAK_KEYSPACE_FACTOR)
+    const keyspace = Math.round(capacity * SOAK_KEYSPACE_FACTOR)
     const redis = await startRedis(['--enable-debug-command', 'local'])
     let proxy: ProxyTarget | undefined
     try {
