@@ -35,6 +35,22 @@ const PREFIX = '/get/'
 const TEXT = { 'Content-Type': 'text/plain; charset=utf-8' }
 const GET_HEAD = 'GET, HEAD'
 
+// Value replies are built from constant init objects: no Headers object, no
+// per-request header work in Hono's Context, and on @hono/node-server a plain
+// headers object goes straight to writeHead. Every Response copies its init,
+// so sharing them is safe on every runtime.
+const VALUE = 'application/octet-stream'
+const HIT: ResponseInit = { status: 200, headers: { 'Content-Type': VALUE, 'X-Cache': 'HIT' } }
+const MISS: ResponseInit = { status: 200, headers: { 'Content-Type': VALUE, 'X-Cache': 'MISS' } }
+const HIT_CLOSE: ResponseInit = {
+  status: 200,
+  headers: { 'Content-Type': VALUE, 'X-Cache': 'HIT', Connection: 'close' },
+}
+const MISS_CLOSE: ResponseInit = {
+  status: 200,
+  headers: { 'Content-Type': VALUE, 'X-Cache': 'MISS', Connection: 'close' },
+}
+
 /**
  * The HTTP function: `GET /get/{key}` through the read-through service. It only
  * translates; every caching decision lives in the service. Runtime-neutral: the
@@ -74,32 +90,40 @@ export function createApp({ service, draining, status, readiness, metrics }: App
     )
   }
 
-  app.get('/get/*', async (c) => {
+  // One handler for every method, so a GET matches exactly one route: Hono
+  // then calls it without composing middleware, and a hit, answered without
+  // a promise, takes @hono/node-server's synchronous path. (Hono runs HEAD
+  // as GET and drops the body.)
+  app.all('/get/*', (c) => {
+    const method = c.req.method
+    if (method !== 'GET' && method !== 'HEAD') {
+      return c.text('Method Not Allowed', 405, { ...TEXT, Allow: GET_HEAD })
+    }
     const key = keyFromPath(c.req.url)
     if (key === null) return c.text('Bad percent-encoding in key', 400, TEXT)
-    closeIfDraining(c, draining)
-
+    const closing = draining?.() === true
     const hit = service.cached(key)
-    if (hit !== null) return value(c, hit, 'HIT')
+    if (hit !== null) return value(hit, closing ? HIT_CLOSE : HIT)
+    return miss(c, key, closing)
+  })
+
+  async function miss(c: Context, key: string, closing: boolean): Promise<Response> {
+    if (closing) c.header('Connection', 'close')
     try {
       const loaded = await service.load(key)
       if (loaded === null) return c.text(`${keyToText(key)} not found!`, 404, TEXT)
-      return value(c, loaded, 'MISS')
+      return value(loaded, closing ? MISS_CLOSE : MISS)
     } catch (err) {
       return failure(c, err, key)
     }
-  })
-
-  app.all('/get/*', (c) => c.text('Method Not Allowed', 405, { ...TEXT, Allow: GET_HEAD }))
+  }
 
   return app
 }
 
-function value(c: Context, bytes: Uint8Array, cache: 'HIT' | 'MISS'): Response {
-  c.header('Content-Type', 'application/octet-stream')
-  c.header('X-Cache', cache)
-  // Hono's body type wants an ArrayBuffer-backed view; Buffers from ioredis are.
-  return c.body(bytes as Uint8Array<ArrayBuffer>, 200)
+function value(bytes: Uint8Array, init: ResponseInit): Response {
+  // The body type wants an ArrayBuffer-backed view; Buffers from ioredis are.
+  return new Response(bytes as Uint8Array<ArrayBuffer>, init)
 }
 
 /** The one place read failures become HTTP statuses. */
@@ -109,10 +133,6 @@ function failure(c: Context, err: unknown, key: string): Response {
   }
   const status = err instanceof BackendTimeoutError ? 504 : 502
   return c.text(`Error getting key: ${keyToText(key)}`, status, TEXT)
-}
-
-function closeIfDraining(c: Context, draining: (() => boolean) | undefined): void {
-  if (draining?.()) c.header('Connection', 'close')
 }
 
 /**
