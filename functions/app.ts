@@ -40,12 +40,12 @@ const GET_HEAD = 'GET, HEAD'
 // headers object goes straight to writeHead. Every Response copies its init,
 // so sharing them is safe on every runtime.
 const VALUE = 'application/octet-stream'
-const HIT: ResponseInit = { status: 200, headers: { 'Content-Type': VALUE, 'X-Cache': 'HIT' } }
+/** Headers of a 200 from the cache; the `…_CLOSE` ones once shutdown has begun. */
+export const HIT_HEADERS = { 'Content-Type': VALUE, 'X-Cache': 'HIT' }
+export const HIT_CLOSE_HEADERS = { ...HIT_HEADERS, Connection: 'close' }
+const HIT: ResponseInit = { status: 200, headers: HIT_HEADERS }
+const HIT_CLOSE: ResponseInit = { status: 200, headers: HIT_CLOSE_HEADERS }
 const MISS: ResponseInit = { status: 200, headers: { 'Content-Type': VALUE, 'X-Cache': 'MISS' } }
-const HIT_CLOSE: ResponseInit = {
-  status: 200,
-  headers: { 'Content-Type': VALUE, 'X-Cache': 'HIT', Connection: 'close' },
-}
 const MISS_CLOSE: ResponseInit = {
   status: 200,
   headers: { 'Content-Type': VALUE, 'X-Cache': 'MISS', Connection: 'close' },
@@ -142,10 +142,13 @@ function failure(c: Context, err: unknown, key: string): Response {
  */
 export function keyFromPath(url: string): string | null {
   const pathStart = url.indexOf('/', url.indexOf('//') + 2)
-  const start = url.indexOf(PREFIX, pathStart) + PREFIX.length
-  const query = url.indexOf('?', start)
-  const raw = query === -1 ? url.slice(start) : url.slice(start, query)
-  return percentDecodeToBytes(raw)
+  return keyFromTarget(url, url.indexOf(PREFIX, pathStart) + PREFIX.length)
+}
+
+/** The key in `target` from `start` (just after `/get/`) to the query string, as keyFromPath. */
+export function keyFromTarget(target: string, start = PREFIX.length): string | null {
+  const query = target.indexOf('?', start)
+  return percentDecodeToBytes(query === -1 ? target.slice(start) : target.slice(start, query))
 }
 
 /** `%XX` to the byte XX; every other char is ASCII here (URLs arrive normalized). */

@@ -74,6 +74,21 @@ export function rssOf(pid: number): number {
   return Number(match[1]) * 1024
 }
 
+/**
+ * CPU seconds (user + system) a process has used, from /proc (Linux). Per
+ * request, it is steadier than req/s when other work shares the machine.
+ */
+export function cpuSecondsOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  // Fields after the parenthesised command name, which may contain spaces.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  const ticks = Number(fields[11]) + Number(fields[12])
+  return ticks / CLOCK_TICKS
+}
+
+// sysconf(_SC_CLK_TCK): 100 on every Linux this runs on.
+const CLOCK_TICKS = 100
+
 /** A port the kernel just handed out on loopback. */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
