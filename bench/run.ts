@@ -18,17 +18,21 @@ import { toMarkdown } from './report/markdown.js'
 import type { BenchReport, PartReport } from './report/model.js'
 import { toSvg } from './report/svg.js'
 import { cacheScenario } from './scenarios/cache.js'
+import { coherenceScenario } from './scenarios/coherence.js'
 import { httpHitsScenario } from './scenarios/http-hits.js'
 import { memoryScenario } from './scenarios/memory.js'
+import { respHitsScenario, respMissScenario } from './scenarios/resp.js'
 import type { Budget, Scenario } from './scenarios/types.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
 const FULL: Budget = {
   quick: false,
-  rounds: 5,
+  rounds: 4,
   httpSeconds: 5,
   cacheOps: 1_000_000,
+  respRequests: 200_000,
+  coherenceWrites: 1000,
   memorySteps: [0, 100_000, 1_000_000],
   soakSeconds: 60,
   soakWarmupSeconds: 10,
@@ -38,33 +42,20 @@ const QUICK: Budget = {
   rounds: 2,
   httpSeconds: 2,
   cacheOps: 1_000_000,
+  respRequests: 50_000,
+  coherenceWrites: 200,
   memorySteps: [0, 10_000, 100_000],
   soakSeconds: 10,
   soakWarmupSeconds: 3,
 }
 
-/** Parts that need the RESP sidecar; listed in the report until they can run. */
-const NEEDS_SIDECAR = 'needs the RESP sidecar (sidecar/server.ts), not built yet'
-const pending = (part: number, id: string, title: string, reason: string): Scenario => ({
-  part,
-  id,
-  title,
-  unavailable: () => reason,
-  run: () => Promise.reject(new Error(reason)),
-})
-
 const SCENARIOS: Scenario[] = [
-  pending(1, 'resp-hits', 'RESP cache hits: the sidecar against redis-server', NEEDS_SIDECAR),
+  respHitsScenario,
   httpHitsScenario,
-  pending(3, 'resp-miss', 'The miss path: every GET a miss, against Redis direct', NEEDS_SIDECAR),
+  respMissScenario,
   cacheScenario,
   memoryScenario,
-  pending(
-    6,
-    'coherence',
-    'Coherence latency: SET on Redis to the proxy serving the new value',
-    'needs the sidecar and invalidation, not built yet',
-  ),
+  coherenceScenario,
 ]
 
 function version(command: string, args: string[]): string {

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { sendCommand } from '../../test/harness/redis-server.js'
 import { assertPortFree, freePort, stop, track, waitFor } from '../lib/processes.js'
 
 export type HttpTarget = {
@@ -17,6 +18,8 @@ export type ProxyStatus = {
 }
 
 export type ProxyTarget = HttpTarget & {
+  /** The sidecar's port when started with `resp: true`, else 0. */
+  readonly respPort: number
   /** The status document of `GET /`. */
   status(): Promise<ProxyStatus>
   /** process.memoryUsage() inside the proxy, after a full GC. */
@@ -43,8 +46,9 @@ async function spawnTarget(
   ready: (origin: string) => Promise<boolean>,
   port: number,
   ipc = false,
+  otherPorts: number[] = [],
 ): Promise<HttpTarget> {
-  await assertPortFree(port)
+  for (const p of [port, ...otherPorts]) await assertPortFree(p)
   const cwd = mkdtempSync(join(tmpdir(), 'redis-proxy-bench-'))
   const child = track(
     spawn(process.execPath, args, {
@@ -83,32 +87,44 @@ export async function startBareHttp(bodyBytes: number): Promise<HttpTarget> {
   )
 }
 
-/** The proxy's HTTP interface as its own process, configured through its environment. */
+/**
+ * The proxy as its own process, configured through its environment: always
+ * its HTTP interface (the bench reads `GET /` and the process's memory), and
+ * the RESP sidecar too with `resp: true`.
+ */
 export async function startProxy(
   redisUrl: string,
   env: Record<string, string>,
+  options: { resp?: boolean } = {},
 ): Promise<ProxyTarget> {
   const port = await freePort()
+  const resp = options.resp === true
+  const respPort = resp ? await freePort() : 0
   const target = await spawnTarget(
-    ['--expose-gc', here('./proxy.js'), 'http'],
+    ['--expose-gc', here('./proxy.js'), 'http', ...(resp ? ['resp'] : [])],
     {
       PATH: process.env.PATH ?? '',
       REDIS_URL: redisUrl,
       PROXY_HOST_HTTP: '127.0.0.1',
       PROXY_PORT_HTTP: String(port),
+      PROXY_HOST_TCP: '127.0.0.1',
+      PROXY_PORT_TCP: String(respPort),
       LOG_LEVEL: 'warn',
       ...env,
     },
     async (origin) => {
       const res = await fetch(`${origin}/`)
       const status = (await res.json()) as { backend?: string }
-      return status.backend === 'ready'
+      if (status.backend !== 'ready') return false
+      return !resp || (await sendCommand(respPort, ['PING'])) === 'PONG'
     },
     port,
     true,
+    resp ? [respPort] : [],
   )
   return {
     ...target,
+    respPort,
     async status() {
       const res = await fetch(`${target.origin}/`)
       return (await res.json()) as ProxyStatus
