@@ -37,7 +37,7 @@ async function sideBySide(
   const rows: string[][] = []
   const redisPid = redis.pid() as number
   for (const pipeline of PIPELINES) {
-    const requests = ctx.budget.respRequests * (pipeline === 1 ? 1 : 4)
+    const requests = ctx.budget.respRequests * (pipeline === 1 ? 1 : 3)
     const load = async (port: number, pid: number, n: number): Promise<Sample> => {
       const cpuBefore = cpuSecondsOf(pid)
       const result = await redisBenchmarkGet({

@@ -7,7 +7,7 @@ export type Budget = {
   rounds: number
   /** Seconds of HTTP load per measured run. */
   httpSeconds: number
-  /** redis-benchmark requests per run at pipeline 1 (4x that at pipeline 16). */
+  /** redis-benchmark requests per run at pipeline 1 (3x that at pipeline 16). */
   respRequests: number
   /** Writes timed by the coherence benchmark. */
   coherenceWrites: number
