@@ -9,13 +9,19 @@ const CONNECTIONS = 50
 // Keys in Redis beyond the cache's capacity, so the soak also evicts and loads.
 const SOAK_KEYSPACE_FACTOR = 1.1
 
-/** Requests every key of 0..count-1 through the proxy until the cache holds them all. */
-async function fill(ctx: BenchContext, proxy: ProxyTarget, count: number): Promise<void> {
+/**
+ * Requests every key of 0..count-1 through the proxy until the cache holds
+ * them all, or stops growing within 1% of that (Redis's tracking table, 1M keys
+ * by default, invalidates keys of its own when full, and those leave the cache).
+ */
+async function fill(ctx: BenchContext, proxy: ProxyTarget, count: number): Promise<number> {
   const deadline = Date.now() + 240_000
+  let last = -1
   for (;;) {
     const { keys } = (await proxy.status()).cache
-    if (keys >= count) return
+    if (keys >= count || (keys === last && keys >= count * 0.99)) return keys
     if (Date.now() > deadline) throw new Error(`cache holds ${keys} keys, wanted ${count}`)
+    last = keys
     ctx.progress(`memory: filling, ${formatNumber(keys)} of ${formatNumber(count)} keys cached`)
     await ctx.httpLoad.run({
       origin: proxy.origin,
@@ -48,8 +54,9 @@ export const memoryScenario: Scenario = {
       const rows: string[][] = []
       let empty: NodeJS.MemoryUsage | undefined
       let full: NodeJS.MemoryUsage | undefined
+      const short: number[] = []
       for (const step of memorySteps) {
-        if (step > 0) await fill(ctx, proxy, step)
+        if (step > 0 && (await fill(ctx, proxy, step)) < step) short.push(step)
         const memory = await proxy.memory()
         const keys = (await proxy.status()).cache.keys
         ctx.progress(`memory: ${formatNumber(keys)} keys, RSS ${formatBytes(memory.rss)}`)
@@ -136,7 +143,12 @@ export const memoryScenario: Scenario = {
         comparisons: [],
         checks,
         notes: [
-          `Values written by \`DEBUG POPULATE\`; each step requests every key through the proxy until \`GET /\` reports them cached. At the largest step the process held ${formatBytes(full?.rss ?? Number.NaN)} RSS. After the soak the cache held ${formatNumber(afterSoak.cache.keys)} keys (${formatNumber(afterSoak.cache.evictions)} evictions so far).`,
+          ...(short.length === 0
+            ? []
+            : [
+                `The cache stopped growing just short of ${short.map((n) => formatNumber(n)).join(' and ')} keys: with CACHE_INVALIDATION=on Redis tracks every cached key, and when its tracking table (\`tracking-table-max-keys\`, 1,000,000 by default) is full it invalidates keys to make room, which evicts them from the cache.`,
+              ]),
+          `Values written by \`DEBUG POPULATE\`; each step requests every key through the proxy until \`GET /\` reports them cached. At the largest step the process held ${formatBytes(full?.rss ?? Number.NaN)} RSS. After the soak the cache held ${formatNumber(afterSoak.cache.keys)} keys (${formatNumber(afterSoak.cache.evictions)} evictions and ${formatNumber(afterSoak.cache.invalidations ?? 0)} invalidations from Redis so far).`,
         ],
       }
     } finally {

@@ -14,7 +14,7 @@ export type HttpTarget = {
 }
 
 export type ProxyStatus = {
-  cache: { keys: number; hits: number; misses: number; evictions: number }
+  cache: { keys: number; hits: number; misses: number; evictions: number; invalidations?: number }
 }
 
 export type ProxyTarget = HttpTarget & {

@@ -393,6 +393,13 @@ describe('LruCache', () => {
       const first = systemClock.now()
       expect(systemClock.now()).toBeGreaterThanOrEqual(first)
     })
+
+    it('holds a system clock reading until timers run, then reads the time again', async () => {
+      const first = systemClock.now()
+      expect(systemClock.now()).toBe(first)
+      await new Promise((resolve) => setTimeout(resolve, 5))
+      expect(systemClock.now()).toBeGreaterThan(first)
+    })
   })
 
   describe('large capacity', () => {

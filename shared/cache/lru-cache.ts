@@ -19,8 +19,33 @@
 /** A source of time in milliseconds. Only differences between readings matter. */
 export type Clock = { now(): number }
 
-/** Monotonic milliseconds: unaffected by changes to the wall clock. */
-export const systemClock: Clock = { now: () => performance.now() }
+// The last reading, kept until a timer clears it (0: none kept).
+let lastReading = 0
+const forget = () => {
+  lastReading = 0
+}
+
+/**
+ * Monotonic milliseconds (unaffected by changes to the wall clock), read from
+ * the OS at most once per millisecond: a hit otherwise spends more time asking
+ * for the time than finding the entry (lru-cache does the same with its
+ * `ttlResolution`). The cost is resolution: within one synchronous run of
+ * code, and until the event loop next runs timers, time stands still, so an
+ * entry can outlive its expiry by that long (about a millisecond unless the
+ * process is busy). Never less than `ttlMs`.
+ */
+export const systemClock: Clock = {
+  now() {
+    if (lastReading > 0) return lastReading
+    lastReading = performance.now()
+    // Node's timers must not keep the process alive; other runtimes return a number.
+    const timer: unknown = setTimeout(forget, 1)
+    if (typeof timer === 'object' && timer !== null && 'unref' in timer) {
+      ;(timer as { unref(): void }).unref()
+    }
+    return lastReading
+  },
+}
 
 /** Counters since the cache was created. `clear()` keeps them. */
 export type CacheStats = {
