@@ -35,7 +35,7 @@ const FULL: Budget = {
   coherenceWrites: 1000,
   memorySteps: [0, 100_000, 1_000_000],
   soakSeconds: 60,
-  soakWarmupSeconds: 10,
+  soakWarmupSeconds: 30,
 }
 const QUICK: Budget = {
   quick: true,

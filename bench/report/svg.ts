@@ -1,8 +1,8 @@
 import { formatNumber } from '../lib/stats.js'
 import type { BenchReport } from './model.js'
 
-const WIDTH = 820
-const LABEL = 250
+const WIDTH = 860
+const LABEL = 300
 const BAR = 420
 const ROW = 40
 const TOP = 56
@@ -36,16 +36,16 @@ export function toSvg(report: BenchReport): string {
       `<text x="12" y="${y + 15}">${esc(c.name)}</text>`,
       `<text x="12" y="${y + 30}" fill="#666" font-size="11">${esc(`${formatNumber(c.ours.value)} vs ${formatNumber(c.theirs.value)} ${c.unit} (${c.theirs.name})`)}</text>`,
       `<rect x="${LABEL}" y="${y + 6}" width="${scale(c.ratio).toFixed(1)}" height="22" fill="${fill}" opacity="0.85"/>`,
-      `<text x="${LABEL + scale(c.ratio) + 6}" y="${y + 22}">${formatNumber(c.ratio, 2)}x</text>`,
+      `<text x="${(LABEL + scale(c.ratio) + 6).toFixed(1)}" y="${y + 22}">${formatNumber(c.ratio, 2)}x</text>`,
     )
     if (c.target !== undefined) {
-      const x = LABEL + scale(c.target)
+      const x = (LABEL + scale(c.target)).toFixed(1)
       parts.push(
         `<line x1="${x}" x2="${x}" y1="${y + 2}" y2="${y + 32}" stroke="#c62828" stroke-width="2"/>`,
       )
     }
   })
-  const one = LABEL + scale(1)
+  const one = Math.round(LABEL + scale(1))
   parts.push(
     `<line x1="${one}" x2="${one}" y1="${TOP - 4}" y2="${TOP + rows.length * ROW}" stroke="#333" stroke-dasharray="4 3"/>`,
     `<text x="${one - 12}" y="${TOP + rows.length * ROW + 16}" fill="#333">1.0x</text>`,

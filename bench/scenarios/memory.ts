@@ -103,6 +103,18 @@ export const memoryScenario: Scenario = {
       const max = Math.max(...measured)
       const spread = max / min - 1
       const afterSoak = await proxy.status()
+      const afterSoakMemory = await proxy.memory()
+      rows.push([
+        `${formatNumber(afterSoak.cache.keys)} after the soak`,
+        formatBytes(afterSoakMemory.rss),
+        formatBytes(afterSoakMemory.heapUsed),
+        formatBytes(afterSoakMemory.arrayBuffers),
+        '',
+      ])
+      const series = samples
+        .filter((_, i) => i % 10 === 9)
+        .map((s) => `${formatNumber(s.t)} s ${formatBytes(s.rss)}`)
+        .join(', ')
 
       const checks: Check[] = [
         {
@@ -148,6 +160,7 @@ export const memoryScenario: Scenario = {
             : [
                 `The cache stopped growing just short of ${short.map((n) => formatNumber(n)).join(' and ')} keys: with CACHE_INVALIDATION=on Redis tracks every cached key, and when its tracking table (\`tracking-table-max-keys\`, 1,000,000 by default) is full it invalidates keys to make room, which evicts them from the cache.`,
               ]),
+          `RSS every 10 s of the soak (warm-up included): ${series}.`,
           `Values written by \`DEBUG POPULATE\`; each step requests every key through the proxy until \`GET /\` reports them cached. At the largest step the process held ${formatBytes(full?.rss ?? Number.NaN)} RSS. After the soak the cache held ${formatNumber(afterSoak.cache.keys)} keys (${formatNumber(afterSoak.cache.evictions)} evictions and ${formatNumber(afterSoak.cache.invalidations ?? 0)} invalidations from Redis so far).`,
         ],
       }
