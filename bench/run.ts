@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --only=cache,http-hits] [-- --load=autocannon]`
+ * `npm run bench [-- --quick] [-- --only=cache,http-hits] [-- --load=autocannon] [-- --render]`
  *
  * Runs each part of the benchmark in turn on loopback, each starting and
  * stopping its own redis-server and targets, and writes results.md,
@@ -7,7 +7,7 @@
  * quick mode, which is for iterating, not for publishing).
  */
 import { spawnSync } from 'node:child_process'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -69,6 +69,7 @@ async function main(argv: string[]): Promise<number> {
   const quick = argv.includes('--quick') || process.env.BENCH_QUICK === '1'
   const only = flag('only')?.split(',')
   const budget = quick ? QUICK : FULL
+  if (argv.includes('--render')) return render(quick)
   const httpLoad = pickHttpLoad(flag('load'))
   const progress = (line: string) => process.stderr.write(`bench: ${line}\n`)
 
@@ -129,6 +130,15 @@ async function main(argv: string[]): Promise<number> {
   progress(`wrote ${join(dir, 'results.md')} and results.svg, results.json`)
   if (runningChildren() > 0) progress(`${runningChildren()} child processes still running`)
   return parts.some((p) => p.status === 'failed') ? 1 : 0
+}
+
+/** `--render`: rewrites results.md and results.svg from results.json, measuring nothing. */
+function render(quick: boolean): number {
+  const dir = join(ROOT, 'bench', 'results', ...(quick ? ['quick'] : []))
+  const report = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as BenchReport
+  writeFileSync(join(dir, 'results.svg'), toSvg(report))
+  writeFileSync(join(dir, 'results.md'), toMarkdown(report, 'results.svg'))
+  return 0
 }
 
 process.exitCode = await main(process.argv.slice(2))

@@ -26,12 +26,12 @@ export function toSvg(report: BenchReport): string {
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="system-ui, sans-serif" font-size="13">`,
     `<rect width="100%" height="100%" fill="#fff"/>`,
     `<text x="12" y="22" font-size="15" font-weight="bold">redis-proxy / alternative, same run (higher is better)</text>`,
-    `<text x="12" y="40" fill="#555">${esc(report.startedAt)}${report.quick ? ' (quick mode)' : ''}; target ticks in red</text>`,
+    `<text x="12" y="40" fill="#555">${esc(report.startedAt)}${report.quick ? ' (quick mode)' : ''}; target ticks in red; grey bars have no target</text>`,
   ]
   rows.forEach((c, i) => {
     const y = TOP + i * ROW
-    const met = c.target === undefined || c.ratio >= c.target
-    const fill = met ? '#2f7d32' : '#c62828'
+    // Green or red against a target; slate where the issue sets none.
+    const fill = c.target === undefined ? '#546e7a' : c.ratio >= c.target ? '#2f7d32' : '#c62828'
     parts.push(
       `<text x="12" y="${y + 15}">${esc(c.name)}</text>`,
       `<text x="12" y="${y + 30}" fill="#666" font-size="11">${esc(`${formatNumber(c.ours.value)} vs ${formatNumber(c.theirs.value)} ${c.unit} (${c.theirs.name})`)}</text>`,
