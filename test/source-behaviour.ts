@@ -52,6 +52,17 @@ export function describeRedisSource(name: string, backend: () => BackendUnderTes
       expect(Buffer.from(got as Uint8Array).equals(Buffer.from(every))).toBe(true)
     })
 
+    it('hands back each value in memory of its own, so a cached value pins nothing else', async () => {
+      await backend().set('a', new Uint8Array(100).fill(1))
+      await backend().set('b', new Uint8Array(100).fill(2))
+      const reader = await open()
+      const [a, b] = await Promise.all([reader.get('a'), reader.get('b')])
+      for (const value of [a, b]) {
+        expect(value?.byteLength).toBe(100)
+        expect(value?.buffer.byteLength).toBe(100)
+      }
+    })
+
     it('answers null for a missing key', async () => {
       expect(await (await open()).get('missing')).toBeNull()
     })

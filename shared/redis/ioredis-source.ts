@@ -2,6 +2,7 @@ import { Redis, type RedisOptions } from 'ioredis'
 import { BackendError, BackendTimeoutError, BackendUnavailableError } from '../errors.js'
 import { keyToBytes } from '../keys.js'
 import { connectionPerRead } from './connection-per-read.js'
+import { ownCopy } from './own-copy.js'
 import type { RedisSource, SourceState } from './source.js'
 
 export type IoredisSourceOptions = {
@@ -55,7 +56,9 @@ export function createIoredisSource(
     client,
     async get(key) {
       try {
-        return await client.getBuffer(keyToBytes(key))
+        const value = await client.getBuffer(keyToBytes(key))
+        // ioredis hands back a view of the socket's chunk.
+        return value === null ? null : ownCopy(value)
       } catch (err) {
         throw toBackendError(err)
       }

@@ -2,6 +2,7 @@ import { connect as connectTcp, type Socket } from 'node:net'
 import { connect as connectTls } from 'node:tls'
 import { BackendError, BackendTimeoutError, BackendUnavailableError } from '../errors.js'
 import { backoff } from './ioredis-source.js'
+import { ownCopy } from './own-copy.js'
 import { Push, type Reply, ReplyDecoder, ReplyError, ReplyProtocolError } from './reply-decoder.js'
 import type { RedisSource, SourceState } from './source.js'
 
@@ -312,7 +313,7 @@ export class RespSource implements RedisSource {
 function toValue(reply: Reply): Uint8Array | null {
   if (reply === null) return null
   // A view of the received chunk would pin all of it while cached: copy.
-  if (Buffer.isBuffer(reply)) return Buffer.from(reply)
+  if (Buffer.isBuffer(reply)) return ownCopy(reply)
   if (reply instanceof ReplyError) throw new BackendError(reply.message)
   throw new BackendError(`unexpected reply to GET: ${String(reply)}`)
 }
