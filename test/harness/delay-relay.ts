@@ -1,4 +1,5 @@
 import { connect, createServer, type Socket } from 'node:net'
+import { listenOnLoopback } from './ports.js'
 
 /**
  * A TCP relay in front of a redis-server that holds back Redis's bytes, by
@@ -43,9 +44,7 @@ export async function startDelayRelay(targetPort: number, delayMs: number): Prom
     client.on('error', () => {})
     upstream.on('error', () => {})
   })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  const port = typeof address === 'object' && address !== null ? address.port : 0
+  const port = await listenOnLoopback(server)
   return {
     port,
     url: `redis://127.0.0.1:${port}`,

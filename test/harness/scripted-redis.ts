@@ -1,4 +1,5 @@
 import { createServer, type Server, type Socket } from 'node:net'
+import { listenOnLoopback } from './ports.js'
 
 /**
  * A scriptable RESP server for what a real redis-server cannot be made to do:
@@ -98,9 +99,7 @@ export async function startScriptedRedis(
     return value === null ? Buffer.from('$-1\r\n') : bulk(value)
   }
 
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  const port = typeof address === 'object' && address !== null ? address.port : 0
+  const port = await listenOnLoopback(server)
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
