@@ -36,10 +36,11 @@ describe('ReadThrough', () => {
   it('loads a miss from the source and serves it from the cache afterwards', async () => {
     const { source, pending, calls } = scriptedSource()
     const rt = service(source)
-    const first = rt.get('k')
+    expect(rt.cached('k')).toBeNull()
+    const first = rt.load('k')
     pending[0]?.resolve(bytes('v'))
-    expect(await first).toEqual({ value: bytes('v'), hit: false })
-    expect(await rt.get('k')).toEqual({ value: bytes('v'), hit: true })
+    expect(await first).toEqual(bytes('v'))
+    expect(rt.cached('k')).toEqual(bytes('v'))
     expect(calls).toEqual(['k'])
   })
 

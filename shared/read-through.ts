@@ -115,13 +115,6 @@ export class ReadThrough implements InvalidationTarget {
     return flight.promise
   }
 
-  /** Hit or read-through, with which of the two it was. */
-  async get(key: string): Promise<{ value: Uint8Array | null; hit: boolean }> {
-    const value = this.cached(key)
-    if (value !== null) return { value, hit: true }
-    return { value: await this.load(key), hit: false }
-  }
-
   /** Forgets a key, including any fetch of it in progress (see Flight). */
   invalidate(key: string): void {
     this.#invalidations++
