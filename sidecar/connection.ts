@@ -2,10 +2,10 @@ import type { Socket } from 'node:net'
 import { keyFromBytes } from '../shared/keys.js'
 import type { Logger } from '../shared/log.js'
 import { dispatch, isGet } from './commands/index.js'
-import { bulkReply, loadReply } from './commands/read.js'
+import { loadReply } from './commands/read.js'
 import type { CommandContext, Reply, ServerView, Session } from './commands/types.js'
 import { ProtocolError, RequestDecoder } from './resp/decoder.js'
-import { error } from './resp/encoder.js'
+import { bulkReply, error } from './resp/encoder.js'
 import { Output } from './resp/output.js'
 
 /** Bounds that keep one client from holding the process's memory. */

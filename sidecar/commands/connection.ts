@@ -1,7 +1,6 @@
 import {
-  bulkHeader,
+  bulkReply,
   bulkString,
-  CRLF,
   encodeStructured,
   error,
   OK,
@@ -26,7 +25,7 @@ export const ping: Command = {
   summary: 'Returns PONG, or the message given.',
   run(_ctx, args) {
     if (args.length > 2) return wrongArity('ping')
-    return args.length === 2 ? rawBulk(args[1] as Buffer) : PONG
+    return args.length === 2 ? bulkReply(args[1] as Buffer) : PONG
   },
 }
 
@@ -38,7 +37,7 @@ export const echo: Command = {
   group: 'connection',
   since: '1.0.0',
   summary: 'Returns the message given.',
-  run: (_ctx, args) => rawBulk(args[1] as Buffer),
+  run: (_ctx, args) => bulkReply(args[1] as Buffer),
 }
 
 export const quit: Command = {
@@ -229,8 +228,4 @@ export function parseInteger(bytes: Buffer): number | null {
   const text = bytes.toString('latin1')
   if (!/^-?(0|[1-9][0-9]{0,15})$/.test(text)) return null
   return Number(text)
-}
-
-function rawBulk(bytes: Buffer): Reply {
-  return [bulkHeader(bytes.length), bytes, CRLF]
 }

@@ -1,22 +1,7 @@
 import { BackendError, OverloadedError } from '../../shared/errors.js'
 import { keyFromBytes, keyToText } from '../../shared/keys.js'
-import {
-  arrayHeader,
-  BULK_COPY_THRESHOLD,
-  bulkHeader,
-  CRLF,
-  encodeBulk,
-  error,
-  nullReply,
-} from '../resp/encoder.js'
+import { arrayHeader, bulkReply, error, nullReply } from '../resp/encoder.js'
 import type { Command, CommandContext, Reply } from './types.js'
-
-/** A value as a bulk reply: copied with its header when small, else three parts. */
-export function bulkReply(value: Uint8Array): Reply {
-  return value.length < BULK_COPY_THRESHOLD
-    ? encodeBulk(value)
-    : [bulkHeader(value.length), value, CRLF]
-}
 
 /** The one place read failures become RESP errors. */
 export function failureReply(err: unknown, key: string): Reply {

@@ -19,14 +19,11 @@ export const NULL_BULK = Buffer.from('$-1\r\n')
 export const NULL_RESP3 = Buffer.from('_\r\n')
 export const EMPTY_ARRAY = Buffer.from('*0\r\n')
 
-/** Where replies go, in order: a net.Socket fits (`socket.write`). */
-export type ReplySink = { write(chunk: Uint8Array): unknown }
-
 /**
- * Values shorter than this are copied into one Buffer with their header and
- * CRLF: one write of a few KiB costs less than three stream writes (each a
- * write request, and a syscall unless corked). Longer values are written as
- * three parts so the value itself is never copied.
+ * Values shorter than this are copied with their header and CRLF (into one
+ * Buffer, or into a connection's output slab): copying a few KiB costs less
+ * than a write of its own. Longer values are written by reference, never
+ * copied.
  */
 export const BULK_COPY_THRESHOLD = 4096
 
@@ -58,18 +55,14 @@ export function encodeBulk(value: Uint8Array): Buffer {
 }
 
 /**
- * Writes a bulk reply to `sink`: one write for a value under
- * BULK_COPY_THRESHOLD bytes, else header, the value itself (not copied) and
- * CRLF. Cork the socket around a batch of replies to send them in one syscall.
+ * A value as a bulk reply: one Buffer (header, value, CRLF) for a value under
+ * BULK_COPY_THRESHOLD bytes, else the three parts, so the value itself is
+ * never copied.
  */
-export function writeBulk(sink: ReplySink, value: Uint8Array): void {
-  if (value.length < BULK_COPY_THRESHOLD) {
-    sink.write(encodeBulk(value))
-    return
-  }
-  sink.write(bulkHeader(value.length))
-  sink.write(value)
-  sink.write(CRLF)
+export function bulkReply(value: Uint8Array): Buffer | Uint8Array[] {
+  return value.length < BULK_COPY_THRESHOLD
+    ? encodeBulk(value)
+    : [bulkHeader(value.length), value, CRLF]
 }
 
 /** A bulk reply of text, encoded as UTF-8. */

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net'
-import { bulkHeader } from './encoder.js'
+import { BULK_COPY_THRESHOLD, bulkHeader } from './encoder.js'
 
 const CR = 13
 const LF = 10
@@ -7,7 +7,7 @@ const LF = 10
 /** Bytes of slab a connection writes small replies into before one socket write. */
 const SLAB_SIZE = 16 * 1024
 /** Parts at least this long are written by reference, never copied. */
-const COPY_LIMIT = 4096
+const COPY_LIMIT = BULK_COPY_THRESHOLD
 const CRLF = Buffer.from('\r\n')
 
 /**
