@@ -74,35 +74,12 @@ async function sideBySide(
       targets[pipeline],
     )
     comparisons.push(comparison)
-    const m = (list: Sample[], pick: (s: Sample) => number) => median(list.map(pick))
     rows.push([
       String(pipeline),
       formatNumber(comparison.ours.value),
-      formatNumber(
-        m(ours, (s) => s.p50Ms),
-        3,
-      ),
-      formatNumber(
-        m(ours, (s) => s.p99Ms),
-        3,
-      ),
-      formatNumber(
-        m(ours, (s) => s.cpuUs),
-        2,
-      ),
+      ...latencyAndCpu(ours),
       formatNumber(comparison.theirs.value),
-      formatNumber(
-        m(theirs, (s) => s.p50Ms),
-        3,
-      ),
-      formatNumber(
-        m(theirs, (s) => s.p99Ms),
-        3,
-      ),
-      formatNumber(
-        m(theirs, (s) => s.cpuUs),
-        2,
-      ),
+      ...latencyAndCpu(theirs),
       `${formatNumber(comparison.ratio, 2)}x`,
     ])
   }
@@ -230,4 +207,23 @@ async function redisBenchmarkSet(port: number): Promise<boolean> {
     { timeoutMs: 120_000 },
   )
   return done.code === 0
+}
+
+/** p50 and p99 latency (ms) and CPU µs per request, medians over the samples. */
+function latencyAndCpu(samples: Sample[]): string[] {
+  const m = (pick: (s: Sample) => number) => median(samples.map(pick))
+  return [
+    formatNumber(
+      m((s) => s.p50Ms),
+      3,
+    ),
+    formatNumber(
+      m((s) => s.p99Ms),
+      3,
+    ),
+    formatNumber(
+      m((s) => s.cpuUs),
+      2,
+    ),
+  ]
 }
