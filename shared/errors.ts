@@ -9,6 +9,14 @@ export class BackendError extends Error {
   override readonly name: string = 'BackendError'
 }
 
+/**
+ * The backing Redis answered the command with an error reply (WRONGTYPE, for
+ * example): the connection is fine, this one key cannot be read as a string.
+ */
+export class BackendReplyError extends BackendError {
+  override readonly name = 'BackendReplyError'
+}
+
 /** The backing Redis did not answer within the command timeout. */
 export class BackendTimeoutError extends BackendError {
   override readonly name = 'BackendTimeoutError'

@@ -5,10 +5,30 @@
  * named errors of shared/errors.ts.
  */
 export type RedisSource = {
-  get(key: string): Promise<Uint8Array | null>
+  /**
+   * Reads one key: its value and the time it has left in Redis, read in the
+   * same round trip (GET and PTTL pipelined, or the backend's equivalent), so
+   * the cache never keeps a value longer than Redis keeps the key.
+   *
+   * `deadline` is a `performance.now()` reading (monotonic milliseconds): the
+   * read fails with a BackendTimeoutError once it passes, however long the
+   * request already waited before reaching the source. A source that cannot
+   * cancel its I/O still settles by then.
+   */
+  get(key: string, deadline: number): Promise<Loaded | null>
   /** What the connection is doing now, for status and readiness. */
   state(): SourceState
   close(): Promise<void>
+}
+
+/** A value read from Redis. */
+export type Loaded = {
+  readonly value: Uint8Array
+  /**
+   * Milliseconds the key had left in Redis when read (PTTL), or null when it
+   * has no expiry. The cache caps the entry's lifetime by it.
+   */
+  readonly ttlMs: number | null
 }
 
 export type SourceState = 'connecting' | 'ready' | 'reconnecting' | 'closed'
