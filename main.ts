@@ -51,7 +51,7 @@ async function main(args: string[]): Promise<void> {
       services.set(redisUrl, service)
       const suffix = services.size === 1 ? '' : `-${services.size}`
       readiness.push(
-        backendConnected(service.source, `backend${suffix}`),
+        backendConnected(service, `backend${suffix}`),
         invalidationEstablished(service, `invalidation${suffix}`),
       )
     }
@@ -111,7 +111,7 @@ async function main(args: string[]): Promise<void> {
     stopping = true
     log.info('shutting down', { signal })
     await Promise.all(servers.map((server) => server.close()))
-    await Promise.all([...services.values()].map((service) => service.source.close()))
+    await Promise.all([...services.values()].map((service) => service.close()))
     log.info('stopped')
     process.exit(0)
   }

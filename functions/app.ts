@@ -58,14 +58,14 @@ const MISS_CLOSE: ResponseInit = {
  */
 export function createApp({ service, draining, status, readiness, metrics }: AppDeps): Hono {
   const app = new Hono()
-  const checks = readiness ?? [backendConnected(service.source), invalidationEstablished(service)]
+  const checks = readiness ?? [backendConnected(service), invalidationEstablished(service)]
 
   app.get('/', (c) => {
     const stats = service.stats()
     return c.json({
       service: 'redis-proxy',
       status: 'ok',
-      backend: service.source.state(),
+      backend: service.backend(),
       invalidation: service.invalidation(),
       cache: stats,
       ...status?.(),
@@ -102,15 +102,20 @@ export function createApp({ service, draining, status, readiness, metrics }: App
     const key = keyFromPath(c.req.url)
     if (key === null) return c.text('Bad percent-encoding in key', 400, TEXT)
     const closing = draining?.() === true
-    const hit = service.cached(key)
-    if (hit !== null) return value(hit, closing ? HIT_CLOSE : HIT)
-    return miss(c, key, closing)
+    const hit = service.get(key)
+    if (!(hit instanceof Promise)) return value(hit, closing ? HIT_CLOSE : HIT)
+    return miss(c, key, hit, closing)
   })
 
-  async function miss(c: Context, key: string, closing: boolean): Promise<Response> {
+  async function miss(
+    c: Context,
+    key: string,
+    loading: Promise<Uint8Array | null>,
+    closing: boolean,
+  ): Promise<Response> {
     if (closing) c.header('Connection', 'close')
     try {
-      const loaded = await service.load(key)
+      const loaded = await loading
       if (loaded === null) return c.text(`${keyToText(key)} not found!`, 404, TEXT)
       return value(loaded, closing ? MISS_CLOSE : MISS)
     } catch (err) {

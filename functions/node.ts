@@ -169,9 +169,9 @@ function serveHit(
   if (host === undefined || !PLAIN_HOST.test(host) || DOT_SEGMENT.test(target)) return false
   const key = keyFromTarget(target)
   // has() first, so a key that is not cached is counted once, by the app.
-  if (key === null || !service.cache.has(key)) return false
-  const hit = service.cached(key)
-  if (hit === null) return false
+  if (key === null || service.peek(key) === null) return false
+  const hit = service.get(key)
+  if (hit instanceof Promise) return false
   res.writeHead(200, draining ? HIT_CLOSE_HEADERS : HIT_HEADERS)
   res.end(hit)
   record?.(started)

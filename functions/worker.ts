@@ -52,6 +52,7 @@ function buildApp(config: Config): Hono {
     source,
     maxParallel: config.maxParallel,
     maxQueue: config.maxQueue,
+    timeoutMs: config.redis.commandTimeoutMs,
   })
   const kind = config.rest === undefined ? 'tcp' : 'rest'
   return createApp({ service, status: () => ({ runtime: 'workers', source: kind }) })

@@ -13,7 +13,7 @@ import type { RedisSource } from './redis/source.js'
 /**
  * Cache + backend source (REDIS_CLIENT) + read-through service for one backing Redis, as
  * configured; with CACHE_INVALIDATION=on, also the tracking channel that
- * evicts keys as Redis reports writes. `service.source.close()` closes every
+ * evicts keys as Redis reports writes. `service.close()` closes every
  * connection it opened.
  */
 export function createService(config: Config, redisUrl: string, log: Logger): ReadThrough {
@@ -46,6 +46,7 @@ export function createService(config: Config, redisUrl: string, log: Logger): Re
     source: built.source,
     maxParallel: config.maxParallel,
     maxQueue: config.maxQueue,
+    timeoutMs: config.redis.commandTimeoutMs,
     invalidation: built.invalidation,
   })
 }

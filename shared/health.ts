@@ -1,5 +1,5 @@
 import type { InvalidationMode } from './invalidation.js'
-import type { RedisSource } from './redis/source.js'
+import type { SourceState } from './redis/source.js'
 
 /**
  * One condition readiness depends on. Each part of the process that must be
@@ -15,10 +15,10 @@ export type Readiness = { ready: boolean; checks: Record<string, boolean> }
 
 /** Ready while the connection to the backing Redis is up. */
 export function backendConnected(
-  source: Pick<RedisSource, 'state'>,
+  service: { backend(): SourceState },
   name = 'backend',
 ): ReadinessCheck {
-  return { name, ready: () => source.state() === 'ready' }
+  return { name, ready: () => service.backend() === 'ready' }
 }
 
 /**

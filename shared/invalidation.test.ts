@@ -79,12 +79,12 @@ describe('Tracker', () => {
     tracker.subscriberReady(7)
     expect(enables.map((e) => e.id)).toEqual([7])
     expect(await load('k', 'v')).toBe('v')
-    expect(rt.cached('k')).toBeNull()
+    expect(rt.peek('k')).toBeNull()
     enables[0]?.resolve(undefined)
     await tick()
     expect(rt.invalidation()).toBe('on')
     expect(await load('k', 'v')).toBe('v')
-    expect(text(rt.cached('k'))).toBe('v')
+    expect(text(rt.peek('k'))).toBe('v')
   })
 
   it('does not store a value whose GET was sent before tracking was confirmed', async () => {
@@ -96,7 +96,7 @@ describe('Tracker', () => {
     await tick()
     gets[0]?.resolve(bytes('untracked'))
     expect(text(await early)).toBe('untracked')
-    expect(rt.cached('k')).toBeNull()
+    expect(rt.peek('k')).toBeNull()
   })
 
   it('evicts the keys Redis reports and clears everything on a flush', async () => {
@@ -105,11 +105,11 @@ describe('Tracker', () => {
     await load('b', 'B')
     await load('c', 'C')
     tracker.invalidated(['a'])
-    expect(rt.cached('a')).toBeNull()
-    expect(text(rt.cached('b'))).toBe('B')
+    expect(rt.peek('a')).toBeNull()
+    expect(text(rt.peek('b'))).toBe('B')
     tracker.invalidated(null)
-    expect(rt.cached('b')).toBeNull()
-    expect(rt.cached('c')).toBeNull()
+    expect(rt.peek('b')).toBeNull()
+    expect(rt.peek('c')).toBeNull()
   })
 
   it('drops a load whose key is invalidated while its GET is in flight', async () => {
@@ -118,7 +118,7 @@ describe('Tracker', () => {
     tracker.invalidated(['k'])
     gets[0]?.resolve(bytes('old'))
     expect(text(await racing)).toBe('old')
-    expect(rt.cached('k')).toBeNull()
+    expect(rt.peek('k')).toBeNull()
   })
 
   it('on losing the subscriber, serves what is cached but stores nothing, then clears and re-tracks with the new id', async () => {
@@ -127,28 +127,28 @@ describe('Tracker', () => {
     tracker.subscriberLost()
     expect(rt.invalidation()).toBe('lost')
     expect(lines.some((line) => line.includes('invalidation channel lost'))).toBe(true)
-    expect(text(rt.cached('kept'))).toBe('K')
+    expect(text(rt.peek('kept'))).toBe('K')
     expect(await load('new', 'N')).toBe('N')
-    expect(rt.cached('new')).toBeNull()
+    expect(rt.peek('new')).toBeNull()
 
     tracker.subscriberReady(8)
     // Invalidations may have been missed: nothing cached is trusted any more.
-    expect(rt.cached('kept')).toBeNull()
+    expect(rt.peek('kept')).toBeNull()
     expect(enables.map((e) => e.id)).toEqual([7, 8])
     enables[1]?.resolve(undefined)
     await tick()
     expect(rt.invalidation()).toBe('on')
     expect(await load('new', 'N')).toBe('N')
-    expect(text(rt.cached('new'))).toBe('N')
+    expect(text(rt.peek('new'))).toBe('N')
   })
 
   it('on a new data connection, clears at once and renews the subscriber before re-tracking', async () => {
     const { tracker, rt, enables, load, renewed } = await established()
     await load('k', 'old')
     tracker.dataLost()
-    expect(text(rt.cached('k'))).toBe('old')
+    expect(text(rt.peek('k'))).toBe('old')
     tracker.dataReady()
-    expect(rt.cached('k')).toBeNull()
+    expect(rt.peek('k')).toBeNull()
     expect(rt.invalidation()).toBe('lost')
     // Id 7 may belong to another server now: no redirect until the subscriber is back.
     expect(renewed()).toBe(1)
@@ -201,13 +201,13 @@ describe('Tracker', () => {
     await tick()
     expect(rt.invalidation()).toBe('unsupported')
     expect(await load('k', 'v')).toBe('v')
-    expect(text(rt.cached('k'))).toBe('v')
+    expect(text(rt.peek('k'))).toBe('v')
     // Reconnections change nothing: no more attempts, no more warnings.
     tracker.dataLost()
     tracker.dataReady()
     tracker.subscriberReady(8)
     expect(enables).toHaveLength(1)
-    expect(text(rt.cached('k'))).toBe('v')
+    expect(text(rt.peek('k'))).toBe('v')
     expect(lines.filter((line) => line.includes('"level":"warn"'))).toHaveLength(1)
     expect(lines[0]).toContain('refuses client tracking')
     expect(closed()).toBe(1)
@@ -219,7 +219,7 @@ describe('Tracker', () => {
     await tracker.close()
     tracker.invalidated(['k'])
     tracker.subscriberReady(9)
-    expect(text(rt.cached('k'))).toBe('v')
+    expect(text(rt.peek('k'))).toBe('v')
     expect(enables).toHaveLength(1)
   })
 })

@@ -36,11 +36,11 @@ describe('ReadThrough', () => {
   it('loads a miss from the source and serves it from the cache afterwards', async () => {
     const { source, pending, calls } = scriptedSource()
     const rt = service(source)
-    expect(rt.cached('k')).toBeNull()
+    expect(rt.peek('k')).toBeNull()
     const first = rt.load('k')
     pending[0]?.resolve(bytes('v'))
     expect(await first).toEqual(bytes('v'))
-    expect(rt.cached('k')).toEqual(bytes('v'))
+    expect(rt.peek('k')).toEqual(bytes('v'))
     expect(calls).toEqual(['k'])
   })
 
@@ -129,10 +129,10 @@ describe('ReadThrough', () => {
     expect(calls).toEqual(['k', 'k'])
     pending[0]?.resolve(bytes('old'))
     expect(text(await racing)).toBe('old')
-    expect(rt.cached('k')).toBeNull()
+    expect(rt.peek('k')).toBeNull()
     pending[1]?.resolve(bytes('new'))
     expect(text(await after)).toBe('new')
-    expect(text(rt.cached('k'))).toBe('new')
+    expect(text(rt.peek('k'))).toBe('new')
   })
 
   it('clear() empties the cache and drops what is loading', async () => {
@@ -145,8 +145,8 @@ describe('ReadThrough', () => {
     rt.clear()
     pending[1]?.resolve(bytes('B'))
     await racing
-    expect(rt.cached('a')).toBeNull()
-    expect(rt.cached('b')).toBeNull()
+    expect(rt.peek('a')).toBeNull()
+    expect(rt.peek('b')).toBeNull()
   })
 
   it('keeps what is cached but stores nothing new while stores are suspended', async () => {
@@ -156,11 +156,11 @@ describe('ReadThrough', () => {
     pending[0]?.resolve(bytes('A'))
     await loaded
     rt.suspendStores()
-    expect(text(rt.cached('a'))).toBe('A')
+    expect(text(rt.peek('a'))).toBe('A')
     const during = rt.load('b')
     pending[1]?.resolve(bytes('B'))
     expect(text(await during)).toBe('B')
-    expect(rt.cached('b')).toBeNull()
+    expect(rt.peek('b')).toBeNull()
     expect(rt.stats().unstoredLoads).toBe(1)
   })
 
@@ -177,7 +177,7 @@ describe('ReadThrough', () => {
     pending[1]?.resolve(bytes('new'))
     expect(text(await before)).toBe('old')
     expect(text(await after)).toBe('new')
-    expect(text(rt.cached('k'))).toBe('new')
+    expect(text(rt.peek('k'))).toBe('new')
   })
 
   it('reports invalidation off when no channel was given', () => {

@@ -1,7 +1,8 @@
 import type { CacheStats, LruCache } from './cache/lru-cache.js'
-import { BackendError, OverloadedError } from './errors.js'
+import { BackendError, BackendTimeoutError, OverloadedError } from './errors.js'
+import { Fifo } from './fifo.js'
 import type { InvalidationChannel, InvalidationMode, InvalidationTarget } from './invalidation.js'
-import type { RedisSource } from './redis/source.js'
+import type { Loaded, RedisSource, SourceState } from './redis/source.js'
 
 export type ReadThroughOptions = {
   cache: LruCache<Uint8Array>
@@ -10,8 +11,15 @@ export type ReadThroughOptions = {
   maxParallel: number
   /** Fetches waiting for a free slot; one more is an OverloadedError. */
   maxQueue: number
+  /**
+   * The most a read may take from when it is asked, waiting for a slot
+   * included: a fetch that waited in the queue has only what is left of it.
+   */
+  timeoutMs: number
   /** Tells the cache about writes (CACHE_INVALIDATION=on); without it, expiry only. */
   invalidation?: InvalidationChannel
+  /** Monotonic milliseconds for deadlines. @default performance.now */
+  now?: () => number
 }
 
 export type ReadThroughStats = CacheStats & {
@@ -39,7 +47,11 @@ class Flight {
   readonly promise: Promise<Uint8Array | null>
   resolve!: (value: Uint8Array | null) => void
   reject!: (err: Error) => void
-  constructor(readonly key: string) {
+  constructor(
+    readonly key: string,
+    /** When it was asked plus the timeout: its answer is due by then, queue included. */
+    readonly deadline: number,
+  ) {
     this.promise = new Promise((resolve, reject) => {
       this.resolve = resolve
       this.reject = reject
@@ -49,18 +61,25 @@ class Flight {
 
 /**
  * Cache + source + coalescing + a parallel limit, written once and used by the
- * HTTP function and the RESP sidecar alike; they only translate.
+ * HTTP function and the RESP sidecar alike; they only translate. Its parts
+ * are its own: callers read through `get`, and see the backend only as its
+ * state.
  */
 export class ReadThrough implements InvalidationTarget {
-  readonly cache: LruCache<Uint8Array>
-  readonly source: RedisSource
+  readonly #cache: LruCache<Uint8Array>
+  readonly #source: RedisSource
   readonly #channel: InvalidationChannel | undefined
   readonly #maxParallel: number
   readonly #maxQueue: number
+  readonly #timeoutMs: number
+  readonly #now: () => number
+  // Fires at the deadline of the oldest queued flight (deadlines grow along
+  // the FIFO: one timeout, one monotonic clock), so a queued read never waits
+  // past its deadline for a slot.
+  #queueTimer: ReturnType<typeof setTimeout> | undefined
   readonly #inflight = new Map<string, Flight>()
-  // FIFO of flights waiting for a slot; dequeued by moving #head, never shift().
-  #queue: Flight[] = []
-  #head = 0
+  // Flights waiting for a slot, oldest first.
+  readonly #queue = new Fifo<Flight>()
   #active = 0
   #coalesced = 0
   #backendErrors = 0
@@ -70,19 +89,21 @@ export class ReadThrough implements InvalidationTarget {
   #storing = true
 
   constructor(options: ReadThroughOptions) {
-    for (const name of ['maxParallel', 'maxQueue'] as const) {
+    for (const name of ['maxParallel', 'maxQueue', 'timeoutMs'] as const) {
       const value = options[name]
-      const min = name === 'maxParallel' ? 1 : 0
+      const min = name === 'maxQueue' ? 0 : 1
       if (!Number.isInteger(value) || value < min) {
         throw new TypeError(
           `Expected \`${name}\` to be an integer from ${min} and up, got \`${value}\``,
         )
       }
     }
-    this.cache = options.cache
-    this.source = options.source
+    this.#cache = options.cache
+    this.#source = options.source
     this.#maxParallel = options.maxParallel
     this.#maxQueue = options.maxQueue
+    this.#timeoutMs = options.timeoutMs
+    this.#now = options.now ?? (() => performance.now())
     this.#channel = options.invalidation
     // Started here so a channel can never be wired to half a service.
     this.#channel?.start(this)
@@ -93,32 +114,66 @@ export class ReadThrough implements InvalidationTarget {
     return this.#channel?.mode() ?? 'off'
   }
 
-  /** The cached value, or null; synchronous so hits never wait on a promise. */
-  cached(key: string): Uint8Array | null {
-    return this.cache.get(key)
+  /** What the backend connection is doing now. */
+  backend(): SourceState {
+    return this.#source.state()
   }
 
-  /** Fetches a key the cache does not hold: coalesced, limited, stored only on success. */
+  /**
+   * The value of `key`: a hit synchronously (the bytes themselves, no
+   * promise), anything else through `load`. A missing key is null.
+   */
+  get(key: string): Uint8Array | Promise<Uint8Array | null> {
+    return this.#cache.get(key) ?? this.load(key)
+  }
+
+  /**
+   * The cached value, or null, without counting a hit or a miss or marking
+   * it used: for inspection (status pages, tests), not for serving.
+   */
+  peek(key: string): Uint8Array | null {
+    return this.#cache.peek(key)
+  }
+
+  /**
+   * Fetches a key: coalesced, limited, stored only on success. The cache is
+   * checked again first (a fetch may have stored the key since the caller
+   * looked), without counting a second miss.
+   */
   load(key: string): Promise<Uint8Array | null> {
+    const cached = this.#cache.peek(key)
+    if (cached !== null) return Promise.resolve(cached)
     const running = this.#inflight.get(key)
     if (running !== undefined) {
       this.#coalesced++
       return running.promise
     }
-    if (this.#active >= this.#maxParallel && this.#queue.length - this.#head >= this.#maxQueue) {
+    if (this.#active >= this.#maxParallel && this.#queue.length >= this.#maxQueue) {
       return Promise.reject(new OverloadedError('too many backend fetches waiting'))
     }
-    const flight = new Flight(key)
+    const flight = new Flight(key, this.#now() + this.#timeoutMs)
     this.#inflight.set(key, flight)
-    if (this.#active < this.#maxParallel) this.#start(flight)
-    else this.#queue.push(flight)
+    if (this.#active < this.#maxParallel) {
+      this.#start(flight)
+    } else {
+      this.#queue.push(flight)
+      this.#queueTimer ??= setTimeout(this.#expireQueued, this.#timeoutMs)
+    }
     return flight.promise
+  }
+
+  /** Closes the backend connection and the invalidation channel. */
+  async close(): Promise<void> {
+    clearTimeout(this.#queueTimer)
+    this.#queueTimer = undefined
+    await this.#channel?.close()
+    await this.#source.close()
   }
 
   /** Forgets a key, including any fetch of it in progress (see Flight). */
   invalidate(key: string): void {
     this.#invalidations++
-    this.cache.delete(key)
+    this.#cache.delete(key)
     const flight = this.#inflight.get(key)
     if (flight !== undefined) {
       flight.stale = true
@@ -129,7 +184,7 @@ export class ReadThrough implements InvalidationTarget {
   /** Forgets everything, including fetches in progress. */
   clear(): void {
     this.#invalidations++
-    this.cache.clear()
+    this.#cache.clear()
     this.#dropFlights()
   }
 
@@ -150,13 +205,13 @@ export class ReadThrough implements InvalidationTarget {
 
   stats(): ReadThroughStats {
     return {
-      ...this.cache.stats(),
-      keys: this.cache.size,
-      capacity: this.cache.capacity,
+      ...this.#cache.stats(),
+      keys: this.#cache.size,
+      capacity: this.#cache.capacity,
       coalesced: this.#coalesced,
       backendErrors: this.#backendErrors,
       inflight: this.#active,
-      queueDepth: this.#queue.length - this.#head,
+      queueDepth: this.#queue.length,
       invalidations: this.#invalidations,
       unstoredLoads: this.#unstoredLoads,
     }
@@ -164,28 +219,42 @@ export class ReadThrough implements InvalidationTarget {
 
   #start(flight: Flight): void {
     this.#active++
-    let pending: Promise<Uint8Array | null>
+    const startedAt = this.#now()
+    let pending: Promise<Loaded | null>
     try {
-      pending = this.source.get(flight.key)
+      pending = this.#source.get(flight.key, flight.deadline)
     } catch (err) {
       pending = Promise.reject(err)
     }
     pending.then(
-      (value) => this.#settle(flight, true, value, undefined),
-      (err: unknown) => this.#settle(flight, false, null, err),
+      (loaded) => this.#settle(flight, true, loaded, undefined, startedAt),
+      (err: unknown) => this.#settle(flight, false, null, err, startedAt),
     )
   }
 
-  #settle(flight: Flight, ok: boolean, value: Uint8Array | null, err: unknown): void {
+  #settle(
+    flight: Flight,
+    ok: boolean,
+    loaded: Loaded | null,
+    err: unknown,
+    startedAt: number,
+  ): void {
     this.#active--
     if (this.#inflight.get(flight.key) === flight) this.#inflight.delete(flight.key)
     if (ok) {
       // Misses are not cached: a key written later must be visible at once.
-      if (value !== null) {
-        if (!flight.stale && this.#storing) this.cache.set(flight.key, value)
-        else this.#unstoredLoads++
+      if (loaded !== null) {
+        if (!flight.stale && this.#storing) {
+          // Redis read the TTL some time after the GET left: counted from
+          // then, the entry ends no later than the key does in Redis.
+          const ttl =
+            loaded.ttlMs === null ? this.#cache.ttlMs : loaded.ttlMs - (this.#now() - startedAt)
+          this.#cache.set(flight.key, loaded.value, ttl)
+        } else {
+          this.#unstoredLoads++
+        }
       }
-      flight.resolve(value)
+      flight.resolve(loaded === null ? null : loaded.value)
     } else {
       this.#backendErrors++
       flight.reject(
@@ -200,18 +269,34 @@ export class ReadThrough implements InvalidationTarget {
     this.#inflight.clear()
   }
 
-  #drain(): void {
-    while (this.#active < this.#maxParallel && this.#head < this.#queue.length) {
-      const next = this.#queue[this.#head] as Flight
-      this.#queue[this.#head++] = undefined as unknown as Flight
-      this.#start(next)
+  /** Fails the queued flights whose deadline has passed; re-arms for the next one. */
+  readonly #expireQueued = (): void => {
+    this.#queueTimer = undefined
+    const now = this.#now()
+    // Deadlines grow along the queue: the overdue ones are its head.
+    for (let next = this.#queue.peek(); next !== undefined; next = this.#queue.peek()) {
+      if (next.deadline > now) {
+        this.#queueTimer = setTimeout(this.#expireQueued, Math.ceil(next.deadline - now))
+        return
+      }
+      this.#queue.shift()
+      this.#timeOut(next)
     }
-    if (this.#head === this.#queue.length) {
-      this.#queue.length = 0
-      this.#head = 0
-    } else if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
-      this.#queue = this.#queue.slice(this.#head)
-      this.#head = 0
+  }
+
+  #timeOut(flight: Flight): void {
+    if (this.#inflight.get(flight.key) === flight) this.#inflight.delete(flight.key)
+    this.#backendErrors++
+    flight.reject(
+      new BackendTimeoutError(`no backend slot within ${this.#timeoutMs} ms (MAX_PARALLEL)`),
+    )
+  }
+
+  #drain(): void {
+    while (this.#active < this.#maxParallel && this.#queue.length > 0) {
+      const next = this.#queue.shift() as Flight
+      if (next.deadline <= this.#now()) this.#timeOut(next)
+      else this.#start(next)
     }
   }
 }

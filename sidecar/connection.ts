@@ -203,8 +203,8 @@ export class Connection {
    * into the output slab (undefined: already answered); otherwise the reply.
    */
   #get(key: string): Reply | Promise<Reply> | undefined {
-    const hit = this.#server.service.cached(key)
-    if (hit === null) return loadReply(this.#ctx, key)
+    const hit = this.#server.service.get(key)
+    if (hit instanceof Promise) return loadReply(this.#ctx, key, hit)
     if (this.#head !== this.#slots.length) return bulkReply(hit)
     if (!this.#closed) this.#output.writeBulk(hit)
     this.#answeredInChunk++

@@ -17,7 +17,7 @@ beforeAll(async () => {
 })
 
 afterAll(async () => {
-  await service?.source.close()
+  await service?.close()
   await redis?.stop()
 })
 

@@ -265,7 +265,7 @@ describe('a write that lands while the GET reading the old value is still in fli
     await cached(proxy, 'slow', 'old')
     await redis.command('SET', 'slow', 'before')
     await until(
-      () => proxy.service.cached('slow'),
+      () => proxy.service.peek('slow'),
       (value) => value === null,
     )
     const unstored = proxy.service.stats().unstoredLoads
@@ -316,7 +316,7 @@ describe.each(CLIENTS)('backend faults with CACHE_INVALIDATION=on (REDIS_CLIENT=
     await redis.command('SET', 'k', 'new')
     // From the moment the data connection is back, the cache holds nothing from before.
     const deadline = Date.now() + 10_000
-    while (proxy.service.source.state() !== 'ready') {
+    while (proxy.service.backend() !== 'ready') {
       if (Date.now() > deadline) throw new Error('no reconnection')
       await sleep(5)
     }

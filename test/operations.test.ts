@@ -200,7 +200,7 @@ describe('startMetricsServer (METRICS_PORT)', () => {
       registry: proxy.metrics,
       host: '127.0.0.1',
       port: 0,
-      readiness: [backendConnected(proxy.service.source)],
+      readiness: [backendConnected(proxy.service)],
     })
     try {
       const url = `http://127.0.0.1:${server.port}`

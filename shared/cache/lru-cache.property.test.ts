@@ -4,7 +4,7 @@ import { type CacheStats, LruCache } from './lru-cache.js'
 
 // A deliberately naive reference: an array ordered from least to most recently
 // used, scanned linearly. It states the documented semantics directly.
-type Entry = { key: string; value: number; storedAt: number }
+type Entry = { key: string; value: number; expiresAt: number }
 
 class ModelCache {
   entries: Entry[] = []
@@ -17,7 +17,7 @@ class ModelCache {
   ) {}
 
   #expired(entry: Entry): boolean {
-    return this.clock.now() - entry.storedAt >= this.ttlMs
+    return this.clock.now() >= entry.expiresAt
   }
 
   #find(key: string): number {
@@ -47,7 +47,11 @@ class ModelCache {
     return entry === undefined || this.#expired(entry) ? null : entry.value
   }
 
-  set(key: string, value: number): void {
+  set(key: string, value: number, ttlMs = this.ttlMs): void {
+    if (ttlMs <= 0) {
+      this.delete(key)
+      return
+    }
     const i = this.#find(key)
     const existing = this.entries[i]
     if (existing !== undefined) {
@@ -58,7 +62,7 @@ class ModelCache {
       if (this.#expired(lru)) this.stats.expirations++
       else this.stats.evictions++
     }
-    this.entries.push({ key, value, storedAt: this.clock.now() })
+    this.entries.push({ key, value, expiresAt: this.clock.now() + Math.min(ttlMs, this.ttlMs) })
   }
 
   delete(key: string): boolean {
@@ -83,7 +87,7 @@ const keyArb = fc.constantFrom(...KEYS)
 
 type Op =
   | { op: 'get'; key: string }
-  | { op: 'set'; key: string }
+  | { op: 'set'; key: string; ttl: number | undefined }
   | { op: 'delete'; key: string }
   | { op: 'advance'; ms: number }
   | { op: 'clear' }
@@ -92,7 +96,13 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ op: fc.constant('get' as const), key: keyArb }) },
   {
     weight: 4,
-    arbitrary: fc.record({ op: fc.constant('set' as const), key: keyArb }),
+    // Half with an entry TTL of their own (the key's remaining TTL in Redis),
+    // from already gone (<= 0) to longer than the cache's.
+    arbitrary: fc.record({
+      op: fc.constant('set' as const),
+      key: keyArb,
+      ttl: fc.option(fc.integer({ min: -2, max: 30 }), { nil: undefined }),
+    }),
   },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('delete' as const), key: keyArb }) },
   {
@@ -125,8 +135,8 @@ describe('LruCache', () => {
                 break
               case 'set':
                 // The step number as value: unique, so a stale value cannot pass.
-                real.set(o.key, step)
-                model.set(o.key, step)
+                real.set(o.key, step, o.ttl)
+                model.set(o.key, step, o.ttl)
                 break
               case 'delete':
                 expect(real.delete(o.key), where).toBe(model.delete(o.key))

@@ -4,7 +4,7 @@
  * An LRU cache with one time-to-live for every entry, for the read-through hot path.
  *
  * Layout (after lru-cache): no per-entry objects. A `Map` takes a key to a slot
- * index; the slot indexes parallel arrays for key, value and store time, and
+ * index; the slot indexes parallel arrays for key, value and expiry time, and
  * `prev`/`next` typed arrays link the live slots into one circular list
  * through a sentinel slot, most recently used first. Slots freed by `delete`
  * or by noticing an expired entry go on a stack and are reused before the
@@ -96,7 +96,9 @@ export class LruCache<V> {
   // they grow by `push` as slots are first used (which also keeps them packed).
   readonly #keys: (string | undefined)[] = []
   readonly #values: (V | undefined)[] = []
-  readonly #storedAt: Float64Array
+  // When each slot's entry expires (clock time): the global expiry from when
+  // it was stored, or sooner when the entry was stored with a shorter one.
+  readonly #expiresAt: Float64Array
   // Circular doubly linked list over slots 0..capacity-1 plus the sentinel slot
   // `capacity`: next[sentinel] is the most recently used slot, prev[sentinel]
   // the least. The sentinel makes link and unlink branch-free.
@@ -132,7 +134,7 @@ export class LruCache<V> {
     this.capacity = capacity
     this.ttlMs = ttlMs
     this.#clock = clock
-    this.#storedAt = new Float64Array(capacity)
+    this.#expiresAt = new Float64Array(capacity)
     this.#prev = new Uint32Array(capacity + 1)
     this.#next = new Uint32Array(capacity + 1)
     this.#free = new Uint32Array(capacity)
@@ -156,7 +158,7 @@ export class LruCache<V> {
       this.#misses++
       return null
     }
-    if (this.#clock.now() - this.#storedAt[slot]! >= this.ttlMs) {
+    if (this.#clock.now() >= this.#expiresAt[slot]!) {
       this.#expirations++
       this.#misses++
       this.#remove(key, slot)
@@ -174,7 +176,7 @@ export class LruCache<V> {
    */
   peek(key: string): V | null {
     const slot = this.#slots.get(key)
-    if (slot === undefined || this.#clock.now() - this.#storedAt[slot]! >= this.ttlMs) {
+    if (slot === undefined || this.#clock.now() >= this.#expiresAt[slot]!) {
       return null
     }
     return this.#values[slot] as V
@@ -183,7 +185,7 @@ export class LruCache<V> {
   /** Whether `key` has a live entry. Changes nothing, like `peek`. */
   has(key: string): boolean {
     const slot = this.#slots.get(key)
-    return slot !== undefined && this.#clock.now() - this.#storedAt[slot]! < this.ttlMs
+    return slot !== undefined && this.#clock.now() < this.#expiresAt[slot]!
   }
 
   /**
@@ -192,17 +194,26 @@ export class LruCache<V> {
    * the least recently used entry: that counts as an expiration if the entry
    * had already expired, otherwise as an eviction. (Plain LRU: a live tail is
    * evicted even if an expired entry sits further up the list.)
+   *
+   * `ttlMs` shortens this entry's life below the cache's `ttlMs` (never
+   * lengthens it): the read-through service passes the time the key has left
+   * in Redis. A value of 0 or less stores nothing and removes the key.
    */
-  set(key: string, value: V): void {
+  set(key: string, value: V, ttlMs: number = this.ttlMs): void {
+    if (!(ttlMs > 0)) {
+      this.delete(key)
+      return
+    }
     const now = this.#clock.now()
-    const storedAt = this.#storedAt
+    const expiresAt = this.#expiresAt
+    const expiry = now + (ttlMs < this.ttlMs ? ttlMs : this.ttlMs)
     let slot = this.#slots.get(key)
     if (slot !== undefined) {
       // An expired entry is gone as far as callers know; reusing its slot
       // still counts its expiry, so the counters match a remove-then-insert.
-      if (now - storedAt[slot]! >= this.ttlMs) this.#expirations++
+      if (now >= expiresAt[slot]!) this.#expirations++
       this.#values[slot] = value
-      storedAt[slot] = now
+      expiresAt[slot] = expiry
       this.#moveToFront(slot)
       return
     }
@@ -219,13 +230,13 @@ export class LruCache<V> {
     } else {
       slot = this.#prev[this.#sentinel]!
       this.#slots.delete(this.#keys[slot] as string)
-      if (now - storedAt[slot]! >= this.ttlMs) this.#expirations++
+      if (now >= expiresAt[slot]!) this.#expirations++
       else this.#evictions++
       this.#keys[slot] = key
       this.#values[slot] = value
       this.#moveToFront(slot)
     }
-    storedAt[slot] = now
+    expiresAt[slot] = expiry
     this.#slots.set(key, slot)
   }
 
@@ -236,7 +247,7 @@ export class LruCache<V> {
   delete(key: string): boolean {
     const slot = this.#slots.get(key)
     if (slot === undefined) return false
-    const live = this.#clock.now() - this.#storedAt[slot]! < this.ttlMs
+    const live = this.#clock.now() < this.#expiresAt[slot]!
     if (!live) this.#expirations++
     this.#remove(key, slot)
     return live

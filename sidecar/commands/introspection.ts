@@ -150,7 +150,7 @@ function fields(
     case 'proxy': {
       const stats = server.service.stats()
       return [
-        ['backend_state', server.service.source.state()],
+        ['backend_state', server.service.backend()],
         ['invalidation', server.service.invalidation()],
         ['cache_keys', stats.keys],
         ['cache_capacity', stats.capacity],

@@ -21,15 +21,19 @@ export const get: Command = {
   summary: 'Returns the string value of a key, from the proxy cache or the backing Redis.',
   run(ctx, args) {
     const key = keyFromBytes(args[1] as Buffer)
-    const hit = ctx.server.service.cached(key)
-    return hit === null ? loadReply(ctx, key) : bulkReply(hit)
+    const hit = ctx.server.service.get(key)
+    return hit instanceof Promise ? loadReply(ctx, key, hit) : bulkReply(hit)
   },
 }
 
 /** GET's answer for a key the cache does not hold: read through, nil when missing. */
-export function loadReply(ctx: CommandContext, key: string): Promise<Reply> {
+export function loadReply(
+  ctx: CommandContext,
+  key: string,
+  loading: Promise<Uint8Array | null>,
+): Promise<Reply> {
   const resp3 = ctx.session.resp3
-  return ctx.server.service.load(key).then(
+  return loading.then(
     (value) => (value === null ? nullReply(resp3) : bulkReply(value)),
     (err: unknown) => failureReply(err, key),
   )
@@ -60,7 +64,7 @@ export const mget: Command = {
     for (let i = 0; i < count; i++) {
       const key = keyFromBytes(args[i + 1] as Buffer)
       keys[i] = key
-      const hit = service.cached(key)
+      const hit = service.peek(key)
       values[i] = hit
       if (hit === null) missing.push(i)
     }

@@ -48,7 +48,7 @@ export async function startHttpProxy(
     get: (key, init) => fetch(`${url}/get/${encodeURIComponent(key)}`, init),
     async close() {
       await server.close()
-      await service.source.close()
+      await service.close()
     },
   }
 }
@@ -60,7 +60,7 @@ export async function startHttpProxy(
 export async function waitReady(service: ReadThrough, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
-    const backend = service.source.state()
+    const backend = service.backend()
     const invalidation = service.invalidation()
     if (backend === 'ready' && invalidation !== 'connecting' && invalidation !== 'lost') return
     if (Date.now() > deadline) {
@@ -108,7 +108,7 @@ export async function startRespProxy(
     metrics,
     async close() {
       await server.close()
-      await service.source.close()
+      await service.close()
     },
   }
 }
