@@ -10,6 +10,7 @@ function service(state: () => SourceState) {
     source: { get: async () => null, state, close: async () => {} },
     maxParallel: 1,
     maxQueue: 0,
+    timeoutMs: 1000,
   })
 }
 

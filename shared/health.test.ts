@@ -8,7 +8,7 @@ describe('checkReadiness', () => {
     let state: SourceState = 'ready'
     let invalidating = false
     const checks = [
-      backendConnected({ state: () => state }),
+      backendConnected({ backend: () => state }),
       { name: 'invalidation', ready: () => invalidating },
     ]
     expect(checkReadiness(checks)).toEqual({

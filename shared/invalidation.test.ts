@@ -3,7 +3,7 @@ import { LruCache } from './cache/lru-cache.js'
 import { Tracker } from './invalidation.js'
 import { createLogger } from './log.js'
 import { ReadThrough } from './read-through.js'
-import type { RedisSource } from './redis/source.js'
+import type { Loaded, RedisSource } from './redis/source.js'
 
 type Deferred<T> = { resolve: (value: T) => void; reject: (err: Error) => void }
 
@@ -25,7 +25,7 @@ function setup() {
     },
     log: createLogger('info', (line) => lines.push(line)),
   })
-  const gets: Deferred<Uint8Array | null>[] = []
+  const gets: Deferred<Loaded | null>[] = []
   const source: RedisSource = {
     get: () => new Promise((resolve, reject) => gets.push({ resolve, reject })),
     state: () => 'ready',
@@ -37,12 +37,13 @@ function setup() {
     source,
     maxParallel: 8,
     maxQueue: 100,
+    timeoutMs: 1000,
     invalidation: tracker,
   })
   /** Loads `key`, answering its GET with `value`. */
   const load = async (key: string, value: string) => {
     const loading = rt.load(key)
-    gets.at(-1)?.resolve(bytes(value))
+    gets.at(-1)?.resolve({ value: bytes(value), ttlMs: null })
     return text(await loading)
   }
   return {
@@ -94,7 +95,7 @@ describe('Tracker', () => {
     const early = rt.load('k')
     enables[0]?.resolve(undefined)
     await tick()
-    gets[0]?.resolve(bytes('untracked'))
+    gets[0]?.resolve({ value: bytes('untracked'), ttlMs: null })
     expect(text(await early)).toBe('untracked')
     expect(rt.peek('k')).toBeNull()
   })
@@ -116,7 +117,7 @@ describe('Tracker', () => {
     const { tracker, rt, gets } = await established()
     const racing = rt.load('k')
     tracker.invalidated(['k'])
-    gets[0]?.resolve(bytes('old'))
+    gets[0]?.resolve({ value: bytes('old'), ttlMs: null })
     expect(text(await racing)).toBe('old')
     expect(rt.peek('k')).toBeNull()
   })

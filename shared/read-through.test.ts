@@ -1,21 +1,32 @@
 import { describe, expect, it } from 'vitest'
 import { LruCache } from './cache/lru-cache.js'
 import { BackendError, BackendTimeoutError, OverloadedError } from './errors.js'
-import { ReadThrough } from './read-through.js'
-import type { RedisSource } from './redis/source.js'
+import { ReadThrough, type ReadThroughOptions } from './read-through.js'
+import type { Loaded, RedisSource } from './redis/source.js'
 
-/** A source whose answers the test hands out one by one. */
+/**
+ * A source whose answers the test hands out one by one: `resolve` takes the
+ * value (no expiry in Redis) or a whole Loaded.
+ */
 function scriptedSource() {
   const pending: {
     key: string
-    resolve: (v: Uint8Array | null) => void
+    deadline: number
+    resolve: (v: Uint8Array | Loaded | null) => void
     reject: (e: Error) => void
   }[] = []
   const calls: string[] = []
   const source: RedisSource = {
-    get(key) {
+    get(key, deadline) {
       calls.push(key)
-      return new Promise((resolve, reject) => pending.push({ key, resolve, reject }))
+      return new Promise((resolve, reject) =>
+        pending.push({
+          key,
+          deadline,
+          resolve: (v) => resolve(v instanceof Uint8Array ? { value: v, ttlMs: null } : v),
+          reject,
+        }),
+      )
     },
     state: () => 'ready',
     close: async () => {},
@@ -27,12 +38,110 @@ const bytes = (text: string) => new TextEncoder().encode(text)
 const text = (value: Uint8Array | null) => (value === null ? null : new TextDecoder().decode(value))
 const tick = () => new Promise((resolve) => setImmediate(resolve))
 
-function service(source: RedisSource, maxParallel = 4, maxQueue = 100) {
-  const cache = new LruCache<Uint8Array>({ capacity: 100, ttlMs: 1000 })
-  return new ReadThrough({ cache, source, maxParallel, maxQueue })
+/** A clock the test moves: `now` for deadlines, `clock` for the cache. */
+function fakeTime() {
+  const time = { t: 1000, now: () => time.t }
+  return time
+}
+
+function service(
+  source: RedisSource,
+  maxParallel = 4,
+  maxQueue = 100,
+  extra: Partial<ReadThroughOptions> & { clock?: { now(): number } } = {},
+) {
+  const { clock, ...rest } = extra
+  const cache = new LruCache<Uint8Array>({ capacity: 100, ttlMs: 1000, ...(clock && { clock }) })
+  return new ReadThrough({ cache, source, maxParallel, maxQueue, timeoutMs: 1000, ...rest })
 }
 
 describe('ReadThrough', () => {
+  it('answers a hit synchronously and anything else with a promise', async () => {
+    const { source, pending } = scriptedSource()
+    const rt = service(source)
+    const first = rt.get('k')
+    expect(first).toBeInstanceOf(Promise)
+    pending[0]?.resolve(bytes('v'))
+    expect(text(await first)).toBe('v')
+    const hit = rt.get('k')
+    expect(hit).not.toBeInstanceOf(Promise)
+    expect(text(hit as Uint8Array)).toBe('v')
+    expect(rt.stats()).toMatchObject({ hits: 1, misses: 1 })
+  })
+
+  it('load() answers from the cache when a fetch stored the key since the caller looked', async () => {
+    const { source, pending, calls } = scriptedSource()
+    const rt = service(source)
+    const first = rt.load('k')
+    pending[0]?.resolve(bytes('v'))
+    await first
+    expect(text(await rt.load('k'))).toBe('v')
+    expect(calls).toEqual(['k'])
+    // Re-checking counts no second miss.
+    expect(rt.stats()).toMatchObject({ hits: 0, misses: 0 })
+  })
+
+  it('gives the source the deadline of when the read was asked', async () => {
+    const { source, pending } = scriptedSource()
+    const time = fakeTime()
+    const rt = service(source, 1, 10, { now: time.now })
+    const a = rt.load('a')
+    time.t += 300
+    const b = rt.load('b')
+    time.t += 400
+    pending[0]?.resolve(bytes('A'))
+    await a
+    await tick()
+    // b waited 400 ms for a slot: its deadline is still 1000 ms after it was asked.
+    expect(pending.map((p) => p.deadline)).toEqual([2000, 2300])
+    pending[1]?.resolve(bytes('B'))
+    expect(text(await b)).toBe('B')
+  })
+
+  it('fails a read still waiting for a slot when its timeout has passed, without calling the source', async () => {
+    const { source, pending, calls } = scriptedSource()
+    const rt = service(source, 1, 10, { timeoutMs: 50 })
+    void rt.load('a')
+    const queued = rt.load('b')
+    const started = performance.now()
+    await expect(queued).rejects.toBeInstanceOf(BackendTimeoutError)
+    // Real timers here: the queue's timer fires at the deadline, not later.
+    expect(performance.now() - started).toBeGreaterThanOrEqual(45)
+    expect(calls).toEqual(['a'])
+    expect(rt.stats()).toMatchObject({ queueDepth: 0, backendErrors: 1 })
+    // The slot frees: the overdue read is not started, the next one is.
+    const next = rt.load('c')
+    pending[0]?.resolve(bytes('A'))
+    await tick()
+    expect(calls).toEqual(['a', 'c'])
+    pending[1]?.resolve(bytes('C'))
+    expect(text(await next)).toBe('C')
+  })
+
+  it('never keeps an entry longer than the key has left in Redis', async () => {
+    const { source, pending } = scriptedSource()
+    const time = fakeTime()
+    const rt = service(source, 4, 100, { now: time.now, clock: time })
+    const loading = rt.load('k')
+    // The reply took 20 ms; Redis said 300 ms were left when it read the TTL.
+    time.t += 20
+    pending[0]?.resolve({ value: bytes('v'), ttlMs: 300 })
+    await loading
+    time.t += 279
+    expect(text(rt.peek('k'))).toBe('v')
+    time.t += 1
+    expect(rt.peek('k')).toBeNull()
+  })
+
+  it('does not store a value whose key expired in Redis as it was read', async () => {
+    const { source, pending } = scriptedSource()
+    const rt = service(source)
+    const loading = rt.load('k')
+    pending[0]?.resolve({ value: bytes('v'), ttlMs: 0 })
+    expect(text(await loading)).toBe('v')
+    expect(rt.peek('k')).toBeNull()
+  })
+
   it('loads a miss from the source and serves it from the cache afterwards', async () => {
     const { source, pending, calls } = scriptedSource()
     const rt = service(source)
@@ -116,7 +225,10 @@ describe('ReadThrough', () => {
     await expect(rt.load('c')).rejects.toBeInstanceOf(OverloadedError)
     expect(calls).toEqual(['a'])
     // A key already in flight still joins it: coalescing costs no slot.
-    expect(rt.load('b')).toBeInstanceOf(Promise)
+    const joined = rt.load('b')
+    expect(rt.stats().coalesced).toBe(1)
+    expect(calls).toEqual(['a'])
+    void joined
   })
 
   it('does not store a value whose key was invalidated while it was loading', async () => {
