@@ -1,11 +1,13 @@
 import { startHttpServer } from './functions/node.js'
-import { ConfigError, describeConfig, loadConfig, readEnv } from './shared/config.js'
+import { ConfigError, describeConfig, loadConfig } from './shared/config.js'
 import { createService } from './shared/create-service.js'
+import { readEnv } from './shared/env-file.js'
 import { backendConnected, invalidationEstablished, type ReadinessCheck } from './shared/health.js'
 import { createPinoLogger } from './shared/log-pino.js'
 import { createMetricsRegistry } from './shared/metrics.js'
 import { startMetricsServer } from './shared/metrics-server.js'
 import type { ReadThrough } from './shared/read-through.js'
+import { nativeBackend } from './shared/redis/native-backend.js'
 import { startRespServer } from './sidecar/server.js'
 
 type Closable = { close(): Promise<void> }
@@ -47,7 +49,7 @@ async function main(args: string[]): Promise<void> {
   const serviceFor = (redisUrl: string): ReadThrough => {
     let service = services.get(redisUrl)
     if (service === undefined) {
-      service = createService(config, redisUrl, log)
+      service = createService(config, nativeBackend(config, redisUrl, log))
       services.set(redisUrl, service)
       const suffix = services.size === 1 ? '' : `-${services.size}`
       readiness.push(

@@ -1,8 +1,7 @@
 import type { Hono } from 'hono'
-import { LruCache } from '../shared/cache/lru-cache.js'
 import { type Config, ConfigError, loadConfig } from '../shared/config.js'
+import { createService } from '../shared/create-service.js'
 import { createLogger, type Logger } from '../shared/log.js'
-import { ReadThrough } from '../shared/read-through.js'
 import { createIoredisPerReadSource } from '../shared/redis/ioredis-source.js'
 import type { RedisSource } from '../shared/redis/source.js'
 import { createUpstashRestSource } from '../shared/redis/upstash-rest-source.js'
@@ -46,14 +45,7 @@ export function createWorker(): WorkerHandler {
 
 function buildApp(config: Config): Hono {
   const log = createLogger(config.logLevel, (line) => console.log(line.trimEnd()))
-  const source = edgeSource(config, log)
-  const service = new ReadThrough({
-    cache: new LruCache<Uint8Array>({ capacity: config.cache.capacity, ttlMs: config.cache.ttlMs }),
-    source,
-    maxParallel: config.maxParallel,
-    maxQueue: config.maxQueue,
-    timeoutMs: config.redis.commandTimeoutMs,
-  })
+  const service = createService(config, { source: edgeSource(config, log) })
   const kind = config.rest === undefined ? 'tcp' : 'rest'
   return createApp({ service, status: () => ({ runtime: 'workers', source: kind }) })
 }

@@ -1,8 +1,5 @@
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { ConfigError, describeConfig, loadConfig, maskUrl, readEnv } from './config.js'
+import { ConfigError, describeConfig, loadConfig, MAX_TIMER_MS, maskUrl } from './config.js'
 
 describe('loadConfig', () => {
   it('has production defaults for every variable', () => {
@@ -14,7 +11,7 @@ describe('loadConfig', () => {
       maxClients: 10_000,
       maxParallel: 256,
       maxQueue: 10_000,
-      redis: { client: 'native', commandTimeoutMs: 1000, connectTimeoutMs: 2000 },
+      redis: { commandTimeoutMs: 1000, connectTimeoutMs: 2000 },
       shutdownTimeoutMs: 10_000,
       logLevel: 'info',
       metrics: { host: '0.0.0.0', port: undefined },
@@ -98,10 +95,39 @@ describe('loadConfig', () => {
     expect(() => loadConfig(env)).toThrow(named)
   })
 
-  it('picks the backend client by REDIS_CLIENT and refuses others', () => {
-    expect(loadConfig({ REDIS_CLIENT: 'ioredis' }).redis.client).toBe('ioredis')
-    expect(() => loadConfig({ REDIS_CLIENT: 'jedis' })).toThrow('Invalid REDIS_CLIENT="jedis"')
+  it.each([
+    'redis://h:6379/abc',
+    'redis://h:6379/-1',
+    'redis://h:6379/1.5',
+    'redis://h:6379/01',
+    'redis://h:6379/1/2',
+    'redis://h:6379/99999999999',
+    'redis://h:6379/0?db=2',
+  ])('refuses a REDIS_URL whose path is not a database number: %s', (url) => {
+    expect(() => loadConfig({ REDIS_URL: url })).toThrow(
+      `Invalid REDIS_URL=${JSON.stringify(url)}: expected a database number as the path`,
+    )
   })
+
+  it.each([
+    'redis://h:6379',
+    'redis://h:6379/',
+    'redis://h:6379/0',
+    'redis://h:6379/15',
+    'redis://h/31',
+  ])('takes a database number in REDIS_URL: %s', (url) => {
+    expect(loadConfig({ REDIS_URL: url }).tcp.redisUrl).toBe(url)
+  })
+
+  it.each(['REDIS_COMMAND_TIMEOUT', 'REDIS_CONNECT_TIMEOUT', 'IDLE_TIMEOUT', 'SHUTDOWN_TIMEOUT'])(
+    'refuses a %s that Node timers would overflow',
+    (name) => {
+      expect(() => loadConfig({ [name]: String(MAX_TIMER_MS) })).not.toThrow()
+      expect(() => loadConfig({ [name]: String(MAX_TIMER_MS + 1) })).toThrow(
+        `Invalid ${name}="2147483648": expected an integer from`,
+      )
+    },
+  )
 
   it('turns invalidation off only when asked', () => {
     expect(loadConfig({ CACHE_INVALIDATION: 'off' }).cache.invalidation).toBe('off')
@@ -132,20 +158,5 @@ describe('loadConfig', () => {
   it('masks the password in URLs meant for logs', () => {
     expect(maskUrl('redis://user:secret@host:6379')).toBe('redis://user:***@host:6379')
     expect(maskUrl('redis://host:6379')).toBe('redis://host:6379')
-  })
-})
-
-describe('readEnv', () => {
-  it('reads .env and lets the real environment win', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'redis-proxy-env-'))
-    writeFileSync(join(dir, '.env'), 'CACHE_CAPACITY=5\nPROXY_PORT_HTTP=5005\n# comment\n')
-    const env = readEnv({ PROXY_PORT_HTTP: '6006' }, dir)
-    expect(env.CACHE_CAPACITY).toBe('5')
-    expect(env.PROXY_PORT_HTTP).toBe('6006')
-  })
-
-  it('works without a .env file', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'redis-proxy-env-'))
-    expect(readEnv({ A: '1' }, dir)).toEqual({ A: '1' })
   })
 })

@@ -1,5 +1,3 @@
-import { existsSync, readFileSync } from 'node:fs'
-import { parseEnv } from 'node:util'
 import { cleanEnv, makeValidator, str } from 'envalid'
 import { MAX_CAPACITY } from './cache/lru-cache.js'
 
@@ -17,7 +15,7 @@ export type Config = Readonly<{
   maxClients: number
   maxParallel: number
   maxQueue: number
-  redis: Readonly<{ client: RedisClient; commandTimeoutMs: number; connectTimeoutMs: number }>
+  redis: Readonly<{ commandTimeoutMs: number; connectTimeoutMs: number }>
   shutdownTimeoutMs: number
   logLevel: LogLevel
   /** The standalone /metrics, /healthz, /readyz listener; off while `port` is undefined. */
@@ -29,13 +27,6 @@ export type RestConfig = Readonly<{ url: string; token: string }>
 /** `on`: Redis tells the cache about every write (CLIENT TRACKING); `off`: expiry only. */
 export const INVALIDATION_SETTINGS = ['on', 'off'] as const
 export type InvalidationSetting = (typeof INVALIDATION_SETTINGS)[number]
-
-/**
- * The Node backend client: `native` (one pipelined RESP3 connection, tracking
- * in-band) or `ioredis` (tracking redirected to a RESP2 subscriber).
- */
-export const REDIS_CLIENTS = ['native', 'ioredis'] as const
-export type RedisClient = (typeof REDIS_CLIENTS)[number]
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const
 export type LogLevel = (typeof LOG_LEVELS)[number]
@@ -58,6 +49,18 @@ function integer(min: number, max = Number.MAX_SAFE_INTEGER) {
 }
 
 const port = integer(1, 65535)
+
+/**
+ * Node's timers take at most 2^31-1 ms; a longer delay is silently replaced
+ * by 1 ms (with a warning), so a larger timeout would fire at once.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1
+const milliseconds = (min: number) => integer(min, MAX_TIMER_MS)
+
+// Redis's own bound for `databases` is INT_MAX; whether this server has that
+// many is known only once connected (SELECT refuses, see RespSource).
+const DATABASE = /^\/?(?:0|[1-9][0-9]{0,9})?$/
+
 const redisUrl = makeValidator<string>((raw: string) => {
   let parsed: URL
   try {
@@ -67,6 +70,14 @@ const redisUrl = makeValidator<string>((raw: string) => {
   }
   if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
     throw new Error('expected a redis:// or rediss:// URL')
+  }
+  if (
+    !DATABASE.test(parsed.pathname) ||
+    Number(parsed.pathname.slice(1) || 0) > MAX_TIMER_MS ||
+    parsed.search !== '' ||
+    parsed.hash !== ''
+  ) {
+    throw new Error('expected a database number as the path (redis://host:port/0)')
   }
   return raw
 })
@@ -120,11 +131,10 @@ const specs = {
   MAX_CLIENTS: integer(1, 1_000_000)({ default: 10_000 }),
   MAX_PARALLEL: integer(1, 100_000)({ default: 256 }),
   MAX_QUEUE: integer(0, 10_000_000)({ default: 10_000 }),
-  REDIS_CLIENT: str({ default: 'native', choices: REDIS_CLIENTS }),
-  REDIS_COMMAND_TIMEOUT: integer(1)({ default: 1000 }),
-  REDIS_CONNECT_TIMEOUT: integer(1)({ default: 2000 }),
-  IDLE_TIMEOUT: integer(0)({ default: 0 }),
-  SHUTDOWN_TIMEOUT: integer(0)({ default: 10_000 }),
+  REDIS_COMMAND_TIMEOUT: milliseconds(1)({ default: 1000 }),
+  REDIS_CONNECT_TIMEOUT: milliseconds(1)({ default: 2000 }),
+  IDLE_TIMEOUT: milliseconds(0)({ default: 0 }),
+  SHUTDOWN_TIMEOUT: milliseconds(0)({ default: 10_000 }),
   LOG_LEVEL: str({ default: 'info', choices: LOG_LEVELS }),
   METRICS_HOST: host({ default: '0.0.0.0' }),
   METRICS_PORT: port({ default: undefined }),
@@ -132,19 +142,6 @@ const specs = {
 
 /** Every variable the proxy reads, for tooling that must agree with it (compose, manifests). */
 export const CONFIG_NAMES: readonly string[] = Object.freeze(Object.keys(specs))
-
-/**
- * Reads `.env` from `cwd` when present; variables already in the environment win,
- * as with every dotenv convention.
- */
-export function readEnv(
-  env: NodeJS.ProcessEnv = process.env,
-  cwd = process.cwd(),
-): Record<string, string | undefined> {
-  const file = `${cwd}/.env`
-  const fromFile = existsSync(file) ? parseEnv(readFileSync(file, 'utf8')) : {}
-  return { ...fromFile, ...env }
-}
 
 /** Validates every variable; the first bad one throws a ConfigError naming it and its value. */
 export function loadConfig(env: Record<string, string | undefined>): Config {
@@ -189,7 +186,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     maxParallel: clean.MAX_PARALLEL,
     maxQueue: clean.MAX_QUEUE,
     redis: {
-      client: clean.REDIS_CLIENT as RedisClient,
       commandTimeoutMs: clean.REDIS_COMMAND_TIMEOUT,
       connectTimeoutMs: clean.REDIS_CONNECT_TIMEOUT,
     },

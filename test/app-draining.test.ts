@@ -4,6 +4,7 @@ import { loadConfig } from '../shared/config.js'
 import { createService } from '../shared/create-service.js'
 import { silentLogger } from '../shared/log.js'
 import type { ReadThrough } from '../shared/read-through.js'
+import { nativeBackend } from '../shared/redis/native-backend.js'
 import { waitReady } from './harness/proxy.js'
 import { startRedis, type TestRedis } from './harness/redis-server.js'
 
@@ -12,7 +13,8 @@ let service: ReadThrough
 
 beforeAll(async () => {
   redis = await startRedis()
-  service = createService(loadConfig({ REDIS_URL: redis.url }), redis.url, silentLogger)
+  const config = loadConfig({ REDIS_URL: redis.url })
+  service = createService(config, nativeBackend(config, redis.url, silentLogger))
   await waitReady(service)
 })
 

@@ -4,6 +4,7 @@ import { createService } from '../../shared/create-service.js'
 import { type Logger, silentLogger } from '../../shared/log.js'
 import { createMetricsRegistry, type MetricsRegistry } from '../../shared/metrics.js'
 import type { ReadThrough } from '../../shared/read-through.js'
+import { nativeBackend } from '../../shared/redis/native-backend.js'
 import type { ConnectionLimits } from '../../sidecar/connection.js'
 import { type RespServerHandle, startRespServer } from '../../sidecar/server.js'
 
@@ -25,7 +26,7 @@ export async function startHttpProxy(
   log: Logger = silentLogger,
 ): Promise<TestHttpProxy> {
   const config = loadConfig({ REDIS_URL: redisUrl, LOG_LEVEL: 'silent', ...env })
-  const service = createService(config, config.http.redisUrl, log)
+  const service = createService(config, nativeBackend(config, config.http.redisUrl, log))
   await waitReady(service)
   const metrics = createMetricsRegistry({ defaultMetrics: false })
   const server = await startHttpServer({
@@ -86,7 +87,7 @@ export async function startRespProxy(
   limits?: Partial<ConnectionLimits>,
 ): Promise<TestRespProxy> {
   const config = loadConfig({ REDIS_URL: redisUrl, LOG_LEVEL: 'silent', ...env })
-  const service = createService(config, config.tcp.redisUrl, silentLogger)
+  const service = createService(config, nativeBackend(config, config.tcp.redisUrl, silentLogger))
   await waitReady(service)
   const metrics = createMetricsRegistry({ defaultMetrics: false })
   const server = await startRespServer({
