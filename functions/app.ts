@@ -1,4 +1,3 @@
-import type { Context } from 'hono'
 import { Hono } from 'hono'
 import { BackendTimeoutError, OverloadedError } from '../shared/errors.js'
 import {
@@ -34,31 +33,118 @@ export type MetricsEndpoint = {
 const PREFIX = '/get/'
 const TEXT = { 'Content-Type': 'text/plain; charset=utf-8' }
 const GET_HEAD = 'GET, HEAD'
-
-// Value replies are built from constant init objects: no Headers object, no
-// per-request header work in Hono's Context, and on @hono/node-server a plain
-// headers object goes straight to writeHead. Every Response copies its init,
-// so sharing them is safe on every runtime.
 const VALUE = 'application/octet-stream'
-/** Headers of a 200 from the cache; the `…_CLOSE` ones once shutdown has begun. */
-export const HIT_HEADERS = { 'Content-Type': VALUE, 'X-Cache': 'HIT' }
-export const HIT_CLOSE_HEADERS = { ...HIT_HEADERS, Connection: 'close' }
-const HIT: ResponseInit = { status: 200, headers: HIT_HEADERS }
-const HIT_CLOSE: ResponseInit = { status: 200, headers: HIT_CLOSE_HEADERS }
-const MISS: ResponseInit = { status: 200, headers: { 'Content-Type': VALUE, 'X-Cache': 'MISS' } }
-const MISS_CLOSE: ResponseInit = {
-  status: 200,
-  headers: { 'Content-Type': VALUE, 'X-Cache': 'MISS', Connection: 'close' },
+const UTF8 = new TextEncoder()
+
+/**
+ * One answer to `GET` or `HEAD /get/{key}`, runtime-neutral: the Hono route
+ * turns it into a Response, the Node entry's fast path writes it to
+ * node:http directly. `headers` always has Content-Length (the body's, for a
+ * HEAD too). Headers are a plain object: @hono/node-server hands one straight
+ * to writeHead.
+ */
+export type KeyAnswer = {
+  readonly status: number
+  readonly headers: Record<string, string>
+  /** Null for HEAD. */
+  readonly body: Uint8Array | null
+}
+
+/**
+ * Answers a key request: GET /get/{key} has this one implementation, whichever
+ * path a request takes to it (see createApp and functions/node.ts), so a rule
+ * for reading keys holds on every path. `key` is null when its percent-encoding
+ * is bad.
+ */
+export type KeyReader = (method: string, key: string | null) => KeyAnswer | Promise<KeyAnswer>
+
+export type KeyReaderDeps = Pick<AppDeps, 'service' | 'draining'>
+
+export function createKeyReader({ service, draining }: KeyReaderDeps): KeyReader {
+  return (method, key) => {
+    if (method !== 'GET' && method !== 'HEAD') {
+      return text(405, 'Method Not Allowed', method, false, { Allow: GET_HEAD })
+    }
+    if (key === null) return text(400, 'Bad percent-encoding in key', method, false)
+    const closing = draining?.() === true
+    const hit = service.get(key)
+    if (!(hit instanceof Promise)) return valueAnswer(hit, 'HIT', method, closing)
+    return hit.then(
+      (loaded) =>
+        loaded === null
+          ? text(404, `${keyToText(key)} not found!`, method, closing)
+          : valueAnswer(loaded, 'MISS', method, closing),
+      (err: unknown) => failure(err, key, method, closing),
+    )
+  }
+}
+
+function valueAnswer(
+  value: Uint8Array,
+  cache: 'HIT' | 'MISS',
+  method: string,
+  closing: boolean,
+): KeyAnswer {
+  const headers: Record<string, string> = {
+    'Content-Type': VALUE,
+    'Content-Length': String(value.length),
+    // A value is whatever bytes the key holds: never let a browser guess
+    // it is HTML or script.
+    'X-Content-Type-Options': 'nosniff',
+    'X-Cache': cache,
+  }
+  if (closing) headers.Connection = 'close'
+  return { status: 200, headers, body: method === 'HEAD' ? null : value }
+}
+
+function text(
+  status: number,
+  body: string,
+  method: string,
+  closing: boolean,
+  extra?: Record<string, string>,
+): KeyAnswer {
+  const bytes = UTF8.encode(body)
+  const headers: Record<string, string> = {
+    ...TEXT,
+    'Content-Length': String(bytes.length),
+    'X-Content-Type-Options': 'nosniff',
+    ...extra,
+  }
+  if (closing) headers.Connection = 'close'
+  return { status, headers, body: method === 'HEAD' ? null : bytes }
+}
+
+/** The one place read failures become HTTP statuses. */
+function failure(err: unknown, key: string, method: string, closing: boolean): KeyAnswer {
+  if (err instanceof OverloadedError) {
+    return text(503, 'Overloaded, retry later', method, closing, { 'Retry-After': '1' })
+  }
+  const status = err instanceof BackendTimeoutError ? 504 : 502
+  return text(status, `Error getting key: ${keyToText(key)}`, method, closing)
+}
+
+/** The answer as a Fetch API Response. */
+export function toResponse(answer: KeyAnswer): Response {
+  // The body type wants an ArrayBuffer-backed view; values are.
+  const body = answer.body as Uint8Array<ArrayBuffer> | null
+  return new Response(body, { status: answer.status, headers: answer.headers })
 }
 
 /**
  * The HTTP function: `GET /get/{key}` through the read-through service. It only
  * translates; every caching decision lives in the service. Runtime-neutral: the
  * Node and Workers entries pass in what they built.
+ *
+ * No middleware: each route is one handler, so Hono calls it without
+ * composing anything, and the Node fast path, which skips Hono for key
+ * requests, skips nothing (a test checks the route table).
  */
-export function createApp({ service, draining, status, readiness, metrics }: AppDeps): Hono {
+export function createApp(deps: AppDeps): Hono {
+  const { service, draining, status, readiness, metrics } = deps
   const app = new Hono()
   const checks = readiness ?? [backendConnected(service), invalidationEstablished(service)]
+  const readKey = createKeyReader(deps)
 
   app.get('/', (c) => {
     const stats = service.stats()
@@ -90,64 +176,32 @@ export function createApp({ service, draining, status, readiness, metrics }: App
     )
   }
 
-  // One handler for every method, so a GET matches exactly one route: Hono
-  // then calls it without composing middleware, and a hit, answered without
-  // a promise, takes @hono/node-server's synchronous path. (Hono runs HEAD
-  // as GET and drops the body.)
-  app.all('/get/*', (c) => {
-    const method = c.req.method
-    if (method !== 'GET' && method !== 'HEAD') {
-      return c.text('Method Not Allowed', 405, { ...TEXT, Allow: GET_HEAD })
-    }
+  // One handler for every method, so a request matches exactly one route, and
+  // a hit, answered without a promise, takes @hono/node-server's synchronous
+  // path. Only `/get/` followed by the key names a key: `/get` alone is 404.
+  // (Hono runs HEAD as GET; the reader answers HEAD itself with no body.)
+  app.all('/get/*', (c): Response | Promise<Response> => {
     const key = keyFromPath(c.req.url)
-    if (key === null) return c.text('Bad percent-encoding in key', 400, TEXT)
-    const closing = draining?.() === true
-    const hit = service.get(key)
-    if (!(hit instanceof Promise)) return value(hit, closing ? HIT_CLOSE : HIT)
-    return miss(c, key, hit, closing)
+    // As Hono's own answer for a path no route serves.
+    if (key === undefined) return c.text('404 Not Found', 404)
+    const answer = readKey(c.req.method, key)
+    return answer instanceof Promise ? answer.then(toResponse) : toResponse(answer)
   })
-
-  async function miss(
-    c: Context,
-    key: string,
-    loading: Promise<Uint8Array | null>,
-    closing: boolean,
-  ): Promise<Response> {
-    if (closing) c.header('Connection', 'close')
-    try {
-      const loaded = await loading
-      if (loaded === null) return c.text(`${keyToText(key)} not found!`, 404, TEXT)
-      return value(loaded, closing ? MISS_CLOSE : MISS)
-    } catch (err) {
-      return failure(c, err, key)
-    }
-  }
 
   return app
 }
 
-function value(bytes: Uint8Array, init: ResponseInit): Response {
-  // The body type wants an ArrayBuffer-backed view; Buffers from ioredis are.
-  return new Response(bytes as Uint8Array<ArrayBuffer>, init)
-}
-
-/** The one place read failures become HTTP statuses. */
-function failure(c: Context, err: unknown, key: string): Response {
-  if (err instanceof OverloadedError) {
-    return c.text('Overloaded, retry later', 503, { ...TEXT, 'Retry-After': '1' })
-  }
-  const status = err instanceof BackendTimeoutError ? 504 : 502
-  return c.text(`Error getting key: ${keyToText(key)}`, status, TEXT)
-}
-
 /**
  * The key is the rest of the path after /get/, percent-decoded to bytes (so any
- * binary key can be asked for), as a byte string. Null when the encoding is bad.
+ * binary key can be asked for), as a byte string. Null when the encoding is bad;
+ * undefined when the path is not under /get/ (`/get` alone names no key).
  * Query strings are not part of the key; a literal `?` or `#` must be sent as %3F / %23.
  */
-export function keyFromPath(url: string): string | null {
+export function keyFromPath(url: string): string | null | undefined {
   const pathStart = url.indexOf('/', url.indexOf('//') + 2)
-  return keyFromTarget(url, url.indexOf(PREFIX, pathStart) + PREFIX.length)
+  // Hono's `/get/*` also matches `/get` itself, which names no key.
+  if (pathStart === -1 || !url.startsWith(PREFIX, pathStart)) return undefined
+  return keyFromTarget(url, pathStart + PREFIX.length)
 }
 
 /** The key in `target` from `start` (just after `/get/`) to the query string, as keyFromPath. */

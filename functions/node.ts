@@ -9,7 +9,7 @@ import type { ReadinessCheck } from '../shared/health.js'
 import type { Logger } from '../shared/log.js'
 import type { MetricsRegistry, RequestTimer } from '../shared/metrics.js'
 import type { ReadThrough } from '../shared/read-through.js'
-import { createApp, HIT_CLOSE_HEADERS, HIT_HEADERS, keyFromTarget } from './app.js'
+import { createApp, createKeyReader, type KeyAnswer, type KeyReader, keyFromTarget } from './app.js'
 
 export type HttpServerOptions = {
   service: ReadThrough
@@ -33,6 +33,13 @@ export type HttpServerHandle = {
   close(): Promise<void>
 }
 
+/**
+ * The request line and headers together, key included (Node's default is
+ * 16 KiB). A key, percent-encoded, must fit in this with the rest of the
+ * head; a longer one is answered 431. RESP takes keys of any length.
+ */
+export const MAX_HEADER_BYTES = 64 * 1024
+
 const REJECT_BODY = 'Too many connections\n'
 const REJECT = Buffer.from(
   'HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n' +
@@ -41,7 +48,7 @@ const REJECT = Buffer.from(
 
 /**
  * The Node entry for the HTTP function. A plain TCP server accepts connections
- * and hands them to an http.Server that answers cache hits itself (serveHit)
+ * and hands them to an http.Server that answers key requests itself (serveKey)
  * and everything else through the app via @hono/node-server, so a connection over
  * `maxClients` can still be answered with a 503 (net.Server's own
  * maxConnections only drops it silently).
@@ -61,8 +68,9 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   const record = metrics?.requestTimer('http')
   const fetch = record === undefined ? app.fetch : timed(app.fetch, record)
   const viaApp = getRequestListener(fetch)
-  const http = createHttpServer((req, res) => {
-    if (!serveHit(service, req, res, draining, record)) void viaApp(req, res)
+  const readKey = createKeyReader({ service, draining: () => draining })
+  const http = createHttpServer({ maxHeaderSize: MAX_HEADER_BYTES }, (req, res) => {
+    if (!serveKey(readKey, req, res, record)) void viaApp(req, res)
   })
   const front = createServer({ noDelay: true }, (socket) => {
     if (draining) {
@@ -140,6 +148,15 @@ function timed(fetch: Fetch, record: RequestTimer): Fetch {
   }
 }
 
+/**
+ * The @hono/node-server release whose Request construction the checks below
+ * were read from (its `getRequestListener` builds the URL from the target and
+ * Host as they are when they match these, and parses them otherwise). A test
+ * compares it with the installed one, so an upgrade is read again before the
+ * fast path trusts it.
+ */
+export const FAST_PATH_ADAPTER_VERSION = '2.1.9'
+
 // What @hono/node-server passes to Hono verbatim (no URL parsing, no error):
 // an origin-form target of these characters without dot segments, and a
 // plain Host header.
@@ -148,34 +165,46 @@ const DOT_SEGMENT = /\/\.\.?(?:[/?#]|$)/
 const PLAIN_HOST = /^[a-z0-9._-]+(?::(?:[1-5]\d{3,4}|[6-9]\d{3}))?$/
 
 /**
- * Cache hits answered on node:http directly, skipping the Fetch API round trip
- * (Request, Hono's Context and routing, Response, header conversion) that costs
- * more per request than everything else a hit does. Only a GET whose target
- * the app would see verbatim and whose key is cached takes this path; it
- * answers exactly what the app answers for a hit. Everything else, including
- * every miss, goes through the app, which counts it.
+ * Key requests answered on node:http directly, skipping the Fetch API round
+ * trip (Request, Hono's Context and routing, Response, header conversion)
+ * that costs more per request than everything else a hit does. It skips
+ * nothing else: the answer comes from the app's own key reader (the one
+ * function behind the app's `/get/*` route, which has no middleware), and
+ * only a GET or HEAD whose target and Host the adapter would hand to the app
+ * verbatim takes this path, so the key is the one the app would read.
+ * Everything else goes through the app.
  */
-function serveHit(
-  service: ReadThrough,
+function serveKey(
+  readKey: KeyReader,
   req: IncomingMessage,
   res: ServerResponse,
-  draining: boolean,
   record: RequestTimer | undefined,
 ): boolean {
-  const started = record === undefined ? 0 : performance.now()
+  const method = req.method
   const target = req.url
-  if (req.method !== 'GET' || target === undefined || !VERBATIM_TARGET.test(target)) return false
+  if ((method !== 'GET' && method !== 'HEAD') || target === undefined) return false
+  if (!VERBATIM_TARGET.test(target) || DOT_SEGMENT.test(target)) return false
   const host = req.headers.host
-  if (host === undefined || !PLAIN_HOST.test(host) || DOT_SEGMENT.test(target)) return false
-  const key = keyFromTarget(target)
-  // has() first, so a key that is not cached is counted once, by the app.
-  if (key === null || service.peek(key) === null) return false
-  const hit = service.get(key)
-  if (hit instanceof Promise) return false
-  res.writeHead(200, draining ? HIT_CLOSE_HEADERS : HIT_HEADERS)
-  res.end(hit)
-  record?.(started)
+  if (host === undefined || !PLAIN_HOST.test(host)) return false
+  const started = record === undefined ? 0 : performance.now()
+  const answer = readKey(method, keyFromTarget(target))
+  if (answer instanceof Promise) {
+    void answer.then((answered) => {
+      send(res, answered)
+      record?.(started)
+    })
+  } else {
+    send(res, answer)
+    record?.(started)
+  }
   return true
+}
+
+function send(res: ServerResponse, answer: KeyAnswer): void {
+  if (res.destroyed) return
+  res.writeHead(answer.status, answer.headers)
+  if (answer.body === null) res.end()
+  else res.end(answer.body)
 }
 
 function reject(socket: Socket): void {

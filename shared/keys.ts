@@ -5,11 +5,6 @@
 
 const NON_ASCII = /[\u0080-\uffff]/
 
-/** UTF-8 text to a byte string; ASCII passes through without a copy. */
-export function keyFromText(text: string): string {
-  return NON_ASCII.test(text) ? Buffer.from(text, 'utf8').toString('latin1') : text
-}
-
 /** A byte string shown as UTF-8 text (invalid sequences become U+FFFD). */
 export function keyToText(key: string): string {
   return NON_ASCII.test(key) ? Buffer.from(key, 'latin1').toString('utf8') : key

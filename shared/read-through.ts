@@ -128,6 +128,14 @@ export class ReadThrough implements InvalidationTarget {
   }
 
   /**
+   * The cached value or null, counted as a hit or a miss: for a caller that
+   * schedules its own loads (MGET bounds how many it runs at once).
+   */
+  cached(key: string): Uint8Array | null {
+    return this.#cache.get(key)
+  }
+
+  /**
    * The cached value, or null, without counting a hit or a miss or marking
    * it used: for inspection (status pages, tests), not for serving.
    */

@@ -1,8 +1,8 @@
 import type { Socket } from 'node:net'
-import { keyFromBytes } from '../shared/keys.js'
+import { Fifo } from '../shared/fifo.js'
 import type { Logger } from '../shared/log.js'
-import { dispatch, isGet } from './commands/index.js'
-import { loadReply } from './commands/read.js'
+import { dispatch } from './commands/index.js'
+import { readKey } from './commands/read.js'
 import type { CommandContext, Reply, ServerView, Session } from './commands/types.js'
 import { ProtocolError, RequestDecoder } from './resp/decoder.js'
 import { bulkReply, error } from './resp/encoder.js'
@@ -58,9 +58,8 @@ export class Connection {
   readonly #limits: ConnectionLimits
   readonly #log: Logger
   readonly #server: ServerView
-  // FIFO of replies not yet written; dequeued by moving #head, never shift().
-  #slots: Slot[] = []
-  #head = 0
+  // Replies not yet written, oldest first.
+  #slots = new Fifo<Slot>()
   #paused = false
   #flushQueued = false
   /** The part of a chunk not decoded yet because replies piled up (see #feed). */
@@ -100,7 +99,7 @@ export class Connection {
       libVer: null,
       quitting: false,
     }
-    this.#ctx = { session: this.session, server: options.server }
+    this.#ctx = { session: this.session, server: options.server, hit: this.#hit }
 
     socket.on('data', (chunk: Buffer) => this.#onData(chunk))
     socket.on('drain', () => this.#maybeResume())
@@ -168,7 +167,7 @@ export class Connection {
   /** Whether replies owed or unsent have passed their bound: take no more commands now. */
   #backlogged(): boolean {
     return (
-      this.#slots.length - this.#head > this.#limits.maxPendingReplies ||
+      this.#slots.length > this.#limits.maxPendingReplies ||
       this.#socket.writableLength + this.#output.buffered > this.#limits.maxUnsentBytes
     )
   }
@@ -179,10 +178,7 @@ export class Connection {
     this.#server.totals.commands++
     let reply: Reply | Promise<Reply> | undefined
     try {
-      reply =
-        args.length === 2 && isGet(args[0] as Buffer)
-          ? this.#get(keyFromBytes(args[1] as Buffer))
-          : dispatch(this.#ctx, args)
+      reply = dispatch(this.#ctx, args)
     } catch (err) {
       this.#log.error('resp command failed', { error: String(err) })
       reply = error('ERR internal error')
@@ -190,23 +186,29 @@ export class Connection {
     if (reply !== undefined) this.#queue(reply)
   }
 
-  // GET as the decoder's fast path hands it over: no argument buffers at all.
+  // GET as the decoder's fast path hands it over (no argument buffers at
+  // all), answered by the same readKey as the table's GET.
   readonly #onGet = (key: string): void => {
     if (this.#ending) return
     this.#server.totals.commands++
-    const reply = this.#get(key)
+    let reply: Reply | Promise<Reply> | undefined
+    try {
+      reply = readKey(this.#ctx, key)
+    } catch (err) {
+      this.#log.error('resp command failed', { error: String(err) })
+      reply = error('ERR internal error')
+    }
     if (reply !== undefined) this.#queue(reply)
   }
 
   /**
-   * The hot path: a hit with nothing queued before it is encoded straight
-   * into the output slab (undefined: already answered); otherwise the reply.
+   * The hot path (CommandContext.hit): a hit with nothing queued before it is
+   * encoded straight into the output slab (undefined: already answered);
+   * otherwise the reply, to queue behind what is owed.
    */
-  #get(key: string): Reply | Promise<Reply> | undefined {
-    const hit = this.#server.service.get(key)
-    if (hit instanceof Promise) return loadReply(this.#ctx, key, hit)
-    if (this.#head !== this.#slots.length) return bulkReply(hit)
-    if (!this.#closed) this.#output.writeBulk(hit)
+  readonly #hit = (value: Uint8Array): Reply | undefined => {
+    if (this.#slots.length > 0) return bulkReply(value)
+    if (!this.#closed) this.#output.writeBulk(value)
     this.#answeredInChunk++
     if (this.#backlogged()) this.#decoder.stop()
     return undefined
@@ -231,7 +233,7 @@ export class Connection {
       )
     } else {
       this.#answeredInChunk++
-      if (this.#head === this.#slots.length) this.#write(reply)
+      if (this.#slots.length === 0) this.#write(reply)
       else this.#slots.push({ reply })
     }
     if (this.#backlogged()) this.#decoder.stop()
@@ -242,7 +244,7 @@ export class Connection {
   #fail(message: string): void {
     this.#ending = true
     const reply = error(message)
-    if (this.#head === this.#slots.length) this.#write(reply)
+    if (this.#slots.length === 0) this.#write(reply)
     else this.#slots.push({ reply })
     this.#endIfFlushed()
   }
@@ -251,19 +253,10 @@ export class Connection {
     slot.reply = reply
     if (this.#closed) return
     const slots = this.#slots
-    if (slots[this.#head] !== slot) return
-    while (this.#head < slots.length) {
-      const next = slots[this.#head] as Slot
-      if (next.reply === undefined) break
+    if (slots.peek() !== slot) return
+    for (let next = slots.peek(); next?.reply !== undefined; next = slots.peek()) {
       this.#write(next.reply)
-      slots[this.#head++] = undefined as unknown as Slot
-    }
-    if (this.#head === slots.length) {
-      slots.length = 0
-      this.#head = 0
-    } else if (this.#head > 1024 && this.#head * 2 > slots.length) {
-      this.#slots = slots.slice(this.#head)
-      this.#head = 0
+      slots.shift()
     }
     // One backend read answers many waiting replies in the same turn: they
     // leave in one write (a microtask later) instead of one syscall each.
@@ -295,7 +288,7 @@ export class Connection {
     if (
       !this.#paused ||
       this.#ending ||
-      this.#slots.length - this.#head > this.#limits.maxPendingReplies / 2 ||
+      this.#slots.length > this.#limits.maxPendingReplies / 2 ||
       this.#socket.writableLength > this.#limits.maxUnsentBytes / 2
     ) {
       return
@@ -311,7 +304,7 @@ export class Connection {
   }
 
   #endIfFlushed(): void {
-    if (!this.#ending || this.#closed || this.#head !== this.#slots.length) return
+    if (!this.#ending || this.#closed || this.#slots.length > 0) return
     const socket = this.#socket
     if (socket.writableEnded) return
     // Bytes still arriving are read and dropped, so the client's close is
@@ -325,8 +318,7 @@ export class Connection {
   #onClose(): void {
     if (this.#closed) return
     this.#closed = true
-    this.#slots = []
-    this.#head = 0
+    this.#slots = new Fifo<Slot>()
     this.#onClosed()
   }
 }

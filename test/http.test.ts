@@ -1,5 +1,9 @@
+import { readFileSync } from 'node:fs'
+import { request as httpRequest } from 'node:http'
 import { connect } from 'node:net'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { createApp } from '../functions/app.js'
+import { FAST_PATH_ADAPTER_VERSION } from '../functions/node.js'
 import { startHttpProxy, type TestHttpProxy } from './harness/proxy.js'
 import { backendGetCount, sleep, startRedis, type TestRedis } from './harness/redis-server.js'
 
@@ -222,3 +226,137 @@ function rawRequest(
     setTimeout(() => resolve({ response, closed, socket }), 150)
   })
 }
+
+/** One request with the head written as given (Host included); resolves once the whole response is in. */
+function exchange(
+  port: number,
+  head: string,
+): Promise<{ status: number; headers: Record<string, string>; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      {
+        port,
+        host: '127.0.0.1',
+        method: head.split(' ')[0],
+        path: head.split(' ')[1],
+        setHost: false,
+        headers: headersOf(head),
+      },
+      (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (chunk: Buffer) => chunks.push(chunk))
+        res.on('end', () => {
+          const headers: Record<string, string> = {}
+          for (const [name, value] of Object.entries(res.headers)) headers[name] = String(value)
+          resolve({ status: res.statusCode ?? 0, headers, body: Buffer.concat(chunks) })
+        })
+      },
+    )
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+function headersOf(head: string): Record<string, string> {
+  const headers: Record<string, string> = {}
+  for (const line of head.split('\r\n').slice(1)) {
+    const colon = line.indexOf(':')
+    if (colon > 0) headers[line.slice(0, colon)] = line.slice(colon + 1).trim()
+  }
+  return headers
+}
+
+describe('HTTP framing and the one way in to a key', () => {
+  it('`/get` alone names no key, whatever the Host header says', async () => {
+    await redis.command('SET', '://evil.com/get', 'leaked')
+    const gets = await backendGetCount(redis)
+    for (const path of ['/get', '/get?x=1']) {
+      const res = await exchange(proxy.port, `GET ${path} HTTP/1.1\r\nHost: evil.com`)
+      expect(res.status, path).toBe(404)
+      expect(res.body.toString(), path).not.toContain('leaked')
+    }
+    expect(await backendGetCount(redis)).toBe(gets)
+  })
+
+  it('sends Content-Length and nosniff on hits, misses, 404s and HEAD', async () => {
+    await redis.command('SET', 'framed', 'twelve bytes')
+    for (const round of ['MISS', 'HIT']) {
+      const res = await exchange(proxy.port, 'GET /get/framed HTTP/1.1\r\nHost: localhost')
+      expect(res.headers['x-cache']).toBe(round)
+      expect(res.headers['content-length']).toBe('12')
+      expect(res.headers['transfer-encoding']).toBeUndefined()
+      expect(res.headers['x-content-type-options']).toBe('nosniff')
+      expect(res.body.toString()).toBe('twelve bytes')
+    }
+    const head = await exchange(proxy.port, 'HEAD /get/framed HTTP/1.1\r\nHost: localhost')
+    expect(head.headers['content-length']).toBe('12')
+    expect(head.body.length).toBe(0)
+    const missing = await exchange(proxy.port, 'HEAD /get/absent HTTP/1.1\r\nHost: localhost')
+    expect(missing.status).toBe(404)
+    expect(missing.headers['content-length']).toBe(String('absent not found!'.length))
+    expect(missing.headers['x-content-type-options']).toBe('nosniff')
+  })
+
+  it('serves a 40 KiB key and answers 431 for a head over 64 KiB', async () => {
+    const key = 'k'.repeat(40 * 1024)
+    await redis.command('SET', key, 'long key')
+    const res = await exchange(proxy.port, `GET /get/${key} HTTP/1.1\r\nHost: localhost`)
+    expect(res.status).toBe(200)
+    expect(res.body.toString()).toBe('long key')
+    const tooLong = await exchange(
+      proxy.port,
+      `GET /get/${'k'.repeat(65 * 1024)} HTTP/1.1\r\nHost: localhost`,
+    )
+    expect(tooLong.status).toBe(431)
+  })
+
+  it('answers key requests on the Node fast path exactly as the app does', async () => {
+    await redis.command('SET', 'same', 'value')
+    await redis.command('SET', 'a/b c%', 'odd')
+    await redis.command('HSET', 'hash', 'f', 'v')
+    // The app on its own, over the same service: what every other runtime serves.
+    const app = createApp({ service: proxy.service })
+    const heads = [
+      'GET /get/same',
+      'GET /get/same',
+      'HEAD /get/same',
+      'GET /get/a%2Fb%20c%25',
+      'GET /get/absent',
+      'HEAD /get/absent',
+      'GET /get/hash',
+      'GET /get/bad%zz',
+      'POST /get/same',
+      'GET /get/same?x=1',
+    ]
+    for (const head of heads) {
+      const [method, path] = head.split(' ') as [string, string]
+      const viaNode = await exchange(proxy.port, `${head} HTTP/1.1\r\nHost: localhost`)
+      const viaApp = await app.request(`http://localhost${path}`, { method })
+      expect(viaNode.status, head).toBe(viaApp.status)
+      expect(viaNode.body.toString('latin1'), head).toBe(
+        Buffer.from(await viaApp.arrayBuffer()).toString('latin1'),
+      )
+      for (const [name, value] of viaApp.headers) {
+        // The app's answers carry their own Content-Length, and HEAD's too.
+        expect(viaNode.headers[name], `${head}: ${name}`).toBe(value)
+      }
+    }
+  })
+
+  it('trusts the adapter only at the version the fast path was checked against, and the app has no middleware to skip', () => {
+    const installed = JSON.parse(
+      readFileSync(
+        new URL('../node_modules/@hono/node-server/package.json', import.meta.url),
+        'utf8',
+      ),
+    ) as { version: string }
+    expect(installed.version).toBe(FAST_PATH_ADAPTER_VERSION)
+    const app = createApp({ service: proxy.service })
+    // Every route is one handler of its own: none is middleware (`use`, or a
+    // second handler on a path), so skipping Hono for /get/* skips no rule.
+    const routes = app.routes.map((route) => `${route.method} ${route.path}`)
+    expect(routes.filter((route) => route.includes('/get/'))).toEqual(['ALL /get/*'])
+    expect(new Set(routes).size).toBe(routes.length)
+    expect(routes.some((route) => route.endsWith('*') && !route.endsWith('/get/*'))).toBe(false)
+  })
+})

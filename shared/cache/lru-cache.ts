@@ -206,7 +206,7 @@ export class LruCache<V> {
     }
     const now = this.#clock.now()
     const expiresAt = this.#expiresAt
-    const expiry = now + (ttlMs < this.ttlMs ? ttlMs : this.ttlMs)
+    const expiry = now + Math.min(ttlMs, this.ttlMs)
     let slot = this.#slots.get(key)
     if (slot !== undefined) {
       // An expired entry is gone as far as callers know; reusing its slot

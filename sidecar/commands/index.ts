@@ -10,15 +10,14 @@ list.push(commandCommand(() => list))
 const table = new Map<string, Command>(list.map((command) => [command.name, command]))
 
 /**
- * Runs one command. Names are matched case-insensitively; GET is recognised
- * from its bytes so the hot path allocates no name string. Nothing reaches
- * the backing Redis except the reads GET and MGET make through the service.
+ * Runs one command (undefined: it answered already, see CommandContext.hit).
+ * Names are matched case-insensitively. Nothing reaches the backing Redis
+ * except the reads GET and MGET make through the service. A canonical GET is
+ * usually recognised by the decoder and handed to readKey directly, the same
+ * function the table's `get` runs.
  */
-export function dispatch(ctx: CommandContext, args: Buffer[]): Reply | Promise<Reply> {
+export function dispatch(ctx: CommandContext, args: Buffer[]): Reply | Promise<Reply> | undefined {
   const name = args[0] as Buffer
-  if (isGet(name)) {
-    return args.length === 2 ? get.run(ctx, args) : wrongArity('get')
-  }
   // No command name is longer than 7 bytes: a longer one is not converted at all.
   const command = name.length <= 16 ? table.get(name.toString('latin1').toLowerCase()) : undefined
   if (command === undefined) return unknownCommand(args)
@@ -27,15 +26,6 @@ export function dispatch(ctx: CommandContext, args: Buffer[]): Reply | Promise<R
     return wrongArity(command.name)
   }
   return command.run(ctx, args)
-}
-
-export function isGet(name: Buffer): boolean {
-  return (
-    name.length === 3 &&
-    ((name[0] as number) | 0x20) === 0x67 && // g
-    ((name[1] as number) | 0x20) === 0x65 && // e
-    ((name[2] as number) | 0x20) === 0x74 // t
-  )
 }
 
 /** Redis's wording, byte for byte: name and the quoted arguments both cut at 128. */

@@ -94,7 +94,7 @@ function document(command: Command): Structured {
   ])
 }
 
-const SECTIONS = ['server', 'clients', 'stats', 'proxy', 'keyspace'] as const
+const SECTIONS = ['server', 'clients', 'stats', 'proxy'] as const
 
 /** INFO [section ...]: the server, clients, stats and proxy sections. */
 export const info: Command = {
@@ -166,8 +166,5 @@ function fields(
         ['unstored_loads', stats.unstoredLoads],
       ]
     }
-    default:
-      // The proxy holds no keyspace of its own; the cache is in # Proxy.
-      return []
   }
 }

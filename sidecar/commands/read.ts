@@ -1,4 +1,4 @@
-import { BackendError, OverloadedError } from '../../shared/errors.js'
+import { BackendError, BackendReplyError, OverloadedError } from '../../shared/errors.js'
 import { keyFromBytes, keyToText } from '../../shared/keys.js'
 import { arrayHeader, bulkReply, error, nullReply } from '../resp/encoder.js'
 import type { Command, CommandContext, Reply } from './types.js'
@@ -6,6 +6,8 @@ import type { Command, CommandContext, Reply } from './types.js'
 /** The one place read failures become RESP errors. */
 export function failureReply(err: unknown, key: string): Reply {
   if (err instanceof OverloadedError) return error('ERR proxy overloaded, retry later')
+  // Redis's own answer for this key (WRONGTYPE ...), as Redis gives it.
+  if (err instanceof BackendReplyError) return error(err.message, 'latin1')
   if (err instanceof BackendError) return error(`ERR Error getting key: ${keyToText(key)}`)
   // Not a read failure: a bug. Still an answer, never a crash.
   return error(`ERR internal error getting key: ${keyToText(key)}`)
@@ -19,15 +21,21 @@ export const get: Command = {
   group: 'string',
   since: '1.0.0',
   summary: 'Returns the string value of a key, from the proxy cache or the backing Redis.',
-  run(ctx, args) {
-    const key = keyFromBytes(args[1] as Buffer)
-    const hit = ctx.server.service.get(key)
-    return hit instanceof Promise ? loadReply(ctx, key, hit) : bulkReply(hit)
-  },
+  run: (ctx, args) => readKey(ctx, keyFromBytes(args[1] as Buffer)),
+}
+
+/**
+ * GET's one implementation: the command table's `get` and the decoder's fast
+ * path (a canonical GET handed over as its key) both end here, so whatever
+ * holds for GET holds on both.
+ */
+export function readKey(ctx: CommandContext, key: string): Reply | Promise<Reply> | undefined {
+  const hit = ctx.server.service.get(key)
+  return hit instanceof Promise ? loadReply(ctx, key, hit) : ctx.hit(hit)
 }
 
 /** GET's answer for a key the cache does not hold: read through, nil when missing. */
-export function loadReply(
+function loadReply(
   ctx: CommandContext,
   key: string,
   loading: Promise<Uint8Array | null>,
@@ -64,7 +72,8 @@ export const mget: Command = {
     for (let i = 0; i < count; i++) {
       const key = keyFromBytes(args[i + 1] as Buffer)
       keys[i] = key
-      const hit = service.peek(key)
+      // Misses are loaded below, MGET_PARALLEL at a time, not all at once by get().
+      const hit = service.cached(key)
       values[i] = hit
       if (hit === null) missing.push(i)
     }
@@ -74,9 +83,10 @@ export const mget: Command = {
 }
 
 /**
- * Loads the missing positions, at most MGET_PARALLEL at a time. The first
- * failure answers the whole command, naming its key like GET's error, and no
- * further loads start.
+ * Loads the missing positions, at most MGET_PARALLEL at a time. As Redis's
+ * MGET, a key that is not a string is nil (the backend's WRONGTYPE answer);
+ * any other failure (timeout, outage, overload) answers the whole command,
+ * naming its key like GET's error, and no further loads start.
  */
 async function loadAll(
   ctx: CommandContext,
@@ -94,7 +104,8 @@ async function loadAll(
       try {
         values[at] = await service.load(key)
       } catch (err) {
-        failure ??= failureReply(err, key)
+        if (err instanceof BackendReplyError) values[at] = null
+        else failure ??= failureReply(err, key)
       }
     }
   }

@@ -33,7 +33,16 @@ export type ServerView = {
   readonly recordDuration?: RequestTimer
 }
 
-export type CommandContext = { readonly session: Session; readonly server: ServerView }
+export type CommandContext = {
+  readonly session: Session
+  readonly server: ServerView
+  /**
+   * Answers with a cached value as a bulk reply: encoded straight into the
+   * connection's output when nothing is owed before it (undefined: already
+   * answered), else the reply to queue.
+   */
+  hit(value: Uint8Array): Reply | undefined
+}
 
 /**
  * One command: its COMMAND metadata and its handler. `arity` follows Redis:
@@ -47,5 +56,6 @@ export type Command = {
   readonly group: string
   readonly since: string
   readonly summary: string
-  run(ctx: CommandContext, args: Buffer[]): Reply | Promise<Reply>
+  /** The reply, one to wait for, or undefined when the command answered already (see `hit`). */
+  run(ctx: CommandContext, args: Buffer[]): Reply | Promise<Reply> | undefined
 }
