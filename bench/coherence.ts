@@ -42,7 +42,6 @@ async function main(): Promise<void> {
         PROXY_PORT_HTTP: String(port),
         CACHE_GLOBAL_EXPIRY: '600000',
         LOG_LEVEL: 'warn',
-        REDIS_CLIENT: process.env.REDIS_CLIENT ?? 'native',
       },
       stdio: ['ignore', 'ignore', 'inherit'],
     })
