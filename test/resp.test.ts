@@ -99,17 +99,27 @@ describe('GET over RESP against a real redis-server', () => {
     conn.close()
   })
 
-  it('answers a backend error with -ERR Error getting key and does not cache it', async () => {
+  it('answers GET of a key that is not a string with Redis own WRONGTYPE, byte for byte, and does not cache it', async () => {
     await redis.command('LPUSH', 'list', 'x')
-    const conn = await rawConnect(proxy.port)
-    conn.send(command('GET', 'list'))
-    const [reply] = await conn.replies(1)
-    expect(reply).toEqual(new Error('ERR Error getting key: list'))
+    const both = await bothRaw(command('GET', 'list'))
+    expect(both.proxy).toBe(both.redis)
+    expect(both.proxy).toBe('-WRONGTYPE Operation against a key holding the wrong kind of value\r\n')
     await redis.command('DEL', 'list')
     await redis.command('SET', 'list', 'fixed')
+    const conn = await rawConnect(proxy.port)
     conn.send(command('GET', 'list'))
     expect(await conn.replies(1)).toEqual([Buffer.from('fixed')])
     conn.close()
+  })
+
+  it('answers MGET as Redis does when a key is not a string: nil for it, values for the rest', async () => {
+    await redis.command('SET', 's', 'str')
+    await redis.command('LPUSH', 'list', 'x')
+    await redis.command('HSET', 'hash', 'f', 'v')
+    const request = command('MGET', 's', 'list', 'missing', 'hash', 's')
+    const both = await bothRaw(request)
+    expect(both.proxy).toBe(both.redis)
+    expect(both.proxy).toBe('*5\r\n$3\r\nstr\r\n$-1\r\n$-1\r\n$-1\r\n$3\r\nstr\r\n')
   })
 
   it('answers 200 pipelined GETs sent in one write, in order', async () => {
