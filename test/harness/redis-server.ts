@@ -3,7 +3,9 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { connect as connectTls } from 'node:tls'
 import { freePort } from './ports.js'
+import { redisTlsArgs, type TestPki } from './tls.js'
 
 /**
  * A throwaway redis-server for one test file: its own free port and directory,
@@ -29,8 +31,19 @@ process.once('exit', () => {
   for (const child of running) child.kill('SIGKILL')
 })
 
-export async function startRedis(extraArgs: string[] = []): Promise<TestRedis> {
+/** TLS on the server's one port (plain TCP off), with the harness's PKI. */
+export type RedisTls = { pki: TestPki; authClients: boolean }
+
+export async function startRedis(
+  extraArgs: string[] = [],
+  options: { tls?: RedisTls } = {},
+): Promise<TestRedis> {
   const port = await freePort()
+  const tls = options.tls
+  const listen =
+    tls === undefined
+      ? ['--port', String(port)]
+      : ['--port', '0', '--tls-port', String(port), ...redisTlsArgs(tls.pki, tls)]
   const dir = mkdtempSync(join(tmpdir(), 'redis-proxy-test-'))
   let child: ChildProcess | undefined
 
@@ -38,8 +51,7 @@ export async function startRedis(extraArgs: string[] = []): Promise<TestRedis> {
     const proc = spawn(
       'redis-server',
       [
-        '--port',
-        String(port),
+        ...listen,
         '--bind',
         '127.0.0.1',
         '--save',
@@ -65,7 +77,7 @@ export async function startRedis(extraArgs: string[] = []): Promise<TestRedis> {
     for (;;) {
       if (proc.exitCode !== null) throw new Error(`redis-server exited with ${proc.exitCode}`)
       try {
-        const pong = await sendCommand(port, ['PING'])
+        const pong = await sendCommand(port, ['PING'], tls?.pki)
         if (pong === 'PONG') return
       } catch {}
       if (Date.now() > deadline) throw new Error(`redis-server on ${port} did not start`)
@@ -85,7 +97,7 @@ export async function startRedis(extraArgs: string[] = []): Promise<TestRedis> {
   await launch()
   return {
     port,
-    url: `redis://127.0.0.1:${port}`,
+    url: tls === undefined ? `redis://127.0.0.1:${port}` : `rediss://localhost:${port}`,
     pid: () => child?.pid,
     kill: () => terminate('SIGKILL'),
     async restart() {
@@ -96,14 +108,32 @@ export async function startRedis(extraArgs: string[] = []): Promise<TestRedis> {
       await terminate('SIGTERM')
       rmSync(dir, { recursive: true, force: true })
     },
-    command: (...args) => sendCommand(port, args),
+    command: (...args) => sendCommand(port, args, tls?.pki),
   }
 }
 
-/** A minimal one-shot RESP client, so the harness does not depend on the code under test. */
-export function sendCommand(port: number, args: (string | Buffer)[]): Promise<RespValue> {
+/**
+ * A minimal one-shot RESP client, so the harness does not depend on the code
+ * under test; over TLS (trusting the test CA, with its client certificate)
+ * when given a PKI.
+ */
+export function sendCommand(
+  port: number,
+  args: (string | Buffer)[],
+  pki?: TestPki,
+): Promise<RespValue> {
   return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1')
+    const socket =
+      pki === undefined
+        ? connect(port, '127.0.0.1')
+        : connectTls({
+            port,
+            host: '127.0.0.1',
+            servername: 'localhost',
+            ca: pki.read(pki.ca),
+            cert: pki.read(pki.clientCert),
+            key: pki.read(pki.clientKey),
+          })
     const parts: Buffer[] = [Buffer.from(`*${args.length}\r\n`)]
     for (const arg of args) {
       const bytes = typeof arg === 'string' ? Buffer.from(arg) : arg
