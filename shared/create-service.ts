@@ -60,6 +60,7 @@ function nativeSource(config: Config, redisUrl: string, log: Logger, errors: Err
   const source = new RespSource({
     url: redisUrl,
     commandTimeoutMs: config.redis.commandTimeoutMs,
+    livenessTimeoutMs: config.redis.livenessTimeoutMs,
     connectTimeoutMs: config.redis.connectTimeoutMs,
     onError: (err) => errors.error('data', err),
     onReady: ({ resp3 }) => {
