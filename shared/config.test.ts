@@ -11,7 +11,11 @@ describe('loadConfig', () => {
       maxClients: 10_000,
       maxParallel: 256,
       maxQueue: 10_000,
-      redis: { commandTimeoutMs: 1000, connectTimeoutMs: 2000 },
+      redis: {
+        commandTimeoutMs: 1000,
+        connectTimeoutMs: 2000,
+        livenessTimeoutMs: 5000,
+      },
       shutdownTimeoutMs: 10_000,
       logLevel: 'info',
       metrics: { host: '0.0.0.0', port: undefined },
@@ -47,6 +51,9 @@ describe('loadConfig', () => {
     ['CACHE_INVALIDATION', 'yes'],
     ['CACHE_INVALIDATION', ''],
     ['PROXY_HOST_HTTP', ' '],
+    ['REDIS_LIVENESS_TIMEOUT', '0'],
+    ['REDIS_LIVENESS_TIMEOUT', '2147483648'],
+    ['REDIS_LIVENESS_TIMEOUT', '999'],
   ])('stops on %s=%j with one line naming the variable and the value', (name, value) => {
     let error: unknown
     try {
@@ -128,6 +135,23 @@ describe('loadConfig', () => {
       )
     },
   )
+
+  it('keeps the liveness window at least the command timeout', () => {
+    expect(loadConfig({ REDIS_LIVENESS_TIMEOUT: '2147483647' }).redis.livenessTimeoutMs).toBe(
+      2_147_483_647,
+    )
+    expect(
+      loadConfig({ REDIS_COMMAND_TIMEOUT: '200', REDIS_LIVENESS_TIMEOUT: '200' }).redis
+        .livenessTimeoutMs,
+    ).toBe(200)
+    // Unset, it follows a command timeout raised above its default.
+    expect(loadConfig({ REDIS_COMMAND_TIMEOUT: '8000' }).redis.livenessTimeoutMs).toBe(8000)
+    expect(() =>
+      loadConfig({ REDIS_COMMAND_TIMEOUT: '3000', REDIS_LIVENESS_TIMEOUT: '2000' }),
+    ).toThrow(
+      'Invalid REDIS_LIVENESS_TIMEOUT="2000": expected at least REDIS_COMMAND_TIMEOUT (3000)',
+    )
+  })
 
   it('turns invalidation off only when asked', () => {
     expect(loadConfig({ CACHE_INVALIDATION: 'off' }).cache.invalidation).toBe('off')

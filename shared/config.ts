@@ -15,7 +15,12 @@ export type Config = Readonly<{
   maxClients: number
   maxParallel: number
   maxQueue: number
-  redis: Readonly<{ commandTimeoutMs: number; connectTimeoutMs: number }>
+  redis: Readonly<{
+    commandTimeoutMs: number
+    connectTimeoutMs: number
+    /** Silence, while replies are owed, after which the native client replaces its connection. */
+    livenessTimeoutMs: number
+  }>
   shutdownTimeoutMs: number
   logLevel: LogLevel
   /** The standalone /metrics, /healthz, /readyz listener; off while `port` is undefined. */
@@ -133,6 +138,9 @@ const specs = {
   MAX_QUEUE: integer(0, 10_000_000)({ default: 10_000 }),
   REDIS_COMMAND_TIMEOUT: milliseconds(1)({ default: 1000 }),
   REDIS_CONNECT_TIMEOUT: milliseconds(1)({ default: 2000 }),
+  // Unset, it is the larger of 5000 and REDIS_COMMAND_TIMEOUT, so raising the
+  // command timeout alone stays valid.
+  REDIS_LIVENESS_TIMEOUT: milliseconds(1)({ default: undefined }),
   IDLE_TIMEOUT: milliseconds(0)({ default: 0 }),
   SHUTDOWN_TIMEOUT: milliseconds(0)({ default: 10_000 }),
   LOG_LEVEL: str({ default: 'info', choices: LOG_LEVELS }),
@@ -157,6 +165,11 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   if (failure !== undefined) throw new ConfigError(failure)
   clean = clean as NonNullable<typeof clean>
   const rest = restConfig(clean.UPSTASH_REDIS_REST_URL, clean.UPSTASH_REDIS_REST_TOKEN)
+  const livenessTimeoutMs = livenessTimeout(
+    clean.REDIS_LIVENESS_TIMEOUT,
+    clean.REDIS_COMMAND_TIMEOUT,
+    env.REDIS_LIVENESS_TIMEOUT,
+  )
 
   const http = backingUrl(
     clean.REDIS_URL,
@@ -188,11 +201,31 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     redis: {
       commandTimeoutMs: clean.REDIS_COMMAND_TIMEOUT,
       connectTimeoutMs: clean.REDIS_CONNECT_TIMEOUT,
+      livenessTimeoutMs,
     },
     shutdownTimeoutMs: clean.SHUTDOWN_TIMEOUT,
     logLevel: clean.LOG_LEVEL as LogLevel,
     metrics: { host: clean.METRICS_HOST, port: clean.METRICS_PORT },
   })
+}
+
+/**
+ * A liveness window shorter than the command timeout would replace the
+ * connection (and, with tracking, clear the cache) for a reply that is merely
+ * slow, which the command timeout alone should answer.
+ */
+function livenessTimeout(
+  value: number | undefined,
+  commandTimeoutMs: number,
+  raw: string | undefined,
+): number {
+  if (value === undefined) return Math.max(5000, commandTimeoutMs)
+  if (value < commandTimeoutMs) {
+    throw new ConfigError(
+      `Invalid REDIS_LIVENESS_TIMEOUT=${JSON.stringify(raw ?? '')}: expected at least REDIS_COMMAND_TIMEOUT (${commandTimeoutMs})`,
+    )
+  }
+  return value
 }
 
 /** The REST URL and its token come as a pair: one without the other is a mistake, not a choice. */

@@ -103,7 +103,9 @@ describe('GET over RESP against a real redis-server', () => {
     await redis.command('LPUSH', 'list', 'x')
     const both = await bothRaw(command('GET', 'list'))
     expect(both.proxy).toBe(both.redis)
-    expect(both.proxy).toBe('-WRONGTYPE Operation against a key holding the wrong kind of value\r\n')
+    expect(both.proxy).toBe(
+      '-WRONGTYPE Operation against a key holding the wrong kind of value\r\n',
+    )
     await redis.command('DEL', 'list')
     await redis.command('SET', 'list', 'fixed')
     const conn = await rawConnect(proxy.port)

@@ -17,6 +17,7 @@ export function nativeBackend(config: Config, redisUrl: string, log: Logger): Ba
   const source = new RespSource({
     url: redisUrl,
     commandTimeoutMs: config.redis.commandTimeoutMs,
+    livenessTimeoutMs: config.redis.livenessTimeoutMs,
     connectTimeoutMs: config.redis.connectTimeoutMs,
     onError: (err) => {
       if (err.message === lastError) return

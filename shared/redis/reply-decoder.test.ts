@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { Push, type Reply, ReplyDecoder, ReplyError, ReplyProtocolError } from './reply-decoder.js'
 
 /** Replies decoded from `bytes` cut into the given chunks. */
@@ -45,6 +45,27 @@ const cases: [string, string, Reply[]][] = [
     [new Push([Buffer.from('invalidate'), null])],
   ],
   ['pipelined replies', '$1\r\na\r\n$-1\r\n:7\r\n', [Buffer.from('a'), null, 7]],
+  ['a negative integer (PTTL of a missing key)', ':-2\r\n', [-2]],
+  ['a big number and a double', '(12345678901234\r\n,1.5\r\n', [12345678901234, '1.5']],
+  ['a RESP2 null array', '*-1\r\n', [null]],
+  ['empty aggregates', '*0\r\n%0\r\n>0\r\n', [[], [], new Push([])]],
+  ['a set', '~2\r\n+a\r\n+b\r\n', [['a', 'b']]],
+  ['an attribute, dropped', '|1\r\n+ttl\r\n:3\r\n$1\r\nv\r\n', [Buffer.from('v')]],
+  ['an attribute inside an array', '*2\r\n:1\r\n|1\r\n+a\r\n+b\r\n:2\r\n', [[1, 2]]],
+  [
+    'a push between two halves of a GET and PTTL pair',
+    '$2\r\nvv\r\n>2\r\n$10\r\ninvalidate\r\n*2\r\n$1\r\na\r\n$1\r\nb\r\n:-1\r\n',
+    [
+      Buffer.from('vv'),
+      new Push([Buffer.from('invalidate'), [Buffer.from('a'), Buffer.from('b')]]),
+      -1,
+    ],
+  ],
+  [
+    'a nested empty bulk at the end of an array',
+    '*2\r\n$0\r\n\r\n$0\r\n\r\n',
+    [[Buffer.alloc(0), Buffer.alloc(0)]],
+  ],
 ]
 
 describe('ReplyDecoder', () => {
@@ -71,8 +92,72 @@ describe('ReplyDecoder', () => {
     expect(replies[1]).toBe(1)
   })
 
+  it('decodes a 200,000-key invalidation push cut into 1 KiB chunks in one pass', () => {
+    const keys = Array.from({ length: 200_000 }, (_, i) => `key:${i}`)
+    const parts = [`>2\r\n$10\r\ninvalidate\r\n*${keys.length}\r\n`]
+    for (const key of keys) parts.push(`$${key.length}\r\n${key}\r\n`)
+    const bytes = Buffer.from(parts.join(''), 'latin1')
+    const decoder = new ReplyDecoder()
+    const replies: Reply[] = []
+    // Every line the decoder reads is found by one indexOf. Parsing the
+    // unfinished array again from its start on each chunk, as the decoder
+    // did, made that 1.1e9 searches here (and minutes): count them.
+    const indexOf = vi.spyOn(Buffer.prototype, 'indexOf')
+    let searches: number
+    try {
+      for (let at = 0; at < bytes.length; at += 1024) {
+        decoder.push(bytes.subarray(at, at + 1024), (reply) => replies.push(reply))
+        if (indexOf.mock.calls.length > 3 * keys.length) break
+      }
+    } finally {
+      searches = indexOf.mock.calls.length
+      indexOf.mockRestore()
+    }
+    expect(searches).toBeLessThan(2 * keys.length)
+    expect(replies).toHaveLength(1)
+    const push = replies[0] as Push
+    expect(push).toBeInstanceOf(Push)
+    const got = push.items[1] as Buffer[]
+    expect(got).toHaveLength(keys.length)
+    expect(got[0]?.toString()).toBe('key:0')
+    expect(got[199_999]?.toString()).toBe('key:199999')
+    expect(decoder.partial()).toBe(false)
+  })
+
+  it('tells whether part of a reply is held, through a bulk, an array and a cut header', () => {
+    const decoder = new ReplyDecoder()
+    const none = () => {}
+    expect(decoder.partial()).toBe(false)
+    decoder.push(Buffer.from('$5\r\nhe'), none)
+    expect(decoder.partial()).toBe(true)
+    decoder.push(Buffer.from('llo\r\n*2\r\n:1\r\n'), none)
+    expect(decoder.partial()).toBe(true)
+    decoder.push(Buffer.from(':2\r\n:3'), none)
+    expect(decoder.partial()).toBe(true)
+    decoder.push(Buffer.from('\r\n'), none)
+    expect(decoder.partial()).toBe(false)
+    decoder.push(Buffer.from('*1\r\n'), none)
+    decoder.reset()
+    expect(decoder.partial()).toBe(false)
+  })
+
+  it('gives a bulk joined from many chunks an allocation of exactly its length', () => {
+    const body = Buffer.alloc(256 * 1024, 7)
+    const bytes = Buffer.concat([Buffer.from(`$${body.length}\r\n`), body, Buffer.from('\r\n')])
+    const chunks: Buffer[] = []
+    for (let at = 0; at < bytes.length; at += 1000) chunks.push(bytes.subarray(at, at + 1000))
+    const [value] = decode(chunks) as Buffer[]
+    expect(value?.equals(body)).toBe(true)
+    expect(value?.byteOffset).toBe(0)
+    expect(value?.buffer.byteLength).toBe(body.length)
+  })
+
   it('throws a ReplyProtocolError for bytes that are not RESP', () => {
     expect(() => decode([Buffer.from('?nope\r\n')])).toThrow(ReplyProtocolError)
     expect(() => decode([Buffer.from('$3\r\nabcXY')])).toThrow(ReplyProtocolError)
+    expect(() => decode([Buffer.from('$3\r\nab'), Buffer.from('cXY')])).toThrow(ReplyProtocolError)
+    expect(() => decode([Buffer.from('*x\r\n')])).toThrow(ReplyProtocolError)
+    expect(() => decode([Buffer.from(':\r\n')])).toThrow(ReplyProtocolError)
+    expect(() => decode([Buffer.from('+OK\rX')])).toThrow(ReplyProtocolError)
   })
 })

@@ -1,21 +1,41 @@
 /**
  * Client-side RESP2/RESP3 reply decoder for the native backend source.
  *
- * A push parser: `push(chunk, onReply)` emits every complete top-level reply
- * in the bytes so far. An incomplete reply is kept and parsed again when more
- * bytes arrive, except that a bulk string waiting for its body records how
- * many bytes it needs, so a large value arriving over many chunks is joined
- * once instead of re-parsed per chunk.
+ * A push parser with a cursor: `push(chunk, onReply)` walks the new bytes
+ * once and emits every top-level reply they complete. Nothing is parsed
+ * twice: an unfinished array keeps its items on a stack of open aggregates,
+ * an unfinished bulk keeps the slices received so far (joined once, when its
+ * last byte arrives), and only a header line cut by a chunk boundary (a few
+ * bytes) is carried over and joined with the next chunk. So a large
+ * invalidation push or a large value costs the same however it is cut.
  *
- * Values: bulk and verbatim strings are Buffers (binary-safe, views of the
- * received bytes), simple strings and doubles are strings, integers numbers,
- * nulls null, booleans booleans, arrays/sets/maps arrays (maps flattened to
- * key, value, ...), errors ReplyError values (not thrown), and RESP3 pushes
- * Push values, which the caller routes apart from command replies.
+ * Values: bulk and verbatim strings are Buffers (binary-safe; views of the
+ * received bytes when a bulk arrived in one chunk), simple strings and doubles
+ * are strings, integers numbers, nulls null, booleans booleans,
+ * arrays/sets/maps arrays (maps flattened to key, value, ...), errors
+ * ReplyError values (not thrown), and RESP3 pushes Push values, which the
+ * caller routes apart from command replies. Attributes are parsed and dropped.
  */
 
 const CR = 13
 const LF = 10
+const MINUS = 45
+
+const BLOB_STRING = 36 // $
+const VERBATIM_STRING = 61 // =, a 4-byte format prefix (`txt:`) before the text
+const BLOB_ERROR = 33 // !
+const SIMPLE_STRING = 43 // +
+const SIMPLE_ERROR = 45 // -
+const INTEGER = 58 // :
+const BIG_NUMBER = 40 // (
+const DOUBLE = 44 // ,
+const NULL = 95 // _
+const BOOLEAN = 35 // #
+const ARRAY = 42 // *
+const SET = 126 // ~
+const MAP = 37 // %
+const PUSH = 62 // >
+const ATTRIBUTE = 124 // |
 
 /** An error reply from the server, such as `WRONGTYPE ...`. */
 export class ReplyError extends Error {
@@ -34,147 +54,188 @@ export class ReplyProtocolError extends Error {
   override readonly name = 'ReplyProtocolError'
 }
 
-// Parse results that are not values: more bytes are needed.
-const INCOMPLETE = Symbol('incomplete')
+/** An aggregate whose header was read and whose items are still arriving. */
+type Open = { readonly type: number; remaining: number; readonly items: Reply[] }
+
+const NO_BULK = -1
 
 export class ReplyDecoder {
-  #pending: Buffer[] = []
-  #pendingBytes = 0
-  /** Bytes needed before parsing again is worthwhile. */
-  #need = 0
-  #pos = 0
-  #buf: Buffer = Buffer.alloc(0)
+  /** The start of a header line the last chunk cut: a copy (it is short), joined with the next. */
+  #line: Buffer | null = null
+  /** Aggregates being filled, outermost first. */
+  #open: Open[] = []
+  /** The bulk whose body is arriving: its type, declared length, slices so far. */
+  #bulkType = 0
+  #bulkLength = NO_BULK
+  #bulkParts: Buffer[] = []
+  #bulkHave = 0
+
+  /** Whether part of a reply has arrived and the rest has not. */
+  partial(): boolean {
+    return this.#line !== null || this.#bulkLength !== NO_BULK || this.#open.length > 0
+  }
 
   push(chunk: Buffer, onReply: (reply: Reply) => void): void {
-    this.#pending.push(chunk)
-    this.#pendingBytes += chunk.length
-    if (this.#pendingBytes < this.#need) return
-    let buf = this.#pending.length === 1 ? chunk : Buffer.concat(this.#pending, this.#pendingBytes)
-    this.#pending = []
-    this.#pendingBytes = 0
-    this.#need = 0
-    let start = 0
-    while (start < buf.length) {
-      this.#buf = buf
-      this.#pos = start
-      const reply = this.#value()
-      if (reply === INCOMPLETE) break
-      start = this.#pos
-      onReply(reply)
+    let buf = chunk
+    let pos = 0
+    // Where the first line's CR may be: the carried part holds none, except
+    // perhaps as its last byte (the LF is what was missing).
+    let scanFrom = 0
+    if (this.#line !== null) {
+      scanFrom = this.#line.length - 1
+      buf = Buffer.concat([this.#line, chunk])
+      this.#line = null
     }
-    if (start < buf.length) {
-      buf = buf.subarray(start)
-      this.#pending.push(buf)
-      this.#pendingBytes = buf.length
-      this.#need = Math.max(this.#need - start, buf.length + 1)
+    while (pos < buf.length) {
+      if (this.#bulkLength !== NO_BULK) {
+        pos = this.#bulkBody(buf, pos, onReply)
+        continue
+      }
+      const eol = buf.indexOf(CR, Math.max(pos + 1, scanFrom))
+      scanFrom = 0
+      if (eol === -1 || eol + 1 >= buf.length) {
+        this.#line = Buffer.from(buf.subarray(pos))
+        return
+      }
+      if (buf[eol + 1] !== LF) throw new ReplyProtocolError('expected CRLF')
+      const type = buf[pos] as number
+      const start = pos + 1
+      pos = eol + 2
+      switch (type) {
+        case BLOB_STRING:
+        case VERBATIM_STRING:
+        case BLOB_ERROR: {
+          const length = integer(buf, start, eol)
+          if (length < 0) {
+            this.#complete(null, onReply)
+          } else if (pos + length + 2 <= buf.length) {
+            // The whole body is in this chunk: a view, no copy.
+            if (buf[pos + length] !== CR || buf[pos + length + 1] !== LF) {
+              throw new ReplyProtocolError('bad bulk end')
+            }
+            const body = buf.subarray(pos, pos + length)
+            pos += length + 2
+            this.#complete(bulkValue(type, body), onReply)
+          } else {
+            this.#bulkType = type
+            this.#bulkLength = length
+          }
+          break
+        }
+        case SIMPLE_STRING:
+        case DOUBLE:
+          this.#complete(buf.toString('latin1', start, eol), onReply)
+          break
+        case SIMPLE_ERROR:
+          this.#complete(new ReplyError(buf.toString('latin1', start, eol)), onReply)
+          break
+        case INTEGER:
+          this.#complete(integer(buf, start, eol), onReply)
+          break
+        case BIG_NUMBER:
+          this.#complete(Number(buf.toString('latin1', start, eol)), onReply)
+          break
+        case NULL:
+          this.#complete(null, onReply)
+          break
+        case BOOLEAN:
+          this.#complete(buf[start] === 116 /* t */, onReply)
+          break
+        case ARRAY:
+        case SET:
+        case MAP:
+        case PUSH:
+        case ATTRIBUTE: {
+          let count = integer(buf, start, eol)
+          if (count < 0) {
+            this.#complete(null, onReply)
+            break
+          }
+          if (type === MAP || type === ATTRIBUTE) count *= 2
+          if (count > 0) this.#open.push({ type, remaining: count, items: [] })
+          else if (type !== ATTRIBUTE) this.#complete(type === PUSH ? new Push([]) : [], onReply)
+          break
+        }
+        default:
+          throw new ReplyProtocolError(
+            `unknown reply type ${JSON.stringify(String.fromCharCode(type))}`,
+          )
+      }
     }
-    this.#buf = Buffer.alloc(0)
   }
 
   /** Drops any partial reply (the connection it came from is gone). */
   reset(): void {
-    this.#pending = []
-    this.#pendingBytes = 0
-    this.#need = 0
+    this.#line = null
+    this.#open = []
+    this.#bulkLength = NO_BULK
+    this.#bulkParts = []
+    this.#bulkHave = 0
   }
 
-  #line(): string | typeof INCOMPLETE {
-    const buf = this.#buf
-    const start = this.#pos
-    const end = buf.indexOf(CR, start)
-    if (end === -1 || end + 1 >= buf.length) return INCOMPLETE
-    if (buf[end + 1] !== LF) throw new ReplyProtocolError('expected CRLF')
-    this.#pos = end + 2
-    return buf.toString('latin1', start, end)
+  /** Takes what `buf` holds of the bulk in progress (body, then CRLF); answers the new cursor. */
+  #bulkBody(buf: Buffer, pos: number, onReply: (reply: Reply) => void): number {
+    const total = this.#bulkLength + 2
+    const take = Math.min(total - this.#bulkHave, buf.length - pos)
+    this.#bulkParts.push(buf.subarray(pos, pos + take))
+    this.#bulkHave += take
+    if (this.#bulkHave < total) return pos + take
+    const parts = this.#bulkParts
+    const length = this.#bulkLength
+    this.#bulkParts = []
+    this.#bulkHave = 0
+    this.#bulkLength = NO_BULK
+    const last = parts[parts.length - 1] as Buffer
+    const lf = last[last.length - 1]
+    const cr = last.length >= 2 ? last[last.length - 2] : (parts[parts.length - 2] as Buffer).at(-1)
+    if (cr !== CR || lf !== LF) throw new ReplyProtocolError('bad bulk end')
+    // Joined once, without the CRLF: a body of more than a few KiB gets an
+    // allocation of exactly its length (see toValue in resp-source.ts).
+    this.#complete(bulkValue(this.#bulkType, Buffer.concat(parts, length)), onReply)
+    return pos + take
   }
 
-  /** The body of a bulk whose type byte was just read, without its first `skip` bytes. */
-  #bulk(skip: number): Buffer | null | typeof INCOMPLETE {
-    const buf = this.#buf
-    const start = this.#pos - 1
-    const length = this.#length()
-    if (length === INCOMPLETE) return INCOMPLETE
-    if (length < 0) return null
-    const end = this.#pos + length
-    if (end + 2 > buf.length) {
-      // Parsed again from the reply's start once the whole body has arrived.
-      this.#need = Math.max(this.#need, end + 2)
-      this.#pos = start
-      return INCOMPLETE
-    }
-    if (buf[end] !== CR || buf[end + 1] !== LF) throw new ReplyProtocolError('bad bulk end')
-    const body = buf.subarray(this.#pos + skip, end)
-    this.#pos = end + 2
-    return body
-  }
-
-  #length(): number | typeof INCOMPLETE {
-    const line = this.#line()
-    if (line === INCOMPLETE) return INCOMPLETE
-    const n = Number(line)
-    if (!Number.isSafeInteger(n)) throw new ReplyProtocolError(`bad length ${JSON.stringify(line)}`)
-    return n
-  }
-
-  #value(): Reply | typeof INCOMPLETE {
-    const buf = this.#buf
-    if (this.#pos >= buf.length) return INCOMPLETE
-    const type = buf[this.#pos++]
-    switch (type) {
-      case 36: // $ bulk string
-        return this.#bulk(0)
-      case 61: // = verbatim string: a 4-byte format prefix (`txt:`), then the text
-        return this.#bulk(4)
-      case 33: {
-        // ! bulk error
-        const body = this.#bulk(0)
-        return body === INCOMPLETE || body === null ? body : new ReplyError(body.toString())
+  /** A value is complete: it fills its aggregate's next slot, or is a reply. */
+  #complete(complete: Reply, onReply: (reply: Reply) => void): void {
+    let value = complete
+    for (;;) {
+      const top = this.#open[this.#open.length - 1]
+      if (top === undefined) {
+        onReply(value)
+        return
       }
-      case 43: // + simple string
-        return this.#line()
-      case 45: {
-        // - error
-        const line = this.#line()
-        return line === INCOMPLETE ? INCOMPLETE : new ReplyError(line)
-      }
-      case 58: // : integer
-      case 40: {
-        // ( big number
-        const line = this.#line()
-        return line === INCOMPLETE ? INCOMPLETE : Number(line)
-      }
-      case 44: // , double
-        return this.#line()
-      case 95: // _ null
-        return this.#line() === INCOMPLETE ? INCOMPLETE : null
-      case 35: {
-        // # boolean
-        const line = this.#line()
-        return line === INCOMPLETE ? INCOMPLETE : line === 't'
-      }
-      case 42: // * array
-      case 126: // ~ set
-      case 37: // % map
-      case 62: // > push
-      case 124: {
-        // | attribute: parsed and dropped, then the value it annotates
-        let count = this.#length()
-        if (count === INCOMPLETE) return INCOMPLETE
-        if (count < 0) return null
-        if (type === 37 || type === 124) count *= 2
-        const items: Reply[] = []
-        for (let i = 0; i < count; i++) {
-          const item = this.#value()
-          if (item === INCOMPLETE) return INCOMPLETE
-          items.push(item)
-        }
-        if (type === 124) return this.#value()
-        return type === 62 ? new Push(items) : items
-      }
-      default:
-        throw new ReplyProtocolError(
-          `unknown reply type ${JSON.stringify(String.fromCharCode(type ?? 0))}`,
-        )
+      top.items.push(value)
+      if (--top.remaining > 0) return
+      this.#open.pop()
+      // An attribute annotates the value after it, which fills the slot the
+      // attribute was in front of.
+      if (top.type === ATTRIBUTE) return
+      value = top.type === PUSH ? new Push(top.items) : top.items
     }
   }
+}
+
+function bulkValue(type: number, body: Buffer): Reply {
+  if (type === VERBATIM_STRING) return body.subarray(4)
+  if (type === BLOB_ERROR) return new ReplyError(body.toString())
+  return body
+}
+
+/** The decimal integer in `buf[start, end)`: lengths and counts, without a string per line. */
+function integer(buf: Buffer, start: number, end: number): number {
+  const negative = buf[start] === MINUS
+  let at = negative ? start + 1 : start
+  if (at === end) throw new ReplyProtocolError('bad integer: no digits')
+  let n = 0
+  for (; at < end; at++) {
+    const digit = (buf[at] as number) - 48
+    if (digit < 0 || digit > 9) {
+      throw new ReplyProtocolError(
+        `bad integer ${JSON.stringify(buf.toString('latin1', start, end))}`,
+      )
+    }
+    n = n * 10 + digit
+  }
+  if (!Number.isSafeInteger(n)) throw new ReplyProtocolError('integer out of range')
+  return negative ? -n : n
 }

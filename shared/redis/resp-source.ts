@@ -1,16 +1,33 @@
 import { connect as connectTcp, type Socket } from 'node:net'
 import { connect as connectTls } from 'node:tls'
-import { BackendError, BackendTimeoutError, BackendUnavailableError } from '../errors.js'
+import {
+  BackendError,
+  BackendReplyError,
+  BackendTimeoutError,
+  BackendUnavailableError,
+} from '../errors.js'
+import { Fifo } from '../fifo.js'
 import { backoff } from './ioredis-source.js'
 import { ownCopy } from './own-copy.js'
 import { Push, type Reply, ReplyDecoder, ReplyError, ReplyProtocolError } from './reply-decoder.js'
-import type { RedisSource, SourceState } from './source.js'
+import type { Loaded, RedisSource, SourceState } from './source.js'
 
 export type RespSourceOptions = {
   /** redis:// or rediss:// URL; user, password and database number are honoured. */
   url: string
-  /** @default 1000 */
+  /**
+   * How long the handshake's own commands may take; reads carry their own
+   * deadline (see RedisSource.get).
+   * @default 1000
+   */
   commandTimeoutMs?: number
+  /**
+   * Milliseconds without a single byte from the server, while replies are
+   * owed, after which the connection is declared dead and replaced. At least
+   * `commandTimeoutMs`: a slow reply only fails its own read.
+   * @default 5000
+   */
+  livenessTimeoutMs?: number
   /** @default 2000 */
   connectTimeoutMs?: number
   /** Connection-level failures, for logging; never thrown. */
@@ -35,10 +52,29 @@ const INLINE_KEY_LIMIT = 64 * 1024
 /** A batch this long is written at once instead of waiting for the microtask. */
 const BATCH_LIMIT = 1024 * 1024
 
-type Waiter = { reject(err: Error): void; deadline: number } & (
-  | { get: false; resolve(reply: Reply): void }
-  /** A GET: its reply is turned into bytes or a BackendError before resolving. */
-  | { get: true; resolve(value: Uint8Array | null): void }
+/**
+ * One command owed replies, in the order they were sent. A GET is pipelined
+ * with a PTTL of its key: two replies for one waiter.
+ */
+type Waiter = {
+  /** performance.now() reading after which the caller is answered a timeout. */
+  readonly deadline: number
+  /** Replies still to come for it. */
+  owed: number
+  /**
+   * Set once its caller has been answered (a timeout): its replies still
+   * take their slots in the stream, and are decoded and dropped.
+   */
+  settled: boolean
+  reject(err: Error): void
+} & (
+  | { readonly get: false; resolve(reply: Reply): void }
+  | {
+      readonly get: true
+      /** The GET's reply, kept until its PTTL arrives. */
+      value: Reply | undefined
+      resolve(loaded: Loaded | null): void
+    }
 )
 
 /**
@@ -46,18 +82,24 @@ type Waiter = { reject(err: Error): void; deadline: number } & (
  * server does (RESP2 otherwise), written for the proxy's one hot command.
  *
  * - Every GET of one event-loop turn, whichever client caused it, leaves in
- *   one write.
+ *   one write, each followed by a PTTL of its key, so a value comes with the
+ *   time its key has left.
  * - Replies are matched to waiters in order (a FIFO with a head index).
- * - Each command has a deadline. Replies are ordered, so when the oldest one
- *   is overdue the connection is stuck: everything pending fails with a
- *   timeout and the connection is replaced. One sweep timer checks the head;
- *   there is no timer per command.
+ * - A slow reply costs only the reads waiting for it. Each read has its own
+ *   deadline; one sweep timer (no timer per command) answers overdue reads a
+ *   timeout, one by one, and their replies are dropped when they come. The
+ *   connection is kept: replacing it would fail every other read and, with
+ *   tracking, clear the cache. The reply being received when its deadline
+ *   passes is not timed out while its bytes keep coming (a large value).
+ * - The connection is declared dead only when replies are owed and not one
+ *   byte arrived for `livenessTimeoutMs`; then everything pending fails.
  * - While not connected, reads fail at once; reconnection backs off from
  *   50 ms to 2 s with jitter.
  */
 export class RespSource implements RedisSource {
   readonly #url: URL
   readonly #timeoutMs: number
+  readonly #livenessMs: number
   readonly #connectTimeoutMs: number
   readonly #options: RespSourceOptions
   #socket: Socket | null = null
@@ -65,8 +107,9 @@ export class RespSource implements RedisSource {
   #ready = false
   #resp3 = false
   readonly #decoder = new ReplyDecoder()
-  #waiters: (Waiter | undefined)[] = []
-  #head = 0
+  readonly #waiters = new Fifo<Waiter>()
+  /** When the last byte arrived, or replies began to be owed after none were. */
+  #heardAt = 0
   #batch = ''
   #flushScheduled = false
   #attempt = 0
@@ -77,31 +120,44 @@ export class RespSource implements RedisSource {
     this.#options = options
     this.#url = new URL(options.url)
     this.#timeoutMs = options.commandTimeoutMs ?? 1000
+    this.#livenessMs = options.livenessTimeoutMs ?? Math.max(5000, this.#timeoutMs)
+    if (!(this.#livenessMs >= this.#timeoutMs)) {
+      throw new TypeError(
+        `Expected \`livenessTimeoutMs\` to be at least \`commandTimeoutMs\` (${this.#timeoutMs}), got \`${this.#livenessMs}\``,
+      )
+    }
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 2000
-    this.#sweep = setInterval(() => this.#checkDeadline(), Math.min(100, this.#timeoutMs / 2))
+    this.#sweep = setInterval(() => this.#checkDeadlines(), Math.min(100, this.#timeoutMs / 2))
     this.#sweep.unref()
     this.#connect()
   }
 
-  get(key: string): Promise<Uint8Array | null> {
+  get(key: string, deadline: number): Promise<Loaded | null> {
     if (!this.#ready) {
       return Promise.reject(new BackendUnavailableError(`backing redis is ${this.#state}`))
     }
-    return new Promise<Uint8Array | null>((resolve, reject) => {
+    const now = performance.now()
+    if (deadline <= now) {
+      return Promise.reject(new BackendTimeoutError('deadline passed before the read was sent'))
+    }
+    return new Promise<Loaded | null>((resolve, reject) => {
       // The command is queued before its waiter: a waiter without a command
       // behind it would take the next command's reply, and every later one.
       this.#sendGet(key)
-      this.#waiters.push({ resolve, reject, deadline: Date.now() + this.#timeoutMs, get: true })
+      this.#owe(now, {
+        resolve,
+        reject,
+        deadline,
+        owed: 2,
+        settled: false,
+        get: true,
+        value: undefined,
+      })
     })
   }
 
   state(): SourceState {
     return this.#state
-  }
-
-  /** Whether the connection speaks RESP3 (pushes arrive in-band). */
-  resp3(): boolean {
-    return this.#resp3
   }
 
   async close(): Promise<void> {
@@ -191,17 +247,37 @@ export class RespSource implements RedisSource {
   #call(socket: Socket, args: string[]): Promise<Reply> {
     if (this.#socket !== socket) return Promise.reject(new Error('connection replaced'))
     return new Promise<Reply>((resolve, reject) => {
-      this.#waiters.push({ resolve, reject, deadline: Date.now() + this.#timeoutMs, get: false })
+      const now = performance.now()
+      this.#owe(now, {
+        resolve,
+        reject,
+        deadline: now + this.#timeoutMs,
+        owed: 1,
+        settled: false,
+        get: false,
+      })
       let wire = `*${args.length}\r\n`
       for (const arg of args) wire += `$${Buffer.byteLength(arg)}\r\n${arg}\r\n`
       socket.write(wire)
     })
   }
 
-  /** Keys are byte strings: their length in latin1 is their length in bytes. */
+  #owe(now: number, waiter: Waiter): void {
+    // Silence counts from when a reply is first owed, not from the last byte
+    // of an idle connection.
+    if (this.#waiters.length === 0) this.#heardAt = now
+    this.#waiters.push(waiter)
+  }
+
+  /**
+   * GET then PTTL of the same key, back to back in the same write: Redis runs
+   * them one after the other, so the TTL is the value's. Keys are byte
+   * strings: their length in latin1 is their length in bytes.
+   */
   #sendGet(key: string): void {
     if (key.length <= INLINE_KEY_LIMIT) {
-      this.#batch += `*2\r\n$3\r\nGET\r\n$${key.length}\r\n${key}\r\n`
+      const bulkKey = `$${key.length}\r\n${key}\r\n`
+      this.#batch += `*2\r\n$3\r\nGET\r\n${bulkKey}*2\r\n$4\r\nPTTL\r\n${bulkKey}`
       if (this.#batch.length >= BATCH_LIMIT) this.#flush()
       else this.#scheduleFlush()
       return
@@ -211,8 +287,11 @@ export class RespSource implements RedisSource {
     const socket = this.#socket
     if (socket === null) throw new BackendUnavailableError('connection to backing redis lost')
     this.#flush()
+    const bytes = Buffer.from(key, 'latin1')
     socket.write(`*2\r\n$3\r\nGET\r\n$${key.length}\r\n`, 'latin1')
-    socket.write(Buffer.from(key, 'latin1'))
+    socket.write(bytes)
+    socket.write(`\r\n*2\r\n$4\r\nPTTL\r\n$${key.length}\r\n`, 'latin1')
+    socket.write(bytes)
     socket.write('\r\n', 'latin1')
   }
 
@@ -240,6 +319,7 @@ export class RespSource implements RedisSource {
 
   #onData(socket: Socket, chunk: Buffer): void {
     if (socket !== this.#socket) return
+    this.#heardAt = performance.now()
     try {
       this.#decoder.push(chunk, this.#onReply)
     } catch (err) {
@@ -253,47 +333,65 @@ export class RespSource implements RedisSource {
       this.#options.onPush?.(reply)
       return
     }
-    const waiter = this.#waiters[this.#head]
+    const waiter = this.#waiters.peek()
     if (waiter === undefined) throw new ReplyProtocolError('reply without a command')
-    this.#waiters[this.#head++] = undefined
-    if (this.#head === this.#waiters.length) {
-      this.#waiters.length = 0
-      this.#head = 0
-    } else if (this.#head > 1024 && this.#head * 2 > this.#waiters.length) {
-      this.#waiters = this.#waiters.slice(this.#head)
-      this.#head = 0
+    if (--waiter.owed > 0) {
+      if (waiter.get) waiter.value = reply
+      return
     }
+    this.#waiters.shift()
+    if (waiter.settled) return
+    waiter.settled = true
     if (!waiter.get) {
       waiter.resolve(reply)
       return
     }
     // Converted here rather than in a .then: one promise less per miss.
-    let value: Uint8Array | null
+    let loaded: Loaded | null
     try {
-      value = toValue(reply)
+      loaded = toLoaded(waiter.value as Reply, reply)
     } catch (err) {
       waiter.reject(err as Error)
       return
     }
-    waiter.resolve(value)
+    waiter.resolve(loaded)
   }
 
-  #checkDeadline(): void {
-    const oldest = this.#waiters[this.#head]
-    if (oldest === undefined || Date.now() < oldest.deadline) return
-    const socket = this.#socket
-    this.#failAll(new BackendTimeoutError(`command timed out after ${this.#timeoutMs} ms`))
-    socket?.destroy(new Error('backing redis stopped answering'))
+  /** The sweep: overdue reads answered a timeout one by one; a silent connection replaced. */
+  #checkDeadlines(): void {
+    const waiters = this.#waiters
+    if (waiters.length === 0) return
+    const now = performance.now()
+    if (now - this.#heardAt >= this.#livenessMs) {
+      const socket = this.#socket
+      this.#failAll(
+        new BackendTimeoutError(
+          `nothing from backing redis for ${this.#livenessMs} ms: connection replaced`,
+        ),
+      )
+      socket?.destroy(new Error('backing redis stopped answering'))
+      return
+    }
+    // The head's reply may be the one arriving: while its bytes keep coming
+    // (a large value) it is not timed out; if they stop, it is.
+    const receiving = this.#decoder.partial() && now - this.#heardAt < this.#timeoutMs
+    for (let i = receiving ? 1 : 0; i < waiters.length; i++) {
+      const waiter = waiters.at(i) as Waiter
+      if (waiter.settled || now < waiter.deadline) continue
+      waiter.settled = true
+      waiter.reject(new BackendTimeoutError(`no reply from backing redis by the read's deadline`))
+    }
   }
 
   #failAll(err: Error): void {
-    const waiters = this.#waiters
-    const head = this.#head
-    this.#waiters = []
-    this.#head = 0
+    const waiters = this.#waiters.drain()
     this.#batch = ''
     this.#decoder.reset()
-    for (let i = head; i < waiters.length; i++) waiters[i]?.reject(err)
+    for (const waiter of waiters) {
+      if (waiter.settled) continue
+      waiter.settled = true
+      waiter.reject(err)
+    }
   }
 
   #onClose(socket: Socket): void {
@@ -309,11 +407,30 @@ export class RespSource implements RedisSource {
   }
 }
 
-/** A GET's reply: bytes, null, or the server's error as a BackendError. */
-function toValue(reply: Reply): Uint8Array | null {
-  if (reply === null) return null
-  // A view of the received chunk would pin all of it while cached: copy.
-  if (Buffer.isBuffer(reply)) return ownCopy(reply)
-  if (reply instanceof ReplyError) throw new BackendError(reply.message)
-  throw new BackendError(`unexpected reply to GET: ${String(reply)}`)
+/**
+ * A GET's reply and its PTTL's: the value and the time its key has left, null
+ * for a missing key, the server's error as a BackendReplyError.
+ */
+function toLoaded(get: Reply, pttl: Reply): Loaded | null {
+  if (get === null) return null
+  if (get instanceof ReplyError) throw new BackendReplyError(get.message)
+  if (!Buffer.isBuffer(get)) throw new BackendError(`unexpected reply to GET: ${String(get)}`)
+  if (typeof pttl !== 'number') {
+    throw new BackendError(`unexpected reply to PTTL: ${String(pttl)}`)
+  }
+  // -1: no expiry. -2 after a value: the key expired between the two
+  // commands; the value was true when read, but must not be stored.
+  const ttlMs = pttl === -1 ? null : Math.max(0, pttl)
+  return { value: owned(get), ttlMs }
+}
+
+/**
+ * A view of a received chunk would pin all of it while cached: copied. A
+ * bulk the decoder joined from many chunks already has an allocation of
+ * exactly its length (copying 200 MB again would double the peak).
+ */
+function owned(bytes: Buffer): Buffer {
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
+    ? bytes
+    : ownCopy(bytes)
 }

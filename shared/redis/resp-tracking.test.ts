@@ -1,0 +1,118 @@
+import { describe, expect, it } from 'vitest'
+import type { InvalidationTarget } from '../invalidation.js'
+import { createLogger } from '../log.js'
+import { Push, type Reply, ReplyDecoder, ReplyError } from './reply-decoder.js'
+import { RespTracking } from './resp-tracking.js'
+
+/** A channel with its source hooks, a target recording what it is told, and the warnings logged. */
+function setup() {
+  const lines: string[] = []
+  const tracking = new RespTracking(createLogger('info', (line) => lines.push(line)))
+  const calls: string[] = []
+  const target: InvalidationTarget = {
+    invalidate: (key) => calls.push(`invalidate ${JSON.stringify(key)}`),
+    clear: () => calls.push('clear'),
+    suspendStores: () => calls.push('suspend'),
+    resumeStores: () => calls.push('resume'),
+  }
+  const hooks = tracking.sourceHooks()
+  const warnings = () => lines.map((line) => JSON.parse(line)).filter((l) => l.level === 'warn')
+  /** Server bytes through the real decoder, pushes to the hook, as the source routes them. */
+  const receive = (bytes: string) => {
+    new ReplyDecoder().push(Buffer.from(bytes, 'latin1'), (reply: Reply) => {
+      if (reply instanceof Push) hooks.onPush?.(reply)
+    })
+  }
+  return { tracking, target, calls, hooks, warnings, receive }
+}
+
+describe('RespTracking', () => {
+  it('suspends stores from start-up until CLIENT TRACKING answers OK, then clears and resumes', () => {
+    const { tracking, target, calls, hooks } = setup()
+    tracking.start(target)
+    expect(tracking.mode()).toBe('connecting')
+    expect(calls).toEqual(['suspend'])
+    expect(hooks.setup?.(true)).toEqual([['CLIENT', 'TRACKING', 'ON']])
+    hooks.onSetup?.(['OK'], true)
+    expect(tracking.mode()).toBe('on')
+    expect(calls).toEqual(['suspend', 'clear', 'resume'])
+  })
+
+  it('is lost with the connection (stores suspended, one warning) and clears and resumes on the next', () => {
+    const { tracking, target, calls, hooks, warnings } = setup()
+    tracking.start(target)
+    hooks.onSetup?.(['OK'], true)
+    calls.length = 0
+    hooks.onLost?.()
+    expect(tracking.mode()).toBe('lost')
+    expect(calls).toEqual(['suspend'])
+    expect(warnings().map((w) => w.msg)).toEqual([
+      expect.stringMatching(/^invalidation channel lost/),
+    ])
+    // A write may have been missed while disconnected: the new connection
+    // asks for tracking again, and only its OK clears and resumes.
+    expect(hooks.setup?.(true)).toEqual([['CLIENT', 'TRACKING', 'ON']])
+    expect(calls).toEqual(['suspend'])
+    hooks.onSetup?.(['OK'], true)
+    expect(tracking.mode()).toBe('on')
+    expect(calls).toEqual(['suspend', 'clear', 'resume'])
+  })
+
+  it('evicts each key an invalidate push names, by its bytes', () => {
+    const { tracking, target, calls, hooks, receive } = setup()
+    tracking.start(target)
+    hooks.onSetup?.(['OK'], true)
+    calls.length = 0
+    receive('>2\r\n$10\r\ninvalidate\r\n*3\r\n$1\r\na\r\n$2\r\n\xff\x00\r\n$3\r\nk/2\r\n')
+    expect(calls).toEqual(['invalidate "a"', 'invalidate "ÿ\\u0000"', 'invalidate "k/2"'])
+  })
+
+  it('clears everything on a null invalidation (FLUSHALL, FLUSHDB)', () => {
+    const { tracking, target, calls, hooks, receive } = setup()
+    tracking.start(target)
+    hooks.onSetup?.(['OK'], true)
+    calls.length = 0
+    receive('>2\r\n$10\r\ninvalidate\r\n_\r\n')
+    expect(calls).toEqual(['clear'])
+  })
+
+  it('ignores pushes that are not invalidations', () => {
+    const { tracking, target, calls, hooks, receive } = setup()
+    tracking.start(target)
+    hooks.onSetup?.(['OK'], true)
+    calls.length = 0
+    receive('>3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nx\r\n')
+    expect(calls).toEqual([])
+  })
+
+  it('falls back to expiry only with one warning when the server refuses CLIENT TRACKING', () => {
+    const { tracking, target, calls, hooks, warnings } = setup()
+    tracking.start(target)
+    hooks.onSetup?.([new ReplyError("ERR unknown command 'CLIENT TRACKING'")], true)
+    expect(tracking.mode()).toBe('unsupported')
+    expect(calls).toEqual(['suspend', 'resume'])
+    // Not asked again, and reconnections change nothing and say nothing.
+    expect(hooks.setup?.(true)).toEqual([])
+    hooks.onLost?.()
+    hooks.onSetup?.([], true)
+    expect(tracking.mode()).toBe('unsupported')
+    expect(calls).toEqual(['suspend', 'resume'])
+    expect(warnings()).toEqual([
+      expect.objectContaining({
+        msg: expect.stringMatching(/^backing redis refuses client tracking/),
+        error: "ERR unknown command 'CLIENT TRACKING'",
+      }),
+    ])
+  })
+
+  it('falls back to expiry only with one warning on a server without RESP3', () => {
+    const { tracking, target, calls, hooks, warnings } = setup()
+    tracking.start(target)
+    expect(hooks.setup?.(false)).toEqual([])
+    hooks.onSetup?.([], false)
+    expect(tracking.mode()).toBe('unsupported')
+    expect(calls).toEqual(['suspend', 'resume'])
+    expect(warnings()).toHaveLength(1)
+    expect(warnings()[0].error).toMatch(/HELLO 3 refused/)
+  })
+})

@@ -1,0 +1,220 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { loadConfig } from '../shared/config.js'
+import { createService } from '../shared/create-service.js'
+import { BackendReplyError, BackendTimeoutError } from '../shared/errors.js'
+import { silentLogger } from '../shared/log.js'
+import type { ReadThrough } from '../shared/read-through.js'
+import { nativeBackend } from '../shared/redis/native-backend.js'
+import { RespSource, type RespSourceOptions } from '../shared/redis/resp-source.js'
+import { waitReady } from './harness/proxy.js'
+import { sleep, startRedis, type TestRedis } from './harness/redis-server.js'
+import { type ScriptedRedis, startScriptedRedis } from './harness/scripted-redis.js'
+
+let redis: TestRedis
+let service: ReadThrough | undefined
+let source: RespSource | undefined
+let scripted: ScriptedRedis | undefined
+
+beforeAll(async () => {
+  redis = await startRedis()
+})
+
+afterAll(async () => {
+  await redis?.stop()
+})
+
+afterEach(async () => {
+  await service?.close()
+  await source?.close()
+  await scripted?.close()
+  service = source = scripted = undefined
+  await redis.command('FLUSHALL')
+})
+
+async function startService(env: Record<string, string>): Promise<ReadThrough> {
+  const config = loadConfig({ REDIS_URL: redis.url, LOG_LEVEL: 'silent', ...env })
+  service = createService(config, nativeBackend(config, config.http.redisUrl, silentLogger))
+  await waitReady(service)
+  return service
+}
+
+/** A RespSource, once its first connection is ready. */
+async function openSource(options: RespSourceOptions): Promise<RespSource> {
+  await new Promise<void>((resolve) => {
+    source = new RespSource({
+      ...options,
+      onReady: (info) => {
+        options.onReady?.(info)
+        resolve()
+      },
+    })
+  })
+  return source as RespSource
+}
+
+const text = (value: Uint8Array | null | undefined) =>
+  value == null ? value : Buffer.from(value).toString()
+
+describe('native RESP source: slow replies', () => {
+  it('times out only the reads a 600 ms CLIENT PAUSE holds up, keeping 100 cached keys and the connection', async () => {
+    const reads = await startService({ REDIS_COMMAND_TIMEOUT: '200' })
+    const keys = Array.from({ length: 100 }, (_, i) => `k${i}`)
+    for (const key of keys) await redis.command('SET', key, `v-${key}`)
+    await redis.command('SET', 'during', 'during-value')
+    await Promise.all(keys.map((key) => reads.get(key)))
+    expect(keys.filter((key) => reads.peek(key) === null)).toEqual([])
+
+    await redis.command('CLIENT', 'PAUSE', '600')
+    const pausedAt = performance.now()
+    const error = await Promise.resolve(reads.get('during')).catch((err: unknown) => err)
+    const failedAfter = performance.now() - pausedAt
+    expect(error).toBeInstanceOf(BackendTimeoutError)
+    expect(failedAfter).toBeGreaterThanOrEqual(190)
+    expect(reads.backend()).toBe('ready')
+
+    await sleep(Math.max(0, 600 - (performance.now() - pausedAt)) + 200)
+    // Replacing the connection would have cleared the cache (tracking may have
+    // missed writes meanwhile): every key is still there.
+    expect(keys.filter((key) => reads.peek(key) === null)).toEqual([])
+    expect(reads.invalidation()).toBe('on')
+    // The late reply took its own slot: the next reads get their own values.
+    await redis.command('SET', 'after', 'after-value')
+    expect(text(await reads.get('after'))).toBe('after-value')
+    expect(text(await reads.get('during'))).toBe('during-value')
+    // And the connection still carries invalidations.
+    await redis.command('SET', 'k0', 'new')
+    for (let i = 0; i < 200 && reads.peek('k0') !== null; i++) await sleep(10)
+    expect(reads.peek('k0')).toBeNull()
+  })
+
+  it('reads a 200 MB value whose bytes take longer than REDIS_COMMAND_TIMEOUT to arrive', async () => {
+    const size = 200 * 1024 * 1024
+    // SETRANGE past the end grows the string in Redis itself: nothing this
+    // large crosses the harness's own connection.
+    await redis.command('SETRANGE', 'huge', String(size - 3), 'end')
+    await redis.command('SETRANGE', 'huge', '0', 'start')
+    const reader = await openSource({ url: redis.url, commandTimeoutMs: 200 })
+    let loaded = await reader.get('huge', performance.now() + 200)
+    expect(loaded?.value.byteLength).toBe(size)
+    const value = Buffer.from(loaded?.value as Uint8Array)
+    expect(value.toString('latin1', 0, 5)).toBe('start')
+    expect(value.toString('latin1', size - 3)).toBe('end')
+    expect(value[size / 2]).toBe(0)
+    loaded = null
+    await redis.command('DEL', 'huge')
+    await redis.command('SET', 'small', 'x')
+    expect(text((await reader.get('small', performance.now() + 1000))?.value)).toBe('x')
+  }, 30_000)
+
+  it('replaces a connection that sends nothing for the liveness window, failing everything pending', async () => {
+    scripted = await startScriptedRedis((key) =>
+      key === 'silent' ? { delayMs: 60_000, value: 'late' } : { delayMs: 0, value: `v-${key}` },
+    )
+    let readies = 0
+    let losses = 0
+    const reader = await openSource({
+      url: scripted.url,
+      commandTimeoutMs: 200,
+      livenessTimeoutMs: 1000,
+      onReady: () => readies++,
+      onLost: () => losses++,
+    })
+    const silentAt = performance.now()
+    await expect(reader.get('silent', silentAt + 200)).rejects.toBeInstanceOf(BackendTimeoutError)
+    // Slow is not dead: the connection stays until the window has passed.
+    expect(performance.now() - silentAt).toBeLessThan(1000)
+    expect([reader.state(), readies, losses]).toEqual(['ready', 1, 0])
+
+    // Asked with a long deadline: it fails when the connection is declared dead.
+    const pending = reader.get('queued', performance.now() + 20_000)
+    const error = await pending.catch((err: unknown) => err)
+    const failedAfter = performance.now() - silentAt
+    expect(error).toBeInstanceOf(BackendTimeoutError)
+    expect((error as Error).message).toMatch(/nothing from backing redis for 1000 ms/)
+    expect(failedAfter).toBeGreaterThanOrEqual(950)
+    expect(failedAfter).toBeLessThan(10_000)
+
+    // The socket closes, then a new connection is made and gets ready.
+    for (let i = 0; i < 300 && readies < 2; i++) await sleep(10)
+    expect([reader.state(), readies, losses]).toEqual(['ready', 2, 1])
+    expect(text((await reader.get('fresh', performance.now() + 1000))?.value)).toBe('v-fresh')
+  })
+
+  it('honours the deadline it is given, not one of its own', async () => {
+    await redis.command('SET', 'k', 'v')
+    const reader = await openSource({ url: redis.url, commandTimeoutMs: 5000 })
+    await expect(reader.get('k', performance.now() - 1)).rejects.toBeInstanceOf(BackendTimeoutError)
+    await redis.command('CLIENT', 'PAUSE', '1000')
+    const askedAt = performance.now()
+    await expect(reader.get('k', askedAt + 300)).rejects.toBeInstanceOf(BackendTimeoutError)
+    expect(performance.now() - askedAt).toBeLessThan(950)
+  })
+})
+
+describe('native RESP source: a value with its TTL', () => {
+  it('answers the TTL with the value: PTTL, null without expiry, nothing for a missing key', async () => {
+    await redis.command('SET', 'expiring', 'e', 'PX', '10000')
+    await redis.command('SET', 'forever', 'f')
+    const reader = await openSource({ url: redis.url })
+    const deadline = performance.now() + 1000
+    const [expiring, forever, missing] = await Promise.all([
+      reader.get('expiring', deadline),
+      reader.get('forever', deadline),
+      reader.get('missing', deadline),
+    ])
+    expect(text(expiring?.value)).toBe('e')
+    expect(expiring?.ttlMs).toBeGreaterThan(5000)
+    expect(expiring?.ttlMs).toBeLessThanOrEqual(10_000)
+    expect(forever?.ttlMs).toBeNull()
+    expect(text(forever?.value)).toBe('f')
+    expect(missing).toBeNull()
+  })
+
+  it('does not serve a key with PX 300 from the cache once Redis has expired it', async () => {
+    const reads = await startService({
+      CACHE_INVALIDATION: 'off',
+      CACHE_GLOBAL_EXPIRY: '600000',
+    })
+    await redis.command('SET', 'short-lived', 'v', 'PX', '300')
+    await redis.command('SET', 'long-lived', 'v')
+    const setAt = performance.now()
+    expect(text(await reads.get('short-lived'))).toBe('v')
+    expect(text(await reads.get('long-lived'))).toBe('v')
+    expect(reads.peek('short-lived')).not.toBeNull()
+    await sleep(Math.max(0, 300 - (performance.now() - setAt)) + 150)
+    expect(reads.peek('short-lived')).toBeNull()
+    expect(reads.peek('long-lived')).not.toBeNull()
+    expect(await reads.get('short-lived')).toBeNull()
+  })
+
+  it('answers a value whose key expired between GET and PTTL, with a TTL of 0 so it is not stored', async () => {
+    scripted = await startScriptedRedis((key) => ({ delayMs: 0, value: `v-${key}` }), {
+      pttl: (key) => (key === 'gone' ? -2 : 1234),
+    })
+    const reader = await openSource({ url: scripted.url })
+    const deadline = performance.now() + 1000
+    const [gone, kept] = await Promise.all([
+      reader.get('gone', deadline),
+      reader.get('kept', deadline),
+    ])
+    expect({ value: text(gone?.value), ttlMs: gone?.ttlMs }).toEqual({ value: 'v-gone', ttlMs: 0 })
+    expect({ value: text(kept?.value), ttlMs: kept?.ttlMs }).toEqual({
+      value: 'v-kept',
+      ttlMs: 1234,
+    })
+  })
+
+  it('rejects a WRONGTYPE key with a BackendReplyError and stays in step', async () => {
+    await redis.command('RPUSH', 'list', 'item')
+    await redis.command('SET', 'after', 'a')
+    const reader = await openSource({ url: redis.url })
+    const deadline = performance.now() + 1000
+    const [list, after] = await Promise.allSettled([
+      reader.get('list', deadline),
+      reader.get('after', deadline),
+    ])
+    expect(list.status === 'rejected' && list.reason).toBeInstanceOf(BackendReplyError)
+    expect(list.status === 'rejected' && (list.reason as Error).message).toMatch(/^WRONGTYPE/)
+    expect(after.status === 'fulfilled' && text(after.value?.value)).toBe('a')
+  })
+})
