@@ -26,6 +26,11 @@ export type ScriptedReply = { delayMs: number; value: string | null }
 export type ScriptedRedisOptions = {
   /** Answer CLIENT TRACKING as a server without it does (Redis before 6, some proxies). */
   refuseTracking?: boolean
+  /**
+   * PTTL's answer for a key, for what Redis cannot be made to do on cue (-2
+   * right after a GET found the key). @default -1, no expiry
+   */
+  pttl?: (key: string) => number
 }
 
 export async function startScriptedRedis(
@@ -71,6 +76,7 @@ export async function startScriptedRedis(
     if (name !== 'GET') {
       if (name === 'INFO') return bulk('# Server\r\nredis_version:7.0.0\r\nloading:0\r\n')
       if (name === 'PING') return Buffer.from('+PONG\r\n')
+      if (name === 'PTTL') return Buffer.from(`:${options.pttl?.(args[1] ?? '') ?? -1}\r\n`)
       const sub = (args[1] ?? '').toUpperCase()
       if (name === 'CLIENT' && sub === 'ID') return Buffer.from(':1\r\n')
       if (name === 'CLIENT' && sub === 'TRACKING') {
