@@ -1,4 +1,5 @@
 import type { Hono } from 'hono'
+import type { Clock } from '../shared/cache/lru-cache.js'
 import { type Config, ConfigError, loadConfig } from '../shared/config.js'
 import { createService } from '../shared/create-service.js'
 import { createLogger, type Logger } from '../shared/log.js'
@@ -43,9 +44,24 @@ export function createWorker(): WorkerHandler {
   }
 }
 
+/**
+ * The cache's clock on Workers: a fresh reading at every call. The default
+ * clock (systemClock) keeps its reading until a timer clears it, but workerd
+ * drops a request's timers when the request ends, so the reading taken during
+ * an isolate's first request would stand for the isolate's life and nothing
+ * cached would ever expire. Reading the time here costs no system call:
+ * workerd's clock is a number it advances only across I/O, which is enough
+ * between requests.
+ */
+const workersClock: Clock = { now: () => performance.now() }
+
 function buildApp(config: Config): Hono {
   const log = createLogger(config.logLevel, (line) => console.log(line.trimEnd()))
-  const service = createService(config, { source: edgeSource(config, log) })
+  const service = createService(
+    config,
+    { source: edgeSource(config, log) },
+    { clock: workersClock },
+  )
   const kind = config.rest === undefined ? 'tcp' : 'rest'
   return createApp({ service, status: () => ({ runtime: 'workers', source: kind }) })
 }

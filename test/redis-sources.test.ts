@@ -4,6 +4,7 @@ import { createIoredisPerReadSource, createIoredisSource } from '../shared/redis
 import { RespSource } from '../shared/redis/resp-source.js'
 import { createUpstashRestSource } from '../shared/redis/upstash-rest-source.js'
 import { startRedis, type TestRedis } from './harness/redis-server.js'
+import { startScriptedRedis } from './harness/scripted-redis.js'
 import { createUpstashRest } from './harness/upstash-rest.js'
 import { type BackendUnderTest, describeRedisSource } from './source-behaviour.js'
 
@@ -24,8 +25,9 @@ afterAll(async () => {
 function realRedis(open: BackendUnderTest['open']): BackendUnderTest {
   return {
     open,
-    async set(key, value) {
-      await redis.command('SET', keyToBytes(key), Buffer.from(value))
+    async set(key, value, pxMs) {
+      const expiry = pxMs === undefined ? [] : ['PX', String(pxMs)]
+      await redis.command('SET', keyToBytes(key), Buffer.from(value), ...expiry)
     },
     async setWrongType(key) {
       await redis.command('RPUSH', keyToBytes(key), 'item')
@@ -45,7 +47,7 @@ function realRedis(open: BackendUnderTest['open']): BackendUnderTest {
   }
 }
 
-describeRedisSource('ioredis, one long-lived connection (Node)', () =>
+describeRedisSource('ioredis, one long-lived connection', () =>
   realRedis(async ({ commandTimeoutMs }) => {
     const source = createIoredisSource({ url: redis.url, commandTimeoutMs })
     // This source fails fast while disconnected, so reads start once it is ready.
@@ -76,8 +78,8 @@ describeRedisSource('Upstash REST (msw, following the documented protocol)', () 
   async open({ commandTimeoutMs }) {
     return createUpstashRestSource({ url: rest.url, token: rest.token, commandTimeoutMs })
   },
-  async set(key, value) {
-    rest.set(key, value)
+  async set(key, value, pxMs) {
+    rest.set(key, value, pxMs)
   },
   async setWrongType(key) {
     rest.setList(key)
@@ -95,6 +97,24 @@ describeRedisSource('Upstash REST (msw, following the documented protocol)', () 
   },
 }))
 
+describe('ioredis source specifics', () => {
+  it('answers a TTL of 0 when the key is gone by the PTTL (-2 after a value)', async () => {
+    const scripted = await startScriptedRedis(() => ({ delayMs: 0, value: 'v' }), {
+      pttl: () => -2,
+    })
+    const source = createIoredisSource({ url: scripted.url })
+    try {
+      await new Promise((resolve) => source.client.once('ready', resolve))
+      const loaded = await source.get('k', performance.now() + 10_000)
+      expect(Buffer.from(loaded?.value as Uint8Array).toString()).toBe('v')
+      expect(loaded?.ttlMs).toBe(0)
+    } finally {
+      await source.close()
+      await scripted.close()
+    }
+  })
+})
+
 describe('native RESP source specifics', () => {
   it('reads a key of 100 KiB, written as bytes rather than batched text, and stays in step', async () => {
     let source: RespSource | undefined
@@ -105,7 +125,7 @@ describe('native RESP source specifics', () => {
       const long = 'k'.repeat(100 * 1024)
       await redis.command('SET', long, 'long')
       await redis.command('SET', 'short', 'short')
-      const deadline = performance.now() + 5000
+      const deadline = performance.now() + 10_000
       const [a, b, c] = await Promise.all([
         source?.get('short', deadline),
         source?.get(long, deadline),

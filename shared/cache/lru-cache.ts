@@ -33,6 +33,11 @@ const forget = () => {
  * code, and until the event loop next runs timers, time stands still, so an
  * entry can outlive its expiry by that long (about a millisecond unless the
  * process is busy). Never less than `ttlMs`.
+ *
+ * For runtimes whose timers outlive the code that set them (Node). Where a
+ * timer can be dropped (workerd cancels a request's timers when it ends) the
+ * reading would never be cleared: such a runtime passes a clock of its own
+ * (functions/worker.ts).
  */
 export const systemClock: Clock = {
   now() {

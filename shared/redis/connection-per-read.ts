@@ -1,4 +1,5 @@
 import { BackendUnavailableError } from '../errors.js'
+import { timeLeft } from './deadline.js'
 import type { RedisSource } from './source.js'
 
 /**
@@ -19,12 +20,16 @@ export function connectionPerRead(open: () => RedisSource): RedisSource {
     )
 
   return {
-    async get(key) {
+    async get(key, deadline) {
       if (closed) throw new BackendUnavailableError('source is closed')
+      // Checked before connecting: a connection for a read already given up on is wasted.
+      timeLeft(deadline)
       const source = open()
       live.add(source)
       try {
-        return await source.get(key)
+        // The deadline covers the connect too: the command waits for it in
+        // the connection's queue, and its timer runs from here.
+        return await source.get(key, deadline)
       } finally {
         // Not awaited: the reply is already here, and the caller should not wait for QUIT.
         void release(source)

@@ -1,9 +1,15 @@
 import { Redis, type RedisOptions } from 'ioredis'
-import { BackendError, BackendTimeoutError, BackendUnavailableError } from '../errors.js'
+import {
+  BackendError,
+  BackendReplyError,
+  BackendTimeoutError,
+  BackendUnavailableError,
+} from '../errors.js'
 import { keyToBytes } from '../keys.js'
 import { connectionPerRead } from './connection-per-read.js'
+import { timeLeft, untilDeadline } from './deadline.js'
 import { ownCopy } from './own-copy.js'
-import type { RedisSource, SourceState } from './source.js'
+import { type Loaded, type RedisSource, type SourceState, ttlFromPttl } from './source.js'
 
 export type IoredisSourceOptions = {
   /** redis:// or rediss:// URL; user, password and database are honoured. */
@@ -54,14 +60,19 @@ export function createIoredisSource(
 
   return {
     client,
-    async get(key) {
+    async get(key, deadline) {
+      timeLeft(deadline)
+      const bytes = keyToBytes(key)
+      // GET and PTTL in one write, answered in order: the TTL is the value's
+      // own unless another client's write lands between the two.
+      const replies = client.pipeline().getBuffer(bytes).pttl(bytes).exec()
+      let results: Awaited<typeof replies>
       try {
-        const value = await client.getBuffer(keyToBytes(key))
-        // ioredis hands back a view of the socket's chunk.
-        return value === null ? null : ownCopy(value)
+        results = await untilDeadline(replies, deadline)
       } catch (err) {
         throw toBackendError(err)
       }
+      return toLoaded(results)
     },
     state() {
       // QUIT is answered before the socket closes: closed from the caller's side at once.
@@ -108,9 +119,31 @@ function toState(status: string): SourceState {
   }
 }
 
+/** The two replies of the GET + PTTL pipeline as a Loaded, or the first error among them. */
+function toLoaded(results: [Error | null, unknown][] | null): Loaded | null {
+  if (results === null) throw new BackendError('pipeline answered nothing')
+  const [get, pttl] = results
+  if (get === undefined || pttl === undefined) {
+    throw new BackendError(`expected 2 replies, got ${results.length}`)
+  }
+  const [getError, value] = get
+  if (getError !== null) throw toBackendError(getError)
+  if (value === null) return null
+  if (!Buffer.isBuffer(value)) throw new BackendError(`GET answered ${typeof value}`)
+  const [pttlError, ttl] = pttl
+  if (pttlError !== null) throw toBackendError(pttlError)
+  if (typeof ttl !== 'number') throw new BackendError(`PTTL answered ${typeof ttl}`)
+  // ioredis hands back a view of the socket's chunk.
+  return { value: ownCopy(value), ttlMs: ttlFromPttl(ttl) }
+}
+
 /** ioredis reports everything as plain Errors; tell timeouts and outages apart by their wording. */
 export function toBackendError(err: unknown): BackendError {
   if (err instanceof BackendError) return err
+  // A server's error reply (WRONGTYPE, NOPERM): the connection is fine.
+  if (err instanceof Error && err.name === 'ReplyError') {
+    return new BackendReplyError(err.message, { cause: err })
+  }
   const message = err instanceof Error ? err.message : String(err)
   if (/timed out/i.test(message)) return new BackendTimeoutError(message, { cause: err })
   if (

@@ -31,4 +31,14 @@ export type Loaded = {
   readonly ttlMs: number | null
 }
 
+/**
+ * PTTL's answer as the time left: -1 is a key without expiry; -2 means the key
+ * is gone, which after a GET found it means it expired (or was deleted) in
+ * between, so the value has no time left at all.
+ */
+export function ttlFromPttl(pttl: number): number | null {
+  if (pttl === -1) return null
+  return Math.max(pttl, 0)
+}
+
 export type SourceState = 'connecting' | 'ready' | 'reconnecting' | 'closed'

@@ -1,5 +1,11 @@
-import { BackendError, BackendTimeoutError, BackendUnavailableError } from '../errors.js'
-import type { RedisSource } from './source.js'
+import {
+  BackendError,
+  BackendReplyError,
+  BackendTimeoutError,
+  BackendUnavailableError,
+} from '../errors.js'
+import { timeLeft } from './deadline.js'
+import { type Loaded, type RedisSource, ttlFromPttl } from './source.js'
 
 export type UpstashRestSourceOptions = {
   /** The database's REST URL, `https://…` (no trailing slash needed). */
@@ -16,12 +22,23 @@ export type UpstashRestSourceOptions = {
 // any byte string survives the trip through the path.
 const UNRESERVED = /^[A-Za-z0-9\-._~]*$/
 const HEX = '0123456789ABCDEF'
+// fatal: a key that is not UTF-8 must not be "repaired" into another key;
+// ignoreBOM: a key may start with the bytes of a byte-order mark.
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 
 /**
- * `GET {url}/get/{key}` over the Upstash REST protocol, for runtimes without
- * TCP. Values are asked for base64-encoded (`Upstash-Encoding: base64`), since
- * JSON strings cannot carry arbitrary bytes. Stateless: every read is one
- * fetch, so it can be shared by every request of an isolate.
+ * Reads over the Upstash REST protocol, for runtimes without TCP. A read is
+ * GET and PTTL in one `POST {url}/pipeline` (one round trip; the commands run
+ * in order, so the TTL is the value's own unless another client's write lands
+ * between them). Values are asked for base64-encoded (`Upstash-Encoding:
+ * base64`), since JSON strings cannot carry arbitrary bytes. Stateless: every
+ * read is one fetch, so it can be shared by every request of an isolate.
+ *
+ * The pipeline's commands are JSON strings, which Upstash takes as UTF-8: a
+ * key whose bytes are not UTF-8 cannot be written there. Such a key goes in
+ * the path instead, percent-encoded byte by byte, as `GET {url}/get/{key}`
+ * then `GET {url}/pttl/{key}`: two round trips, in that order for the same
+ * reason, within the same deadline.
  */
 export function createUpstashRestSource(options: UpstashRestSourceOptions): RedisSource {
   const base = options.url.replace(/\/+$/, '')
@@ -30,28 +47,55 @@ export function createUpstashRestSource(options: UpstashRestSourceOptions): Redi
   const headers = { Authorization: `Bearer ${options.token}`, 'Upstash-Encoding': 'base64' }
   let closed = false
 
+  /** One request's JSON reply, within the time left. */
+  const call = async (url: string, init: RequestInit, deadline: number): Promise<Reply> => {
+    // AbortSignal.timeout takes whole milliseconds.
+    const ms = Math.ceil(Math.min(timeoutMs, timeLeft(deadline)))
+    const signal = AbortSignal.timeout(ms)
+    let response: Response
+    try {
+      response = await doFetch(url, { ...init, signal })
+    } catch (err) {
+      throw fetchFailure(err, signal, ms)
+    }
+    let body: unknown
+    try {
+      // Not every fetch ties the body to the signal: the timeout covers it here.
+      body = await untilAborted(response.json(), signal)
+    } catch (err) {
+      if (signal.aborted) {
+        response.body?.cancel().catch(() => {})
+        throw fetchFailure(err, signal, ms)
+      }
+      throw statusFailure(response.status, `unreadable reply (HTTP ${response.status})`)
+    }
+    return { status: response.status, body }
+  }
+
   return {
-    async get(key) {
+    async get(key, deadline) {
       if (closed) throw new BackendUnavailableError('REST source is closed')
-      const signal = AbortSignal.timeout(timeoutMs)
-      let response: Response
-      try {
-        response = await doFetch(requestUrl(base, key), requestInit(key, headers, signal))
-      } catch (err) {
-        throw fetchFailure(err, signal, timeoutMs)
-      }
-      let body: unknown
-      try {
-        // Not every fetch ties the body to the signal: the timeout covers it here.
-        body = await untilAborted(response.json(), signal)
-      } catch (err) {
-        if (signal.aborted) {
-          response.body?.cancel().catch(() => {})
-          throw fetchFailure(err, signal, timeoutMs)
+      const text = utf8(key)
+      if (text !== undefined) {
+        const init = {
+          method: 'POST',
+          headers: { ...headers, 'Content-Type': 'application/json' },
+          body: JSON.stringify([
+            ['GET', text],
+            ['PTTL', text],
+          ]),
         }
-        throw statusFailure(response.status, `unreadable reply (HTTP ${response.status})`)
+        const reply = await call(`${base}/pipeline`, init, deadline)
+        const [get, pttl] = pipelineResults(reply)
+        return loaded(get, pttl)
       }
-      return decode(response.status, body)
+      const path = percentEncodeBytes(key)
+      const get = result(await call(`${base}/get/${path}`, { method: 'GET', headers }, deadline))
+      if (get === null) return null
+      return loaded(
+        get,
+        result(await call(`${base}/pttl/${path}`, { method: 'GET', headers }, deadline)),
+      )
     },
     state() {
       return closed ? 'closed' : 'ready'
@@ -62,19 +106,24 @@ export function createUpstashRestSource(options: UpstashRestSourceOptions): Redi
   }
 }
 
-/**
- * The key is the last path segment. `.` and `..` cannot be: URL parsers
- * resolve them (even as `%2E`) before the request leaves, so those two go as
- * the body of a POST, which Upstash appends as the command's last argument.
- */
-function requestUrl(base: string, key: string): string {
-  if (key === '.' || key === '..') return `${base}/get`
-  return `${base}/get/${percentEncodeBytes(key)}`
-}
+type Reply = { status: number; body: unknown }
 
-function requestInit(key: string, headers: Record<string, string>, signal: AbortSignal) {
-  if (key === '.' || key === '..') return { method: 'POST', headers, body: key, signal }
-  return { method: 'GET', headers, signal }
+/** A byte string (one char per byte) as the text whose UTF-8 it is, or undefined when it is not UTF-8. */
+export function utf8(key: string): string | undefined {
+  const bytes = new Uint8Array(key.length)
+  let ascii = true
+  for (let i = 0; i < key.length; i++) {
+    const code = key.charCodeAt(i)
+    bytes[i] = code
+    if (code > 0x7f) ascii = false
+  }
+  // Plain ASCII, the common case, is its own UTF-8.
+  if (ascii) return key
+  try {
+    return UTF8.decode(bytes)
+  } catch {
+    return undefined
+  }
 }
 
 /** A byte string (one char per byte) as a path segment: every byte outside the unreserved set as %XX. */
@@ -90,33 +139,73 @@ export function percentEncodeBytes(key: string): string {
   return out
 }
 
-/** `{ "result": base64 | null }` on success, `{ "error": message }` otherwise. */
-function decode(status: number, body: unknown): Uint8Array | null {
-  const reply = typeof body === 'object' && body !== null ? (body as Record<string, unknown>) : {}
-  if (typeof reply.error === 'string') throw statusFailure(status, reply.error)
-  if (status !== 200) throw statusFailure(status, `HTTP ${status}`)
-  if (!('result' in reply)) throw new BackendError('reply has neither result nor error')
-  const result = reply.result
-  if (result === null) return null
-  if (typeof result !== 'string') {
-    throw new BackendError(`expected a string or null, got ${JSON.stringify(result)}`)
+/**
+ * The pipeline answers 200 with one `{ result }` or `{ error }` per command;
+ * a request refused as a whole (bad token, malformed) is one `{ error }`.
+ */
+function pipelineResults(reply: Reply): [unknown, unknown] {
+  const { status, body } = reply
+  if (!Array.isArray(body)) {
+    const error = errorOf(body)
+    if (error !== undefined) throw statusFailure(status, error)
+    throw statusFailure(status, `expected an array of replies (HTTP ${status})`)
   }
-  return fromBase64(result)
+  if (status !== 200) throw statusFailure(status, `HTTP ${status}`)
+  if (body.length !== 2) throw new BackendError(`expected 2 replies, got ${body.length}`)
+  return [commandResult(body[0]), commandResult(body[1])]
+}
+
+/** One path-form command's reply: `{ "result": … }` with 200, `{ "error": message }` otherwise. */
+function result(reply: Reply): unknown {
+  const error = errorOf(reply.body)
+  if (error !== undefined) throw statusFailure(reply.status, error)
+  if (reply.status !== 200) throw statusFailure(reply.status, `HTTP ${reply.status}`)
+  return commandResult(reply.body)
+}
+
+function commandResult(entry: unknown): unknown {
+  const error = errorOf(entry)
+  // An error inside a 200 reply is Redis's own (WRONGTYPE and the like).
+  if (error !== undefined) throw new BackendReplyError(error)
+  if (typeof entry !== 'object' || entry === null || !('result' in entry)) {
+    throw new BackendError('reply has neither result nor error')
+  }
+  return entry.result
+}
+
+function errorOf(body: unknown): string | undefined {
+  if (typeof body !== 'object' || body === null || !('error' in body)) return undefined
+  return typeof body.error === 'string' ? body.error : JSON.stringify(body.error)
+}
+
+/** GET's result (base64 or null) and PTTL's (an integer) as a Loaded. */
+function loaded(get: unknown, pttl: unknown): Loaded | null {
+  if (get === null) return null
+  if (typeof get !== 'string') {
+    throw new BackendError(`expected a string or null, got ${JSON.stringify(get)}`)
+  }
+  if (typeof pttl !== 'number' || !Number.isInteger(pttl)) {
+    throw new BackendError(`expected PTTL to answer an integer, got ${JSON.stringify(pttl)}`)
+  }
+  return { value: fromBase64(get), ttlMs: ttlFromPttl(pttl) }
 }
 
 /**
  * 400 is Redis's own error (WRONGTYPE and the like) and 401 a wrong token:
- * retrying will not help, so BackendError. Throttling and server-side failures
- * say the service is not there for us now.
+ * retrying will not help. Throttling and server-side failures say the service
+ * is not there for us now.
  */
 function statusFailure(status: number, message: string): BackendError {
   if (status === 429 || status >= 500) return new BackendUnavailableError(message)
+  if (status === 400) return new BackendReplyError(message)
   return new BackendError(status === 401 ? `unauthorized: ${message}` : message)
 }
 
 function fetchFailure(err: unknown, signal: AbortSignal, timeoutMs: number): BackendError {
   if (signal.aborted) {
-    return new BackendTimeoutError(`REST GET timed out after ${timeoutMs} ms`, { cause: err })
+    return new BackendTimeoutError(`REST read timed out after ${Math.ceil(timeoutMs)} ms`, {
+      cause: err,
+    })
   }
   const message = err instanceof Error ? err.message : String(err)
   return new BackendUnavailableError(message, { cause: err })

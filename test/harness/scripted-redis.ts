@@ -26,7 +26,10 @@ export type ScriptedReply = { delayMs: number; value: string | null }
 export type ScriptedRedisOptions = {
   /** Answer CLIENT TRACKING as a server without it does (Redis before 6, some proxies). */
   refuseTracking?: boolean
-  /** The answer to PTTL of a key, at once. @default -1 (no expiry) */
+  /**
+   * PTTL's answer for a key, for what Redis cannot be made to do on cue (-2
+   * right after a GET found the key). @default -1, no expiry
+   */
   pttl?: (key: string) => number
 }
 

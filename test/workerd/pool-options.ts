@@ -4,6 +4,9 @@ import { unstable_readConfig } from 'wrangler'
 import { type RespValue, sendCommand } from '../harness/redis-server.js'
 import { createUpstashRest } from '../harness/upstash-rest.js'
 
+/** CACHE_GLOBAL_EXPIRY of the `PROXY_SHORT_EXPIRY` Worker. */
+export const SHORT_EXPIRY_MS = 1000
+
 type PoolOptions = Parameters<typeof cloudflareTest>[0]
 type Inject = Parameters<Extract<PoolOptions, (...args: never[]) => unknown>>[0]['inject']
 
@@ -50,10 +53,12 @@ export function workerdPoolOptions({ inject }: { inject: Inject }) {
         PROXY_REST: 'proxy-rest',
         PROXY_REST_BAD_TOKEN: 'proxy-rest-bad-token',
         PROXY_REST_SILENT: 'proxy-rest-silent',
+        PROXY_SHORT_EXPIRY: 'proxy-short-expiry',
         UPSTASH: async (request: Request) => {
-          const { op, key = '', value = '' } = (await request.json()) as Record<string, string>
-          if (op === 'set') rest.set(key, Buffer.from(value, 'latin1'))
-          else if (op === 'setList') rest.setList(key)
+          const { op, key = '', value = '', px } = (await request.json()) as Record<string, string>
+          if (op === 'set') {
+            rest.set(key, Buffer.from(value, 'latin1'), px === undefined ? undefined : Number(px))
+          } else if (op === 'setList') rest.setList(key)
           else if (op === 'flush') rest.flush()
           else if (op !== 'count') return new Response(`unknown op ${op}`, { status: 400 })
           return Response.json({ requests: rest.requests.length })
@@ -75,6 +80,10 @@ export function workerdPoolOptions({ inject }: { inject: Inject }) {
           REDIS_COMMAND_TIMEOUT: '200',
         }),
         proxy('proxy-bad-config', { CACHE_CAPACITY: '0' }),
+        proxy('proxy-short-expiry', {
+          REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+          CACHE_GLOBAL_EXPIRY: String(SHORT_EXPIRY_MS),
+        }),
         proxy('proxy-rest', restBindings, upstash),
         proxy(
           'proxy-rest-bad-token',

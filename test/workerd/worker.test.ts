@@ -11,6 +11,7 @@ type Bindings = {
   PROXY_CLOSED: Fetcher
   PROXY_SILENT: Fetcher
   PROXY_BAD_CONFIG: Fetcher
+  PROXY_SHORT_EXPIRY: Fetcher
   REDIS: Fetcher
 }
 const bindings = env as unknown as Bindings
@@ -40,6 +41,16 @@ async function backendGets(): Promise<number> {
 beforeEach(async () => {
   await redis('FLUSHALL')
 })
+
+/**
+ * Lets time pass in workerd. Its clock advances only across I/O: a timer is
+ * I/O, so the Worker's next request sees the time move on.
+ */
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+// The expiries below are 1 s, so the first reads land well inside them, and
+// this is well past them: a busy machine cannot make either side flaky.
+const PAST_EXPIRY_MS = 2500
 
 describe('the Worker in workerd against a real redis-server', () => {
   it('answers a miss from Redis, then the same key from the isolate cache without asking Redis', async () => {
@@ -102,6 +113,33 @@ describe('the Worker in workerd against a real redis-server', () => {
     expect((await get('/get/list')).status).toBe(200)
   })
 
+  it('reads a value from Redis again once CACHE_GLOBAL_EXPIRY has passed since it was cached', async () => {
+    const short = bindings.PROXY_SHORT_EXPIRY
+    await redis('SET', 'ages', 'first')
+    expect(await text(await get('/get/ages', short))).toBe('first')
+    // Changed behind the cache's back: while the entry lives, the cached value answers.
+    await redis('SET', 'ages', 'second')
+    const hit = await get('/get/ages', short)
+    expect(hit.headers.get('x-cache')).toBe('HIT')
+    expect(await text(hit)).toBe('first')
+
+    await sleep(PAST_EXPIRY_MS)
+    const later = await get('/get/ages', short)
+    expect(later.headers.get('x-cache')).toBe('MISS')
+    expect(await text(later)).toBe('second')
+  })
+
+  it('never serves a value after its key expired in Redis (PX shorter than the cache expiry)', async () => {
+    await redis('SET', 'brief', 'soon gone', 'PX', '1000')
+    expect(await text(await get('/get/brief'))).toBe('soon gone')
+    expect((await get('/get/brief')).headers.get('x-cache')).toBe('HIT')
+
+    await sleep(PAST_EXPIRY_MS)
+    const gone = await get('/get/brief')
+    expect(gone.status).toBe(404)
+    expect(await gone.text()).toBe('brief not found!')
+  })
+
   it('reports the Workers runtime and the TCP source on GET /', async () => {
     const res = await get('/')
     expect(res.status).toBe(200)
@@ -136,10 +174,10 @@ describe('the Worker in workerd over the Upstash REST protocol', () => {
     PROXY_REST_SILENT: Fetcher
     UPSTASH: Fetcher
   }
-  const upstash = async (op: string, key = '', value = '') => {
+  const upstash = async (op: string, key = '', value = '', px?: number) => {
     const res = await rest.UPSTASH.fetch('http://upstash/', {
       method: 'POST',
-      body: JSON.stringify({ op, key, value }),
+      body: JSON.stringify({ op, key, value, px }),
     })
     return ((await res.json()) as { requests: number }).requests
   }
@@ -166,6 +204,15 @@ describe('the Worker in workerd over the Upstash REST protocol', () => {
     const res = await get('/get/%FF%00%2F', rest.PROXY_REST)
     expect(res.status).toBe(200)
     expect(new Uint8Array(await res.arrayBuffer())).toEqual(every)
+  })
+
+  it('never serves a value after its key expired (PTTL read in the same pipeline)', async () => {
+    await upstash('set', 'brief', 'soon gone', 1000)
+    expect(await text(await get('/get/brief', rest.PROXY_REST))).toBe('soon gone')
+    expect((await get('/get/brief', rest.PROXY_REST)).headers.get('x-cache')).toBe('HIT')
+
+    await sleep(PAST_EXPIRY_MS)
+    expect((await get('/get/brief', rest.PROXY_REST)).status).toBe(404)
   })
 
   it('answers 404 for a missing key and 502 for a Redis error', async () => {
