@@ -49,7 +49,17 @@ async function main(args: string[]): Promise<void> {
   const serviceFor = (redisUrl: string): ReadThrough => {
     let service = services.get(redisUrl)
     if (service === undefined) {
-      service = createService(config, nativeBackend(config, redisUrl, log))
+      service = createService(
+        config,
+        nativeBackend(config, redisUrl, log, {
+          // A database the server does not have fails on every retry: stop
+          // start-up with one line, as for a bad variable.
+          onRefused: (reason) => {
+            process.stderr.write(`redis-proxy: Invalid REDIS_URL: ${reason}\n`)
+            process.exit(1)
+          },
+        }),
+      )
       services.set(redisUrl, service)
       const suffix = services.size === 1 ? '' : `-${services.size}`
       readiness.push(

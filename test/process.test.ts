@@ -137,4 +137,20 @@ describe('the proxy process', () => {
       'redis-proxy: Invalid CACHE_CAPACITY="0": expected an integer from 1 to 16777216',
     )
   })
+
+  it('refuses to start on a database the server does not have, in one line', async () => {
+    // redis-server has 16 databases by default: /16 is well-formed, and out of range there.
+    const port = await freePort()
+    const proxy = spawnProxy(['http'], {
+      REDIS_URL: `${redis.url}/16`,
+      PROXY_HOST_HTTP: '127.0.0.1',
+      PROXY_PORT_HTTP: String(port),
+    })
+    const { code } = await proxy.exited()
+    expect(code).toBe(1)
+    const lines = proxy.logs().trim().split('\n')
+    expect(lines.at(-1)).toBe(
+      'redis-proxy: Invalid REDIS_URL: database 16: ERR DB index is out of range',
+    )
+  })
 })

@@ -9,7 +9,12 @@ import { RespTracking } from './resp-tracking.js'
  * The Node backend: one pipelined RESP3 connection (the native client); with
  * CACHE_INVALIDATION=on, client tracking rides on it in-band.
  */
-export function nativeBackend(config: Config, redisUrl: string, log: Logger): Backend {
+export function nativeBackend(
+  config: Config,
+  redisUrl: string,
+  log: Logger,
+  hooks: { onRefused?: (reason: string) => void } = {},
+): Backend {
   const redis = maskUrl(redisUrl)
   // A down backend reports the same error on every retry: log changes, not repeats.
   let lastError = ''
@@ -29,6 +34,7 @@ export function nativeBackend(config: Config, redisUrl: string, log: Logger): Ba
       log.info('backing redis ready', { redis, resp3 })
     },
     ...tracking?.sourceHooks(),
+    ...(hooks.onRefused !== undefined && { onRefused: hooks.onRefused }),
   })
   return tracking === undefined ? { source } : { source, invalidation: tracking }
 }

@@ -45,6 +45,13 @@ export type RespSourceOptions = {
   onPush?: (push: Push) => void
   /** Called when a ready connection is lost, before anything is retried. */
   onLost?: () => void
+  /**
+   * The server refused the database of the URL before the source was ever
+   * ready (`SELECT` out of range: the server has fewer databases): no retry
+   * can change it, so the source closes and says why. Once it has been ready,
+   * a refusal is retried like any failed connection.
+   */
+  onRefused?: (reason: string) => void
 }
 
 /** Keys longer than this are written as bytes of their own, not batched as text. */
@@ -113,6 +120,7 @@ export class RespSource implements RedisSource {
   #batch = ''
   #flushScheduled = false
   #attempt = 0
+  #everReady = false
   #retry: NodeJS.Timeout | undefined
   readonly #sweep: NodeJS.Timeout
 
@@ -127,7 +135,13 @@ export class RespSource implements RedisSource {
       )
     }
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 2000
-    this.#sweep = setInterval(() => this.#checkDeadlines(), Math.min(100, this.#timeoutMs / 2))
+    // Judged after the poll phase that follows the timer (setImmediate): bytes
+    // that arrived while the process was busy are read before any read is
+    // called overdue or the connection silent.
+    this.#sweep = setInterval(
+      () => setImmediate(() => this.#checkDeadlines()),
+      Math.min(100, this.#timeoutMs / 2),
+    )
     this.#sweep.unref()
     this.#connect()
   }
@@ -200,6 +214,7 @@ export class RespSource implements RedisSource {
           this.#attempt = 0
           this.#state = 'ready'
           this.#ready = true
+          this.#everReady = true
           this.#options.onReady?.({ resp3: this.#resp3 })
         },
         (err: Error) => socket.destroy(err),
@@ -236,7 +251,14 @@ export class RespSource implements RedisSource {
     const db = url.pathname.replace(/^\//, '')
     if (db !== '' && db !== '0') {
       const selected = await this.#call(socket, ['SELECT', db])
-      if (selected instanceof ReplyError) throw selected
+      if (selected instanceof ReplyError) {
+        if (!this.#everReady && this.#options.onRefused !== undefined) {
+          const reason = `database ${db}: ${selected.message}`
+          void this.close()
+          this.#options.onRefused(reason)
+        }
+        throw selected
+      }
     }
     const commands = this.#options.setup?.(this.#resp3) ?? []
     const replies = await Promise.all(commands.map((args) => this.#call(socket, args)))
@@ -373,8 +395,11 @@ export class RespSource implements RedisSource {
       return
     }
     // The head's reply may be the one arriving: while its bytes keep coming
-    // (a large value) it is not timed out; if they stop, it is.
-    const receiving = this.#decoder.partial() && now - this.#heardAt < this.#timeoutMs
+    // (a large value) it is not timed out; if they stop, it is. A GET's value
+    // already in, with its PTTL still to come, counts as arriving too.
+    const head = waiters.peek() as Waiter
+    const started = this.#decoder.partial() || (head.get && head.value !== undefined)
+    const receiving = started && now - this.#heardAt < this.#timeoutMs
     for (let i = receiving ? 1 : 0; i < waiters.length; i++) {
       const waiter = waiters.at(i) as Waiter
       if (waiter.settled || now < waiter.deadline) continue
