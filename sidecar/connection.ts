@@ -172,28 +172,22 @@ export class Connection {
     )
   }
 
-  // An arrow property: one function per connection, not one per command.
-  readonly #onCommand = (args: Buffer[]): void => {
-    if (this.#ending) return
-    this.#server.totals.commands++
-    let reply: Reply | Promise<Reply> | undefined
-    try {
-      reply = dispatch(this.#ctx, args)
-    } catch (err) {
-      this.#log.error('resp command failed', { error: String(err) })
-      reply = error('ERR internal error')
-    }
-    if (reply !== undefined) this.#queue(reply)
-  }
+  // Arrow properties: one function per connection, not one per command.
+  readonly #onCommand = (args: Buffer[]): void => this.#execute(args, '')
+  // GET as the decoder's fast path hands it over: no argument buffers at all.
+  readonly #onGet = (key: string): void => this.#execute(null, key)
 
-  // GET as the decoder's fast path hands it over (no argument buffers at
-  // all), answered by the same readKey as the table's GET.
-  readonly #onGet = (key: string): void => {
+  /**
+   * Every command's one way in: a decoded command (`args`), or a canonical
+   * GET of `key` that the decoder recognised (`args` null), answered by the
+   * same readKey as the table's GET. A rule for every command goes here.
+   */
+  #execute(args: Buffer[] | null, key: string): void {
     if (this.#ending) return
     this.#server.totals.commands++
     let reply: Reply | Promise<Reply> | undefined
     try {
-      reply = readKey(this.#ctx, key)
+      reply = args === null ? readKey(this.#ctx, key) : dispatch(this.#ctx, args)
     } catch (err) {
       this.#log.error('resp command failed', { error: String(err) })
       reply = error('ERR internal error')
