@@ -5,14 +5,31 @@ import { MAX_CAPACITY } from './cache/lru-cache.js'
 
 /** Validated, frozen configuration. Built once at start-up; nothing reads process.env after. */
 export type Config = Readonly<{
-  http: Readonly<{ host: string; port: number; redisUrl: string }>
+  http: Readonly<{
+    host: string
+    port: number
+    redisUrl: string
+    /** A request's headers must have arrived this long after it began (or the connection opened); 0 never. */
+    headersTimeoutMs: number
+    /** The whole request must have arrived this long after it began; 0 never. */
+    requestTimeoutMs: number
+    /** An idle keep-alive connection is closed after this long; 0 never. */
+    keepAliveTimeoutMs: number
+  }>
   /**
    * A Redis reached over the Upstash REST protocol instead of TCP, for edge
    * runtimes without sockets. When set, the Worker reads through it and
    * ignores `http.redisUrl`; the Node servers always use TCP.
    */
   rest: RestConfig | undefined
-  tcp: Readonly<{ host: string; port: number; redisUrl: string; idleTimeoutMs: number }>
+  tcp: Readonly<{
+    host: string
+    port: number
+    redisUrl: string
+    idleTimeoutMs: number
+    /** A connection that has not completed its first command by then is closed; 0 never. */
+    handshakeTimeoutMs: number
+  }>
   cache: Readonly<{ capacity: number; ttlMs: number; invalidation: InvalidationSetting }>
   maxClients: number
   maxParallel: number
@@ -58,6 +75,12 @@ function integer(min: number, max = Number.MAX_SAFE_INTEGER) {
 }
 
 const port = integer(1, 65535)
+/**
+ * Milliseconds for a Node timer: above 2^31 - 1 Node warns and fires after
+ * 1 ms instead, which would turn a long timeout into an immediate one.
+ */
+export const MAX_TIMER_MS = 2_147_483_647
+const timeout = integer(0, MAX_TIMER_MS)
 const redisUrl = makeValidator<string>((raw: string) => {
   let parsed: URL
   try {
@@ -124,6 +147,10 @@ const specs = {
   REDIS_COMMAND_TIMEOUT: integer(1)({ default: 1000 }),
   REDIS_CONNECT_TIMEOUT: integer(1)({ default: 2000 }),
   IDLE_TIMEOUT: integer(0)({ default: 0 }),
+  HTTP_HEADERS_TIMEOUT: timeout({ default: 10_000 }),
+  HTTP_REQUEST_TIMEOUT: timeout({ default: 30_000 }),
+  HTTP_KEEPALIVE_TIMEOUT: timeout({ default: 5000 }),
+  RESP_HANDSHAKE_TIMEOUT: timeout({ default: 10_000 }),
   SHUTDOWN_TIMEOUT: integer(0)({ default: 10_000 }),
   LOG_LEVEL: str({ default: 'info', choices: LOG_LEVELS }),
   METRICS_HOST: host({ default: '0.0.0.0' }),
@@ -171,14 +198,30 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     clean.BACKING_REDIS_HOST_TCP,
     clean.BACKING_REDIS_PORT_TCP,
   )
+  const headersTimeoutMs = clean.HTTP_HEADERS_TIMEOUT
+  const requestTimeoutMs = clean.HTTP_REQUEST_TIMEOUT
+  // node:http throws on this pair when the server is created; say so at start-up instead.
+  if (headersTimeoutMs > 0 && requestTimeoutMs > 0 && headersTimeoutMs > requestTimeoutMs) {
+    throw new ConfigError(
+      `Invalid HTTP_HEADERS_TIMEOUT="${env.HTTP_HEADERS_TIMEOUT ?? headersTimeoutMs}": expected at most HTTP_REQUEST_TIMEOUT (${requestTimeoutMs}) unless one of them is 0`,
+    )
+  }
   return deepFreeze({
-    http: { host: clean.PROXY_HOST_HTTP, port: clean.PROXY_PORT_HTTP, redisUrl: http },
+    http: {
+      host: clean.PROXY_HOST_HTTP,
+      port: clean.PROXY_PORT_HTTP,
+      redisUrl: http,
+      headersTimeoutMs,
+      requestTimeoutMs,
+      keepAliveTimeoutMs: clean.HTTP_KEEPALIVE_TIMEOUT,
+    },
     rest,
     tcp: {
       host: clean.PROXY_HOST_TCP,
       port: clean.PROXY_PORT_TCP,
       redisUrl: tcp,
       idleTimeoutMs: clean.IDLE_TIMEOUT,
+      handshakeTimeoutMs: clean.RESP_HANDSHAKE_TIMEOUT,
     },
     cache: {
       capacity: clean.CACHE_CAPACITY,

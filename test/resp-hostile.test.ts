@@ -199,6 +199,36 @@ describe('client limits', () => {
   })
 })
 
+describe('the handshake bound (RESP_HANDSHAKE_TIMEOUT)', () => {
+  it('closes a client that trickles a partial first command, and keeps one that completed a command', async () => {
+    const bounded = await startRespProxy(redis.url, { RESP_HANDSHAKE_TIMEOUT: '300' })
+    try {
+      const established = await rawConnect(bounded.port)
+      established.send(command('PING'))
+      expect(await established.replies(1)).toEqual(['PONG'])
+      const trickler = await rawConnect(bounded.port)
+      const opened = Date.now()
+      // A byte every 50 ms: activity, but never a whole command.
+      const partial = command('GET', 'k')
+      let sent = 0
+      const drip = setInterval(() => {
+        if (sent < partial.length - 1) trickler.send(partial.subarray(sent, ++sent))
+      }, 50)
+      await trickler.closed()
+      clearInterval(drip)
+      expect(Date.now() - opened).toBeGreaterThanOrEqual(250)
+      // Longer than the bound since the established client connected.
+      await sleep(300)
+      expect(established.socket.destroyed).toBe(false)
+      established.send(command('GET', 'k'))
+      expect(await established.replies(1)).toEqual([Buffer.from('v')])
+      established.close()
+    } finally {
+      await bounded.close()
+    }
+  })
+})
+
 describe('fair use of the shared backend queue', () => {
   it('keeps an MGET of thousands of missing keys from refusing other clients', async () => {
     const small = await startRespProxy(redis.url, { MAX_PARALLEL: '4', MAX_QUEUE: '100' })
