@@ -3,9 +3,10 @@ import { listenOnLoopback } from './ports.js'
 
 /**
  * A scriptable RESP server for what a real redis-server cannot be made to do:
- * answer each GET after a delay of the test's choosing, independently, so
- * replies can overlap and come back out of order, while it records how many
- * GETs were outstanding at once. Handshake commands get the replies ioredis
+ * answer each GET after a delay of the test's choosing, the delays running
+ * independently, while it records how many GETs were outstanding at once.
+ * On one connection replies still leave in request order, as RESP requires
+ * (a fast GET waits behind a slow one); across connections they do not. Handshake commands get the replies ioredis
  * and other clients accept; SUBSCRIBE is acknowledged (nothing is ever
  * published). Requests must be multibulk (what clients send).
  */
@@ -16,6 +17,10 @@ export type ScriptedRedis = {
   peakOutstanding(): number
   /** GETs received so far, by key. */
   gets(): string[]
+  /** Keys of the GET replies written so far, in the order they were written. */
+  answered(): string[]
+  /** Resolves once a GET of `key` has been received (at once if it already was). */
+  received(key: string): Promise<void>
   /** CLIENT TRACKING commands received so far. */
   trackingRequests(): number
   close(): Promise<void>
@@ -35,6 +40,8 @@ export async function startScriptedRedis(
   let outstanding = 0
   let peak = 0
   const received: string[] = []
+  const answered: string[] = []
+  const waiting: { key: string; resolve: () => void }[] = []
   let trackingRequests = 0
   const sockets = new Set<Socket>()
 
@@ -58,9 +65,13 @@ export async function startScriptedRedis(
         }
         const reply = respond(parsed.args)
         const before = previous
+        const isGet = (parsed.args[0] ?? '').toUpperCase() === 'GET'
+        const key = parsed.args[1] ?? ''
         previous = reply.then(async (bytes) => {
           await before
-          if (!socket.destroyed) socket.write(bytes)
+          if (socket.destroyed) return
+          if (isGet) answered.push(key)
+          socket.write(bytes)
         })
       }
     })
@@ -91,6 +102,7 @@ export async function startScriptedRedis(
     }
     const key = args[1] ?? ''
     received.push(key)
+    for (const waiter of waiting.filter((w) => w.key === key)) waiter.resolve()
     outstanding++
     peak = Math.max(peak, outstanding)
     const { delayMs, value } = answer(key)
@@ -105,6 +117,11 @@ export async function startScriptedRedis(
     url: `redis://127.0.0.1:${port}`,
     peakOutstanding: () => peak,
     gets: () => [...received],
+    answered: () => [...answered],
+    received: (key) =>
+      received.includes(key)
+        ? Promise.resolve()
+        : new Promise((resolve) => waiting.push({ key, resolve })),
     trackingRequests: () => trackingRequests,
     close: () =>
       new Promise((resolve) => {
