@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest'
-import { startHttpProxy, type TestHttpProxy } from './harness/proxy.js'
+import { startHttpProxy, startRespProxy, type TestHttpProxy } from './harness/proxy.js'
+import { command, rawConnect } from './harness/resp-client.js'
 import { type ScriptedRedis, startScriptedRedis } from './harness/scripted-redis.js'
 
 let backend: ScriptedRedis | undefined
@@ -36,5 +37,31 @@ describe('MAX_PARALLEL against a slow backend', () => {
     expect(rejected).toHaveLength(5)
     for (const res of rejected) expect(res.headers.get('retry-after')).toBe('1')
     expect(backend.peakOutstanding()).toBe(2)
+  })
+})
+
+describe('MAX_QUEUE over RESP', () => {
+  it('answers -ERR proxy overloaded, retry later once the wait queue is full, in order, and serves the rest', async () => {
+    backend = await startScriptedRedis((key) => ({ delayMs: 200, value: `v:${key}` }))
+    const resp = await startRespProxy(backend.url, { MAX_PARALLEL: '1', MAX_QUEUE: '1' })
+    try {
+      const conn = await rawConnect(resp.port)
+      // k0 runs, k1 waits for the one slot, k2 and k3 find the queue full.
+      conn.send(Buffer.concat(['k0', 'k1', 'k2', 'k3'].map((key) => command('GET', key))))
+      const overloaded = new Error('ERR proxy overloaded, retry later')
+      expect(await conn.replies(4)).toEqual([
+        Buffer.from('v:k0'),
+        Buffer.from('v:k1'),
+        overloaded,
+        overloaded,
+      ])
+      expect(backend.gets()).toEqual(['k0', 'k1'])
+      // Refused, not cached, and the connection still serves.
+      conn.send(command('GET', 'k2'))
+      expect(await conn.replies(1)).toEqual([Buffer.from('v:k2')])
+      conn.close()
+    } finally {
+      await resp.close()
+    }
   })
 })

@@ -1,5 +1,6 @@
 import { connect } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { DEFAULT_CONNECTION_LIMITS } from '../sidecar/connection.js'
 import { startRespProxy, type TestRespProxy } from './harness/proxy.js'
 import { sleep, startRedis, type TestRedis } from './harness/redis-server.js'
 import { command, rawConnect } from './harness/resp-client.js'
@@ -152,6 +153,47 @@ describe('hostile input', () => {
     expect(received).toBe(expected)
     greedy.destroy()
   })
+})
+
+describe('the request size bound (client-query-buffer-limit)', () => {
+  it('is 1 GiB unless set otherwise', () => {
+    expect(DEFAULT_CONNECTION_LIMITS.maxRequestBytes).toBe(1024 * 1024 * 1024)
+  })
+
+  const cases: [string, Buffer][] = [
+    // 100 KiB of a declared 1 MB bulk: over a 64 KiB bound before it ends.
+    [
+      'one large argument',
+      Buffer.concat([
+        Buffer.from('*2\r\n$3\r\nGET\r\n$1000000\r\n'),
+        Buffer.alloc(100 * 1024, 0x61),
+      ]),
+    ],
+    // 1000 one-byte arguments are 7 KB on the wire, but each is charged 128
+    // bytes more than its length: 129 KB held, over the bound.
+    ['many small arguments', Buffer.from(`*2000\r\n$4\r\nMGET\r\n${'$1\r\nx\r\n'.repeat(1000)}`)],
+  ]
+  for (const [name, bytes] of cases) {
+    it(`answers a request that holds more than the bound with -ERR too big request (${name}), closes it, and serves others`, async () => {
+      const bounded = await startRespProxy(redis.url, {}, { maxRequestBytes: 64 * 1024 })
+      try {
+        const conn = await rawConnect(bounded.port)
+        conn.send(command('PING'))
+        conn.send(bytes)
+        expect(await conn.replies(2)).toEqual([
+          'PONG',
+          new Error('ERR Protocol error: too big request'),
+        ])
+        await conn.closed()
+        const other = await rawConnect(bounded.port)
+        other.send(command('GET', 'k'))
+        expect(await other.replies(1)).toEqual([Buffer.from('v')])
+        other.close()
+      } finally {
+        await bounded.close()
+      }
+    })
+  }
 })
 
 describe('client limits', () => {
