@@ -21,6 +21,14 @@ export type ScriptedRedis = {
   answered(): string[]
   /** Resolves once a GET of `key` has been received (at once if it already was). */
   received(key: string): Promise<void>
+  /** Resolves once `count` GETs have been received in all. */
+  whenGets(count: number): Promise<void>
+  /**
+   * Until the returned function is called, no GET is answered (each still
+   * waits its delay as well): a test can have every request arrive before
+   * the first answer, however slowly they come.
+   */
+  hold(): () => void
   /** CLIENT TRACKING commands received so far. */
   trackingRequests(): number
   close(): Promise<void>
@@ -42,7 +50,9 @@ export async function startScriptedRedis(
   const received: string[] = []
   const answered: string[] = []
   const waiting: { key: string; resolve: () => void }[] = []
+  const counting: { count: number; resolve: () => void }[] = []
   let trackingRequests = 0
+  let held: Promise<void> | undefined
   const sockets = new Set<Socket>()
 
   const server: Server = createServer((socket) => {
@@ -103,10 +113,12 @@ export async function startScriptedRedis(
     const key = args[1] ?? ''
     received.push(key)
     for (const waiter of waiting.filter((w) => w.key === key)) waiter.resolve()
+    for (const waiter of counting.filter((w) => w.count <= received.length)) waiter.resolve()
     outstanding++
     peak = Math.max(peak, outstanding)
     const { delayMs, value } = answer(key)
     await new Promise((resolve) => setTimeout(resolve, delayMs))
+    await held
     outstanding--
     return value === null ? Buffer.from('$-1\r\n') : bulk(value)
   }
@@ -123,6 +135,20 @@ export async function startScriptedRedis(
         ? Promise.resolve()
         : new Promise((resolve) => waiting.push({ key, resolve })),
     trackingRequests: () => trackingRequests,
+    whenGets: (count) =>
+      received.length >= count
+        ? Promise.resolve()
+        : new Promise((resolve) => counting.push({ count, resolve })),
+    hold() {
+      let release!: () => void
+      held = new Promise((resolve) => {
+        release = resolve
+      })
+      return () => {
+        held = undefined
+        release()
+      }
+    },
     close: () =>
       new Promise((resolve) => {
         for (const socket of sockets) socket.destroy()
