@@ -19,6 +19,16 @@ export type HttpServerOptions = {
   maxClients: number
   /** How long shutdown waits for requests in flight before cutting them off. */
   shutdownTimeoutMs: number
+  /**
+   * Milliseconds from a connection opening, or a request beginning, until its
+   * headers must have arrived; then a 408 and the close. 0 never. This is what
+   * frees the client slot of a connection that never sends a byte.
+   */
+  headersTimeoutMs: number
+  /** Milliseconds until a whole request must have arrived; 0 never. */
+  requestTimeoutMs: number
+  /** Milliseconds an idle keep-alive connection is kept open; 0 never. */
+  keepAliveTimeoutMs: number
   log: Logger
   /** Where this server's figures go, labelled `interface="http"`; also served on `/metrics`. */
   metrics?: MetricsRegistry
@@ -69,9 +79,18 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   const fetch = record === undefined ? app.fetch : timed(app.fetch, record)
   const viaApp = getRequestListener(fetch)
   const readKey = createKeyReader({ service, draining: () => draining })
-  const http = createHttpServer({ maxHeaderSize: MAX_HEADER_BYTES }, (req, res) => {
-    if (!serveKey(readKey, req, res, record)) void viaApp(req, res)
-  })
+  const http = createHttpServer(
+    {
+      maxHeaderSize: MAX_HEADER_BYTES,
+      headersTimeout: options.headersTimeoutMs,
+      requestTimeout: options.requestTimeoutMs,
+      keepAliveTimeout: options.keepAliveTimeoutMs,
+      connectionsCheckingInterval: checkingInterval(options),
+    },
+    (req, res) => {
+      if (!serveKey(readKey, req, res, record)) void viaApp(req, res)
+    },
+  )
   const front = createServer({ noDelay: true }, (socket) => {
     if (draining) {
       socket.destroy()
@@ -124,6 +143,19 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
       untrack?.()
     },
   }
+}
+
+/**
+ * node:http enforces the headers and request timeouts only when it sweeps its
+ * connections, every `connectionsCheckingInterval` (30 s by default), so a
+ * 10 s bound would really be up to 40 s. A quarter of the shorter bound keeps
+ * the overshoot within a quarter; a sweep walks every connection, so not more
+ * often than every 10 ms, and not less often than every second.
+ */
+function checkingInterval(options: HttpServerOptions): number {
+  const bounds = [options.headersTimeoutMs, options.requestTimeoutMs].filter((ms) => ms > 0)
+  if (bounds.length === 0) return 30_000
+  return Math.min(1000, Math.max(10, Math.ceil(Math.min(...bounds) / 4)))
 }
 
 type Fetch = (request: Request, env?: unknown) => Response | Promise<Response>

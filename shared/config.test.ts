@@ -5,8 +5,21 @@ describe('loadConfig', () => {
   it('has production defaults for every variable', () => {
     const config = loadConfig({})
     expect(config).toEqual({
-      http: { host: '0.0.0.0', port: 5000, redisUrl: 'redis://127.0.0.1:6379' },
-      tcp: { host: '0.0.0.0', port: 4000, redisUrl: 'redis://127.0.0.1:6379', idleTimeoutMs: 0 },
+      http: {
+        host: '0.0.0.0',
+        port: 5000,
+        redisUrl: 'redis://127.0.0.1:6379',
+        headersTimeoutMs: 10_000,
+        requestTimeoutMs: 30_000,
+        keepAliveTimeoutMs: 5000,
+      },
+      tcp: {
+        host: '0.0.0.0',
+        port: 4000,
+        redisUrl: 'redis://127.0.0.1:6379',
+        idleTimeoutMs: 0,
+        handshakeTimeoutMs: 10_000,
+      },
       cache: { capacity: 100_000, ttlMs: 60_000, invalidation: 'on' },
       maxClients: 10_000,
       maxParallel: 256,
@@ -54,6 +67,10 @@ describe('loadConfig', () => {
     ['REDIS_LIVENESS_TIMEOUT', '0'],
     ['REDIS_LIVENESS_TIMEOUT', '2147483648'],
     ['REDIS_LIVENESS_TIMEOUT', '999'],
+    ['HTTP_HEADERS_TIMEOUT', '2147483648'],
+    ['HTTP_REQUEST_TIMEOUT', '-1'],
+    ['HTTP_KEEPALIVE_TIMEOUT', '5s'],
+    ['RESP_HANDSHAKE_TIMEOUT', '99999999999'],
   ])('stops on %s=%j with one line naming the variable and the value', (name, value) => {
     let error: unknown
     try {
@@ -151,6 +168,30 @@ describe('loadConfig', () => {
     ).toThrow(
       'Invalid REDIS_LIVENESS_TIMEOUT="2000": expected at least REDIS_COMMAND_TIMEOUT (3000)',
     )
+  })
+
+  it('takes connection timeouts up to the largest a Node timer holds, 0 for never', () => {
+    const config = loadConfig({
+      HTTP_HEADERS_TIMEOUT: '0',
+      HTTP_REQUEST_TIMEOUT: '2147483647',
+      HTTP_KEEPALIVE_TIMEOUT: '0',
+      RESP_HANDSHAKE_TIMEOUT: '500',
+    })
+    expect(config.http).toMatchObject({
+      headersTimeoutMs: 0,
+      requestTimeoutMs: 2_147_483_647,
+      keepAliveTimeoutMs: 0,
+    })
+    expect(config.tcp.handshakeTimeoutMs).toBe(500)
+  })
+
+  it('refuses a headers timeout longer than the request timeout, as node:http would', () => {
+    expect(() =>
+      loadConfig({ HTTP_HEADERS_TIMEOUT: '20000', HTTP_REQUEST_TIMEOUT: '10000' }),
+    ).toThrow('Invalid HTTP_HEADERS_TIMEOUT="20000": expected at most HTTP_REQUEST_TIMEOUT (10000)')
+    expect(
+      loadConfig({ HTTP_HEADERS_TIMEOUT: '20000', HTTP_REQUEST_TIMEOUT: '0' }).http,
+    ).toMatchObject({ headersTimeoutMs: 20_000, requestTimeoutMs: 0 })
   })
 
   it('turns invalidation off only when asked', () => {

@@ -3,14 +3,31 @@ import { MAX_CAPACITY } from './cache/lru-cache.js'
 
 /** Validated, frozen configuration. Built once at start-up; nothing reads process.env after. */
 export type Config = Readonly<{
-  http: Readonly<{ host: string; port: number; redisUrl: string }>
+  http: Readonly<{
+    host: string
+    port: number
+    redisUrl: string
+    /** A request's headers must have arrived this long after it began (or the connection opened); 0 never. */
+    headersTimeoutMs: number
+    /** The whole request must have arrived this long after it began; 0 never. */
+    requestTimeoutMs: number
+    /** An idle keep-alive connection is closed after this long; 0 never. */
+    keepAliveTimeoutMs: number
+  }>
   /**
    * A Redis reached over the Upstash REST protocol instead of TCP, for edge
    * runtimes without sockets. When set, the Worker reads through it and
    * ignores `http.redisUrl`; the Node servers always use TCP.
    */
   rest: RestConfig | undefined
-  tcp: Readonly<{ host: string; port: number; redisUrl: string; idleTimeoutMs: number }>
+  tcp: Readonly<{
+    host: string
+    port: number
+    redisUrl: string
+    idleTimeoutMs: number
+    /** A connection that has not completed its first command by then is closed; 0 never. */
+    handshakeTimeoutMs: number
+  }>
   cache: Readonly<{ capacity: number; ttlMs: number; invalidation: InvalidationSetting }>
   maxClients: number
   maxParallel: number
@@ -142,6 +159,10 @@ const specs = {
   // command timeout alone stays valid.
   REDIS_LIVENESS_TIMEOUT: milliseconds(1)({ default: undefined }),
   IDLE_TIMEOUT: milliseconds(0)({ default: 0 }),
+  HTTP_HEADERS_TIMEOUT: milliseconds(0)({ default: 10_000 }),
+  HTTP_REQUEST_TIMEOUT: milliseconds(0)({ default: 30_000 }),
+  HTTP_KEEPALIVE_TIMEOUT: milliseconds(0)({ default: 5000 }),
+  RESP_HANDSHAKE_TIMEOUT: milliseconds(0)({ default: 10_000 }),
   SHUTDOWN_TIMEOUT: milliseconds(0)({ default: 10_000 }),
   LOG_LEVEL: str({ default: 'info', choices: LOG_LEVELS }),
   METRICS_HOST: host({ default: '0.0.0.0' }),
@@ -181,14 +202,30 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     clean.BACKING_REDIS_HOST_TCP,
     clean.BACKING_REDIS_PORT_TCP,
   )
+  const headersTimeoutMs = clean.HTTP_HEADERS_TIMEOUT
+  const requestTimeoutMs = clean.HTTP_REQUEST_TIMEOUT
+  // node:http throws on this pair when the server is created; say so at start-up instead.
+  if (headersTimeoutMs > 0 && requestTimeoutMs > 0 && headersTimeoutMs > requestTimeoutMs) {
+    throw new ConfigError(
+      `Invalid HTTP_HEADERS_TIMEOUT="${env.HTTP_HEADERS_TIMEOUT ?? headersTimeoutMs}": expected at most HTTP_REQUEST_TIMEOUT (${requestTimeoutMs}) unless one of them is 0`,
+    )
+  }
   return deepFreeze({
-    http: { host: clean.PROXY_HOST_HTTP, port: clean.PROXY_PORT_HTTP, redisUrl: http },
+    http: {
+      host: clean.PROXY_HOST_HTTP,
+      port: clean.PROXY_PORT_HTTP,
+      redisUrl: http,
+      headersTimeoutMs,
+      requestTimeoutMs,
+      keepAliveTimeoutMs: clean.HTTP_KEEPALIVE_TIMEOUT,
+    },
     rest,
     tcp: {
       host: clean.PROXY_HOST_TCP,
       port: clean.PROXY_PORT_TCP,
       redisUrl: tcp,
       idleTimeoutMs: clean.IDLE_TIMEOUT,
+      handshakeTimeoutMs: clean.RESP_HANDSHAKE_TIMEOUT,
     },
     cache: {
       capacity: clean.CACHE_CAPACITY,

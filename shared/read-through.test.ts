@@ -218,17 +218,19 @@ describe('ReadThrough', () => {
   })
 
   it('rejects with OverloadedError once the queue is full, without calling the source', async () => {
-    const { source, calls } = scriptedSource()
+    const { source, pending, calls } = scriptedSource()
     const rt = service(source, 1, 1)
-    void rt.load('a')
-    void rt.load('b')
+    const a = rt.load('a')
+    const b = rt.load('b')
     await expect(rt.load('c')).rejects.toBeInstanceOf(OverloadedError)
     expect(calls).toEqual(['a'])
-    // A key already in flight still joins it: coalescing costs no slot.
+    // A key already waiting still joins it: coalescing costs no slot.
     const joined = rt.load('b')
-    expect(rt.stats().coalesced).toBe(1)
-    expect(calls).toEqual(['a'])
-    void joined
+    pending[0]?.resolve(bytes('A'))
+    await tick()
+    pending[1]?.resolve(bytes('B'))
+    expect((await Promise.all([a, b, joined])).map(text)).toEqual(['A', 'B', 'B'])
+    expect(calls).toEqual(['a', 'b'])
   })
 
   it('does not store a value whose key was invalidated while it was loading', async () => {

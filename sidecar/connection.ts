@@ -73,6 +73,8 @@ export class Connection {
   // each one that waits on the backend when its answer comes.
   #chunkStartedAt = 0
   #answeredInChunk = 0
+  /** Runs until the session is established (see #checkHandshake); undefined after, or if never armed. */
+  #handshakeTimer: NodeJS.Timeout | undefined
 
   constructor(options: {
     socket: Socket
@@ -81,6 +83,14 @@ export class Connection {
     log: Logger
     limits?: Partial<ConnectionLimits>
     idleTimeoutMs?: number
+    /**
+     * Milliseconds the client has to establish its session (its first
+     * complete command, for now) before the connection is closed; 0 or
+     * undefined never. Apart from the idle timeout, which is Redis's
+     * `timeout` and off by default: this one holds even then, so connections
+     * that never send anything cannot keep every client slot.
+     */
+    handshakeTimeoutMs?: number
     onClosed: () => void
   }) {
     const socket = options.socket
@@ -98,6 +108,7 @@ export class Connection {
       libName: null,
       libVer: null,
       quitting: false,
+      established: false,
     }
     this.#ctx = { session: this.session, server: options.server, hit: this.#hit }
 
@@ -112,6 +123,32 @@ export class Connection {
     if (options.idleTimeoutMs !== undefined && options.idleTimeoutMs > 0) {
       socket.setTimeout(options.idleTimeoutMs, () => socket.destroy())
     }
+    if (options.handshakeTimeoutMs !== undefined && options.handshakeTimeoutMs > 0) {
+      this.#handshakeTimer = setTimeout(this.#onHandshakeTimeout, options.handshakeTimeoutMs)
+      this.#handshakeTimer.unref()
+    } else {
+      this.session.established = true
+    }
+  }
+
+  readonly #onHandshakeTimeout = (): void => {
+    this.#handshakeTimer = undefined
+    this.#log.debug('resp client closed before its handshake', { client: this.session.addr })
+    this.#socket.destroy()
+  }
+
+  /**
+   * Before each command while the handshake bound runs. The only rule for now:
+   * a complete command establishes the session (bytes alone do not, so a
+   * client that trickles a partial command is still cut off). When AUTH
+   * exists, this sets `established` only for clients that need not
+   * authenticate, AUTH sets it for the others, and the timer stops here once
+   * it is set, the same way for both.
+   */
+  #checkHandshake(): void {
+    this.session.established = true
+    clearTimeout(this.#handshakeTimer)
+    this.#handshakeTimer = undefined
   }
 
   /** Stops reading; answers what was already received, then closes. */
@@ -185,6 +222,7 @@ export class Connection {
   #execute(args: Buffer[] | null, key: string): void {
     if (this.#ending) return
     this.#server.totals.commands++
+    if (this.#handshakeTimer !== undefined) this.#checkHandshake()
     let reply: Reply | Promise<Reply> | undefined
     try {
       reply = args === null ? readKey(this.#ctx, key) : dispatch(this.#ctx, args)
@@ -312,6 +350,8 @@ export class Connection {
   #onClose(): void {
     if (this.#closed) return
     this.#closed = true
+    clearTimeout(this.#handshakeTimer)
+    this.#handshakeTimer = undefined
     this.#slots = new Fifo<Slot>()
     this.#onClosed()
   }

@@ -13,6 +13,12 @@ export type RespServerOptions = {
   maxClients: number
   /** Milliseconds without a byte from a client before it is disconnected; 0 never. */
   idleTimeoutMs: number
+  /**
+   * Milliseconds a connection has to complete its first command (see
+   * Connection's `handshakeTimeoutMs`); 0 never. Without it, `maxClients`
+   * connections that never send a byte would refuse everyone else for good.
+   */
+  handshakeTimeoutMs: number
   /** How long shutdown waits for replies owed before cutting connections off. */
   shutdownTimeoutMs: number
   log: Logger
@@ -77,6 +83,7 @@ export async function startRespServer(options: RespServerOptions): Promise<RespS
       log,
       ...(options.limits === undefined ? {} : { limits: options.limits }),
       idleTimeoutMs: options.idleTimeoutMs,
+      handshakeTimeoutMs: options.handshakeTimeoutMs,
       onClosed: () => connections.delete(connection),
     })
     connections.add(connection)

@@ -15,6 +15,28 @@ afterAll(async () => {
   await redis?.stop()
 })
 
+describe('when the backing Redis is slow', () => {
+  it('answers 504 once REDIS_COMMAND_TIMEOUT passes, and does not cache the failure', async () => {
+    await redis.command('SET', 'paused', 'at last')
+    // Redis takes the connection's commands and answers none of them meanwhile.
+    await redis.command('CLIENT', 'PAUSE', '2500', 'ALL')
+    const started = Date.now()
+    const failed = await proxy.get('paused')
+    const elapsed = Date.now() - started
+    expect(failed.status).toBe(504)
+    expect(await failed.text()).toBe('Error getting key: paused')
+    // The 500 ms timeout, not the 2.5 s pause (which would end in a 200).
+    expect(elapsed).toBeGreaterThanOrEqual(450)
+    // Answered once the pause is over (CLIENT UNPAUSE would itself wait for it).
+    await redis.command('PING')
+    await waitReady(proxy.service, 10_000)
+    const res = await proxy.get('paused')
+    expect(res.status).toBe(200)
+    expect(res.headers.get('x-cache')).toBe('MISS')
+    expect(await res.text()).toBe('at last')
+  })
+})
+
 describe('when the backing Redis dies and comes back', () => {
   it('serves cached keys, fails others within 3 s, and recovers by itself', async () => {
     await redis.command('SET', 'cached', 'still here')

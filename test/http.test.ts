@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { request as httpRequest } from 'node:http'
 import { connect } from 'node:net'
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
 import { createApp, keyFromTarget } from '../functions/app.js'
 import { FAST_PATH_ADAPTER_VERSION } from '../functions/node.js'
 import { startHttpProxy, type TestHttpProxy } from './harness/proxy.js'
@@ -143,12 +143,14 @@ describe('GET /get/{key} against a real redis-server', () => {
 })
 
 describe('cache policy seen through Redis', () => {
+  const EXPIRY_MS = 60_000
   let small: TestHttpProxy
   beforeAll(async () => {
     // Expiry alone: with invalidation on, the write below would evict `e` at once.
+    // An expiry no pause of a busy machine reaches: the expiry test skips the clock instead.
     small = await startHttpProxy(redis.url, {
       CACHE_CAPACITY: '2',
-      CACHE_GLOBAL_EXPIRY: '300',
+      CACHE_GLOBAL_EXPIRY: String(EXPIRY_MS),
       CACHE_INVALIDATION: 'off',
     })
   })
@@ -169,17 +171,29 @@ describe('cache policy seen through Redis', () => {
   })
 
   it('expires a value after the global expiry, even if it was read meanwhile', async () => {
-    await redis.command('SET', 'e', 'old')
-    expect((await small.get('e')).headers.get('x-cache')).toBe('MISS')
-    await redis.command('SET', 'e', 'new')
-    await sleep(150)
-    const hit = await small.get('e')
-    expect(hit.headers.get('x-cache')).toBe('HIT')
-    expect(await hit.text()).toBe('old')
-    await sleep(200)
-    const fresh = await small.get('e')
-    expect(fresh.headers.get('x-cache')).toBe('MISS')
-    expect(await fresh.text()).toBe('new')
+    // The cache's clock reads performance.now(): real time plus the skips below.
+    const realNow = performance.now.bind(performance)
+    let skipped = 0
+    const clock = vi.spyOn(performance, 'now').mockImplementation(() => realNow() + skipped)
+    try {
+      await redis.command('SET', 'e', 'old')
+      expect((await small.get('e')).headers.get('x-cache')).toBe('MISS')
+      await redis.command('SET', 'e', 'new')
+      // A second before the end: only a second of real time could spoil it.
+      skipped += EXPIRY_MS - 1000
+      const hit = await small.get('e')
+      expect(hit.headers.get('x-cache')).toBe('HIT')
+      expect(await hit.text()).toBe('old')
+      // The whole expiry has passed since the value was stored, real time aside.
+      skipped += 1000
+      // The clock holds its last reading until its 1 ms timer runs (see systemClock).
+      await sleep(2)
+      const fresh = await small.get('e')
+      expect(fresh.headers.get('x-cache')).toBe('MISS')
+      expect(await fresh.text()).toBe('new')
+    } finally {
+      clock.mockRestore()
+    }
   })
 })
 
@@ -194,10 +208,18 @@ describe('client limit', () => {
       expect(second.response).toContain('200 OK')
       const third = await rawRequest(limited.port, '/get/k')
       expect(third.response).toContain('503 Service Unavailable')
-      expect(third.closed).toBe(true)
-      first.socket.destroy()
-      await sleep(50)
-      const fourth = await rawRequest(limited.port, '/get/k')
+      await third.closed
+      // The proxy sees the close a moment after the client does: a new
+      // connection is served once it has, answered 503 until then.
+      first.socket.end()
+      await first.closed
+      let fourth = await rawRequest(limited.port, '/get/k')
+      const deadline = Date.now() + 2000
+      while (!fourth.response.includes('200 OK') && Date.now() < deadline) {
+        fourth.socket.destroy()
+        await sleep(20)
+        fourth = await rawRequest(limited.port, '/get/k')
+      }
       expect(fourth.response).toContain('200 OK')
       for (const conn of [second, third, fourth]) conn.socket.destroy()
     } finally {
@@ -206,24 +228,27 @@ describe('client limit', () => {
   })
 })
 
-/** One keep-alive request on its own socket, left open so it holds a client slot. */
+/**
+ * One keep-alive request on its own socket, left open so it holds a client
+ * slot; resolves once the whole response (headers and Content-Length body) is in.
+ */
 function rawRequest(
   port: number,
   path: string,
-): Promise<{ response: string; closed: boolean; socket: import('node:net').Socket }> {
+): Promise<{ response: string; closed: Promise<void>; socket: import('node:net').Socket }> {
   return new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1')
     let response = ''
-    let closed = false
+    const closed = new Promise<void>((done) => socket.once('close', () => done()))
     socket.on('error', reject)
     socket.on('data', (chunk) => {
-      response += chunk.toString()
-    })
-    socket.on('end', () => {
-      closed = true
+      response += chunk.toString('latin1')
+      const end = response.indexOf('\r\n\r\n')
+      if (end === -1) return
+      const length = Number(/\r\ncontent-length: *(\d+)/i.exec(response.slice(0, end))?.[1] ?? 0)
+      if (response.length >= end + 4 + length) resolve({ response, closed, socket })
     })
     socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n`)
-    setTimeout(() => resolve({ response, closed, socket }), 150)
   })
 }
 

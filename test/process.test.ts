@@ -1,7 +1,9 @@
+import { connect } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { freePort } from './harness/ports.js'
 import { spawnProxy, waitForHttp } from './harness/process.js'
 import { startRedis, type TestRedis } from './harness/redis-server.js'
+import { command, rawConnect } from './harness/resp-client.js'
 
 let redis: TestRedis
 
@@ -98,6 +100,61 @@ describe('the proxy process', () => {
     expect(messages).toContain('serving')
     expect(lines.length).toBeLessThan(12)
     expect(proxy.logs()).not.toContain('load:')
+  })
+
+  it('cuts off requests still in flight after SHUTDOWN_TIMEOUT on both interfaces, then exits 0', async () => {
+    const [httpPort, respPort] = [await freePort(), await freePort()]
+    const proxy = spawnProxy([], {
+      REDIS_URL: redis.url,
+      PROXY_HOST_HTTP: '127.0.0.1',
+      PROXY_PORT_HTTP: String(httpPort),
+      PROXY_HOST_TCP: '127.0.0.1',
+      PROXY_PORT_TCP: String(respPort),
+      SHUTDOWN_TIMEOUT: '500',
+      // Longer than the pause below: only the shutdown bound can end these requests.
+      REDIS_COMMAND_TIMEOUT: '10000',
+    })
+    const base = `http://127.0.0.1:${httpPort}`
+    await waitForHttp(`${base}/`)
+    const status = async () =>
+      ((await (await fetch(`${base}/`)).json()) as { cache: { inflight: number } }).cache
+
+    await redis.command('CLIENT', 'PAUSE', '3000', 'ALL')
+    const http = connect(httpPort, '127.0.0.1')
+    http.on('error', () => {})
+    let httpReceived = ''
+    http.on('data', (chunk: Buffer) => {
+      httpReceived += chunk.toString()
+    })
+    const httpClosed = new Promise<number>((resolve) =>
+      http.once('close', () => resolve(Date.now())),
+    )
+    http.write('GET /get/held-http HTTP/1.1\r\nHost: x\r\n\r\n')
+    const resp = await rawConnect(respPort)
+    const respClosed = resp.closed().then(() => Date.now())
+    resp.send(command('GET', 'held-resp'))
+    // Both GETs reached the backend: each is a request the proxy accepted.
+    const deadline = Date.now() + 2000
+    while ((await status()).inflight < 2 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    expect((await status()).inflight).toBe(2)
+
+    const signalled = Date.now()
+    proxy.child.kill('SIGTERM')
+    expect(await proxy.exited()).toEqual({ code: 0, signal: null })
+    const exitedAt = Date.now()
+    // The 500 ms bound, not the 3 s pause; a wide margin above for a busy machine.
+    expect(exitedAt - signalled).toBeGreaterThanOrEqual(450)
+    expect(exitedAt - signalled).toBeLessThan(2500)
+    expect((await httpClosed) - signalled).toBeGreaterThanOrEqual(450)
+    expect((await respClosed) - signalled).toBeGreaterThanOrEqual(450)
+    // Cut off, not answered.
+    expect(httpReceived).toBe('')
+    expect(resp.received().length).toBe(0)
+    expect(proxy.logs()).toContain('"msg":"stopped"')
+    // Until the pause is over, so the next test finds Redis answering.
+    await redis.command('PING')
   })
 
   it('logs its effective configuration once at start-up, with secrets masked', async () => {

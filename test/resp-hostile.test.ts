@@ -1,5 +1,6 @@
 import { connect } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { DEFAULT_CONNECTION_LIMITS } from '../sidecar/connection.js'
 import { startRespProxy, type TestRespProxy } from './harness/proxy.js'
 import { sleep, startRedis, type TestRedis } from './harness/redis-server.js'
 import { command, rawConnect } from './harness/resp-client.js'
@@ -154,6 +155,47 @@ describe('hostile input', () => {
   })
 })
 
+describe('the request size bound (client-query-buffer-limit)', () => {
+  it('is 1 GiB unless set otherwise', () => {
+    expect(DEFAULT_CONNECTION_LIMITS.maxRequestBytes).toBe(1024 * 1024 * 1024)
+  })
+
+  const cases: [string, Buffer][] = [
+    // 100 KiB of a declared 1 MB bulk: over a 64 KiB bound before it ends.
+    [
+      'one large argument',
+      Buffer.concat([
+        Buffer.from('*2\r\n$3\r\nGET\r\n$1000000\r\n'),
+        Buffer.alloc(100 * 1024, 0x61),
+      ]),
+    ],
+    // 1000 one-byte arguments are 7 KB on the wire, but each is charged 128
+    // bytes more than its length: 129 KB held, over the bound.
+    ['many small arguments', Buffer.from(`*2000\r\n$4\r\nMGET\r\n${'$1\r\nx\r\n'.repeat(1000)}`)],
+  ]
+  for (const [name, bytes] of cases) {
+    it(`answers a request that holds more than the bound with -ERR too big request (${name}), closes it, and serves others`, async () => {
+      const bounded = await startRespProxy(redis.url, {}, { maxRequestBytes: 64 * 1024 })
+      try {
+        const conn = await rawConnect(bounded.port)
+        conn.send(command('PING'))
+        conn.send(bytes)
+        expect(await conn.replies(2)).toEqual([
+          'PONG',
+          new Error('ERR Protocol error: too big request'),
+        ])
+        await conn.closed()
+        const other = await rawConnect(bounded.port)
+        other.send(command('GET', 'k'))
+        expect(await other.replies(1)).toEqual([Buffer.from('v')])
+        other.close()
+      } finally {
+        await bounded.close()
+      }
+    })
+  }
+})
+
 describe('client limits', () => {
   it('refuses the connection over MAX_CLIENTS as Redis does, and reuses a freed slot', async () => {
     const limited = await startRespProxy(redis.url, { MAX_CLIENTS: '2' })
@@ -169,10 +211,21 @@ describe('client limits', () => {
       await third.closed()
 
       first.close()
-      await sleep(50)
-      const fourth = await rawConnect(limited.port)
+      await first.closed()
+      // The proxy sees the close a moment after the client does: until it
+      // has, a new connection is refused as above.
+      let fourth = await rawConnect(limited.port)
       fourth.send(command('GET', 'k'))
-      expect(await fourth.replies(1)).toEqual([Buffer.from('v')])
+      let [reply] = await fourth.replies(1)
+      const deadline = Date.now() + 2000
+      while (reply instanceof Error && Date.now() < deadline) {
+        fourth.close()
+        await sleep(20)
+        fourth = await rawConnect(limited.port)
+        fourth.send(command('GET', 'k'))
+        ;[reply] = await fourth.replies(1)
+      }
+      expect(reply).toEqual(Buffer.from('v'))
       second.close()
       fourth.close()
     } finally {
@@ -181,20 +234,56 @@ describe('client limits', () => {
   })
 
   it('disconnects a client idle for IDLE_TIMEOUT and keeps an active one', async () => {
-    const timed = await startRespProxy(redis.url, { IDLE_TIMEOUT: '300' })
+    const timed = await startRespProxy(redis.url, { IDLE_TIMEOUT: '1000' })
     try {
       const idle = await rawConnect(timed.port)
       const active = await rawConnect(timed.port)
-      for (let i = 0; i < 8; i++) {
+      const opened = Date.now()
+      let idleClosedAt = 0
+      void idle.closed().then(() => {
+        idleClosedAt = Date.now()
+      })
+      // A command every 100 ms: only a 900 ms stall of the machine would make it idle.
+      while (idleClosedAt === 0 && Date.now() - opened < 5000) {
         active.send(command('PING'))
-        await active.replies(1)
+        expect(await active.replies(1)).toEqual(['PONG'])
         await sleep(100)
       }
-      expect(idle.socket.destroyed).toBe(true)
+      expect(idleClosedAt - opened).toBeGreaterThanOrEqual(950)
       expect(active.socket.destroyed).toBe(false)
       active.close()
     } finally {
       await timed.close()
+    }
+  })
+})
+
+describe('the handshake bound (RESP_HANDSHAKE_TIMEOUT)', () => {
+  it('closes a client that trickles a partial first command, and keeps one that completed a command', async () => {
+    const bounded = await startRespProxy(redis.url, { RESP_HANDSHAKE_TIMEOUT: '300' })
+    try {
+      const established = await rawConnect(bounded.port)
+      established.send(command('PING'))
+      expect(await established.replies(1)).toEqual(['PONG'])
+      const trickler = await rawConnect(bounded.port)
+      const opened = Date.now()
+      // A byte every 50 ms: activity, but never a whole command.
+      const partial = command('GET', 'k')
+      let sent = 0
+      const drip = setInterval(() => {
+        if (sent < partial.length - 1) trickler.send(partial.subarray(sent, ++sent))
+      }, 50)
+      await trickler.closed()
+      clearInterval(drip)
+      expect(Date.now() - opened).toBeGreaterThanOrEqual(250)
+      // Longer than the bound since the established client connected.
+      await sleep(300)
+      expect(established.socket.destroyed).toBe(false)
+      established.send(command('GET', 'k'))
+      expect(await established.replies(1)).toEqual([Buffer.from('v')])
+      established.close()
+    } finally {
+      await bounded.close()
     }
   })
 })

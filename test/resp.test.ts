@@ -374,19 +374,32 @@ describe('connection commands answered locally', () => {
 })
 
 describe('ordering against a slow backend', () => {
-  it('returns replies in request order while the slow reads run in parallel', async () => {
-    // Keys named slow-* take 300 ms, the rest 10 ms: answers come back out of order.
+  it('returns replies in request order when their backend answers arrive in another order', async () => {
+    // `first` takes 300 ms, the rest 10 ms; on one backend connection the
+    // scripted server answers in the order it was asked.
     const backend = await startScriptedRedis((key) => ({
-      delayMs: key.startsWith('slow') ? 300 : 10,
+      delayMs: key === 'first' ? 300 : 10,
       value: `v:${key}`,
     }))
     const slowProxy = await startRespProxy(backend.url, { MAX_PARALLEL: '8' })
     try {
-      const keys = ['slow-1', 'fast-1', 'slow-2', 'fast-2', 'fast-3', 'slow-3', 'fast-4']
+      const warm = await rawConnect(slowProxy.port)
+      warm.send(command('GET', 'hit'))
+      await warm.replies(1)
+      // Another client asks for `first` before ours does: its backend answer
+      // comes first, though ours asks for it after `a`.
+      warm.send(command('GET', 'first'))
+      await backend.received('first')
+      const keys = ['a', 'hit', 'first', 'b']
       const conn = await rawConnect(slowProxy.port)
       conn.send(Buffer.concat(keys.map((key) => command('GET', key))))
       expect(await conn.replies(keys.length)).toEqual(keys.map((key) => Buffer.from(`v:${key}`)))
+      // Answered by the backend as first, a, b (hit from the cache): not the
+      // order the replies owed to this client were asked in.
+      expect(backend.answered()).toEqual(['hit', 'first', 'a', 'b'])
+      expect(await warm.replies(1)).toEqual([Buffer.from('v:first')])
       expect(backend.peakOutstanding()).toBeGreaterThan(1)
+      warm.close()
       conn.close()
     } finally {
       await slowProxy.close()

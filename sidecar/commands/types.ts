@@ -18,6 +18,14 @@ export type Session = {
   libVer: string | null
   /** Set by QUIT: reply, flush what is owed, then close. */
   quitting: boolean
+  /**
+   * Whether the client has passed the handshake; until then the connection
+   * is closed when its handshake bound runs out. Today its first complete
+   * command establishes it (see Connection); once authentication exists, a
+   * successful AUTH will set it instead, and the same bound closes
+   * connections that never authenticate.
+   */
+  established: boolean
 }
 
 /** What the process knows about itself, for INFO and CLIENT. */

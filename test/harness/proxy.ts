@@ -36,6 +36,9 @@ export async function startHttpProxy(
     port: 0,
     maxClients: config.maxClients,
     shutdownTimeoutMs: config.shutdownTimeoutMs,
+    headersTimeoutMs: config.http.headersTimeoutMs,
+    requestTimeoutMs: config.http.requestTimeoutMs,
+    keepAliveTimeoutMs: config.http.keepAliveTimeoutMs,
     log: silentLogger,
   })
   const url = `http://127.0.0.1:${server.port}`
@@ -97,6 +100,7 @@ export async function startRespProxy(
     port: 0,
     maxClients: config.maxClients,
     idleTimeoutMs: config.tcp.idleTimeoutMs,
+    handshakeTimeoutMs: config.tcp.handshakeTimeoutMs,
     shutdownTimeoutMs: config.shutdownTimeoutMs,
     log: silentLogger,
     ...(limits === undefined ? {} : { limits }),

@@ -3,9 +3,10 @@ import { listenOnLoopback } from './ports.js'
 
 /**
  * A scriptable RESP server for what a real redis-server cannot be made to do:
- * answer each GET after a delay of the test's choosing, independently, so
- * replies can overlap and come back out of order, while it records how many
- * GETs were outstanding at once. Handshake commands get the replies ioredis
+ * answer each GET after a delay of the test's choosing, the delays running
+ * independently, while it records how many GETs were outstanding at once.
+ * On one connection replies still leave in request order, as RESP requires
+ * (a fast GET waits behind a slow one); across connections they do not. Handshake commands get the replies ioredis
  * and other clients accept; SUBSCRIBE is acknowledged (nothing is ever
  * published). Requests must be multibulk (what clients send).
  */
@@ -16,6 +17,18 @@ export type ScriptedRedis = {
   peakOutstanding(): number
   /** GETs received so far, by key. */
   gets(): string[]
+  /** Keys of the GET replies written so far, in the order they were written. */
+  answered(): string[]
+  /** Resolves once a GET of `key` has been received (at once if it already was). */
+  received(key: string): Promise<void>
+  /** Resolves once `count` GETs have been received in all. */
+  whenGets(count: number): Promise<void>
+  /**
+   * Until the returned function is called, no GET is answered (each still
+   * waits its delay as well): a test can have every request arrive before
+   * the first answer, however slowly they come.
+   */
+  hold(): () => void
   /** CLIENT TRACKING commands received so far. */
   trackingRequests(): number
   close(): Promise<void>
@@ -40,7 +53,11 @@ export async function startScriptedRedis(
   let outstanding = 0
   let peak = 0
   const received: string[] = []
+  const answered: string[] = []
+  const waiting: { key: string; resolve: () => void }[] = []
+  const counting: { count: number; resolve: () => void }[] = []
   let trackingRequests = 0
+  let held: Promise<void> | undefined
   const sockets = new Set<Socket>()
 
   const server: Server = createServer((socket) => {
@@ -63,9 +80,13 @@ export async function startScriptedRedis(
         }
         const reply = respond(parsed.args)
         const before = previous
+        const isGet = (parsed.args[0] ?? '').toUpperCase() === 'GET'
+        const key = parsed.args[1] ?? ''
         previous = reply.then(async (bytes) => {
           await before
-          if (!socket.destroyed) socket.write(bytes)
+          if (socket.destroyed) return
+          if (isGet) answered.push(key)
+          socket.write(bytes)
         })
       }
     })
@@ -97,10 +118,13 @@ export async function startScriptedRedis(
     }
     const key = args[1] ?? ''
     received.push(key)
+    for (const waiter of waiting.filter((w) => w.key === key)) waiter.resolve()
+    for (const waiter of counting.filter((w) => w.count <= received.length)) waiter.resolve()
     outstanding++
     peak = Math.max(peak, outstanding)
     const { delayMs, value } = answer(key)
     await new Promise((resolve) => setTimeout(resolve, delayMs))
+    await held
     outstanding--
     return value === null ? Buffer.from('$-1\r\n') : bulk(value)
   }
@@ -111,7 +135,26 @@ export async function startScriptedRedis(
     url: `redis://127.0.0.1:${port}`,
     peakOutstanding: () => peak,
     gets: () => [...received],
+    answered: () => [...answered],
+    received: (key) =>
+      received.includes(key)
+        ? Promise.resolve()
+        : new Promise((resolve) => waiting.push({ key, resolve })),
     trackingRequests: () => trackingRequests,
+    whenGets: (count) =>
+      received.length >= count
+        ? Promise.resolve()
+        : new Promise((resolve) => counting.push({ count, resolve })),
+    hold() {
+      let release!: () => void
+      held = new Promise((resolve) => {
+        release = resolve
+      })
+      return () => {
+        held = undefined
+        release()
+      }
+    },
     close: () =>
       new Promise((resolve) => {
         for (const socket of sockets) socket.destroy()
