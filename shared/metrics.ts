@@ -37,6 +37,12 @@ export type MetricsRegistry = {
   track(name: InterfaceName, measured: MeasuredInterface): () => void
   /** The per-request hook: get it once per server, call it per request. */
   requestTimer(name: InterfaceName): RequestTimer
+  /**
+   * Counts a refused authentication (`redis_proxy_auth_failures_total`):
+   * `reason` is `wrongpass` (unknown user, user off, wrong password) or
+   * `limited` (the address failed too often lately).
+   */
+  authRefused(name: InterfaceName, reason: 'wrongpass' | 'limited'): void
   /** The Prometheus text exposition. */
   render(): Promise<string>
 }
@@ -167,6 +173,13 @@ export function createMetricsRegistry(options: { defaultMetrics?: boolean } = {}
     },
   })
 
+  const authFailures = new Counter({
+    name: 'redis_proxy_auth_failures_total',
+    help: 'Authentications refused: a wrong password, an unknown or disabled user, or an address refused for failing too often.',
+    labelNames: ['interface', 'reason'],
+    registers: [prom],
+  })
+
   const durations = new DurationHistogram(
     'redis_proxy_request_duration_seconds',
     'Time from a request arriving to its answer being ready to write.',
@@ -191,6 +204,7 @@ export function createMetricsRegistry(options: { defaultMetrics?: boolean } = {}
       }
     },
     requestTimer: (name) => durations.timer(name),
+    authRefused: (name, reason) => authFailures.inc({ interface: name, reason }),
     render: () => prom.metrics(),
   }
 }
