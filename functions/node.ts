@@ -148,7 +148,10 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
 /**
  * node:http enforces the headers and request timeouts only when it sweeps its
  * connections, every `connectionsCheckingInterval` (30 s by default), so a
- * 10 s bound would really be up to 40 s. A quarter of the shorter bound keeps
+ * 10 s bound would really be up to 40 s. The sweep does cover sockets handed
+ * over with emit('connection') that never send a byte (checked on Node 20:
+ * they get the 408 and the close, counted from the hand-over), once the
+ * server has seen 'listening'; test/silent-clients.test.ts holds it to that. A quarter of the shorter bound keeps
  * the overshoot within a quarter; a sweep walks every connection, so not more
  * often than every 10 ms, and not less often than every second.
  */

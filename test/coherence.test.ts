@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { createLogger } from '../shared/log.js'
 import { type DelayRelay, startDelayRelay } from './harness/delay-relay.js'
 import {
@@ -345,23 +345,34 @@ describe('expiry only', () => {
   afterAll(async () => redis?.stop())
 
   it('CACHE_INVALIDATION=off keeps the old value until the expiry', async () => {
+    const expiryMs = 60_000
     const off = await startHttpProxy(redis.url, {
       CACHE_INVALIDATION: 'off',
-      CACHE_GLOBAL_EXPIRY: '600',
+      CACHE_GLOBAL_EXPIRY: String(expiryMs),
     })
     proxy = off
     expect(await invalidationMode(off)).toBe('off')
-    await redis.command('SET', 'e', 'old')
-    await cached(off, 'e', 'old')
-    await redis.command('SET', 'e', 'new')
-    await sleep(200)
-    expect(await read(off, 'e')).toEqual({ status: 200, body: 'old', cache: 'HIT' })
-    expect(
-      await until(
-        () => read(off, 'e'),
-        (a) => a.body !== 'old',
-      ),
-    ).toEqual({ status: 200, body: 'new', cache: 'MISS' })
+    // The cache's clock reads performance.now(): real time plus a skip to the expiry.
+    const realNow = performance.now.bind(performance)
+    let skipped = 0
+    const clock = vi.spyOn(performance, 'now').mockImplementation(() => realNow() + skipped)
+    try {
+      await redis.command('SET', 'e', 'old')
+      await cached(off, 'e', 'old')
+      await redis.command('SET', 'e', 'new')
+      // Far longer than an invalidation takes to arrive when it is on.
+      await sleep(200)
+      expect(await read(off, 'e')).toEqual({ status: 200, body: 'old', cache: 'HIT' })
+      skipped += expiryMs
+      expect(
+        await until(
+          () => read(off, 'e'),
+          (a) => a.body !== 'old',
+        ),
+      ).toEqual({ status: 200, body: 'new', cache: 'MISS' })
+    } finally {
+      clock.mockRestore()
+    }
     const pubsub = String(await redis.command('CLIENT', 'LIST', 'TYPE', 'pubsub'))
     expect(pubsub).toBe('')
   })

@@ -30,16 +30,36 @@ describe('the sidecar process (npm run start:sidecar)', () => {
       REDIS_URL: redis.url,
       PROXY_HOST_TCP: '127.0.0.1',
       PROXY_PORT_TCP: String(port),
+      // Longer than the pause below: the backend is slow, not failing.
+      REDIS_COMMAND_TIMEOUT: '5000',
     })
     const conn = await connectWhenUp(port)
     conn.send(command('PING'))
     expect(await conn.replies(1)).toEqual(['PONG'])
     await redis.command('SET', 'slow', 'answered')
 
+    const figure = async (name: string) => {
+      const info = await rawConnect(port)
+      info.send(command('INFO', 'proxy'))
+      const text = String((await info.replies(1))[0])
+      info.close()
+      return Number(new RegExp(`${name}:(\\d+)\r\n`).exec(text)?.[1])
+    }
+    const coalescedBefore = await figure('coalesced')
+
     // Hold the backend so the GETs are still in flight when the signal lands.
-    await redis.command('CLIENT', 'PAUSE', '400', 'ALL')
+    await redis.command('CLIENT', 'PAUSE', '1500', 'ALL')
     conn.send(Buffer.concat(Array.from({ length: 20 }, () => command('GET', 'slow'))))
-    await sleep(100)
+    // The signal lands once the sidecar has read all 20: one backend GET, 19 joining it.
+    const deadline = Date.now() + 1200
+    while (
+      ((await figure('inflight')) !== 1 || (await figure('coalesced')) - coalescedBefore !== 19) &&
+      Date.now() < deadline
+    ) {
+      await sleep(20)
+    }
+    expect(await figure('inflight')).toBe(1)
+    expect((await figure('coalesced')) - coalescedBefore).toBe(19)
     proxy.child.kill('SIGTERM')
 
     expect(await conn.replies(20)).toEqual(Array(20).fill(Buffer.from('answered')))

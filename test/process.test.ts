@@ -19,17 +19,33 @@ describe('the proxy process', () => {
       REDIS_URL: redis.url,
       PROXY_HOST_HTTP: '127.0.0.1',
       PROXY_PORT_HTTP: String(port),
+      // Longer than the pause below: the backend is slow, not failing.
+      REDIS_COMMAND_TIMEOUT: '5000',
     })
     const base = `http://127.0.0.1:${port}`
     await waitForHttp(`${base}/`)
     await redis.command('SET', 'slow', 'answered')
 
+    const status = async () =>
+      ((await (await fetch(`${base}/`)).json()) as { cache: Record<string, number> }).cache
+    const coalescedBefore = (await status()).coalesced ?? 0
+
     // Hold the backend so the requests are still in flight when the signal lands.
-    await redis.command('CLIENT', 'PAUSE', '400', 'ALL')
+    await redis.command('CLIENT', 'PAUSE', '1500', 'ALL')
     const inflight = Array.from({ length: 10 }, (_, i) =>
       fetch(`${base}/get/slow`, { headers: { 'x-n': String(i) } }),
     )
-    await new Promise((resolve) => setTimeout(resolve, 100))
+    // The signal lands once the proxy has all ten: one backend GET, nine joining it.
+    const deadline = Date.now() + 1200
+    for (;;) {
+      const cache = await status()
+      if (cache.inflight === 1 && (cache.coalesced ?? 0) - coalescedBefore === 9) break
+      if (Date.now() > deadline) break
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    const held = await status()
+    expect(held.inflight).toBe(1)
+    expect((held.coalesced ?? 0) - coalescedBefore).toBe(9)
     proxy.child.kill('SIGTERM')
 
     const answers = await Promise.all(inflight)

@@ -1,9 +1,9 @@
 import { connect, type Socket } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { freePort } from './harness/ports.js'
-import { type ProxyProcess, spawnProxy } from './harness/process.js'
+import { type ProxyProcess, spawnProxy, waitServing } from './harness/process.js'
 import { startHttpProxy } from './harness/proxy.js'
-import { sleep, startRedis, type TestRedis } from './harness/redis-server.js'
+import { startRedis, type TestRedis } from './harness/redis-server.js'
 import { command, rawConnect } from './harness/resp-client.js'
 
 const BOUND_MS = 500
@@ -32,11 +32,7 @@ beforeAll(async () => {
     RESP_HANDSHAKE_TIMEOUT: String(BOUND_MS),
   })
   // Not fetch: its pool would keep a connection open, and take a slot.
-  const deadline = Date.now() + 10_000
-  while (!proxy.logs().includes('"msg":"serving"')) {
-    if (Date.now() > deadline) throw new Error(`proxy did not start: ${proxy.logs()}`)
-    await sleep(20)
-  }
+  await waitServing(proxy)
 })
 
 afterAll(async () => {

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
@@ -40,5 +41,35 @@ export async function waitForHttp(url: string, timeoutMs = 10_000): Promise<void
       if (Date.now() > deadline) throw new Error(`${url} did not come up`)
       await new Promise((resolve) => setTimeout(resolve, 50))
     }
+  }
+}
+
+export type ProcessMemory = {
+  /** Resident now (VmRSS). */
+  readonly rss: number
+  /** The most it was ever resident (VmHWM): a peak no sampling can miss. */
+  readonly peakRss: number
+  /** Its address space (VmSize): counts allocations whose pages were never touched. */
+  readonly virtual: number
+}
+
+/** Another process's memory from /proc/<pid>/status (Linux), in bytes. */
+export function memoryOf(pid: number): ProcessMemory {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+  const kib = (field: string) => {
+    const match = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status)
+    if (match === null) throw new Error(`no ${field} in /proc/${pid}/status`)
+    return Number(match[1]) * 1024
+  }
+  return { rss: kib('VmRSS'), peakRss: kib('VmHWM'), virtual: kib('VmSize') }
+}
+
+/** Until the process logs that every listener is up (the `serving` line). */
+export async function waitServing(proxy: ProxyProcess, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!proxy.logs().includes('"msg":"serving"')) {
+    if (proxy.child.exitCode !== null) throw new Error(`proxy exited: ${proxy.logs()}`)
+    if (Date.now() > deadline) throw new Error(`proxy did not start: ${proxy.logs()}`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
   }
 }
