@@ -54,7 +54,11 @@ export class AuthGate {
   }
 
   /** The user for `name` and `password`, or why not. */
-  authenticate(name: string, password: string | Uint8Array, client: AuthClient): User | AuthRefusal {
+  authenticate(
+    name: string,
+    password: string | Uint8Array,
+    client: AuthClient,
+  ): User | AuthRefusal {
     const wait = this.#limiter.retryAfter(client.address)
     if (wait > 0) {
       const refusal: AuthRefusal = { refused: 'limited', retryAfterMs: wait }
