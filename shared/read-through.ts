@@ -124,7 +124,8 @@ export class ReadThrough implements InvalidationTarget {
    * promise), anything else through `load`. A missing key is null.
    */
   get(key: string): Uint8Array | Promise<Uint8Array | null> {
-    return this.#cache.get(key) ?? this.load(key)
+    // Just looked: no second look, as load() would take.
+    return this.#cache.get(key) ?? this.#fetch(key)
   }
 
   /**
@@ -151,6 +152,11 @@ export class ReadThrough implements InvalidationTarget {
   load(key: string): Promise<Uint8Array | null> {
     const cached = this.#cache.peek(key)
     if (cached !== null) return Promise.resolve(cached)
+    return this.#fetch(key)
+  }
+
+  /** Joins the key's fetch in progress, or starts one (or queues it for a slot). */
+  #fetch(key: string): Promise<Uint8Array | null> {
     const running = this.#inflight.get(key)
     if (running !== undefined) {
       this.#coalesced++
