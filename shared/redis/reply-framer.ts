@@ -1,0 +1,232 @@
+/**
+ * Finds where each reply a Redis server sends begins and ends, without
+ * decoding it: the proxy relays forwarded commands' replies byte for byte, so
+ * it needs their boundaries, not their values. A push parser with a cursor,
+ * like the decoders: `push(chunk, onFrame)` walks the new bytes once, keeps
+ * only the counts of the aggregates still open and at most one header line
+ * cut by a chunk boundary, and hands over each complete reply as the slices
+ * of the chunks it spans (views, never copies), so a large reply costs no
+ * extra memory and relays with one write per slice.
+ *
+ * RESP2 and RESP3: `>` pushes are framed like any reply and flagged, so the
+ * caller routes them apart from replies to commands; `|` attributes are part
+ * of the reply they precede.
+ */
+
+const CR = 13
+const LF = 10
+
+const BLOB_STRING = 36 // $
+const VERBATIM_STRING = 61 // =
+const BLOB_ERROR = 33 // !
+const ARRAY = 42 // *
+const SET = 126 // ~
+const MAP = 37 // %
+const PUSH = 62 // >
+const ATTRIBUTE = 124 // |
+const LINE_TYPES = new Set([43, 45, 58, 40, 44, 95, 35]) // + - : ( , _ #
+
+/** A header (`*3`, `$100`) longer than this is not RESP. */
+const MAX_HEADER = 32
+/** A simple line (`+OK`, `-ERR ...`) longer than this is not a sane reply. */
+export const MAX_LINE = 64 * 1024 * 1024
+
+export class FrameError extends Error {
+  override readonly name = 'FrameError'
+}
+
+/** One complete reply: its bytes as slices of the received chunks, in order. */
+export type OnFrame = (parts: Buffer[], push: boolean) => void
+
+export class ReplyFramer {
+  // Items still owed by each open aggregate, innermost last.
+  #open: number[] = []
+  #parts: Buffer[] = []
+  #push = false
+  // Where the current item stands: reading its type and header line, its
+  // payload (bulk bytes + CRLF), or the rest of a simple line.
+  #header: number[] | null = null
+  #type = 0
+  #lineLength = 0
+  #payload = 0
+  #inLine = false
+
+  /** Bytes of the reply in progress held so far (its slices). */
+  get pendingBytes(): number {
+    let sum = 0
+    for (const part of this.#parts) sum += part.length
+    return sum
+  }
+
+  /** Whether part of a reply has been received and not yet handed over. */
+  partial(): boolean {
+    return (
+      this.#open.length > 0 ||
+      this.#parts.length > 0 ||
+      this.#header !== null ||
+      this.#inLine ||
+      this.#payload > 0
+    )
+  }
+
+  reset(): void {
+    this.#open = []
+    this.#parts = []
+    this.#push = false
+    this.#header = null
+    this.#payload = 0
+    this.#inLine = false
+    this.#lineLength = 0
+  }
+
+  push(chunk: Buffer, onFrame: OnFrame): void {
+    let pos = 0
+    let frameStart = 0
+    const end = chunk.length
+    while (pos < end) {
+      if (this.#payload > 0) {
+        // Bulk bytes and their CRLF: skipped, not looked at.
+        const take = Math.min(this.#payload, end - pos)
+        pos += take
+        this.#payload -= take
+        if (this.#payload === 0) {
+          if (chunk[pos - 1] !== LF) throw new FrameError('bulk reply not ended by CRLF')
+          if (this.#itemDone()) frameStart = this.#emit(chunk, frameStart, pos, onFrame)
+        }
+        continue
+      }
+      if (this.#inLine) {
+        const lf = chunk.indexOf(LF, pos)
+        if (lf === -1) {
+          this.#lineLength += end - pos
+          if (this.#lineLength > MAX_LINE) throw new FrameError('reply line too long')
+          pos = end
+          continue
+        }
+        this.#lineLength = 0
+        this.#inLine = false
+        pos = lf + 1
+        if (this.#itemDone()) frameStart = this.#emit(chunk, frameStart, pos, onFrame)
+        continue
+      }
+      // A new item: its type byte, then (for counted types) a header line.
+      if (this.#header === null) {
+        const type = chunk[pos] as number
+        if (this.#open.length === 0 && this.#parts.length === 0 && pos === frameStart) {
+          this.#push = type === PUSH
+        }
+        pos++
+        if (LINE_TYPES.has(type)) {
+          this.#inLine = true
+          this.#lineLength = 0
+          continue
+        }
+        if (
+          type !== BLOB_STRING &&
+          type !== VERBATIM_STRING &&
+          type !== BLOB_ERROR &&
+          type !== ARRAY &&
+          type !== SET &&
+          type !== MAP &&
+          type !== PUSH &&
+          type !== ATTRIBUTE
+        ) {
+          throw new FrameError(`unexpected reply type byte ${type}`)
+        }
+        this.#type = type
+        this.#header = []
+        continue
+      }
+      // The header's digits, up to its LF.
+      const header = this.#header
+      let lf = -1
+      for (let i = pos; i < end; i++) {
+        const byte = chunk[i] as number
+        if (byte === LF) {
+          lf = i
+          break
+        }
+        if (header.length >= MAX_HEADER) throw new FrameError('reply header too long')
+        header.push(byte)
+      }
+      if (lf === -1) {
+        pos = end
+        continue
+      }
+      pos = lf + 1
+      const count = headerNumber(header)
+      this.#header = null
+      const type = this.#type
+      if (type === BLOB_STRING || type === VERBATIM_STRING || type === BLOB_ERROR) {
+        if (count < 0) {
+          if (this.#itemDone()) frameStart = this.#emit(chunk, frameStart, pos, onFrame)
+        } else {
+          this.#payload = count + 2
+        }
+        continue
+      }
+      // An aggregate: a map or attribute owes two items per entry.
+      const items = type === MAP || type === ATTRIBUTE ? count * 2 : count
+      if (type === ATTRIBUTE) {
+        // The attribute's entries, then the reply it annotates (one more item).
+        this.#open.push(items + 1)
+        if (items + 1 === 0 && this.#itemDone()) {
+          frameStart = this.#emit(chunk, frameStart, pos, onFrame)
+        }
+        continue
+      }
+      if (count <= 0) {
+        if (this.#itemDone()) frameStart = this.#emit(chunk, frameStart, pos, onFrame)
+        continue
+      }
+      this.#open.push(items)
+    }
+    if (frameStart < end && this.partial()) this.#parts.push(chunk.subarray(frameStart, end))
+  }
+
+  /** One item ended: close every aggregate it completes. True when a whole reply ended. */
+  #itemDone(): boolean {
+    const open = this.#open
+    while (open.length > 0) {
+      const last = open.length - 1
+      const left = (open[last] as number) - 1
+      if (left > 0) {
+        open[last] = left
+        return false
+      }
+      open.pop()
+    }
+    return true
+  }
+
+  /** Hands over the reply ending at `pos`; returns where the next one starts. */
+  #emit(chunk: Buffer, frameStart: number, pos: number, onFrame: OnFrame): number {
+    const parts = this.#parts
+    parts.push(chunk.subarray(frameStart, pos))
+    this.#parts = []
+    const push = this.#push
+    this.#push = false
+    onFrame(parts, push)
+    return pos
+  }
+}
+
+function headerNumber(digits: number[]): number {
+  let at = 0
+  let sign = 1
+  if (digits[0] === 45) {
+    sign = -1
+    at = 1
+  }
+  // CR before the LF.
+  const stop = digits[digits.length - 1] === CR ? digits.length - 1 : -1
+  if (stop <= at) throw new FrameError('malformed reply header')
+  let value = 0
+  for (let i = at; i < stop; i++) {
+    const d = (digits[i] as number) - 48
+    if (d < 0 || d > 9) throw new FrameError('malformed reply header')
+    value = value * 10 + d
+  }
+  if (value > 2 ** 32) throw new FrameError('reply length out of range')
+  return sign * value
+}
