@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { createLogger } from '../log.js'
 import { createUsers } from './acl.js'
 import { AuthFailureLimiter } from './failures.js'
-import { type AuthClient, type AuthRefusal, AuthGate } from './gate.js'
+import { type AuthClient, AuthGate, type AuthRefusal } from './gate.js'
 
 function gate(options: { password?: string; acl?: string } = {}) {
   const lines: string[] = []
@@ -42,7 +42,11 @@ describe('AuthGate', () => {
       acl: 'user default on nopass ~* +@all\nuser alice on >pw ~* +@all\nuser bob off >pw ~* +@all\n',
     })
     expect(g.authenticate('alice', 'pw', resp)).toMatchObject({ name: 'alice' })
-    for (const [name, password] of [['alice', 'nope'], ['carol', 'pw'], ['bob', 'pw']] as const) {
+    for (const [name, password] of [
+      ['alice', 'nope'],
+      ['carol', 'pw'],
+      ['bob', 'pw'],
+    ] as const) {
       expect(g.authenticate(name, password, resp)).toEqual({ refused: 'wrongpass' })
     }
     expect(refusals.map(([client, r]) => `${client.interface} ${r.refused}`)).toEqual([

@@ -53,8 +53,20 @@ export class AuthGate {
     return this.#users.requiresAuth() ? null : this.#users.defaultUser()
   }
 
+  /**
+   * The default user, whatever its state: `AUTH <password>` is for it, and
+   * Redis refuses that form outright when this user is nopass.
+   */
+  defaultUser(): User {
+    return this.#users.defaultUser()
+  }
+
   /** The user for `name` and `password`, or why not. */
-  authenticate(name: string, password: string | Uint8Array, client: AuthClient): User | AuthRefusal {
+  authenticate(
+    name: string,
+    password: string | Uint8Array,
+    client: AuthClient,
+  ): User | AuthRefusal {
     const wait = this.#limiter.retryAfter(client.address)
     if (wait > 0) {
       const refusal: AuthRefusal = { refused: 'limited', retryAfterMs: wait }
