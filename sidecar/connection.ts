@@ -1,7 +1,8 @@
 import type { Socket } from 'node:net'
 import { Fifo } from '../shared/fifo.js'
 import type { Logger } from '../shared/log.js'
-import { dispatch } from './commands/index.js'
+import { getRefusal, refusal } from './access.js'
+import { resolve } from './commands/index.js'
 import { readKey } from './commands/read.js'
 import type { CommandContext, Reply, ServerView, Session } from './commands/types.js'
 import { ProtocolError, RequestDecoder } from './resp/decoder.js'
@@ -85,7 +86,8 @@ export class Connection {
     idleTimeoutMs?: number
     /**
      * Milliseconds the client has to establish its session (its first
-     * complete command, for now) before the connection is closed; 0 or
+     * complete command, or its first successful AUTH or HELLO AUTH when the
+     * gate requires a password) before the connection is closed; 0 or
      * undefined never. Apart from the idle timeout, which is Redis's
      * `timeout` and off by default: this one holds even then, so connections
      * that never send anything cannot keep every client slot.
@@ -103,6 +105,8 @@ export class Connection {
     this.session = {
       id: options.id,
       addr: `${socket.remoteAddress}:${socket.remotePort}`,
+      ip: socket.remoteAddress ?? '',
+      user: options.server.gate.initialUser(),
       resp3: false,
       name: null,
       libName: null,
@@ -138,15 +142,16 @@ export class Connection {
   }
 
   /**
-   * Before each command while the handshake bound runs. The only rule for now:
-   * a complete command establishes the session (bytes alone do not, so a
-   * client that trickles a partial command is still cut off). When AUTH
-   * exists, this sets `established` only for clients that need not
-   * authenticate, AUTH sets it for the others, and the timer stops here once
-   * it is set, the same way for both.
+   * Around each command while the handshake bound runs. With no password
+   * required, a complete command establishes the session (bytes alone do
+   * not, so a client that trickles a partial command is still cut off);
+   * otherwise only a successful login does (see logIn), so a client that
+   * sends commands but never authenticates is cut off too. The timer stops
+   * once either has set `established`.
    */
   #checkHandshake(): void {
-    this.session.established = true
+    if (!this.#server.gate.requiresAuth()) this.session.established = true
+    if (!this.session.established) return
     clearTimeout(this.#handshakeTimer)
     this.#handshakeTimer = undefined
   }
@@ -217,7 +222,9 @@ export class Connection {
   /**
    * Every command's one way in: a decoded command (`args`), or a canonical
    * GET of `key` that the decoder recognised (`args` null), answered by the
-   * same readKey as the table's GET. A rule for every command goes here.
+   * same readKey as the table's GET. A rule for every command goes here:
+   * authentication and permissions are checked here, before the cache is
+   * asked, so a hit is refused as a miss is.
    */
   #execute(args: Buffer[] | null, key: string): void {
     if (this.#ending) return
@@ -225,11 +232,20 @@ export class Connection {
     if (this.#handshakeTimer !== undefined) this.#checkHandshake()
     let reply: Reply | Promise<Reply> | undefined
     try {
-      reply = args === null ? readKey(this.#ctx, key) : dispatch(this.#ctx, args)
+      if (args === null) {
+        reply = getRefusal(this.session.user, key) ?? readKey(this.#ctx, key)
+      } else {
+        const found = resolve(args)
+        reply = !('command' in found)
+          ? found
+          : (refusal(this.session.user, found, args) ?? found.command.run(this.#ctx, args))
+      }
     } catch (err) {
       this.#log.error('resp command failed', { error: String(err) })
       reply = error('ERR internal error')
     }
+    // AUTH or HELLO AUTH may just have established the session.
+    if (this.#handshakeTimer !== undefined) this.#checkHandshake()
     if (reply !== undefined) this.#queue(reply)
   }
 

@@ -1,4 +1,6 @@
 import { createServer, type Socket } from 'node:net'
+import { createUsers } from '../shared/auth/acl.js'
+import { AuthGate } from '../shared/auth/gate.js'
 import type { Logger } from '../shared/log.js'
 import type { MetricsRegistry } from '../shared/metrics.js'
 import type { ReadThrough } from '../shared/read-through.js'
@@ -14,8 +16,9 @@ export type RespServerOptions = {
   /** Milliseconds without a byte from a client before it is disconnected; 0 never. */
   idleTimeoutMs: number
   /**
-   * Milliseconds a connection has to complete its first command (see
-   * Connection's `handshakeTimeoutMs`); 0 never. Without it, `maxClients`
+   * Milliseconds a connection has to complete its first command, or to log
+   * in when the gate requires a password (see Connection's
+   * `handshakeTimeoutMs`); 0 never. Without it, `maxClients`
    * connections that never send a byte would refuse everyone else for good.
    */
   handshakeTimeoutMs: number
@@ -25,6 +28,11 @@ export type RespServerOptions = {
   limits?: Partial<ConnectionLimits>
   /** Where this server's figures go, labelled `interface="resp"`. */
   metrics?: MetricsRegistry
+  /**
+   * Users and the check of their passwords (AUTH, HELLO AUTH).
+   * @default an open gate over createUsers(): Redis's `default` user, `on nopass ~* &* +@all`
+   */
+  gate?: AuthGate
 }
 
 export type RespServerHandle = {
@@ -45,6 +53,7 @@ export async function startRespServer(options: RespServerOptions): Promise<RespS
   let listening = options.port
   const view: ServerView = {
     service: options.service,
+    gate: options.gate ?? new AuthGate({ users: createUsers(), log }),
     get port() {
       return listening
     },

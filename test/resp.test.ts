@@ -324,6 +324,8 @@ describe('connection commands answered locally', () => {
     expect(all).toHaveLength(count)
     expect(all.map((entry) => String(entry[0])).sort()).toEqual(
       [
+        'acl',
+        'auth',
         'client',
         'command',
         'echo',
@@ -337,7 +339,15 @@ describe('connection commands answered locally', () => {
         'select',
       ].sort(),
     )
-    expect(infos[0]?.slice(0, 6)).toEqual([Buffer.from('get'), 2, ['readonly', 'fast'], 1, 1, 1])
+    expect(infos[0]?.slice(0, 7)).toEqual([
+      Buffer.from('get'),
+      2,
+      ['readonly', 'fast'],
+      1,
+      1,
+      1,
+      ['@read', '@string', '@fast'],
+    ])
     expect(infos[1]).toBeNull()
     expect(String(docs[0])).toBe('get')
     conn.close()

@@ -53,6 +53,14 @@ export class AuthGate {
     return this.#users.requiresAuth() ? null : this.#users.defaultUser()
   }
 
+  /**
+   * The default user, whatever its state: `AUTH <password>` is for it, and
+   * Redis refuses that form outright when this user is nopass.
+   */
+  defaultUser(): User {
+    return this.#users.defaultUser()
+  }
+
   /** The user for `name` and `password`, or why not. */
   authenticate(
     name: string,

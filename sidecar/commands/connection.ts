@@ -8,7 +8,8 @@ import {
   type Structured,
   simpleString,
 } from '../resp/encoder.js'
-import type { Command, CommandContext, Reply, Session } from './types.js'
+import { logIn } from './auth.js'
+import type { Command, CommandContext, Reply } from './types.js'
 
 /** The Redis version whose replies the sidecar reproduces, reported by HELLO and INFO. */
 export const REDIS_VERSION = '7.0.0'
@@ -19,6 +20,7 @@ export const ping: Command = {
   name: 'ping',
   arity: -1,
   flags: ['fast'],
+  categories: ['fast', 'connection'],
   keys: [0, 0, 0],
   group: 'connection',
   since: '1.0.0',
@@ -33,6 +35,7 @@ export const echo: Command = {
   name: 'echo',
   arity: 2,
   flags: ['fast'],
+  categories: ['fast', 'connection'],
   keys: [0, 0, 0],
   group: 'connection',
   since: '1.0.0',
@@ -43,7 +46,8 @@ export const echo: Command = {
 export const quit: Command = {
   name: 'quit',
   arity: -1,
-  flags: ['fast'],
+  flags: ['fast', 'no_auth'],
+  categories: ['fast', 'connection'],
   keys: [0, 0, 0],
   group: 'connection',
   since: '1.0.0',
@@ -58,6 +62,7 @@ export const select: Command = {
   name: 'select',
   arity: 2,
   flags: ['fast'],
+  categories: ['fast', 'connection'],
   keys: [0, 0, 0],
   group: 'connection',
   since: '1.0.0',
@@ -72,57 +77,60 @@ export const select: Command = {
 export const reset: Command = {
   name: 'reset',
   arity: 1,
-  flags: ['fast'],
+  flags: ['fast', 'no_auth'],
+  categories: ['fast', 'connection'],
   keys: [0, 0, 0],
   group: 'connection',
   since: '6.2.0',
-  summary: 'Resets the connection: RESP2, no name.',
+  summary: 'Resets the connection: RESP2, no name, the initial user.',
   run(ctx) {
-    resetSession(ctx.session)
+    const session = ctx.session
+    session.resp3 = false
+    session.name = null
+    session.libName = null
+    session.libVer = null
+    // As Redis's clientSetDefaultAuth: logged out when a password is required.
+    session.user = ctx.server.gate.initialUser()
     return RESET
   },
-}
-
-export function resetSession(session: Session): void {
-  session.resp3 = false
-  session.name = null
-  session.libName = null
-  session.libVer = null
 }
 
 export const hello: Command = {
   name: 'hello',
   arity: -1,
-  flags: ['fast'],
+  flags: ['fast', 'no_auth'],
+  categories: ['fast', 'connection'],
   keys: [0, 0, 0],
   group: 'connection',
   since: '6.0.0',
-  summary: 'Negotiates the protocol version (2 or 3) and returns server facts.',
+  summary: 'Negotiates the protocol version (2 or 3), logs in, and returns server facts.',
   run(ctx, args) {
     let resp3 = ctx.session.resp3
-    let name: string | undefined
     if (args.length >= 2) {
       const version = parseInteger(args[1] as Buffer)
       if (version === null) return error('ERR Protocol version is not an integer or out of range')
       if (version !== 2 && version !== 3) return error('NOPROTO unsupported protocol version')
       resp3 = version === 3
+      // Options take effect one by one, as in Redis 7.0: a login or a name
+      // before a bad option stays, though HELLO answers with the error.
       for (let i = 2; i < args.length; i++) {
         const option = (args[i] as Buffer).toString('latin1').toLowerCase()
         const left = args.length - i - 1
         if (option === 'auth' && left >= 2) {
-          // The proxy has no users: like a Redis whose default user is nopass,
-          // any credentials are accepted.
+          const refused = logIn(ctx, args[i + 1] as Buffer, args[i + 2] as Buffer)
+          if (refused !== undefined) return refused
           i += 2
         } else if (option === 'setname' && left >= 1) {
-          name = (args[++i] as Buffer).toString('latin1')
+          const name = (args[++i] as Buffer).toString('latin1')
           if (!validClientName(name)) return error(BAD_CLIENT_NAME)
+          ctx.session.name = name === '' ? null : name
         } else {
           return error(`ERR Syntax error in HELLO option '${(args[i] as Buffer).toString()}'`)
         }
       }
     }
+    if (ctx.session.user === null) return HELLO_NOAUTH
     ctx.session.resp3 = resp3
-    if (name !== undefined) ctx.session.name = name === '' ? null : name
     const facts = new Map<string, Structured>([
       ['server', 'redis'],
       ['version', REDIS_VERSION],
@@ -136,26 +144,40 @@ export const hello: Command = {
   },
 }
 
+const HELLO_NOAUTH = error(
+  'NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time',
+)
+
 const BAD_CLIENT_NAME = 'ERR Client names cannot contain spaces, newlines or special characters.'
 
 export const client: Command = {
   name: 'client',
   arity: -2,
   flags: [],
+  categories: ['slow'],
+  subcommands: new Map(
+    (
+      [
+        ['id', 2],
+        ['getname', 2],
+        ['setname', 3],
+        // Redis 7.2's; its categories there.
+        ['setinfo', 4],
+        ['info', 2],
+      ] as const
+    ).map(([name, arity]) => [
+      name,
+      { name, arity, flags: [], categories: ['slow', 'connection'] },
+    ]),
+  ),
   keys: [0, 0, 0],
   group: 'connection',
   since: '2.4.0',
   summary: 'Connection facts: ID, SETNAME, GETNAME, SETINFO, INFO.',
+  // The dispatcher has found the subcommand and checked its arity.
   run(ctx, args) {
-    const sub = (args[1] as Buffer).subarray(0, 16).toString('latin1').toLowerCase()
+    const sub = (args[1] as Buffer).toString('latin1').toLowerCase()
     const session = ctx.session
-    const arity = (args[1] as Buffer).length <= 16 ? CLIENT_ARITY.get(sub) : undefined
-    if (arity === undefined) {
-      return error(
-        `ERR unknown subcommand '${(args[1] as Buffer).subarray(0, 128).toString()}'. Try CLIENT HELP.`,
-      )
-    }
-    if (args.length !== arity) return wrongArity(`client|${sub}`)
     switch (sub) {
       case 'id':
         return encodeStructured(session.id, false)
@@ -187,14 +209,6 @@ export const client: Command = {
     }
   },
 }
-
-const CLIENT_ARITY = new Map<string, number>([
-  ['id', 2],
-  ['getname', 2],
-  ['setname', 3],
-  ['setinfo', 4],
-  ['info', 2],
-])
 
 /** CLIENT INFO's line: the fields that mean something for a proxy connection. */
 export function clientInfoLine({ session }: CommandContext): string {

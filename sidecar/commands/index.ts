@@ -1,31 +1,91 @@
 import { error } from '../resp/encoder.js'
+import { acl, auth } from './auth.js'
 import { client, echo, hello, ping, quit, reset, select, wrongArity } from './connection.js'
 import { commandCommand, info } from './introspection.js'
 import { get, mget } from './read.js'
-import type { Command, CommandContext, Reply } from './types.js'
+import type { Command, Reply, Subcommand } from './types.js'
 
-const list: Command[] = [get, mget, ping, echo, quit, hello, select, client, reset, info]
+const list: Command[] = [get, mget, ping, echo, quit, hello, select, client, reset, info, auth, acl]
 list.push(commandCommand(() => list))
 
-const table = new Map<string, Command>(list.map((command) => [command.name, command]))
+/**
+ * A command or a container's subcommand as the dispatcher found it, with
+ * what the access check asks of it computed once, at module load.
+ */
+export class CommandEntry {
+  readonly command: Command
+  /** The subcommand found, for a container (`client|id`); undefined otherwise. */
+  readonly sub: string | undefined
+  /** `get`, `client|id`: the name Redis gives in arity and NOPERM errors. */
+  readonly fullName: string
+  readonly arity: number
+  readonly categories: readonly string[]
+  /** Redis's `no_auth` flag: runs before AUTH and whatever the user's command rules say. */
+  readonly noAuth: boolean
+  /** `-NOPERM ... to run the '<fullName>' command`, encoded once. */
+  readonly noPermission: Reply
+
+  constructor(command: Command, sub?: Subcommand) {
+    this.command = command
+    this.sub = sub?.name
+    this.fullName = sub === undefined ? command.name : `${command.name}|${sub.name}`
+    this.arity = sub?.arity ?? command.arity
+    this.categories = sub?.categories ?? command.categories
+    this.noAuth = (sub?.flags ?? command.flags).includes('no_auth')
+    this.noPermission = error(
+      `NOPERM this user has no permissions to run the '${this.fullName}' command`,
+    )
+  }
+}
+
+type TableRow = { entry: CommandEntry; subs: Map<string, CommandEntry> | undefined }
+
+const table = new Map<string, TableRow>()
+for (const command of list) {
+  // The access check asks for read access to every key (see sidecar/access.ts).
+  if (command.keys[0] > 0 && !command.flags.includes('readonly')) {
+    throw new TypeError(`Expected command \`${command.name}\` with keys to be readonly`)
+  }
+  const subs =
+    command.subcommands === undefined
+      ? undefined
+      : new Map(
+          [...command.subcommands].map(([name, sub]) => [name, new CommandEntry(command, sub)]),
+        )
+  table.set(command.name, { entry: new CommandEntry(command), subs })
+}
+
+/** GET's entry, for the decoder's fast path, which skips the lookup. */
+export const GET_ENTRY = (table.get('get') as TableRow).entry
 
 /**
- * Runs one command (undefined: it answered already, see CommandContext.hit).
- * Names are matched case-insensitively. Nothing reaches the backing Redis
- * except the reads GET and MGET make through the service. A canonical GET is
- * usually recognised by the decoder and handed to readKey directly, the same
- * function the table's `get` runs.
+ * Finds the command (and a container's subcommand) that `args` names and
+ * checks its arity: the entry to check and run, or Redis's error. Redis does
+ * both before it looks at authentication or permissions, so an unknown
+ * command is answered as unknown even to a client that has not logged in.
+ * Names are matched case-insensitively.
  */
-export function dispatch(ctx: CommandContext, args: Buffer[]): Reply | Promise<Reply> | undefined {
+export function resolve(args: Buffer[]): CommandEntry | Reply {
   const name = args[0] as Buffer
   // No command name is longer than 7 bytes: a longer one is not converted at all.
-  const command = name.length <= 16 ? table.get(name.toString('latin1').toLowerCase()) : undefined
-  if (command === undefined) return unknownCommand(args)
-  const arity = command.arity
-  if ((arity > 0 && args.length !== arity) || args.length < -arity) {
-    return wrongArity(command.name)
+  const row = name.length <= 16 ? table.get(name.toString('latin1').toLowerCase()) : undefined
+  if (row === undefined) return unknownCommand(args)
+  let entry = row.entry
+  if (row.subs !== undefined && args.length >= 2) {
+    const sub = args[1] as Buffer
+    const found = sub.length <= 16 ? row.subs.get(sub.toString('latin1').toLowerCase()) : undefined
+    if (found === undefined) {
+      return error(
+        `ERR unknown subcommand '${sub.subarray(0, 128).toString()}'. Try ${entry.command.name.toUpperCase()} HELP.`,
+      )
+    }
+    entry = found
   }
-  return command.run(ctx, args)
+  const arity = entry.arity
+  if ((arity > 0 && args.length !== arity) || args.length < -arity) {
+    return wrongArity(entry.fullName)
+  }
+  return entry
 }
 
 /** Redis's wording, byte for byte: name and the quoted arguments both cut at 128. */

@@ -1,9 +1,9 @@
 import { bulkString, encodeStructured, error, type Structured } from '../resp/encoder.js'
-import { REDIS_VERSION, wrongArity } from './connection.js'
+import { REDIS_VERSION } from './connection.js'
 import type { Command, CommandContext } from './types.js'
 
 /**
- * Most names COMMAND INFO and COMMAND DOCS take: the proxy knows eleven
+ * Most names COMMAND INFO and COMMAND DOCS take: the proxy knows a dozen
  * commands, and a reply per name must not let one request build megabytes.
  */
 const MAX_NAMES = 1024
@@ -17,6 +17,20 @@ export function commandCommand(table: () => readonly Command[]): Command {
     name: 'command',
     arity: -1,
     flags: [],
+    categories: ['slow', 'connection'],
+    subcommands: new Map(
+      (
+        [
+          ['count', 2],
+          ['list', -2],
+          ['info', -2],
+          ['docs', -2],
+        ] as const
+      ).map(([name, arity]) => [
+        name,
+        { name, arity, flags: [], categories: ['slow', 'connection'] },
+      ]),
+    ),
     keys: [0, 0, 0],
     group: 'server',
     since: '2.8.13',
@@ -30,11 +44,10 @@ export function commandCommand(table: () => readonly Command[]): Command {
         return error(`ERR too many command names (at most ${MAX_NAMES})`)
       }
       const names = args.slice(2).map((arg) => arg.subarray(0, 16).toString('latin1').toLowerCase())
+      // The dispatcher has found the subcommand and checked its arity.
       switch (sub) {
         case 'count':
-          return args.length === 2
-            ? encodeStructured(commands.length, resp3)
-            : wrongArity('command|count')
+          return encodeStructured(commands.length, resp3)
         case 'list':
           return encodeStructured(
             commands.map((command) => command.name),
@@ -50,7 +63,7 @@ export function commandCommand(table: () => readonly Command[]): Command {
             resp3,
           )
         }
-        case 'docs': {
+        default: {
           const docs = new Map<string, Structured>()
           for (const command of commands) {
             if (names.length === 0 || names.includes(command.name)) {
@@ -59,19 +72,32 @@ export function commandCommand(table: () => readonly Command[]): Command {
           }
           return encodeStructured(docs, resp3)
         }
-        default:
-          return error(
-            `ERR unknown subcommand '${(args[1] as Buffer).subarray(0, 128).toString()}'. Try COMMAND HELP.`,
-          )
       }
     },
   }
   return self
 }
 
-/** One entry of COMMAND / COMMAND INFO, as Redis 7 shapes it. */
+/**
+ * One entry of COMMAND / COMMAND INFO, as Redis 7 shapes it: ACL categories
+ * seventh and a container's subcommands, each an entry of its own, tenth.
+ */
 function describe(command: Command): Structured {
   const [first, last, step] = command.keys
+  const subcommands = [...(command.subcommands?.values() ?? [])].map(
+    (sub): Structured => [
+      `${command.name}|${sub.name}`,
+      sub.arity,
+      sub.flags.map((flag) => ({ simple: flag })),
+      0,
+      0,
+      0,
+      categoryList(sub.categories),
+      [],
+      [],
+      [],
+    ],
+  )
   return [
     command.name,
     command.arity,
@@ -79,11 +105,15 @@ function describe(command: Command): Structured {
     first,
     last,
     step,
-    [{ simple: `@${command.group}` }],
+    categoryList(command.categories),
     [],
     [],
-    [],
+    subcommands,
   ]
+}
+
+function categoryList(categories: readonly string[]): Structured {
+  return categories.map((category) => ({ simple: `@${category}` }))
 }
 
 function document(command: Command): Structured {
@@ -101,6 +131,7 @@ export const info: Command = {
   name: 'info',
   arity: -1,
   flags: [],
+  categories: ['slow', 'dangerous'],
   keys: [0, 0, 0],
   group: 'server',
   since: '1.0.0',

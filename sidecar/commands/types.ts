@@ -1,3 +1,5 @@
+import type { User } from '../../shared/auth/acl.js'
+import type { AuthGate } from '../../shared/auth/gate.js'
 import type { RequestTimer } from '../../shared/metrics.js'
 import type { ReadThrough } from '../../shared/read-through.js'
 
@@ -11,6 +13,13 @@ export type Reply = Uint8Array | Uint8Array[]
 export type Session = {
   readonly id: number
   readonly addr: string
+  /** The client's IP address alone: what the failed-login limiter counts by. */
+  readonly ip: string
+  /**
+   * Who the commands run as: null until the client authenticates, when the
+   * gate requires it (Redis's unauthenticated client), else the default user.
+   */
+  user: User | null
   /** RESP3 once `HELLO 3` was accepted; RESP2 otherwise. */
   resp3: boolean
   name: string | null
@@ -20,9 +29,9 @@ export type Session = {
   quitting: boolean
   /**
    * Whether the client has passed the handshake; until then the connection
-   * is closed when its handshake bound runs out. Today its first complete
-   * command establishes it (see Connection); once authentication exists, a
-   * successful AUTH will set it instead, and the same bound closes
+   * is closed when its handshake bound runs out. With no password required,
+   * its first complete command establishes it (see Connection); otherwise
+   * only a successful AUTH or HELLO AUTH does, so the same bound closes
    * connections that never authenticate.
    */
   established: boolean
@@ -31,6 +40,8 @@ export type Session = {
 /** What the process knows about itself, for INFO and CLIENT. */
 export type ServerView = {
   readonly service: ReadThrough
+  /** Where AUTH and HELLO AUTH check passwords. */
+  readonly gate: AuthGate
   readonly port: number
   readonly maxClients: number
   readonly startedAt: number
@@ -52,6 +63,16 @@ export type CommandContext = {
   hit(value: Uint8Array): Reply | undefined
 }
 
+/** A subcommand of a container command (CLIENT ID, ACL WHOAMI): what ACL rules and COMMAND see. */
+export type Subcommand = {
+  /** Lower case, without the container's name. */
+  readonly name: string
+  readonly arity: number
+  readonly flags: readonly string[]
+  /** As `Command.categories`. */
+  readonly categories: readonly string[]
+}
+
 /**
  * One command: its COMMAND metadata and its handler. `arity` follows Redis:
  * positive is exact, negative is a minimum, both counting the name.
@@ -59,7 +80,19 @@ export type CommandContext = {
 export type Command = {
   readonly name: string
   readonly arity: number
+  /** Redis's flags as COMMAND INFO reports them; `no_auth` lets it run before AUTH. */
   readonly flags: readonly string[]
+  /**
+   * ACL categories without the `@`, as Redis 7.0's COMMAND INFO reports them
+   * (`read`, `string`, `fast` for GET): the `+@category` rules match these.
+   */
+  readonly categories: readonly string[]
+  /**
+   * A container's subcommands by lower-case name. The dispatcher finds the
+   * subcommand and checks its arity before permissions, as Redis does, so
+   * `run` sees only a known subcommand with the right number of arguments.
+   */
+  readonly subcommands?: ReadonlyMap<string, Subcommand>
   readonly keys: readonly [first: number, last: number, step: number]
   readonly group: string
   readonly since: string

@@ -1,4 +1,5 @@
 import { type HttpServerHandle, startHttpServer } from '../../functions/node.js'
+import type { AuthGate } from '../../shared/auth/gate.js'
 import { type Config, loadConfig } from '../../shared/config.js'
 import { createService } from '../../shared/create-service.js'
 import { type Logger, silentLogger } from '../../shared/log.js'
@@ -88,6 +89,8 @@ export async function startRespProxy(
   redisUrl: string,
   env: Record<string, string> = {},
   limits?: Partial<ConnectionLimits>,
+  /** Users and passwords; the server's open default when omitted. */
+  gate?: AuthGate,
 ): Promise<TestRespProxy> {
   const config = loadConfig({ REDIS_URL: redisUrl, LOG_LEVEL: 'silent', ...env })
   const service = createService(config, nativeBackend(config, config.tcp.redisUrl, silentLogger))
@@ -104,6 +107,7 @@ export async function startRespProxy(
     shutdownTimeoutMs: config.shutdownTimeoutMs,
     log: silentLogger,
     ...(limits === undefined ? {} : { limits }),
+    ...(gate === undefined ? {} : { gate }),
   })
   return {
     port: server.port,
