@@ -1,4 +1,5 @@
 import { createServer, type Socket } from 'node:net'
+import type { AuthGate } from '../shared/auth/gate.js'
 import type { Logger } from '../shared/log.js'
 import type { MetricsRegistry } from '../shared/metrics.js'
 import type { ReadThrough } from '../shared/read-through.js'
@@ -25,6 +26,8 @@ export type RespServerOptions = {
   limits?: Partial<ConnectionLimits>
   /** Where this server's figures go, labelled `interface="resp"`. */
   metrics?: MetricsRegistry
+  /** Who may connect and read what (AUTH, HELLO AUTH). */
+  gate?: AuthGate
 }
 
 export type RespServerHandle = {
