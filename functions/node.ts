@@ -180,8 +180,7 @@ function checkingInterval(options: HttpServerOptions): number {
  * it (the fast path reads the same socket property directly). A proxy in
  * front makes every client its address: see the README's Security section.
  */
-export const nodeClientAddress: GetClientAddress = (c) =>
-  getConnInfo(c).remote.address ?? 'unknown'
+export const nodeClientAddress: GetClientAddress = (c) => getConnInfo(c).remote.address ?? 'unknown'
 
 type Fetch = (request: Request, env?: unknown) => Response | Promise<Response>
 
