@@ -1,4 +1,6 @@
 import { startHttpServer } from './functions/node.js'
+import { AuthGate } from './shared/auth/gate.js'
+import { readTextFile } from './shared/auth/read-file-node.js'
 import { ConfigError, describeConfig, loadConfig } from './shared/config.js'
 import { createService } from './shared/create-service.js'
 import { readEnv } from './shared/env-file.js'
@@ -21,7 +23,7 @@ type Closable = { close(): Promise<void> }
 async function main(args: string[]): Promise<void> {
   let config: ReturnType<typeof loadConfig>
   try {
-    config = loadConfig(readEnv())
+    config = loadConfig(readEnv(), readTextFile)
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`redis-proxy: ${err.message}\n`)
@@ -44,6 +46,13 @@ async function main(args: string[]): Promise<void> {
   // part adds itself, and every endpoint (/metrics and /readyz on the HTTP
   // server and on METRICS_PORT) reports all of them.
   const metrics = createMetricsRegistry()
+  // One gate for every interface: one failure limiter per client address
+  // whichever way it guesses, one log line and one metric per refusal.
+  const gate = new AuthGate({
+    users: config.auth.users,
+    log,
+    onRefused: (client, refusal) => metrics.authRefused(client.interface, refusal.refused),
+  })
   const readiness: ReadinessCheck[] = []
   const services = new Map<string, ReadThrough>()
   const serviceFor = (redisUrl: string): ReadThrough => {
@@ -85,6 +94,7 @@ async function main(args: string[]): Promise<void> {
           log,
           metrics,
           readiness,
+          gate,
         }),
       )
     }
@@ -100,6 +110,7 @@ async function main(args: string[]): Promise<void> {
           shutdownTimeoutMs: config.shutdownTimeoutMs,
           log,
           metrics,
+          gate,
         }),
       )
     }
@@ -111,6 +122,7 @@ async function main(args: string[]): Promise<void> {
           port: config.metrics.port,
           readiness,
           log,
+          gate,
         }),
       )
     }

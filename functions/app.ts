@@ -1,4 +1,7 @@
-import { Hono } from 'hono'
+import { type Context, Hono } from 'hono'
+import type { User } from '../shared/auth/acl.js'
+import type { AuthGate } from '../shared/auth/gate.js'
+import { authenticateHttp, type HttpRefusal, isRefusal } from '../shared/auth/http.js'
 import { BackendTimeoutError, OverloadedError } from '../shared/errors.js'
 import {
   backendConnected,
@@ -22,7 +25,22 @@ export type AppDeps = {
   readiness?: readonly ReadinessCheck[]
   /** Serves `GET /metrics`; without it (runtimes with no registry) the path is 404. */
   metrics?: MetricsEndpoint
+  /**
+   * Who may read what (see shared/auth/http.ts). Without it nothing asks for
+   * credentials: the app as built by a test or a deployment with no users.
+   */
+  gate?: AuthGate
+  /** @default every client is `unknown` (one limiter entry for all) */
+  clientAddress?: GetClientAddress
 }
+
+/**
+ * The client's address, as a port: each runtime knows it its own way
+ * (@hono/node-server's getConnInfo on Node, CF-Connecting-IP on Workers), and
+ * the app never asks which runtime it is on. It keys the failure limiter and
+ * names the client in the log.
+ */
+export type GetClientAddress = (c: Context) => string
 
 /** The Prometheus text of a registry, as a port: the app never imports one. */
 export type MetricsEndpoint = {
@@ -53,19 +71,37 @@ export type KeyAnswer = {
 /**
  * Answers a key request: GET /get/{key} has this one implementation, whichever
  * path a request takes to it (see createApp and functions/node.ts), so a rule
- * for reading keys holds on every path. `key` is null when its percent-encoding
- * is bad.
+ * for reading keys, authentication and permissions included, holds on every
+ * path. `key` is null when its percent-encoding is bad; `authorization` is
+ * the request's Authorization header and `address` the client's.
  */
-export type KeyReader = (method: string, key: string | null) => KeyAnswer | Promise<KeyAnswer>
+export type KeyReader = (
+  method: string,
+  key: string | null,
+  authorization: string | undefined,
+  address: string,
+) => KeyAnswer | Promise<KeyAnswer>
 
-export type KeyReaderDeps = Pick<AppDeps, 'service' | 'draining'>
+export type KeyReaderDeps = Pick<AppDeps, 'service' | 'draining' | 'gate'>
 
-export function createKeyReader({ service, draining }: KeyReaderDeps): KeyReader {
-  return (method, key) => {
+/** What COMMAND INFO says of GET: the categories a `-@read` or `+@string` rule is about. */
+const GET_CATEGORIES: readonly string[] = Object.freeze(['read', 'string', 'fast'])
+
+export function createKeyReader({ service, draining, gate }: KeyReaderDeps): KeyReader {
+  return (method, key, authorization, address) => {
+    // Before anything else, so nothing (not even whether a method is served)
+    // is told to a client that is not allowed in.
+    const user = authenticateHttp(gate, authorization, address)
+    if (isRefusal(user)) return refusal(user, method)
     if (method !== 'GET' && method !== 'HEAD') {
       return text(405, 'Method Not Allowed', method, false, { Allow: GET_HEAD })
     }
     if (key === null) return text(400, 'Bad percent-encoding in key', method, false)
+    // Before the cache: a value another user's read put there is no more
+    // this user's to read than the one in Redis.
+    if (user !== null && !mayRead(user, key)) {
+      return text(403, `No permission to read key: ${keyToText(key)}`, method, false)
+    }
     const closing = draining?.() === true
     const hit = service.get(key)
     if (!(hit instanceof Promise)) return valueAnswer(hit, 'HIT', method, closing)
@@ -77,6 +113,15 @@ export function createKeyReader({ service, draining }: KeyReaderDeps): KeyReader
       (err: unknown) => failure(err, key, method, closing),
     )
   }
+}
+
+/** As Redis decides a GET: the command's rules, then the key's read patterns. */
+function mayRead(user: User, key: string): boolean {
+  return user.canRun('get', undefined, GET_CATEGORIES) && user.keyAccess(key, 'read')
+}
+
+function refusal(refused: HttpRefusal, method: string): KeyAnswer {
+  return text(refused.status, refused.body, method, false, refused.headers)
 }
 
 function valueAnswer(
@@ -141,12 +186,24 @@ export function toResponse(answer: KeyAnswer): Response {
  * requests, skips nothing (a test checks the route table).
  */
 export function createApp(deps: AppDeps): Hono {
-  const { service, draining, status, readiness, metrics } = deps
+  const { service, draining, status, readiness, metrics, gate } = deps
+  const clientAddress = deps.clientAddress ?? unknownClient
   const app = new Hono()
   const checks = readiness ?? [backendConnected(service), invalidationEstablished(service)]
   const readKey = createKeyReader(deps)
+  /**
+   * `/` and `/metrics` tell what the cache holds and how busy it is: any
+   * authenticated user may see them (no command rule is about them), a
+   * client that is not may not. The probes stay open.
+   */
+  const refused = (c: Context): Response | undefined => {
+    const user = authenticateHttp(gate, c.req.header('authorization'), clientAddress(c))
+    return isRefusal(user) ? toResponse(refusal(user, c.req.method)) : undefined
+  }
 
   app.get('/', (c) => {
+    const denied = refused(c)
+    if (denied !== undefined) return denied
     const stats = service.stats()
     return c.json({
       service: 'redis-proxy',
@@ -171,8 +228,10 @@ export function createApp(deps: AppDeps): Hono {
   })
 
   if (metrics !== undefined) {
-    app.get('/metrics', async (c) =>
-      c.body(await metrics.render(), 200, { 'Content-Type': metrics.contentType }),
+    app.get(
+      '/metrics',
+      async (c) =>
+        refused(c) ?? c.body(await metrics.render(), 200, { 'Content-Type': metrics.contentType }),
     )
   }
 
@@ -184,12 +243,14 @@ export function createApp(deps: AppDeps): Hono {
     const key = keyFromPath(c.req.url)
     // As Hono's own answer for a path no route serves.
     if (key === undefined) return c.text('404 Not Found', 404)
-    const answer = readKey(c.req.method, key)
+    const answer = readKey(c.req.method, key, c.req.header('authorization'), clientAddress(c))
     return answer instanceof Promise ? answer.then(toResponse) : toResponse(answer)
   })
 
   return app
 }
+
+const unknownClient: GetClientAddress = () => 'unknown'
 
 /**
  * The key is the rest of the path after /get/, percent-decoded to bytes (so any

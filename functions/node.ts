@@ -5,11 +5,20 @@ import {
 } from 'node:http'
 import { createServer, type Socket } from 'node:net'
 import { getRequestListener } from '@hono/node-server'
+import { getConnInfo } from '@hono/node-server/conninfo'
+import type { AuthGate } from '../shared/auth/gate.js'
 import type { ReadinessCheck } from '../shared/health.js'
 import type { Logger } from '../shared/log.js'
 import type { MetricsRegistry, RequestTimer } from '../shared/metrics.js'
 import type { ReadThrough } from '../shared/read-through.js'
-import { createApp, createKeyReader, type KeyAnswer, type KeyReader, keyFromTarget } from './app.js'
+import {
+  createApp,
+  createKeyReader,
+  type GetClientAddress,
+  type KeyAnswer,
+  type KeyReader,
+  keyFromTarget,
+} from './app.js'
 
 export type HttpServerOptions = {
   service: ReadThrough
@@ -34,6 +43,8 @@ export type HttpServerOptions = {
   metrics?: MetricsRegistry
   /** @default the backend connection and, when on, invalidation */
   readiness?: readonly ReadinessCheck[]
+  /** Who may read what; without it nothing asks for credentials. */
+  gate?: AuthGate
 }
 
 export type HttpServerHandle = {
@@ -73,12 +84,18 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     status: () => ({ connections: sockets.size, maxClients: options.maxClients }),
     ...(options.readiness !== undefined && { readiness: options.readiness }),
     ...(metrics !== undefined && { metrics }),
+    ...(options.gate !== undefined && { gate: options.gate }),
+    clientAddress: nodeClientAddress,
   })
   const untrack = metrics?.track('http', { service, connections: () => sockets.size })
   const record = metrics?.requestTimer('http')
   const fetch = record === undefined ? app.fetch : timed(app.fetch, record)
   const viaApp = getRequestListener(fetch)
-  const readKey = createKeyReader({ service, draining: () => draining })
+  const readKey = createKeyReader({
+    service,
+    draining: () => draining,
+    ...(options.gate !== undefined && { gate: options.gate }),
+  })
   const http = createHttpServer(
     {
       maxHeaderSize: MAX_HEADER_BYTES,
@@ -161,6 +178,13 @@ function checkingInterval(options: HttpServerOptions): number {
   return Math.min(1000, Math.max(10, Math.ceil(Math.min(...bounds) / 4)))
 }
 
+/**
+ * The client address port on Node: the socket's peer, as getConnInfo reads
+ * it (the fast path reads the same socket property directly). A proxy in
+ * front makes every client its address: see the README's Security section.
+ */
+export const nodeClientAddress: GetClientAddress = (c) => getConnInfo(c).remote.address ?? 'unknown'
+
 type Fetch = (request: Request, env?: unknown) => Response | Promise<Response>
 
 /**
@@ -222,7 +246,12 @@ function serveKey(
   const host = req.headers.host
   if (host === undefined || !PLAIN_HOST.test(host)) return false
   const started = record === undefined ? 0 : performance.now()
-  const answer = readKey(method, keyFromTarget(target))
+  const answer = readKey(
+    method,
+    keyFromTarget(target),
+    req.headers.authorization,
+    req.socket.remoteAddress ?? 'unknown',
+  )
   if (answer instanceof Promise) {
     void answer.then((answered) => {
       send(res, answered)

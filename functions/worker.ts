@@ -1,4 +1,5 @@
 import type { Hono } from 'hono'
+import { AuthGate } from '../shared/auth/gate.js'
 import type { Clock } from '../shared/cache/lru-cache.js'
 import { type Config, ConfigError, loadConfig } from '../shared/config.js'
 import { createService } from '../shared/create-service.js'
@@ -6,7 +7,7 @@ import { createLogger, type Logger } from '../shared/log.js'
 import { createIoredisPerReadSource } from '../shared/redis/ioredis-source.js'
 import type { RedisSource } from '../shared/redis/source.js'
 import { createUpstashRestSource } from '../shared/redis/upstash-rest-source.js'
-import { createApp } from './app.js'
+import { createApp, type GetClientAddress } from './app.js'
 
 /** Worker bindings. `[vars]` and secrets are strings (numbers and booleans if written unquoted). */
 export type WorkerEnv = Record<string, unknown>
@@ -30,6 +31,9 @@ export function createWorker(): WorkerHandler {
       if (app === undefined) {
         let config: Config
         try {
+          // No file reader: the Worker has no filesystem, so *_FILE variables
+          // are refused; the password is a secret binding (PROXY_PASSWORD), and
+          // users beyond the default one come inline (PROXY_ACL, a secret too).
           config = loadConfig(stringBindings(env))
         } catch (err) {
           if (!(err instanceof ConfigError)) throw err
@@ -63,8 +67,24 @@ function buildApp(config: Config): Hono {
     { clock: workersClock },
   )
   const kind = config.rest === undefined ? 'tcp' : 'rest'
-  return createApp({ service, status: () => ({ runtime: 'workers', source: kind }) })
+  // One gate per isolate: its failure limiter sees only this isolate's requests.
+  const gate = new AuthGate({ users: config.auth.users, log })
+  return createApp({
+    service,
+    gate,
+    clientAddress: workersClientAddress,
+    status: () => ({ runtime: 'workers', source: kind }),
+  })
 }
+
+/**
+ * The client address port on Workers: Cloudflare's edge sets
+ * CF-Connecting-IP to the address that connected to it (a client cannot
+ * choose it there); without the header (a service binding, a test) every
+ * request is one `unknown` client.
+ */
+export const workersClientAddress: GetClientAddress = (c) =>
+  c.req.header('cf-connecting-ip') ?? 'unknown'
 
 /**
  * The source is chosen by configuration alone: an Upstash REST URL and token

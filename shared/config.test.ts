@@ -1,12 +1,34 @@
 import { describe, expect, it } from 'vitest'
 import { ConfigError, describeConfig, loadConfig, MAX_TIMER_MS, maskUrl } from './config.js'
 
+/** The message of the ConfigError `load` throws. */
+function configError(load: () => unknown): string {
+  try {
+    load()
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError)
+    return (err as Error).message
+  }
+  throw new Error('expected a ConfigError')
+}
+
+const files =
+  (contents: Record<string, string>) =>
+  (path: string): string => {
+    const text = contents[path]
+    if (text === undefined) throw new Error(`ENOENT: no such file or directory, open '${path}'`)
+    return text
+  }
+
+const LOOPBACK_ONLY =
+  'no password is set, so only loopback is allowed; set PROXY_PASSWORD (or PROXY_PASSWORD_FILE, PROXY_ACL_FILE), or PROXY_TRUSTED_NETWORK=true if everyone who can reach it may read every key'
+
 describe('loadConfig', () => {
   it('has production defaults for every variable', () => {
-    const config = loadConfig({})
+    const { auth, ...config } = loadConfig({})
     expect(config).toEqual({
       http: {
-        host: '0.0.0.0',
+        host: '127.0.0.1',
         port: 5000,
         redisUrl: 'redis://127.0.0.1:6379',
         headersTimeoutMs: 10_000,
@@ -14,7 +36,7 @@ describe('loadConfig', () => {
         keepAliveTimeoutMs: 5000,
       },
       tcp: {
-        host: '0.0.0.0',
+        host: '127.0.0.1',
         port: 4000,
         redisUrl: 'redis://127.0.0.1:6379',
         idleTimeoutMs: 0,
@@ -31,10 +53,79 @@ describe('loadConfig', () => {
       },
       shutdownTimeoutMs: 10_000,
       logLevel: 'info',
-      metrics: { host: '0.0.0.0', port: undefined },
+      metrics: { host: '127.0.0.1', port: undefined },
     })
-    expect(Object.isFrozen(config)).toBe(true)
+    expect(auth.configured).toBe(false)
+    expect(auth.trustedNetwork).toBe(false)
+    expect(auth.users.requiresAuth()).toBe(false)
+    expect(Object.isFrozen(loadConfig({}))).toBe(true)
     expect(Object.isFrozen(config.cache)).toBe(true)
+    expect(Object.isFrozen(auth)).toBe(true)
+  })
+
+  it('listens on every address by default once a password or an ACL is configured', () => {
+    for (const env of [
+      { PROXY_PASSWORD: 'pw' },
+      { PROXY_PASSWORD_FILE: '/run/secrets/pw' },
+      { PROXY_ACL_FILE: '/etc/users.acl' },
+      { PROXY_ACL: 'user alice on >a ~cache:* +get' },
+    ]) {
+      const config = loadConfig(
+        env,
+        files({ '/run/secrets/pw': 'pw\n', '/etc/users.acl': 'user alice on >a ~*\n' }),
+      )
+      expect([config.http.host, config.tcp.host, config.metrics.host], JSON.stringify(env)).toEqual(
+        ['0.0.0.0', '0.0.0.0', '0.0.0.0'],
+      )
+      expect(config.auth.configured).toBe(true)
+    }
+    const config = loadConfig({ PROXY_PASSWORD: 'pw' })
+    expect(config.auth.users.requiresAuth()).toBe(true)
+    expect(config.auth.users.authenticate('default', 'pw')).toBe(config.auth.users.defaultUser())
+    expect(loadConfig({ PROXY_PASSWORD: 'pw', PROXY_HOST_HTTP: '10.0.0.5' }).http.host).toBe(
+      '10.0.0.5',
+    )
+  })
+
+  it.each(['PROXY_HOST_HTTP', 'PROXY_HOST_TCP', 'METRICS_HOST'])(
+    'refuses a non-loopback %s without credentials, in one line saying how to set a password',
+    (name) => {
+      for (const address of ['0.0.0.0', '::', '10.0.0.5', 'proxy.internal']) {
+        expect(configError(() => loadConfig({ [name]: address }))).toBe(
+          `Invalid ${name}=${JSON.stringify(address)}: ${LOOPBACK_ONLY}`,
+        )
+      }
+      for (const address of ['127.0.0.1', '127.1.2.3', '::1', '[::1]', 'localhost']) {
+        expect(() => loadConfig({ [name]: address })).not.toThrow()
+      }
+      // An empty password counts as unset, as everywhere else.
+      expect(configError(() => loadConfig({ [name]: '0.0.0.0', PROXY_PASSWORD: '' }))).toContain(
+        LOOPBACK_ONLY,
+      )
+    },
+  )
+
+  it('listens beyond loopback without credentials only with PROXY_TRUSTED_NETWORK=true', () => {
+    const config = loadConfig({ PROXY_HOST_HTTP: '0.0.0.0', PROXY_TRUSTED_NETWORK: 'true' })
+    expect(config.http.host).toBe('0.0.0.0')
+    expect(config.auth.trustedNetwork).toBe(true)
+    // The opt-in widens nothing by itself: unset addresses stay on loopback.
+    expect(config.tcp.host).toBe('127.0.0.1')
+    expect(
+      configError(() => loadConfig({ PROXY_HOST_HTTP: '0.0.0.0', PROXY_TRUSTED_NETWORK: 'false' })),
+    ).toContain(LOOPBACK_ONLY)
+    expect(configError(() => loadConfig({ PROXY_TRUSTED_NETWORK: 'yes' }))).toBe(
+      'Invalid PROXY_TRUSTED_NETWORK="yes": expected true or false',
+    )
+  })
+
+  it('reads no file without a reader: the Worker has no filesystem', () => {
+    expect(configError(() => loadConfig({ PROXY_ACL_FILE: '/etc/users.acl' }))).toBe(
+      'Invalid PROXY_ACL_FILE="/etc/users.acl": this runtime has no filesystem',
+    )
+    expect(configError(() => loadConfig({ PROXY_PASSWORD_FILE: '/run/secrets/pw' }))).toBe(
+      'Invalid PROXY_PASSWORD_FILE="/run/secrets/pw": this runtime has no filesystem',
+    )
   })
 
   it('lets the original host/port names pick each server backend, keeping REDIS_URL credentials', () => {
@@ -200,8 +291,8 @@ describe('loadConfig', () => {
   })
 
   it('turns on the metrics listener with METRICS_PORT', () => {
-    const config = loadConfig({ METRICS_PORT: '9464', METRICS_HOST: '127.0.0.1' })
-    expect(config.metrics).toEqual({ host: '127.0.0.1', port: 9464 })
+    const config = loadConfig({ METRICS_PORT: '9464', METRICS_HOST: '127.0.0.2' })
+    expect(config.metrics).toEqual({ host: '127.0.0.2', port: 9464 })
     expect(() => loadConfig({ METRICS_PORT: '0' })).toThrow(
       'Invalid METRICS_PORT="0": expected an integer from 1 to 65535',
     )
@@ -212,9 +303,15 @@ describe('loadConfig', () => {
       REDIS_URL: 'redis://app:s3cret@redis.example:6379/1',
       UPSTASH_REDIS_REST_URL: 'https://r.example',
       UPSTASH_REDIS_REST_TOKEN: 'rest-s3cret',
+      PROXY_ACL: 'user alice on >alice-s3cret ~*',
     })
     const described = JSON.stringify(describeConfig(config))
     expect(described).not.toContain('s3cret')
+    expect(describeConfig(config).auth).toEqual({
+      requiresAuth: false,
+      configured: true,
+      trustedNetwork: false,
+    })
     expect(described).toContain('"rest":{"url":"https://r.example","token":"***"}')
     expect(described).toContain('redis://app:***@redis.example:6379/1')
     expect(describeConfig(config)).toMatchObject({ cache: config.cache, logLevel: 'info' })

@@ -1,4 +1,6 @@
 import { cleanEnv, makeValidator, str } from 'envalid'
+import type { Users } from './auth/acl.js'
+import { AUTH_CONFIG_NAMES, loadUsers, type ReadTextFile } from './auth/secrets.js'
 import { MAX_CAPACITY } from './cache/lru-cache.js'
 
 /** Validated, frozen configuration. Built once at start-up; nothing reads process.env after. */
@@ -42,6 +44,17 @@ export type Config = Readonly<{
   logLevel: LogLevel
   /** The standalone /metrics, /healthz, /readyz listener; off while `port` is undefined. */
   metrics: Readonly<{ host: string; port: number | undefined }>
+  auth: Readonly<{
+    /** Who may do what (PROXY_PASSWORD, PROXY_PASSWORD_FILE, PROXY_ACL_FILE, PROXY_ACL). */
+    users: Users
+    /**
+     * Whether any credentials were configured (a password or an ACL): without
+     * them every listener defaults to loopback and refuses any other address.
+     */
+    configured: boolean
+    /** PROXY_TRUSTED_NETWORK: listen beyond loopback without credentials. */
+    trustedNetwork: boolean
+  }>
 }>
 
 export type RestConfig = Readonly<{ url: string; token: string }>
@@ -135,6 +148,17 @@ const host = makeValidator<string>((raw: string) => {
   return raw.trim()
 })
 
+const flag = makeValidator<boolean>((raw: string) => {
+  if (raw === 'true') return true
+  if (raw === 'false') return false
+  throw new Error('expected true or false')
+})
+
+/** Where every listener goes when no credentials are configured. */
+export const LOOPBACK = '127.0.0.1'
+/** Where they go by default once credentials are. */
+const ANY_ADDRESS = '0.0.0.0'
+
 const specs = {
   REDIS_URL: redisUrl({ default: 'redis://127.0.0.1:6379' }),
   BACKING_REDIS_HOST_HTTP: host({ default: undefined }),
@@ -143,9 +167,10 @@ const specs = {
   BACKING_REDIS_PORT_TCP: port({ default: undefined }),
   UPSTASH_REDIS_REST_URL: restUrl({ default: undefined }),
   UPSTASH_REDIS_REST_TOKEN: secret({ default: undefined }),
-  PROXY_HOST_HTTP: host({ default: '0.0.0.0' }),
+  // Unset, the listen addresses depend on whether credentials are configured.
+  PROXY_HOST_HTTP: host({ default: undefined }),
   PROXY_PORT_HTTP: port({ default: 5000 }),
-  PROXY_HOST_TCP: host({ default: '0.0.0.0' }),
+  PROXY_HOST_TCP: host({ default: undefined }),
   PROXY_PORT_TCP: port({ default: 4000 }),
   CACHE_CAPACITY: integer(1, MAX_CAPACITY)({ default: 100_000 }),
   CACHE_GLOBAL_EXPIRY: integer(1)({ default: 60_000 }),
@@ -165,15 +190,27 @@ const specs = {
   RESP_HANDSHAKE_TIMEOUT: milliseconds(0)({ default: 10_000 }),
   SHUTDOWN_TIMEOUT: milliseconds(0)({ default: 10_000 }),
   LOG_LEVEL: str({ default: 'info', choices: LOG_LEVELS }),
-  METRICS_HOST: host({ default: '0.0.0.0' }),
+  METRICS_HOST: host({ default: undefined }),
   METRICS_PORT: port({ default: undefined }),
+  PROXY_TRUSTED_NETWORK: flag({ default: false }),
 }
 
 /** Every variable the proxy reads, for tooling that must agree with it (compose, manifests). */
-export const CONFIG_NAMES: readonly string[] = Object.freeze(Object.keys(specs))
+export const CONFIG_NAMES: readonly string[] = Object.freeze([
+  ...Object.keys(specs),
+  ...AUTH_CONFIG_NAMES,
+])
 
-/** Validates every variable; the first bad one throws a ConfigError naming it and its value. */
-export function loadConfig(env: Record<string, string | undefined>): Config {
+/**
+ * Validates every variable; the first bad one throws a ConfigError naming it
+ * and its value. `readFile` reads PROXY_PASSWORD_FILE and PROXY_ACL_FILE; a
+ * runtime without a filesystem (the Worker) passes none, and those variables
+ * are then an error.
+ */
+export function loadConfig(
+  env: Record<string, string | undefined>,
+  readFile?: ReadTextFile,
+): Config {
   let clean: ReturnType<typeof cleanEnv<typeof specs>> | undefined
   let failure: string | undefined
   clean = cleanEnv(env, specs, {
@@ -210,9 +247,18 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       `Invalid HTTP_HEADERS_TIMEOUT="${env.HTTP_HEADERS_TIMEOUT ?? headersTimeoutMs}": expected at most HTTP_REQUEST_TIMEOUT (${requestTimeoutMs}) unless one of them is 0`,
     )
   }
+  const users = loadUsers(env, readFile)
+  const auth = {
+    users,
+    // An empty variable counts as unset, as in secrets.ts.
+    configured: users.requiresAuth() || Boolean(env.PROXY_ACL_FILE) || Boolean(env.PROXY_ACL),
+    trustedNetwork: clean.PROXY_TRUSTED_NETWORK,
+  }
+  const listen = (name: string, value: string | undefined): string =>
+    listenAddress(name, value, auth.configured, auth.trustedNetwork)
   return deepFreeze({
     http: {
-      host: clean.PROXY_HOST_HTTP,
+      host: listen('PROXY_HOST_HTTP', clean.PROXY_HOST_HTTP),
       port: clean.PROXY_PORT_HTTP,
       redisUrl: http,
       headersTimeoutMs,
@@ -221,7 +267,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     },
     rest,
     tcp: {
-      host: clean.PROXY_HOST_TCP,
+      host: listen('PROXY_HOST_TCP', clean.PROXY_HOST_TCP),
       port: clean.PROXY_PORT_TCP,
       redisUrl: tcp,
       idleTimeoutMs: clean.IDLE_TIMEOUT,
@@ -242,8 +288,33 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     },
     shutdownTimeoutMs: clean.SHUTDOWN_TIMEOUT,
     logLevel: clean.LOG_LEVEL as LogLevel,
-    metrics: { host: clean.METRICS_HOST, port: clean.METRICS_PORT },
+    metrics: { host: listen('METRICS_HOST', clean.METRICS_HOST), port: clean.METRICS_PORT },
+    auth,
   })
+}
+
+/**
+ * Safe by default: a proxy anyone may read from listens only where only this
+ * machine can reach it, and a wider address must be asked for knowing that.
+ * Names are not resolved here: anything but a loopback literal or
+ * `localhost` counts as reachable from elsewhere.
+ */
+function listenAddress(
+  name: string,
+  value: string | undefined,
+  configured: boolean,
+  trustedNetwork: boolean,
+): string {
+  if (value === undefined) return configured ? ANY_ADDRESS : LOOPBACK
+  if (configured || trustedNetwork || isLoopback(value)) return value
+  throw new ConfigError(
+    `Invalid ${name}=${JSON.stringify(value)}: no password is set, so only loopback is allowed; set PROXY_PASSWORD (or PROXY_PASSWORD_FILE, PROXY_ACL_FILE), or PROXY_TRUSTED_NETWORK=true if everyone who can reach it may read every key`,
+  )
+}
+
+function isLoopback(address: string): boolean {
+  const bare = address.replace(/^\[(.*)\]$/, '$1').toLowerCase()
+  return bare === 'localhost' || bare === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(bare)
 }
 
 /**
@@ -288,6 +359,12 @@ export function describeConfig(config: Config): Record<string, unknown> {
     http: { ...config.http, redisUrl: maskUrl(config.http.redisUrl) },
     tcp: { ...config.tcp, redisUrl: maskUrl(config.tcp.redisUrl) },
     rest: config.rest === undefined ? undefined : { ...config.rest, token: '***' },
+    // Never the users themselves: they hold password digests.
+    auth: {
+      requiresAuth: config.auth.users.requiresAuth(),
+      configured: config.auth.configured,
+      trustedNetwork: config.auth.trustedNetwork,
+    },
   }
 }
 

@@ -1,4 +1,6 @@
 import { createServer, type ServerResponse } from 'node:http'
+import type { AuthGate } from './auth/gate.js'
+import { authenticateHttp, isRefusal } from './auth/http.js'
 import { checkReadiness, type ReadinessCheck } from './health.js'
 import type { Logger } from './log.js'
 import type { MetricsRegistry } from './metrics.js'
@@ -11,6 +13,11 @@ export type MetricsServerOptions = {
   /** What `/readyz` waits for. @default none: ready while the process serves */
   readiness?: readonly ReadinessCheck[]
   log?: Logger
+  /**
+   * When it requires authentication, `/metrics` needs any authenticated user,
+   * as on the HTTP server; `/healthz` and `/readyz` stay open for probes.
+   */
+  gate?: AuthGate
 }
 
 export type MetricsServerHandle = {
@@ -36,12 +43,19 @@ export async function startMetricsServer(
       return send(res, 405, TEXT, 'Method Not Allowed\n', { Allow: 'GET, HEAD' })
     }
     switch (path) {
-      case '/metrics':
+      case '/metrics': {
+        const user = authenticateHttp(
+          options.gate,
+          req.headers.authorization,
+          req.socket.remoteAddress ?? 'unknown',
+        )
+        if (isRefusal(user)) return send(res, user.status, TEXT, `${user.body}\n`, user.headers)
         registry.render().then(
           (text) => send(res, 200, registry.contentType, text),
           (err: unknown) => send(res, 500, TEXT, `${String(err)}\n`),
         )
         return
+      }
       case '/healthz':
         return send(res, 200, TEXT, 'ok\n')
       case '/readyz': {

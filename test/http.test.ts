@@ -4,6 +4,7 @@ import { connect } from 'node:net'
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
 import { createApp, keyFromTarget } from '../functions/app.js'
 import { FAST_PATH_ADAPTER_VERSION } from '../functions/node.js'
+import { AuthFailureLimiter } from '../shared/auth/failures.js'
 import { startHttpProxy, type TestHttpProxy } from './harness/proxy.js'
 import { backendGetCount, sleep, startRedis, type TestRedis } from './harness/redis-server.js'
 
@@ -339,8 +340,36 @@ describe('HTTP framing and the one way in to a key', () => {
     await redis.command('SET', 'same', 'value')
     await redis.command('SET', 'a/b c%', 'odd')
     await redis.command('HSET', 'hash', 'f', 'v')
-    // The app on its own, over the same service: what every other runtime serves.
-    const app = createApp({ service: proxy.service })
+    // A second proxy over the same Redis that asks for credentials: the
+    // default user's password, and alice, who may read only `same`. Its
+    // limiter never blocks, so the wrong guesses below stay plain 401s.
+    const guarded = await startHttpProxy(
+      redis.url,
+      {
+        PROXY_PASSWORD: 'fast-pw',
+        PROXY_ACL: 'user alice on >alice-pw ~same +@read',
+        CACHE_CAPACITY: '1000',
+      },
+      undefined,
+      { limiter: new AuthFailureLimiter({ maxFailures: 1_000_000 }) },
+    )
+    const basic = (user: string, password: string) =>
+      `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`
+    const sides = [
+      { proxy, authorizations: [undefined] },
+      {
+        proxy: guarded,
+        authorizations: [
+          undefined,
+          'Bearer fast-pw',
+          'Bearer wrong',
+          basic('default', 'fast-pw'),
+          basic('alice', 'alice-pw'),
+          basic('alice', 'wrong'),
+          'Basic !!!',
+        ],
+      },
+    ]
     const heads = [
       'GET /get/same',
       'HEAD /get/same',
@@ -352,31 +381,57 @@ describe('HTTP framing and the one way in to a key', () => {
       'POST /get/same',
       'GET /get/same?x=1',
     ]
-    // Each side starts from the same cache: empty (a miss), or holding the key (a hit).
-    const prepare = async (path: string, warm: boolean) => {
-      proxy.service.clear()
-      const key = keyFromTarget(path)
-      if (warm && typeof key === 'string')
-        await Promise.resolve(proxy.service.get(key)).catch(() => {})
-    }
-    for (const head of heads) {
-      for (const warm of [false, true]) {
-        const [method, path] = head.split(' ') as [string, string]
-        const where = `${head} (${warm ? 'cached' : 'not cached'})`
-        await prepare(path, warm)
-        const viaNode = await exchange(proxy.port, `${head} HTTP/1.1\r\nHost: localhost`)
-        await prepare(path, warm)
-        const viaApp = await app.request(`http://localhost${path}`, { method })
-        expect(viaNode.status, where).toBe(viaApp.status)
-        expect(viaNode.body.toString('latin1'), where).toBe(
-          Buffer.from(await viaApp.arrayBuffer()).toString('latin1'),
-        )
-        for (const [name, value] of viaApp.headers) {
-          // The app's answers carry their own Content-Length, and HEAD's too.
-          expect(viaNode.headers[name], `${where}: ${name}`).toBe(value)
+    const statuses = new Set<number>()
+    try {
+      for (const side of sides) {
+        // The app on its own, over the same service and gate: what every other
+        // runtime serves. The client address is the one the Node side sees.
+        const app = createApp({
+          service: side.proxy.service,
+          gate: side.proxy.gate,
+          clientAddress: () => '127.0.0.1',
+        })
+        // Each side starts from the same cache: empty (a miss), or holding the key (a hit).
+        const prepare = async (path: string, warm: boolean) => {
+          side.proxy.service.clear()
+          const key = keyFromTarget(path)
+          if (warm && typeof key === 'string')
+            await Promise.resolve(side.proxy.service.get(key)).catch(() => {})
+        }
+        for (const authorization of side.authorizations) {
+          const header = authorization === undefined ? '' : `\r\nAuthorization: ${authorization}`
+          for (const head of heads) {
+            for (const warm of [false, true]) {
+              const [method, path] = head.split(' ') as [string, string]
+              const where = `${head} ${authorization ?? '(no credentials)'} (${warm ? 'cached' : 'not cached'})`
+              await prepare(path, warm)
+              const viaNode = await exchange(
+                side.proxy.port,
+                `${head} HTTP/1.1\r\nHost: localhost${header}`,
+              )
+              await prepare(path, warm)
+              const viaApp = await app.request(`http://localhost${path}`, {
+                method,
+                headers: authorization === undefined ? {} : { authorization },
+              })
+              statuses.add(viaApp.status)
+              expect(viaNode.status, where).toBe(viaApp.status)
+              expect(viaNode.body.toString('latin1'), where).toBe(
+                Buffer.from(await viaApp.arrayBuffer()).toString('latin1'),
+              )
+              for (const [name, value] of viaApp.headers) {
+                // The app's answers carry their own Content-Length, and HEAD's too.
+                expect(viaNode.headers[name], `${where}: ${name}`).toBe(value)
+              }
+            }
+          }
         }
       }
+    } finally {
+      await guarded.close()
     }
+    // Every kind of answer was compared, refusals included.
+    expect([...statuses].sort()).toEqual([200, 400, 401, 403, 404, 405, 502])
   })
 
   it('trusts the adapter only at the version the fast path was checked against, and the app has no middleware to skip', () => {

@@ -24,7 +24,21 @@ type ComposeService = {
   environment?: Record<string, string>
   ports?: string[]
   depends_on?: Record<string, { condition: string }>
+  secrets?: string[]
 }
+
+/** A file reader that knows only `path`, holding a password: what a mounted secret gives. */
+const secretAt = (path: string) => (asked: string) => {
+  if (asked !== path) throw new Error(`ENOENT: no such file or directory, open '${asked}'`)
+  return 'a-password\n'
+}
+
+/** The ignore file's lines, comments and blanks dropped. */
+const ignoreLines = (path: string) =>
+  read(path)
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('#'))
 
 const INTERFACES = ['http', 'resp']
 
@@ -42,7 +56,10 @@ function containerPorts(ports: readonly string[] = []): number[] {
 }
 
 describe('docker-compose.yml', () => {
-  const compose = parse(read('docker-compose.yml')) as { services: Record<string, ComposeService> }
+  const compose = parse(read('docker-compose.yml')) as {
+    services: Record<string, ComposeService>
+    secrets?: Record<string, { file?: string }>
+  }
   const services = compose.services
 
   it('runs Redis, the HTTP function and the RESP sidecar', () => {
@@ -50,6 +67,17 @@ describe('docker-compose.yml', () => {
     expect(services.redis?.image).toMatch(/^redis:/)
     expect(interfacesOf(services.http?.command ?? [])).toEqual(['http'])
     expect(interfacesOf(services.sidecar?.command ?? [])).toEqual(['resp'])
+  })
+
+  it('takes the password from a file that neither git nor the image build picks up', () => {
+    const file = compose.secrets?.proxy_password?.file ?? ''
+    expect(file).toMatch(/^\.\//)
+    const top = file.slice(2).split('/')[0] as string
+    expect(ignoreLines('.gitignore')).toContain(`${top}/`)
+    expect(ignoreLines('.dockerignore')).toContain(top)
+    // git would say so, too.
+    const checked = spawnSync('git', ['check-ignore', '-q', file.slice(2)], { cwd: ROOT })
+    expect(checked.status).toBe(0)
   })
 
   for (const name of ['http', 'sidecar']) {
@@ -61,8 +89,14 @@ describe('docker-compose.yml', () => {
 
       const env = service.environment ?? {}
       for (const variable of Object.keys(env)) expect(CONFIG_NAMES).toContain(variable)
+      // The password comes from a compose secret, where compose mounts it.
+      expect(env.PROXY_PASSWORD).toBeUndefined()
+      const [secret] = service.secrets ?? []
+      expect(secret).toBeDefined()
+      expect(env.PROXY_PASSWORD_FILE).toBe(`/run/secrets/${secret}`)
       // Every value is one the proxy accepts, and it points at the redis service.
-      const config = loadConfig(env)
+      const config = loadConfig(env, secretAt(`/run/secrets/${secret}`))
+      expect(config.auth.users.requiresAuth()).toBe(true)
       const backend = new URL(name === 'http' ? config.http.redisUrl : config.tcp.redisUrl)
       expect(Object.keys(services)).toContain(backend.hostname)
       expect(backend.port === '' ? 6379 : Number(backend.port)).toBe(6379)
@@ -173,6 +207,8 @@ describe('infra/Dockerfile', () => {
         if (extra.length > 0) {
           env.METRICS_HOST = '127.0.0.1'
           env.METRICS_PORT = String(metrics)
+          // As deployed: with a password, which the probes must not need.
+          env.PROXY_PASSWORD = 'probe-pw'
         }
         const proxy = spawnProxy([...cmd.slice(2), ...extra], env)
         const probed = extra.length > 0 ? metrics : http
@@ -191,7 +227,11 @@ describe('infra/Dockerfile', () => {
             ready: true,
             checks: { backend: true, invalidation: true },
           })
-          const text = await (await fetch(`${url}/metrics`)).text()
+          expect((await fetch(`${url}/metrics`)).status).toBe(401)
+          const scraped = await fetch(`${url}/metrics`, {
+            headers: { authorization: 'Bearer probe-pw' },
+          })
+          const text = await scraped.text()
           expect(text).toContain('redis_proxy_connections{interface="resp"} 0')
           expect(text).toContain('redis_proxy_cache_hits_total{interface="resp"} 0')
         }
@@ -243,7 +283,7 @@ describe('infra/k8s', () => {
       expect(CONFIG_NAMES).toContain(entry.name)
       if (entry.value !== undefined) env[entry.name] = entry.value
     }
-    const config = loadConfig(env)
+    const config = loadConfig(env, secretAt(env.PROXY_PASSWORD_FILE ?? ''))
     const ports = new Map<string, number>(
       (container.ports as { name: string; containerPort: number }[]).map((p) => [
         p.name,
@@ -252,6 +292,7 @@ describe('infra/k8s', () => {
     )
     expect(ports.get('http')).toBe(config.http.port)
     expect(ports.get('resp')).toBe(config.tcp.port)
+    // No credentials in the probes: both paths stay open (README, Security).
     expect(container.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'http' })
     expect(container.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'http' })
     interfacesOf(container.command)
@@ -260,5 +301,36 @@ describe('infra/k8s', () => {
     expect(deployment.spec.template.spec.terminationGracePeriodSeconds * 1000).toBeGreaterThan(
       config.shutdownTimeoutMs,
     )
+  })
+
+  it('reads the password from the Secret, mounted as a file, and so listens beyond loopback', () => {
+    const deployment = byKind('Deployment')
+    const pod = deployment.spec.template.spec
+    const [container] = pod.containers
+    const entries = container.env as { name: string; value?: string; valueFrom?: unknown }[]
+    expect(entries.map((e) => e.name)).not.toContain('PROXY_PASSWORD')
+    const path = entries.find((e) => e.name === 'PROXY_PASSWORD_FILE')?.value ?? ''
+    const mount = (container.volumeMounts as { name: string; mountPath: string }[]).find((m) =>
+      path.startsWith(`${m.mountPath}/`),
+    )
+    expect(mount).toBeDefined()
+    const volume = (pod.volumes as { name: string; secret?: Record<string, unknown> }[]).find(
+      (v) => v.name === mount?.name,
+    )
+    // The Secret the header comment creates, its proxy-password key at that path.
+    expect(volume?.secret?.secretName).toBe('redis-proxy')
+    expect(volume?.secret?.items).toContainEqual({
+      key: 'proxy-password',
+      path: path.slice((mount?.mountPath.length ?? 0) + 1),
+    })
+    expect(read('infra/k8s/redis-proxy.yaml')).toContain('--from-literal=proxy-password=')
+
+    const env: Record<string, string> = {}
+    for (const entry of entries) if (entry.value !== undefined) env[entry.name] = entry.value
+    const config = loadConfig(env, secretAt(path))
+    expect(config.auth.users.requiresAuth()).toBe(true)
+    // Unset in the manifest: with a password the defaults reach the pod network.
+    expect(config.http.host).toBe('0.0.0.0')
+    expect(config.tcp.host).toBe('0.0.0.0')
   })
 })

@@ -1,5 +1,9 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { connect } from 'node:net'
+import { networkInterfaces, tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { sample } from './harness/metrics.js'
 import { freePort } from './harness/ports.js'
 import { spawnProxy, waitForHttp } from './harness/process.js'
 import { startRedis, type TestRedis } from './harness/redis-server.js'
@@ -225,5 +229,101 @@ describe('the proxy process', () => {
     expect(lines.at(-1)).toBe(
       'redis-proxy: Invalid REDIS_URL: database 16: ERR DB index is out of range',
     )
+  })
+
+  it('listens only on loopback without credentials, every listener', async () => {
+    const [httpPort, respPort, metricsPort] = [await freePort(), await freePort(), await freePort()]
+    const proxy = spawnProxy([], {
+      REDIS_URL: redis.url,
+      PROXY_PORT_HTTP: String(httpPort),
+      PROXY_PORT_TCP: String(respPort),
+      METRICS_PORT: String(metricsPort),
+    })
+    try {
+      await waitForHttp(`http://127.0.0.1:${httpPort}/healthz`)
+      const listening = proxy
+        .logs()
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as { msg: string; host?: string })
+        .filter((line) => line.msg.endsWith('listening'))
+      expect(listening.map((line) => [line.msg, line.host]).sort()).toEqual([
+        ['http listening', '127.0.0.1'],
+        ['metrics listening', '127.0.0.1'],
+        ['resp listening', '127.0.0.1'],
+      ])
+      // Where this machine has an address of its own, nothing answers there.
+      const external = Object.values(networkInterfaces())
+        .flat()
+        .find((a) => a !== undefined && a.family === 'IPv4' && !a.internal)
+      if (external !== undefined) {
+        for (const port of [httpPort, respPort, metricsPort]) {
+          await expect(fetch(`http://${external.address}:${port}/healthz`)).rejects.toThrow()
+        }
+      }
+    } finally {
+      proxy.child.kill('SIGTERM')
+      await proxy.exited()
+    }
+  })
+
+  it.each(['PROXY_HOST_HTTP', 'PROXY_HOST_TCP', 'METRICS_HOST'])(
+    'refuses to start on a non-loopback %s without credentials, in one line saying how to set a password',
+    async (name) => {
+      const proxy = spawnProxy([], { REDIS_URL: redis.url, [name]: '0.0.0.0' })
+      const { code } = await proxy.exited()
+      expect(code).toBe(1)
+      expect(proxy.logs().trim()).toBe(
+        `redis-proxy: Invalid ${name}="0.0.0.0": no password is set, so only loopback is allowed; set PROXY_PASSWORD (or PROXY_PASSWORD_FILE, PROXY_ACL_FILE), or PROXY_TRUSTED_NETWORK=true if everyone who can reach it may read every key`,
+      )
+    },
+  )
+
+  it('listens on every address with a password from a file, asks HTTP clients for it, counts failures, and never logs it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'redis-proxy-process-'))
+    const passwordFile = join(dir, 'password')
+    writeFileSync(passwordFile, 'file-s3cret\n')
+    const port = await freePort()
+    const proxy = spawnProxy(['http'], {
+      REDIS_URL: redis.url,
+      PROXY_PORT_HTTP: String(port),
+      PROXY_PASSWORD_FILE: passwordFile,
+    })
+    try {
+      const base = `http://127.0.0.1:${port}`
+      await waitForHttp(`${base}/healthz`)
+      const starting = JSON.parse(proxy.logs().split('\n')[0] as string)
+      expect(starting.config.http.host).toBe('0.0.0.0')
+      expect(starting.config.auth).toEqual({
+        requiresAuth: true,
+        configured: true,
+        trustedNetwork: false,
+      })
+      await redis.command('SET', 'guarded', 'value')
+      expect((await fetch(`${base}/get/guarded`)).status).toBe(401)
+      const wrong = await fetch(`${base}/get/guarded`, {
+        headers: { authorization: 'Bearer file-s3cret-not' },
+      })
+      expect(wrong.status).toBe(401)
+      const right = await fetch(`${base}/get/guarded`, {
+        headers: { authorization: 'Bearer file-s3cret' },
+      })
+      expect(await right.text()).toBe('value')
+      const metrics = await fetch(`${base}/metrics`, {
+        headers: { authorization: 'Bearer file-s3cret' },
+      })
+      expect(
+        sample(await metrics.text(), 'redis_proxy_auth_failures_total', {
+          interface: 'http',
+          reason: 'wrongpass',
+        }),
+      ).toBe(1)
+    } finally {
+      proxy.child.kill('SIGTERM')
+      await proxy.exited()
+      rmSync(dir, { recursive: true, force: true })
+    }
+    expect(proxy.logs()).toContain('"msg":"authentication refused"')
+    expect(proxy.logs()).not.toContain('file-s3cret')
   })
 })

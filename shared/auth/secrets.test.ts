@@ -92,11 +92,33 @@ describe('readAuthSettings', () => {
     const reader = files({ '/etc/users.acl': 'user alice on >a ~*\n' })
     expect(readAuthSettings({ PROXY_ACL_FILE: '/etc/users.acl' }, reader)).toEqual({
       password: undefined,
-      aclFile: { text: 'user alice on >a ~*\n', source: '/etc/users.acl' },
+      aclFile: {
+        text: 'user alice on >a ~*\n',
+        source: '/etc/users.acl',
+        variable: 'PROXY_ACL_FILE',
+      },
     })
     expect(
       configError(() => readAuthSettings({ PROXY_ACL_FILE: '/etc/users.acl' }, undefined)),
     ).toBe('Invalid PROXY_ACL_FILE="/etc/users.acl": this runtime has no filesystem')
+  })
+
+  test('takes the same text inline from PROXY_ACL, where there is no filesystem', () => {
+    expect(readAuthSettings({ PROXY_ACL: 'user alice on >a ~*' }, undefined).aclFile).toEqual({
+      text: 'user alice on >a ~*',
+      source: 'PROXY_ACL',
+      variable: 'PROXY_ACL',
+    })
+  })
+
+  test('refuses PROXY_ACL beside PROXY_ACL_FILE, without showing the inline text', () => {
+    const reader = files({ '/acl': 'user alice on >a ~*\n' })
+    const message = configError(() =>
+      readAuthSettings({ PROXY_ACL_FILE: '/acl', PROXY_ACL: 'user bob on >secretpw' }, reader),
+    )
+    expect(message).toBe(
+      'Invalid PROXY_ACL_FILE="/acl": PROXY_ACL is set too; set one or the other',
+    )
   })
 })
 
@@ -117,6 +139,14 @@ describe('loadUsers', () => {
     const reader = files({ '/acl': 'user alice on\nuser bob +@nosuch\n' })
     expect(configError(() => loadUsers({ PROXY_ACL_FILE: '/acl' }, reader))).toBe(
       "Invalid PROXY_ACL_FILE: /acl:2: Error in applying operation '+@nosuch': Unknown command or category name in ACL",
+    )
+  })
+
+  test('a bad inline ACL line names PROXY_ACL and its line', () => {
+    expect(
+      configError(() => loadUsers({ PROXY_ACL: 'user alice on\nuser bob +@nosuch' }, undefined)),
+    ).toBe(
+      "Invalid PROXY_ACL: PROXY_ACL:2: Error in applying operation '+@nosuch': Unknown command or category name in ACL",
     )
   })
 

@@ -16,6 +16,7 @@ export const AUTH_CONFIG_NAMES: readonly string[] = Object.freeze([
   'PROXY_PASSWORD',
   'PROXY_PASSWORD_FILE',
   'PROXY_ACL_FILE',
+  'PROXY_ACL',
 ])
 
 type Env = Readonly<Record<string, string | undefined>>
@@ -68,18 +69,35 @@ export function readSecret(
 export type AuthSettings = Readonly<{
   /** The default user's password (PROXY_PASSWORD or PROXY_PASSWORD_FILE). */
   password: string | undefined
-  /** The ACL file's text and path (PROXY_ACL_FILE). */
-  aclFile: Readonly<{ text: string; source: string }> | undefined
+  /**
+   * The ACL text, the name its errors give it (the path, or `PROXY_ACL`) and
+   * the variable it came from: PROXY_ACL_FILE, or PROXY_ACL, the same text
+   * inline, for the Worker, which has no filesystem (a secret there).
+   */
+  aclFile: Readonly<{ text: string; source: string; variable: string }> | undefined
 }>
 
 /** @throws ConfigError as readSecret does, or when PROXY_ACL_FILE cannot be read. */
 export function readAuthSettings(env: Env, readFile: ReadTextFile | undefined): AuthSettings {
   const password = readSecret(env, 'PROXY_PASSWORD', readFile)
   const path = setting(env, 'PROXY_ACL_FILE')
-  const aclFile =
-    path === undefined
-      ? undefined
-      : { text: readFileFor('PROXY_ACL_FILE', path, readFile), source: path }
+  const inline = setting(env, 'PROXY_ACL')
+  if (path !== undefined && inline !== undefined) {
+    // Never echo PROXY_ACL: it may hold passwords.
+    throw new ConfigError(
+      `Invalid PROXY_ACL_FILE=${JSON.stringify(path)}: PROXY_ACL is set too; set one or the other`,
+    )
+  }
+  let aclFile: AuthSettings['aclFile']
+  if (path !== undefined) {
+    aclFile = {
+      text: readFileFor('PROXY_ACL_FILE', path, readFile),
+      source: path,
+      variable: 'PROXY_ACL_FILE',
+    }
+  } else if (inline !== undefined) {
+    aclFile = { text: inline, source: 'PROXY_ACL', variable: 'PROXY_ACL' }
+  }
   return { password, aclFile }
 }
 
@@ -92,7 +110,9 @@ export function loadUsers(env: Env, readFile: ReadTextFile | undefined): Users {
   try {
     return createUsers({ defaultPassword: password, aclFile })
   } catch (err) {
-    if (err instanceof AclError) throw new ConfigError(`Invalid PROXY_ACL_FILE: ${err.message}`)
+    if (err instanceof AclError) {
+      throw new ConfigError(`Invalid ${aclFile?.variable ?? 'PROXY_ACL_FILE'}: ${err.message}`)
+    }
     throw err
   }
 }

@@ -1,5 +1,6 @@
 import { type HttpServerHandle, startHttpServer } from '../../functions/node.js'
-import type { AuthGate } from '../../shared/auth/gate.js'
+import { AuthGate } from '../../shared/auth/gate.js'
+import { readTextFile } from '../../shared/auth/read-file-node.js'
 import { type Config, loadConfig } from '../../shared/config.js'
 import { createService } from '../../shared/create-service.js'
 import { type Logger, silentLogger } from '../../shared/log.js'
@@ -16,21 +17,35 @@ export type TestHttpProxy = {
   readonly server: HttpServerHandle
   readonly config: Config
   readonly metrics: MetricsRegistry
+  /** The gate built from the configured users, as main.ts builds it. */
+  readonly gate: AuthGate
   get(key: string, init?: RequestInit): Promise<Response>
   close(): Promise<void>
 }
 
-/** The HTTP function in this process on an ephemeral port, configured through the same env names users set. */
+/**
+ * The HTTP function in this process on an ephemeral port, configured through
+ * the same env names users set (files read from disk, as on Node). `gate`
+ * options reach the AuthGate, such as a limiter of a test's own.
+ */
 export async function startHttpProxy(
   redisUrl: string,
   env: Record<string, string> = {},
   log: Logger = silentLogger,
+  gateOptions: Omit<ConstructorParameters<typeof AuthGate>[0], 'users' | 'log'> = {},
 ): Promise<TestHttpProxy> {
-  const config = loadConfig({ REDIS_URL: redisUrl, LOG_LEVEL: 'silent', ...env })
+  const config = loadConfig({ REDIS_URL: redisUrl, LOG_LEVEL: 'silent', ...env }, readTextFile)
   const service = createService(config, nativeBackend(config, config.http.redisUrl, log))
   await waitReady(service)
   const metrics = createMetricsRegistry({ defaultMetrics: false })
+  const gate = new AuthGate({
+    users: config.auth.users,
+    log,
+    onRefused: (client, refusal) => metrics.authRefused(client.interface, refusal.refused),
+    ...gateOptions,
+  })
   const server = await startHttpServer({
+    gate,
     metrics,
     service,
     host: '127.0.0.1',
@@ -50,6 +65,7 @@ export async function startHttpProxy(
     server,
     config,
     metrics,
+    gate,
     get: (key, init) => fetch(`${url}/get/${encodeURIComponent(key)}`, init),
     async close() {
       await server.close()

@@ -54,6 +54,8 @@ export function workerdPoolOptions({ inject }: { inject: Inject }) {
         PROXY_REST_BAD_TOKEN: 'proxy-rest-bad-token',
         PROXY_REST_SILENT: 'proxy-rest-silent',
         PROXY_SHORT_EXPIRY: 'proxy-short-expiry',
+        PROXY_AUTH: 'proxy-auth',
+        PROXY_ACL_FILE: 'proxy-acl-file',
         UPSTASH: async (request: Request) => {
           const { op, key = '', value = '', px } = (await request.json()) as Record<string, string>
           if (op === 'set') {
@@ -84,6 +86,14 @@ export function workerdPoolOptions({ inject }: { inject: Inject }) {
           REDIS_URL: `redis://127.0.0.1:${redisPort}`,
           CACHE_GLOBAL_EXPIRY: String(SHORT_EXPIRY_MS),
         }),
+        // The password as a secret binding (wrangler secret put PROXY_PASSWORD)
+        // and a reader of cache:* keys inline (PROXY_ACL, also a secret).
+        proxy('proxy-auth', {
+          REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+          PROXY_PASSWORD: 'worker-pw',
+          PROXY_ACL: 'user reader on >reader-pw ~cache:* +@read',
+        }),
+        proxy('proxy-acl-file', { PROXY_ACL_FILE: '/etc/users.acl' }),
         proxy('proxy-rest', restBindings, upstash),
         proxy(
           'proxy-rest-bad-token',

@@ -12,6 +12,8 @@ type Bindings = {
   PROXY_SILENT: Fetcher
   PROXY_BAD_CONFIG: Fetcher
   PROXY_SHORT_EXPIRY: Fetcher
+  PROXY_AUTH: Fetcher
+  PROXY_ACL_FILE: Fetcher
   REDIS: Fetcher
 }
 const bindings = env as unknown as Bindings
@@ -235,5 +237,55 @@ describe('the Worker in workerd over the Upstash REST protocol', () => {
   it('reports the REST source on GET /', async () => {
     const res = await get('/', rest.PROXY_REST)
     expect(await res.json()).toMatchObject({ runtime: 'workers', source: 'rest', backend: 'ready' })
+  })
+})
+
+describe('the Worker with a password binding', () => {
+  const auth = (path: string, authorization?: string) =>
+    bindings.PROXY_AUTH.fetch(`http://proxy.test${path}`, {
+      headers: authorization === undefined ? {} : { authorization },
+    })
+  const basic = (user: string, password: string) => `Basic ${btoa(`${user}:${password}`)}`
+
+  it('answers 401 with its challenge without credentials or with a wrong password', async () => {
+    await redis('SET', 'cache:1', 'one')
+    const none = await auth('/get/cache:1')
+    expect(none.status).toBe(401)
+    expect(none.headers.get('www-authenticate')).toBe(
+      'Basic realm="redis-proxy", charset="UTF-8", Bearer realm="redis-proxy"',
+    )
+    expect(await none.text()).toBe('Authentication required')
+    expect((await auth('/get/cache:1', 'Bearer wrong')).status).toBe(401)
+    expect((await auth('/', undefined)).status).toBe(401)
+    // The probes stay open.
+    expect((await auth('/healthz')).status).toBe(200)
+  })
+
+  it('answers 200 with Bearer <PROXY_PASSWORD>, and with Basic for an inline PROXY_ACL user', async () => {
+    await redis('SET', 'cache:1', 'one')
+    const res = await auth('/get/cache:1', 'Bearer worker-pw')
+    expect(res.status).toBe(200)
+    expect(await text(res)).toBe('one')
+    const reader = await auth('/get/cache:1', basic('reader', 'reader-pw'))
+    expect(reader.status).toBe(200)
+    expect(reader.headers.get('x-cache')).toBe('HIT')
+  })
+
+  it('answers 403 for a key outside the user pattern, cached or not', async () => {
+    await redis('SET', 'secret', 'classified')
+    expect((await auth('/get/secret', basic('reader', 'reader-pw'))).status).toBe(403)
+    // Cached by the default user's read: still not the reader's to read.
+    expect(await text(await auth('/get/secret', 'Bearer worker-pw'))).toBe('classified')
+    const cached = await auth('/get/secret', basic('reader', 'reader-pw'))
+    expect(cached.status).toBe(403)
+    expect(await cached.text()).toBe('No permission to read key: secret')
+  })
+
+  it('refuses PROXY_ACL_FILE in one line: the Worker has no filesystem', async () => {
+    const res = await get('/get/k', bindings.PROXY_ACL_FILE)
+    expect(res.status).toBe(500)
+    expect(await res.text()).toBe(
+      'redis-proxy: Invalid PROXY_ACL_FILE="/etc/users.acl": this runtime has no filesystem\n',
+    )
   })
 })
