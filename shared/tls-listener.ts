@@ -153,9 +153,11 @@ export function tlsAcceptor(
     options.onSecure,
   )
   // A failed or timed-out handshake (no certificate, an unknown CA, plain
-  // text on a TLS port): Node has destroyed the socket; one debug line.
-  server.on('tlsClientError', (err) => {
+  // text on a TLS port, silence). With a listener here Node leaves the socket
+  // open (a timeout included), so it is destroyed here: that frees the slot.
+  server.on('tlsClientError', (err, socket) => {
     options.log.debug('tls handshake failed', { error: err.message })
+    socket.destroy()
   })
   const unfollow = listener.follow(server)
   return {
