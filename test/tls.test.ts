@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
-import { copyFileSync, writeFileSync } from 'node:fs'
+import { copyFileSync, utimesSync, writeFileSync } from 'node:fs'
 import { connect as connectTcp, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { connect as connectTls, type TLSSocket } from 'node:tls'
@@ -299,7 +299,12 @@ describe('certificates that clients refuse, and reloading', () => {
       copyFileSync(from === 'server' ? pki.serverCert : pki.expiredCert, cert)
       copyFileSync(from === 'server' ? pki.serverKey : pki.expiredKey, key)
     }
+    // A whole second, so setting it again restores it exactly.
+    const keepTime = () => {
+      for (const path of [cert, key]) utimesSync(path, 1_600_000_000, 1_600_000_000)
+    }
     use('server')
+    keepTime()
     const { proxy, resp } = await startProxy({
       REDIS_URL: plain.url,
       PROXY_TLS_CERT_FILE: cert,
@@ -316,9 +321,12 @@ describe('certificates that clients refuse, and reloading', () => {
       await open.connect()
       expect(await servedSerial(resp)).toBe(serial(pki.serverCert))
 
-      // Both files replaced, then SIGHUP (the poll may see them first: either
-      // way the next connection gets the new pair).
+      // Both files replaced with their modification times kept, which the
+      // poll ignores: only SIGHUP can load them.
       use('expired')
+      keepTime()
+      await sleep(1500)
+      expect(await servedSerial(resp)).toBe(serial(pki.serverCert))
       proxy.child.kill('SIGHUP')
       await until('the reloaded certificate', async () =>
         (await servedSerial(resp)) === serial(pki.expiredCert) ? true : undefined,
