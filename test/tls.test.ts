@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process'
+import { execFile, execFileSync } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
 import { copyFileSync, utimesSync, writeFileSync } from 'node:fs'
 import { connect as connectTcp, type Socket } from 'node:net'
@@ -265,7 +265,51 @@ describe('mutual TLS on the listeners (PROXY_TLS_CA_FILE)', () => {
     ])
     expect(withCert).toMatchObject({ code: 0, stdout: 'plain value' })
   })
+
+  it('closes a client whose certificate another CA signed, before reading a byte of it', async () => {
+    const stranger = strangerCertificate()
+    const resp = ['--tls', '--cacert', pki.ca, '-h', '127.0.0.1', '-p', String(mtls.resp)]
+    const cli = await run('redis-cli', [
+      ...resp,
+      '--cert',
+      stranger.cert,
+      '--key',
+      stranger.key,
+      'get',
+      'k',
+    ])
+    expect(cli.stdout).not.toContain('plain value')
+    const curl = await run('curl', [
+      '-sS',
+      '--cacert',
+      pki.ca,
+      '--cert',
+      stranger.cert,
+      '--key',
+      stranger.key,
+      `https://localhost:${mtls.http}/get/k`,
+    ])
+    expect(curl.code).not.toBe(0)
+    expect(curl.stdout).toBe('')
+  })
 })
+
+/** A client certificate signed by the harness's unrelated CA (its key is in the same directory). */
+function strangerCertificate(): { cert: string; key: string } {
+  const openssl = (...args: string[]) =>
+    execFileSync('openssl', args, { cwd: pki.dir, stdio: 'pipe' })
+  openssl(
+    'req',
+    ...['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'],
+    ...['-keyout', 'stranger.key', '-out', 'stranger.csr', '-subj', '/CN=stranger'],
+  )
+  openssl(
+    'x509',
+    ...['-req', '-in', 'stranger.csr', '-CA', 'other-ca.crt', '-CAkey', 'other-ca.key'],
+    ...['-CAcreateserial', '-out', 'stranger.crt', '-days', '2', '-extfile', 'client.ext'],
+  )
+  return { cert: join(pki.dir, 'stranger.crt'), key: join(pki.dir, 'stranger.key') }
+}
 
 describe('certificates that clients refuse, and reloading', () => {
   it('serves an expired certificate that curl and redis-cli refuse', async () => {
@@ -404,6 +448,36 @@ describe('client slots and start-up checks', () => {
         ])
         expect(served.stdout).toBe('plain value')
       }
+    }
+  })
+
+  it('shuts down on SIGTERM with a TLS client open and handshakes pending, and exits 0', async () => {
+    const { proxy, resp, http } = await startProxy({
+      REDIS_URL: plain.url,
+      PROXY_TLS_CERT_FILE: pki.serverCert,
+      PROXY_TLS_KEY_FILE: pki.serverKey,
+      SHUTDOWN_TIMEOUT: '1000',
+    })
+    const open = new Redis({
+      host: '127.0.0.1',
+      port: resp,
+      tls: { ca: pki.read(pki.ca) },
+      lazyConnect: true,
+    })
+    open.on('error', () => {})
+    const silent = [connectTcp(resp, '127.0.0.1'), connectTcp(http, '127.0.0.1')]
+    for (const socket of silent) socket.on('error', () => {})
+    try {
+      await open.connect()
+      expect(await open.get('k')).toBe('plain value')
+      const started = Date.now()
+      proxy.child.kill('SIGTERM')
+      expect(await proxy.exited()).toEqual({ code: 0, signal: null })
+      // SHUTDOWN_TIMEOUT, not the 10 s handshake bounds the handshakes could still wait.
+      expect(Date.now() - started).toBeLessThan(6000)
+    } finally {
+      open.disconnect()
+      for (const socket of silent) socket.destroy()
     }
   })
 
