@@ -66,6 +66,11 @@ export async function startRespServer(options: RespServerOptions): Promise<RespS
   const totals = view.totals
 
   const serve = (socket: Socket) => {
+    // A TLS handshake can complete after shutdown began: not served.
+    if (closing) {
+      socket.destroy()
+      return
+    }
     const connection: Connection = new Connection({
       socket,
       id: nextId++,
