@@ -10,6 +10,8 @@ import { createMetricsRegistry } from './shared/metrics.js'
 import { startMetricsServer } from './shared/metrics-server.js'
 import type { ReadThrough } from './shared/read-through.js'
 import { nativeBackend } from './shared/redis/native-backend.js'
+import { backendTlsOptions } from './shared/tls-files.js'
+import { createTlsListener } from './shared/tls-listener.js'
 import { startRespServer } from './sidecar/server.js'
 
 type Closable = { close(): Promise<void> }
@@ -21,17 +23,14 @@ type Closable = { close(): Promise<void> }
  * same backing Redis share one service: one cache, one connection.
  */
 async function main(args: string[]): Promise<void> {
-  let config: ReturnType<typeof loadConfig>
-  try {
-    config = loadConfig(readEnv(), readTextFile)
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`redis-proxy: ${err.message}\n`)
-      process.exit(1)
-    }
-    throw err
-  }
+  const config = orExit(() => loadConfig(readEnv(), readTextFile))
   const log = createPinoLogger(config.logLevel)
+  // The files are read and checked now, so a missing or bad one stops
+  // start-up with one line like any bad variable.
+  orExit(() => backendTlsOptions(config))
+  const listenerFiles = config.tls.listener
+  const tls =
+    listenerFiles === undefined ? undefined : orExit(() => createTlsListener(listenerFiles, log))
   const wanted = new Set(args.length > 0 ? args : ['http', 'resp'])
   for (const name of wanted) {
     if (name !== 'http' && name !== 'resp') {
@@ -95,6 +94,7 @@ async function main(args: string[]): Promise<void> {
           metrics,
           readiness,
           gate,
+          ...(tls !== undefined && { tls }),
         }),
       )
     }
@@ -111,6 +111,7 @@ async function main(args: string[]): Promise<void> {
           log,
           metrics,
           gate,
+          ...(tls !== undefined && { tls }),
         }),
       )
     }
@@ -123,9 +124,12 @@ async function main(args: string[]): Promise<void> {
           readiness,
           log,
           gate,
+          ...(tls !== undefined && { tls }),
         }),
       )
     }
+    // SIGHUP or a changed file: new connections get the new certificate.
+    tls?.watch()
     // Every listener is up: what `make run` and other supervisors wait for.
     log.info('serving', { interfaces: [...wanted] })
   } catch (err) {
@@ -145,6 +149,19 @@ async function main(args: string[]): Promise<void> {
   }
   process.on('SIGTERM', () => void stop('SIGTERM'))
   process.on('SIGINT', () => void stop('SIGINT'))
+}
+
+/** A ConfigError stops start-up with its one line; anything else is a bug and throws. */
+function orExit<T>(load: () => T): T {
+  try {
+    return load()
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`redis-proxy: ${err.message}\n`)
+      process.exit(1)
+    }
+    throw err
+  }
 }
 
 await main(process.argv.slice(2))

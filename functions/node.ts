@@ -11,6 +11,7 @@ import type { ReadinessCheck } from '../shared/health.js'
 import type { Logger } from '../shared/log.js'
 import type { MetricsRegistry, RequestTimer } from '../shared/metrics.js'
 import type { ReadThrough } from '../shared/read-through.js'
+import { type TlsListener, tlsAcceptor } from '../shared/tls-listener.js'
 import {
   createApp,
   createKeyReader,
@@ -45,6 +46,8 @@ export type HttpServerOptions = {
   readiness?: readonly ReadinessCheck[]
   /** Who may read what; without it nothing asks for credentials. */
   gate?: AuthGate
+  /** HTTPS (PROXY_TLS_CERT_FILE): the handshake is bounded by `headersTimeoutMs`. */
+  tls?: TlsListener
 }
 
 export type HttpServerHandle = {
@@ -108,18 +111,46 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
       if (!serveKey(readKey, req, res, record)) void viaApp(req, res)
     },
   )
+  // With TLS, http.Server sees a connection only once its handshake is done;
+  // the client slot is held from the accept (`sockets` holds raw sockets,
+  // which close with their TLS socket). A refused client completes the
+  // handshake too, so it reads the 503 instead of a bare close.
+  const tls =
+    options.tls === undefined
+      ? undefined
+      : {
+          admitted: tlsAcceptor(options.tls, {
+            handshakeTimeoutMs: options.headersTimeoutMs,
+            onSecure: (socket) => http.emit('connection', socket),
+            log,
+          }),
+          refused: tlsAcceptor(options.tls, {
+            handshakeTimeoutMs: options.headersTimeoutMs,
+            onSecure: reject,
+            log,
+          }),
+        }
   const front = createServer({ noDelay: true }, (socket) => {
     if (draining) {
       socket.destroy()
       return
     }
     if (sockets.size >= options.maxClients) {
-      reject(socket)
+      if (tls === undefined) reject(socket)
+      else {
+        socket.on('error', () => {})
+        tls.refused.accept(socket)
+      }
       return
     }
     sockets.add(socket)
     socket.once('close', () => sockets.delete(socket))
-    http.emit('connection', socket)
+    if (tls === undefined) http.emit('connection', socket)
+    else {
+      // Before the TLS socket exists a reset would be an unhandled error.
+      socket.on('error', () => {})
+      tls.admitted.accept(socket)
+    }
   })
   front.on('error', (err) => log.error('http server error', { error: err.message }))
 
@@ -135,7 +166,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   http.emit('listening')
   const address = front.address()
   const port = typeof address === 'object' && address !== null ? address.port : options.port
-  log.info('http listening', { host: options.host, port })
+  log.info('http listening', { host: options.host, port, tls: options.tls !== undefined })
 
   return {
     port,
@@ -156,6 +187,8 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
       }
       for (const socket of sockets) socket.destroy()
       http.close()
+      tls?.admitted.close()
+      tls?.refused.close()
       await closed
       untrack?.()
     },

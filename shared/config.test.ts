@@ -54,6 +54,7 @@ describe('loadConfig', () => {
       shutdownTimeoutMs: 10_000,
       logLevel: 'info',
       metrics: { host: '127.0.0.1', port: undefined },
+      tls: { listener: undefined, backend: {} },
     })
     expect(auth.configured).toBe(false)
     expect(auth.trustedNetwork).toBe(false)
@@ -126,6 +127,32 @@ describe('loadConfig', () => {
     expect(configError(() => loadConfig({ PROXY_PASSWORD_FILE: '/run/secrets/pw' }))).toBe(
       'Invalid PROXY_PASSWORD_FILE="/run/secrets/pw": this runtime has no filesystem',
     )
+  })
+
+  it('takes a TLS certificate only with its key, a client CA only with both, backend TLS only with rediss://', () => {
+    expect(() => loadConfig({ PROXY_TLS_CERT_FILE: '/c.pem' })).toThrow(
+      'Invalid PROXY_TLS_KEY_FILE="": required when PROXY_TLS_CERT_FILE is set',
+    )
+    expect(() => loadConfig({ PROXY_TLS_KEY_FILE: '/k.pem' })).toThrow(
+      'Invalid PROXY_TLS_CERT_FILE="": required when PROXY_TLS_KEY_FILE is set',
+    )
+    expect(() => loadConfig({ PROXY_TLS_CA_FILE: '/ca.pem' })).toThrow(
+      'Invalid PROXY_TLS_CERT_FILE="": required when PROXY_TLS_CA_FILE is set',
+    )
+    expect(() =>
+      loadConfig({ REDIS_TLS_CERT_FILE: '/c.pem', REDIS_TLS_KEY_FILE: '/k.pem' }),
+    ).toThrow('Invalid REDIS_TLS_CERT_FILE="/c.pem": needs a rediss:// REDIS_URL')
+    const config = loadConfig({
+      REDIS_URL: 'rediss://localhost:6380',
+      PROXY_TLS_CERT_FILE: '/c.pem',
+      PROXY_TLS_KEY_FILE: '/k.pem',
+      REDIS_TLS_CA_FILE: '/ca.pem',
+      REDIS_TLS_SERVERNAME: 'redis.internal',
+    })
+    expect(config.tls).toEqual({
+      listener: { certFile: '/c.pem', keyFile: '/k.pem', caFile: undefined },
+      backend: { caFile: '/ca.pem', servername: 'redis.internal' },
+    })
   })
 
   it('lets the original host/port names pick each server backend, keeping REDIS_URL credentials', () => {

@@ -55,6 +55,23 @@ export type Config = Readonly<{
     /** PROXY_TRUSTED_NETWORK: listen beyond loopback without credentials. */
     trustedNetwork: boolean
   }>
+  /** TLS files (paths); their contents are read and checked by shared/tls-files.ts, Node only. */
+  tls: TlsConfig
+}>
+
+/**
+ * `listener`: the proxy's own certificate (RESP, HTTP and METRICS_PORT), and
+ * with `caFile` the CA client certificates must be signed by. `backend`:
+ * what a rediss:// connection trusts and presents.
+ */
+export type TlsConfig = Readonly<{
+  listener: Readonly<{ certFile: string; keyFile: string; caFile: string | undefined }> | undefined
+  backend: Readonly<{
+    caFile: string | undefined
+    certFile: string | undefined
+    keyFile: string | undefined
+    servername: string | undefined
+  }>
 }>
 
 export type RestConfig = Readonly<{ url: string; token: string }>
@@ -159,6 +176,11 @@ export const LOOPBACK = '127.0.0.1'
 /** Where they go by default once credentials are. */
 const ANY_ADDRESS = '0.0.0.0'
 
+const file = makeValidator<string>((raw: string) => {
+  if (raw.trim() === '') throw new Error('expected a file path')
+  return raw.trim()
+})
+
 const specs = {
   REDIS_URL: redisUrl({ default: 'redis://127.0.0.1:6379' }),
   BACKING_REDIS_HOST_HTTP: host({ default: undefined }),
@@ -193,6 +215,13 @@ const specs = {
   METRICS_HOST: host({ default: undefined }),
   METRICS_PORT: port({ default: undefined }),
   PROXY_TRUSTED_NETWORK: flag({ default: false }),
+  PROXY_TLS_CERT_FILE: file({ default: undefined }),
+  PROXY_TLS_KEY_FILE: file({ default: undefined }),
+  PROXY_TLS_CA_FILE: file({ default: undefined }),
+  REDIS_TLS_CA_FILE: file({ default: undefined }),
+  REDIS_TLS_CERT_FILE: file({ default: undefined }),
+  REDIS_TLS_KEY_FILE: file({ default: undefined }),
+  REDIS_TLS_SERVERNAME: host({ default: undefined }),
 }
 
 /** Every variable the proxy reads, for tooling that must agree with it (compose, manifests). */
@@ -290,7 +319,84 @@ export function loadConfig(
     logLevel: clean.LOG_LEVEL as LogLevel,
     metrics: { host: listen('METRICS_HOST', clean.METRICS_HOST), port: clean.METRICS_PORT },
     auth,
+    tls: tlsConfig(clean, env),
   })
+}
+
+/** A certificate without its key (or the reverse) is a mistake, not a choice; so is a CA alone. */
+function tlsConfig(
+  clean: {
+    PROXY_TLS_CERT_FILE?: string | undefined
+    PROXY_TLS_KEY_FILE?: string | undefined
+    PROXY_TLS_CA_FILE?: string | undefined
+    REDIS_TLS_CA_FILE?: string | undefined
+    REDIS_TLS_CERT_FILE?: string | undefined
+    REDIS_TLS_KEY_FILE?: string | undefined
+    REDIS_TLS_SERVERNAME?: string | undefined
+    REDIS_URL: string
+  },
+  env: Record<string, string | undefined>,
+): TlsConfig {
+  // Backend TLS settings with a plain redis:// URL would be ignored, and the
+  // operator would believe the hop encrypted.
+  if (!clean.REDIS_URL.startsWith('rediss:')) {
+    for (const name of [
+      'REDIS_TLS_CA_FILE',
+      'REDIS_TLS_CERT_FILE',
+      'REDIS_TLS_SERVERNAME',
+    ] as const) {
+      if (clean[name] !== undefined) {
+        throw new ConfigError(
+          `Invalid ${name}=${JSON.stringify(env[name] ?? '')}: needs a rediss:// REDIS_URL`,
+        )
+      }
+    }
+  }
+  pair(
+    'PROXY_TLS_CERT_FILE',
+    clean.PROXY_TLS_CERT_FILE,
+    'PROXY_TLS_KEY_FILE',
+    clean.PROXY_TLS_KEY_FILE,
+  )
+  pair(
+    'REDIS_TLS_CERT_FILE',
+    clean.REDIS_TLS_CERT_FILE,
+    'REDIS_TLS_KEY_FILE',
+    clean.REDIS_TLS_KEY_FILE,
+  )
+  const certFile = clean.PROXY_TLS_CERT_FILE
+  const keyFile = clean.PROXY_TLS_KEY_FILE
+  if (clean.PROXY_TLS_CA_FILE !== undefined && certFile === undefined) {
+    throw new ConfigError(
+      'Invalid PROXY_TLS_CERT_FILE="": required when PROXY_TLS_CA_FILE is set (client certificates need a TLS listener)',
+    )
+  }
+  return {
+    listener:
+      certFile === undefined || keyFile === undefined
+        ? undefined
+        : { certFile, keyFile, caFile: clean.PROXY_TLS_CA_FILE },
+    backend: {
+      caFile: clean.REDIS_TLS_CA_FILE,
+      certFile: clean.REDIS_TLS_CERT_FILE,
+      keyFile: clean.REDIS_TLS_KEY_FILE,
+      servername: clean.REDIS_TLS_SERVERNAME,
+    },
+  }
+}
+
+function pair(
+  name: string,
+  value: string | undefined,
+  other: string,
+  otherValue: string | undefined,
+) {
+  if (value !== undefined && otherValue === undefined) {
+    throw new ConfigError(`Invalid ${other}="": required when ${name} is set`)
+  }
+  if (value === undefined && otherValue !== undefined) {
+    throw new ConfigError(`Invalid ${name}="": required when ${other} is set`)
+  }
 }
 
 /**

@@ -1,9 +1,11 @@
-import { createServer, type ServerResponse } from 'node:http'
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
 import type { AuthGate } from './auth/gate.js'
 import { authenticateHttp, isRefusal } from './auth/http.js'
 import { checkReadiness, type ReadinessCheck } from './health.js'
 import type { Logger } from './log.js'
 import type { MetricsRegistry } from './metrics.js'
+import type { TlsListener } from './tls-listener.js'
 
 export type MetricsServerOptions = {
   registry: MetricsRegistry
@@ -18,7 +20,15 @@ export type MetricsServerOptions = {
    * as on the HTTP server; `/healthz` and `/readyz` stay open for probes.
    */
   gate?: AuthGate
+  /**
+   * HTTPS with the proxy's certificate. Client certificates are not asked
+   * for even with PROXY_TLS_CA_FILE: kubelet probes cannot present one.
+   */
+  tls?: TlsListener
 }
+
+/** Scrapes and probes finish a handshake at once; a client that does not is cut off. */
+const HANDSHAKE_TIMEOUT_MS = 10_000
 
 export type MetricsServerHandle = {
   readonly port: number
@@ -37,7 +47,7 @@ export async function startMetricsServer(
 ): Promise<MetricsServerHandle> {
   const { registry } = options
   const checks = options.readiness ?? []
-  const server = createServer((req, res) => {
+  const handle = (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?', 1)[0]
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       return send(res, 405, TEXT, 'Method Not Allowed\n', { Allow: 'GET, HEAD' })
@@ -65,7 +75,22 @@ export async function startMetricsServer(
       default:
         return send(res, 404, TEXT, 'Not Found\n')
     }
-  })
+  }
+  const tls = options.tls
+  const secure =
+    tls === undefined
+      ? undefined
+      : createHttpsServer(
+          {
+            ...tls.serverOptions(),
+            requestCert: false,
+            rejectUnauthorized: false,
+            handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+          },
+          handle,
+        )
+  const unfollow = secure === undefined ? undefined : tls?.follow(secure)
+  const server = secure ?? createServer(handle)
   server.on('clientError', (_err, socket) => socket.destroy())
 
   await new Promise<void>((resolve, reject) => {
@@ -77,12 +102,17 @@ export async function startMetricsServer(
   })
   const address = server.address()
   const port = typeof address === 'object' && address !== null ? address.port : options.port
-  options.log?.info('metrics listening', { host: options.host ?? '0.0.0.0', port })
+  options.log?.info('metrics listening', {
+    host: options.host ?? '0.0.0.0',
+    port,
+    tls: tls !== undefined,
+  })
 
   return {
     port,
     close: () =>
       new Promise<void>((resolve) => {
+        unfollow?.()
         server.close(() => resolve())
         server.closeAllConnections()
       }),

@@ -4,6 +4,7 @@ import { AuthGate } from '../shared/auth/gate.js'
 import type { Logger } from '../shared/log.js'
 import type { MetricsRegistry } from '../shared/metrics.js'
 import type { ReadThrough } from '../shared/read-through.js'
+import { type TlsListener, tlsAcceptor } from '../shared/tls-listener.js'
 import type { ServerView } from './commands/types.js'
 import { Connection, type ConnectionLimits } from './connection.js'
 
@@ -33,6 +34,8 @@ export type RespServerOptions = {
    * @default an open gate over createUsers(): Redis's `default` user, `on nopass ~* &* +@all`
    */
   gate?: AuthGate
+  /** TLS on the port (PROXY_TLS_CERT_FILE): the handshake is bounded by `handshakeTimeoutMs`. */
+  tls?: TlsListener
 }
 
 export type RespServerHandle = {
@@ -71,18 +74,10 @@ export async function startRespServer(options: RespServerOptions): Promise<RespS
   })
   const totals = view.totals
 
-  // allowHalfOpen: a client that half-closes still gets the replies it is owed.
-  const server = createServer({ noDelay: true, allowHalfOpen: true }, (socket: Socket) => {
+  const serve = (socket: Socket) => {
+    // A TLS handshake can complete after shutdown began: not served.
     if (closing) {
       socket.destroy()
-      return
-    }
-    totals.connections++
-    if (connections.size >= options.maxClients) {
-      totals.rejected++
-      socket.on('error', () => {})
-      socket.end(MAX_CLIENTS_REACHED)
-      setTimeout(() => socket.destroy(), 1000).unref()
       return
     }
     const connection: Connection = new Connection({
@@ -96,6 +91,57 @@ export async function startRespServer(options: RespServerOptions): Promise<RespS
       onClosed: () => connections.delete(connection),
     })
     connections.add(connection)
+  }
+  const refuse = (socket: Socket) => {
+    socket.on('error', () => {})
+    socket.end(MAX_CLIENTS_REACHED)
+    setTimeout(() => socket.destroy(), 1000).unref()
+  }
+  // With TLS, a refused client still completes the handshake (bounded like
+  // any other) so it can read Redis's refusal instead of a bare close.
+  const tls =
+    options.tls === undefined
+      ? undefined
+      : {
+          admitted: tlsAcceptor(options.tls, {
+            handshakeTimeoutMs: options.handshakeTimeoutMs,
+            onSecure: serve,
+            log,
+          }),
+          refused: tlsAcceptor(options.tls, {
+            handshakeTimeoutMs: options.handshakeTimeoutMs,
+            onSecure: refuse,
+            log,
+          }),
+        }
+  // Every accepted socket holds a client slot from the accept, through the TLS
+  // handshake, until it closes; a raw socket closes with its TLS socket.
+  const slots = new Set<Socket>()
+
+  // allowHalfOpen: a client that half-closes still gets the replies it is owed.
+  const server = createServer({ noDelay: true, allowHalfOpen: true }, (socket: Socket) => {
+    if (closing) {
+      socket.destroy()
+      return
+    }
+    totals.connections++
+    if (slots.size >= options.maxClients) {
+      totals.rejected++
+      if (tls === undefined) refuse(socket)
+      else {
+        socket.on('error', () => {})
+        tls.refused.accept(socket)
+      }
+      return
+    }
+    slots.add(socket)
+    socket.once('close', () => slots.delete(socket))
+    if (tls === undefined) serve(socket)
+    else {
+      // Before the TLS socket exists a reset would be an unhandled error.
+      socket.on('error', () => {})
+      tls.admitted.accept(socket)
+    }
   })
   server.on('error', (err) => log.error('resp server error', { error: err.message }))
 
@@ -109,7 +155,7 @@ export async function startRespServer(options: RespServerOptions): Promise<RespS
   const address = server.address()
   const port = typeof address === 'object' && address !== null ? address.port : options.port
   listening = port
-  log.info('resp listening', { host: options.host, port })
+  log.info('resp listening', { host: options.host, port, tls: options.tls !== undefined })
 
   return {
     port,
@@ -125,6 +171,10 @@ export async function startRespServer(options: RespServerOptions): Promise<RespS
         await new Promise((resolve) => setTimeout(resolve, 20))
       }
       for (const connection of connections) connection.destroy()
+      // Handshakes still under way have no Connection yet.
+      for (const socket of slots) socket.destroy()
+      tls?.admitted.close()
+      tls?.refused.close()
       await closed
       untrack?.()
     },

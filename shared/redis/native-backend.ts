@@ -2,8 +2,12 @@ import type { Config } from '../config.js'
 import { maskUrl } from '../config.js'
 import type { Backend } from '../create-service.js'
 import type { Logger } from '../log.js'
+import { backendTlsOptions } from '../tls-files.js'
 import { RespSource } from './resp-source.js'
 import { RespTracking } from './resp-tracking.js'
+
+/** OpenSSL's verification codes and Node's host-name check, as `err.code`. */
+const TLS_VERIFY_FAILURE = /^(?:CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_|ERR_TLS_CERT_ALTNAME)/
 
 /**
  * The Node backend: one pipelined RESP3 connection (the native client); with
@@ -19,15 +23,24 @@ export function nativeBackend(
   // A down backend reports the same error on every retry: log changes, not repeats.
   let lastError = ''
   const tracking = config.cache.invalidation === 'on' ? new RespTracking(log) : undefined
+  const tls = backendTlsOptions(config)
   const source = new RespSource({
     url: redisUrl,
+    ...(tls !== undefined && { tls }),
     commandTimeoutMs: config.redis.commandTimeoutMs,
     livenessTimeoutMs: config.redis.livenessTimeoutMs,
     connectTimeoutMs: config.redis.connectTimeoutMs,
     onError: (err) => {
       if (err.message === lastError) return
       lastError = err.message
-      log.warn('backing redis error', { redis, error: err.message })
+      // Named apart: retrying cannot fix a certificate, and nothing falls
+      // back to an unverified connection, so the backend stays not ready.
+      const code = (err as NodeJS.ErrnoException).code ?? ''
+      if (TLS_VERIFY_FAILURE.test(code)) {
+        log.warn('backing redis certificate rejected', { redis, error: err.message, code })
+      } else {
+        log.warn('backing redis error', { redis, error: err.message })
+      }
     },
     onReady: ({ resp3 }) => {
       lastError = ''

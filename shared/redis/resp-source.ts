@@ -1,5 +1,5 @@
-import { connect as connectTcp, type Socket } from 'node:net'
-import { connect as connectTls } from 'node:tls'
+import { connect as connectTcp, isIP, type Socket } from 'node:net'
+import { type ConnectionOptions, connect as connectTls } from 'node:tls'
 import {
   BackendError,
   BackendReplyError,
@@ -30,6 +30,13 @@ export type RespSourceOptions = {
   livenessTimeoutMs?: number
   /** @default 2000 */
   connectTimeoutMs?: number
+  /**
+   * For rediss://: the CA to trust, a client certificate and key, the server
+   * name (SNI and the name the certificate must carry). Certificates are
+   * always verified.
+   * @default the system CAs, the URL's host
+   */
+  tls?: ConnectionOptions
   /** Connection-level failures, for logging; never thrown. */
   onError?: (err: Error) => void
   /** Called each time the connection is (again) ready for reads. */
@@ -200,7 +207,15 @@ export class RespSource implements RedisSource {
     const port = Number(url.port || 6379)
     const socket =
       url.protocol === 'rediss:'
-        ? connectTls({ host, port, servername: host })
+        ? connectTls({
+            host,
+            port,
+            // SNI takes names only; an address is still checked against the
+            // certificate's IP entries.
+            ...(isIP(host) === 0 && { servername: host }),
+            ...this.#options.tls,
+            rejectUnauthorized: true,
+          })
         : connectTcp({ host, port, noDelay: true })
     this.#socket = socket
     socket.setTimeout(this.#connectTimeoutMs, () => {

@@ -31,8 +31,16 @@ process.once('exit', () => {
   for (const child of running) child.kill('SIGKILL')
 })
 
-/** TLS on the server's one port (plain TCP off), with the harness's PKI. */
-export type RedisTls = { pki: TestPki; authClients: boolean }
+/**
+ * TLS on the server's one port (plain TCP off), with the harness's PKI;
+ * `serve` replaces the server's certificate (the harness's own commands then
+ * skip verification, so an expired one can be served on purpose).
+ */
+export type RedisTls = {
+  pki: TestPki
+  authClients: boolean
+  serve?: { cert: string; key: string }
+}
 
 export async function startRedis(
   extraArgs: string[] = [],
@@ -44,6 +52,7 @@ export async function startRedis(
     tls === undefined
       ? ['--port', String(port)]
       : ['--port', '0', '--tls-port', String(port), ...redisTlsArgs(tls.pki, tls)]
+  const verify = tls?.serve === undefined
   const dir = mkdtempSync(join(tmpdir(), 'redis-proxy-test-'))
   let child: ChildProcess | undefined
 
@@ -77,7 +86,7 @@ export async function startRedis(
     for (;;) {
       if (proc.exitCode !== null) throw new Error(`redis-server exited with ${proc.exitCode}`)
       try {
-        const pong = await sendCommand(port, ['PING'], tls?.pki)
+        const pong = await sendCommand(port, ['PING'], tls?.pki, verify)
         if (pong === 'PONG') return
       } catch {}
       if (Date.now() > deadline) throw new Error(`redis-server on ${port} did not start`)
@@ -108,7 +117,7 @@ export async function startRedis(
       await terminate('SIGTERM')
       rmSync(dir, { recursive: true, force: true })
     },
-    command: (...args) => sendCommand(port, args, tls?.pki),
+    command: (...args) => sendCommand(port, args, tls?.pki, verify),
   }
 }
 
@@ -121,6 +130,7 @@ export function sendCommand(
   port: number,
   args: (string | Buffer)[],
   pki?: TestPki,
+  verify = true,
 ): Promise<RespValue> {
   return new Promise((resolve, reject) => {
     const socket =
@@ -133,6 +143,7 @@ export function sendCommand(
             ca: pki.read(pki.ca),
             cert: pki.read(pki.clientCert),
             key: pki.read(pki.clientKey),
+            rejectUnauthorized: verify,
           })
     const parts: Buffer[] = [Buffer.from(`*${args.length}\r\n`)]
     for (const arg of args) {

@@ -92,13 +92,19 @@ export function makePki(): TestPki {
   }
 }
 
-/** redis-server arguments for TLS only on `port` (plain TCP off), trusting the test CA. */
-export function redisTlsArgs(pki: TestPki, options: { authClients: boolean }): string[] {
+/**
+ * redis-server arguments for TLS only on `port` (plain TCP off), trusting the
+ * test CA; serving `serve` (the expired pair, say) instead of the server pair.
+ */
+export function redisTlsArgs(
+  pki: TestPki,
+  options: { authClients: boolean; serve?: { cert: string; key: string } | undefined },
+): string[] {
   return [
     '--tls-cert-file',
-    pki.serverCert,
+    options.serve?.cert ?? pki.serverCert,
     '--tls-key-file',
-    pki.serverKey,
+    options.serve?.key ?? pki.serverKey,
     '--tls-ca-cert-file',
     pki.ca,
     '--tls-auth-clients',
