@@ -10,6 +10,7 @@ import { createMetricsRegistry } from './shared/metrics.js'
 import { startMetricsServer } from './shared/metrics-server.js'
 import type { ReadThrough } from './shared/read-through.js'
 import { nativeBackend } from './shared/redis/native-backend.js'
+import type { RedisForwarder } from './shared/redis/source.js'
 import { backendTlsOptions } from './shared/tls-files.js'
 import { createTlsListener } from './shared/tls-listener.js'
 import { startRespServer } from './sidecar/server.js'
@@ -54,20 +55,22 @@ async function main(args: string[]): Promise<void> {
   })
   const readiness: ReadinessCheck[] = []
   const services = new Map<string, ReadThrough>()
+  const forwarders = new Map<string, RedisForwarder>()
   const serviceFor = (redisUrl: string): ReadThrough => {
     let service = services.get(redisUrl)
     if (service === undefined) {
-      service = createService(
-        config,
-        nativeBackend(config, redisUrl, log, {
-          // A database the server does not have fails on every retry: stop
-          // start-up with one line, as for a bad variable.
-          onRefused: (reason) => {
-            process.stderr.write(`redis-proxy: Invalid REDIS_URL: ${reason}\n`)
-            process.exit(1)
-          },
-        }),
-      )
+      const backend = nativeBackend(config, redisUrl, log, {
+        // A database the server does not have fails on every retry: stop
+        // start-up with one line, as for a bad variable.
+        onRefused: (reason) => {
+          process.stderr.write(`redis-proxy: Invalid REDIS_URL: ${reason}\n`)
+          process.exit(1)
+        },
+        // The sidecar relays every other command to this backend.
+        forwarding: wanted.has('resp') && redisUrl === config.tcp.redisUrl,
+      })
+      service = createService(config, backend)
+      if (backend.forwarder !== undefined) forwarders.set(redisUrl, backend.forwarder)
       services.set(redisUrl, service)
       const suffix = services.size === 1 ? '' : `-${services.size}`
       readiness.push(
@@ -102,6 +105,9 @@ async function main(args: string[]): Promise<void> {
       servers.push(
         await startRespServer({
           service: serviceFor(config.tcp.redisUrl),
+          ...(forwarders.has(config.tcp.redisUrl) && {
+            forwarder: forwarders.get(config.tcp.redisUrl) as RedisForwarder,
+          }),
           host: config.tcp.host,
           port: config.tcp.port,
           maxClients: config.maxClients,
@@ -143,6 +149,7 @@ async function main(args: string[]): Promise<void> {
     stopping = true
     log.info('shutting down', { signal })
     await Promise.all(servers.map((server) => server.close()))
+    await Promise.all([...forwarders.values()].map((forwarder) => forwarder.close()))
     await Promise.all([...services.values()].map((service) => service.close()))
     log.info('stopped')
     process.exit(0)

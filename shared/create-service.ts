@@ -2,10 +2,17 @@ import { type Clock, LruCache } from './cache/lru-cache.js'
 import type { Config } from './config.js'
 import type { InvalidationChannel } from './invalidation.js'
 import { ReadThrough } from './read-through.js'
-import type { RedisSource } from './redis/source.js'
+import type { RedisForwarder, RedisSource } from './redis/source.js'
 
-/** What a runtime connects to one backing Redis with: the source, and tracking when it has it. */
-export type Backend = { source: RedisSource; invalidation?: InvalidationChannel }
+/**
+ * What a runtime connects to one backing Redis with: the source, tracking
+ * when it has it, and the forwarder of the drop-in RESP interface on Node.
+ */
+export type Backend = {
+  source: RedisSource
+  invalidation?: InvalidationChannel
+  forwarder?: RedisForwarder
+}
 
 /**
  * The read-through service for one backing Redis, as configured: cache,

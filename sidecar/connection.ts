@@ -5,6 +5,7 @@ import { getRefusal, refusal } from './access.js'
 import { resolve } from './commands/index.js'
 import { readKey } from './commands/read.js'
 import type { CommandContext, Reply, ServerView, Session } from './commands/types.js'
+import { forwardCommand } from './forward.js'
 import { ProtocolError, RequestDecoder } from './resp/decoder.js'
 import { bulkReply, error } from './resp/encoder.js'
 import { Output } from './resp/output.js'
@@ -112,6 +113,7 @@ export class Connection {
       libName: null,
       libVer: null,
       quitting: false,
+      writesInFlight: 0,
       established: false,
     }
     this.#ctx = { session: this.session, server: options.server, hit: this.#hit }
@@ -236,9 +238,12 @@ export class Connection {
         reply = getRefusal(this.session.user, key) ?? readKey(this.#ctx, key)
       } else {
         const found = resolve(args)
-        reply = !('command' in found)
-          ? found
-          : (refusal(this.session.user, found, args) ?? found.command.run(this.#ctx, args))
+        reply =
+          found === null
+            ? forwardCommand(this.#ctx, args)
+            : !('command' in found)
+              ? found
+              : (refusal(this.session.user, found, args) ?? found.command.run(this.#ctx, args))
       }
     } catch (err) {
       this.#log.error('resp command failed', { error: String(err) })

@@ -4,6 +4,7 @@ import { AuthGate } from '../shared/auth/gate.js'
 import type { Logger } from '../shared/log.js'
 import type { MetricsRegistry } from '../shared/metrics.js'
 import type { ReadThrough } from '../shared/read-through.js'
+import type { RedisForwarder } from '../shared/redis/source.js'
 import { type TlsListener, tlsAcceptor } from '../shared/tls-listener.js'
 import type { ServerView } from './commands/types.js'
 import { Connection, type ConnectionLimits } from './connection.js'
@@ -36,6 +37,11 @@ export type RespServerOptions = {
   gate?: AuthGate
   /** TLS on the port (PROXY_TLS_CERT_FILE): the handshake is bounded by `handshakeTimeoutMs`. */
   tls?: TlsListener
+  /**
+   * Where the commands the sidecar does not answer itself go (the drop-in
+   * interface); without it they are answered as unknown.
+   */
+  forwarder?: RedisForwarder
 }
 
 export type RespServerHandle = {
@@ -56,6 +62,7 @@ export async function startRespServer(options: RespServerOptions): Promise<RespS
   let listening = options.port
   const view: ServerView = {
     service: options.service,
+    ...(options.forwarder !== undefined && { forwarder: options.forwarder }),
     gate: options.gate ?? new AuthGate({ users: createUsers(), log }),
     get port() {
       return listening

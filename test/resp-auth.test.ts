@@ -119,6 +119,28 @@ describe('as Redis 7.0 answers, byte for byte, with the same ACL file', () => {
     expect(replies).toContain('+RESET\r\n')
   })
 
+  it('holds the same rules for forwarded commands: a read-only user writing, keys outside the patterns, write keys', async () => {
+    const replies = await expectAsRedis([
+      as('reader'),
+      command('SET', 'cache:w', 'x'),
+      command('STRLEN', 'cache:1'),
+      command('STRLEN', 'other'),
+      command('EXISTS', 'cache:1', 'other'),
+      command('CONFIG', 'GET', 'maxmemory'),
+      as('noget'),
+      command('SET', 'other:w', 'y'),
+      command('GETRANGE', 'other:w', '0', '-1'),
+      command('GET', 'other:w'),
+      command('COPY', 'other:w', 'cache:copy'),
+      command('DEL', 'other:w', 'cache:copy'),
+    ])
+    expect(replies).toContain("-NOPERM this user has no permissions to run the 'set' command\r\n")
+    expect(replies).toContain(
+      '-NOPERM this user has no permissions to access one of the keys used as arguments\r\n',
+    )
+    expect(replies).toContain(':2\r\n')
+  })
+
   it('refuses wrong credentials, an unknown user, a disabled user and bad AUTH forms', async () => {
     const replies = await expectAsRedis([
       command('AUTH'),

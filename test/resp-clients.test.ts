@@ -121,8 +121,11 @@ describe('ioredis (RESP3 by default)', () => {
     expect(await client.mget('greeting', 'missing')).toEqual(['hello world', null])
   })
 
-  it('sees a refused command as an error and carries on', async () => {
-    await expect(client.set('x', 'y')).rejects.toThrow(/unknown command 'set'/)
+  it('writes through the proxy and reads its write back', async () => {
+    expect(await client.set('ioredis-x', 'y')).toBe('OK')
+    expect(await client.get('ioredis-x')).toBe('y')
+    expect(await client.incr('ioredis-n')).toBe(1)
+    await expect(client.call('NOSUCH')).rejects.toThrow(/unknown command 'NOSUCH'/)
     expect(await client.ping()).toBe('PONG')
   })
 })
@@ -177,8 +180,9 @@ out = {
 p = r.pipeline(transaction=False)
 for _ in range(50): p.get('greeting')
 out['pipeline'] = len([v for v in p.execute() if v == b'hello world'])
+out['written'] = [r.set('py-x', 'y'), r.get('py-x'), r.incr('py-n'), r.hset('py-h', 'f', 'v'), r.hget('py-h', 'f')]
 try:
-  r.set('x', 'y')
+  r.execute_command('NOSUCH')
   out['refused'] = None
 except redis.exceptions.ResponseError as e:
   out['refused'] = str(e)
@@ -196,7 +200,8 @@ print(repr(out))
         binary: true,
         mget: ["b'hello world'", null],
         pipeline: 50,
-        refused: "unknown command 'SET', with args beginning with: 'x' 'y' ",
+        written: [true, "b'y'", 1, 1, "b'v'"],
+        refused: "unknown command 'NOSUCH', with args beginning with: ",
       }),
     )
   })

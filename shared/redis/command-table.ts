@@ -49,10 +49,22 @@ export type CommandSpec = {
   readonly subcommands: ReadonlyMap<string, CommandSpec>
 }
 
-/** Which arguments are keys: `exact` false when Redis itself would need more than the specs. */
-export type KeyPositions = { readonly positions: readonly number[]; readonly exact: boolean }
+/**
+ * Which arguments are keys, and whether each is written (`writes[i]` for
+ * `positions[i]`; a spec flagged RO only reads). `exact` is false when Redis
+ * itself would need more than the specs.
+ */
+export type KeyPositions = {
+  readonly positions: readonly number[]
+  readonly writes: readonly boolean[]
+  readonly exact: boolean
+}
 
-const NO_KEYS: KeyPositions = Object.freeze({ positions: Object.freeze([]), exact: true })
+const NO_KEYS: KeyPositions = Object.freeze({
+  positions: Object.freeze([]),
+  writes: Object.freeze([]),
+  exact: true,
+})
 
 export class CommandTable {
   readonly #commands: ReadonlyMap<string, CommandSpec>
@@ -98,10 +110,13 @@ export function keyPositions(command: CommandSpec, args: readonly Uint8Array[]):
   if (command.keySpecs.length === 0) return NO_KEYS
   const argc = args.length
   const found: number[] = []
+  const writes: boolean[] = []
+  const fallback = () => everyArgument(argc, command.flags.has('write'))
   for (const spec of command.keySpecs) {
     if (spec.flags.has('not_key')) continue
+    const write = !spec.flags.has('ro')
     const first = beginning(spec.begin, args)
-    if (first === undefined) return everyArgument(argc)
+    if (first === undefined) return fallback()
     if (first === 0) continue // keyword absent: this spec names no key here
     let last: number
     let step: number
@@ -115,26 +130,32 @@ export function keyPositions(command: CommandSpec, args: readonly Uint8Array[]):
       step = find.keyStep
       const at = first + find.keyNumIdx
       const count = at < argc ? integerArg(args[at] as Uint8Array) : undefined
-      if (count === undefined || count < 0) return everyArgument(argc)
+      if (count === undefined || count < 0) return fallback()
       const start = first + find.firstKey
       last = start + count - 1
       if (count === 0) continue
-      if (last >= argc || start >= argc) return everyArgument(argc)
-      for (let i = start; i <= last; i += step) found.push(i)
-      if (spec.flags.has('incomplete')) return everyArgument(argc)
+      if (last >= argc || start >= argc) return fallback()
+      for (let i = start; i <= last; i += step) {
+        found.push(i)
+        writes.push(write)
+      }
+      if (spec.flags.has('incomplete')) return fallback()
       continue
     } else {
-      return everyArgument(argc)
+      return fallback()
     }
     if (last >= argc || last < first || first >= argc) {
       // Redis reports a syntax error for these; no key is touched then, but
       // a conservative answer costs nothing.
-      return everyArgument(argc)
+      return fallback()
     }
-    for (let i = first; i <= last; i += step) found.push(i)
-    if (spec.flags.has('incomplete')) return everyArgument(argc)
+    for (let i = first; i <= last; i += step) {
+      found.push(i)
+      writes.push(write)
+    }
+    if (spec.flags.has('incomplete')) return fallback()
   }
-  return { positions: found, exact: true }
+  return { positions: found, writes, exact: true }
 }
 
 /** The first key's position, 0 when the keyword is absent, undefined when unknown. */
@@ -154,10 +175,15 @@ function beginning(begin: BeginSearch, args: readonly Uint8Array[]): number | un
   return 0
 }
 
-function everyArgument(argc: number): KeyPositions {
+/** Every argument after the name, as written when the command writes at all. */
+function everyArgument(argc: number, write: boolean): KeyPositions {
   const positions: number[] = []
-  for (let i = 1; i < argc; i++) positions.push(i)
-  return { positions, exact: false }
+  const writes: boolean[] = []
+  for (let i = 1; i < argc; i++) {
+    positions.push(i)
+    writes.push(write)
+  }
+  return { positions, writes, exact: false }
 }
 
 function integerArg(arg: Uint8Array): number | undefined {

@@ -17,7 +17,7 @@ export function nativeBackend(
   config: Config,
   redisUrl: string,
   log: Logger,
-  hooks: { onRefused?: (reason: string) => void } = {},
+  hooks: { onRefused?: (reason: string) => void; forwarding?: boolean } = {},
 ): Backend {
   const redis = maskUrl(redisUrl)
   // A down backend reports the same error on every retry: log changes, not repeats.
@@ -26,6 +26,8 @@ export function nativeBackend(
   const tls = backendTlsOptions(config)
   const source = new RespSource({
     url: redisUrl,
+    // The drop-in interface needs the backend's command table.
+    commandTable: hooks.forwarding === true,
     ...(tls !== undefined && { tls }),
     commandTimeoutMs: config.redis.commandTimeoutMs,
     livenessTimeoutMs: config.redis.livenessTimeoutMs,
@@ -49,5 +51,27 @@ export function nativeBackend(
     ...tracking?.sourceHooks(),
     ...(hooks.onRefused !== undefined && { onRefused: hooks.onRefused }),
   })
-  return tracking === undefined ? { source } : { source, invalidation: tracking }
+  const backend: Backend = tracking === undefined ? { source } : { source, invalidation: tracking }
+  if (hooks.forwarding === true) {
+    // RESP2 clients' commands need a RESP2 connection: their replies are
+    // relayed byte for byte, and RESP3's types have no RESP2 bytes of their own.
+    const resp2 = new RespSource({
+      url: redisUrl,
+      protocol: 2,
+      ...(tls !== undefined && { tls }),
+      commandTimeoutMs: config.redis.commandTimeoutMs,
+      livenessTimeoutMs: config.redis.livenessTimeoutMs,
+      connectTimeoutMs: config.redis.connectTimeoutMs,
+      onError: (err) =>
+        log.warn('backing redis error', { redis, connection: 'resp2', error: err.message }),
+    })
+    const timeoutMs = config.redis.commandTimeoutMs
+    backend.forwarder = {
+      commands: () => source.commands(),
+      forward: (args, resp3) =>
+        (resp3 ? source : resp2).forward(args, performance.now() + timeoutMs),
+      close: () => resp2.close(),
+    }
+  }
+  return backend
 }

@@ -7,14 +7,29 @@ import {
   BackendUnavailableError,
 } from '../errors.js'
 import { Fifo } from '../fifo.js'
+import { CommandTable } from './command-table.js'
 import { backoff } from './ioredis-source.js'
 import { ownCopy } from './own-copy.js'
 import { Push, type Reply, ReplyDecoder, ReplyError, ReplyProtocolError } from './reply-decoder.js'
+import { FrameError, ReplyFramer } from './reply-framer.js'
 import type { Loaded, RedisSource, SourceState } from './source.js'
 
 export type RespSourceOptions = {
   /** redis:// or rediss:// URL; user, password and database number are honoured. */
   url: string
+  /**
+   * 3: `HELLO 3`, falling back to RESP2 on a server without it (the read
+   * path, with tracking). 2: RESP2 only, for relaying RESP2 clients' commands
+   * byte for byte.
+   * @default 3
+   */
+  protocol?: 2 | 3
+  /**
+   * Reads the server's command table (`COMMAND`) on every new connection,
+   * before it is ready: see `commands()`.
+   * @default false
+   */
+  commandTable?: boolean
   /**
    * How long the handshake's own commands may take; reads carry their own
    * deadline (see RedisSource.get).
@@ -82,9 +97,12 @@ type Waiter = {
   settled: boolean
   reject(err: Error): void
 } & (
-  | { readonly get: false; resolve(reply: Reply): void }
+  | { readonly get: false; readonly raw: false; resolve(reply: Reply): void }
+  /** A forwarded command: its reply's bytes as received, never decoded. */
+  | { readonly get: false; readonly raw: true; resolve(parts: Buffer[]): void }
   | {
       readonly get: true
+      readonly raw: false
       /** The GET's reply, kept until its PTTL arrives. */
       value: Reply | undefined
       resolve(loaded: Loaded | null): void
@@ -120,7 +138,12 @@ export class RespSource implements RedisSource {
   #state: SourceState = 'connecting'
   #ready = false
   #resp3 = false
+  // Every reply is framed (where it ends, as slices of the received chunks);
+  // only those a caller wants as values are decoded, so a forwarded reply is
+  // relayed as the very bytes the server sent.
+  readonly #framer = new ReplyFramer()
   readonly #decoder = new ReplyDecoder()
+  #commands: CommandTable | undefined
   readonly #waiters = new Fifo<Waiter>()
   /** When the last byte arrived, or replies began to be owed after none were. */
   #heardAt = 0
@@ -172,6 +195,7 @@ export class RespSource implements RedisSource {
         owed: 2,
         settled: false,
         get: true,
+        raw: false,
         value: undefined,
       })
     })
@@ -179,6 +203,31 @@ export class RespSource implements RedisSource {
 
   state(): SourceState {
     return this.#state
+  }
+
+  /** The server's command table, read on the current connection (with `commandTable`). */
+  commands(): CommandTable | undefined {
+    return this.#commands
+  }
+
+  /**
+   * Sends one command as the client sent it (its arguments) and answers its
+   * reply's bytes exactly as the server sent them: slices of the received
+   * chunks, to write on as they are. It shares the pipeline with the reads,
+   * so it runs in order with every read sent before or after it.
+   */
+  forward(args: readonly Uint8Array[], deadline: number): Promise<Buffer[]> {
+    if (!this.#ready) {
+      return Promise.reject(new BackendUnavailableError(`backing redis is ${this.#state}`))
+    }
+    const now = performance.now()
+    if (deadline <= now) {
+      return Promise.reject(new BackendTimeoutError('deadline passed before the command was sent'))
+    }
+    return new Promise<Buffer[]>((resolve, reject) => {
+      this.#sendCommand(args)
+      this.#owe(now, { resolve, reject, deadline, owed: 1, settled: false, get: false, raw: true })
+    })
   }
 
   async close(): Promise<void> {
@@ -245,11 +294,14 @@ export class RespSource implements RedisSource {
     const url = this.#url
     const user = decodeURIComponent(url.username) || 'default'
     const password = url.password === '' ? null : decodeURIComponent(url.password)
-    const hello = await this.#call(socket, [
-      'HELLO',
-      '3',
-      ...(password === null ? [] : ['AUTH', user, password]),
-    ])
+    const hello =
+      this.#options.protocol === 2
+        ? new ReplyError('NOPROTO RESP2 asked for')
+        : await this.#call(socket, [
+            'HELLO',
+            '3',
+            ...(password === null ? [] : ['AUTH', user, password]),
+          ])
     if (hello instanceof ReplyError) {
       if (!/NOPROTO|unknown command/i.test(hello.message)) throw hello
       this.#resp3 = false
@@ -275,6 +327,13 @@ export class RespSource implements RedisSource {
         throw selected
       }
     }
+    if (this.#options.commandTable === true) {
+      // A server that will not describe its commands (a Redis-compatible
+      // proxy, an ACL user without +command) still serves reads; commands
+      // to forward then have no table (see RedisForwarder.commands).
+      const table = await this.#call(socket, ['COMMAND'])
+      this.#commands = readTable(table)
+    }
     const commands = this.#options.setup?.(this.#resp3) ?? []
     const replies = await Promise.all(commands.map((args) => this.#call(socket, args)))
     if (this.#socket === socket) this.#options.onSetup?.(replies, this.#resp3)
@@ -292,6 +351,7 @@ export class RespSource implements RedisSource {
         owed: 1,
         settled: false,
         get: false,
+        raw: false,
       })
       let wire = `*${args.length}\r\n`
       for (const arg of args) wire += `$${Buffer.byteLength(arg)}\r\n${arg}\r\n`
@@ -332,6 +392,32 @@ export class RespSource implements RedisSource {
     socket.write('\r\n', 'latin1')
   }
 
+  /** A command as RESP wants it, batched with the reads of this loop turn when small. */
+  #sendCommand(args: readonly Uint8Array[]): void {
+    let size = 0
+    for (const arg of args) size += arg.length
+    if (size <= INLINE_KEY_LIMIT) {
+      let wire = `*${args.length}\r\n`
+      for (const arg of args) {
+        const text = Buffer.from(arg.buffer, arg.byteOffset, arg.byteLength).toString('latin1')
+        wire += `$${arg.length}\r\n${text}\r\n`
+      }
+      this.#batch += wire
+      if (this.#batch.length >= BATCH_LIMIT) this.#flush()
+      else this.#scheduleFlush()
+      return
+    }
+    const socket = this.#socket
+    if (socket === null) throw new BackendUnavailableError('connection to backing redis lost')
+    this.#flush()
+    socket.write(`*${args.length}\r\n`, 'latin1')
+    for (const arg of args) {
+      socket.write(`$${arg.length}\r\n`, 'latin1')
+      socket.write(arg)
+      socket.write('\r\n', 'latin1')
+    }
+  }
+
   #scheduleFlush(): void {
     if (this.#flushScheduled) return
     this.#flushScheduled = true
@@ -358,18 +444,49 @@ export class RespSource implements RedisSource {
     if (socket !== this.#socket) return
     this.#heardAt = performance.now()
     try {
-      this.#decoder.push(chunk, this.#onReply)
+      this.#framer.push(chunk, this.#onFrame)
     } catch (err) {
       // Not RESP: nothing more on this connection can be trusted.
-      socket.destroy(err instanceof ReplyProtocolError ? err : new Error(String(err)))
+      socket.destroy(
+        err instanceof ReplyProtocolError || err instanceof FrameError
+          ? err
+          : new Error(String(err)),
+      )
     }
   }
 
-  readonly #onReply = (reply: Reply): void => {
-    if (reply instanceof Push) {
-      this.#options.onPush?.(reply)
+  readonly #onFrame = (parts: Buffer[], push: boolean): void => {
+    if (push) {
+      const reply = this.#decode(parts)
+      if (reply instanceof Push) this.#options.onPush?.(reply)
       return
     }
+    const head = this.#waiters.peek()
+    if (head === undefined) throw new ReplyProtocolError('reply without a command')
+    if (head.raw) {
+      this.#waiters.shift()
+      if (head.settled) return
+      head.settled = true
+      head.resolve(parts)
+      return
+    }
+    this.#onReply(this.#decode(parts))
+  }
+
+  /** One framed reply as a value. */
+  #decode(parts: Buffer[]): Reply {
+    let reply: Reply | undefined
+    let count = 0
+    const take = (value: Reply): void => {
+      reply = value
+      count++
+    }
+    for (const part of parts) this.#decoder.push(part, take)
+    if (count !== 1) throw new ReplyProtocolError('a frame that is not one reply')
+    return reply as Reply
+  }
+
+  #onReply(reply: Reply): void {
     const waiter = this.#waiters.peek()
     if (waiter === undefined) throw new ReplyProtocolError('reply without a command')
     if (--waiter.owed > 0) {
@@ -380,7 +497,8 @@ export class RespSource implements RedisSource {
     if (waiter.settled) return
     waiter.settled = true
     if (!waiter.get) {
-      waiter.resolve(reply)
+      // A raw waiter never gets here (see #onFrame).
+      ;(waiter as { resolve(reply: Reply): void }).resolve(reply)
       return
     }
     // Converted here rather than in a .then: one promise less per miss.
@@ -413,7 +531,7 @@ export class RespSource implements RedisSource {
     // (a large value) it is not timed out; if they stop, it is. A GET's value
     // already in, with its PTTL still to come, counts as arriving too.
     const head = waiters.peek() as Waiter
-    const started = this.#decoder.partial() || (head.get && head.value !== undefined)
+    const started = this.#framer.partial() || (head.get && head.value !== undefined)
     const receiving = started && now - this.#heardAt < this.#timeoutMs
     for (let i = receiving ? 1 : 0; i < waiters.length; i++) {
       const waiter = waiters.at(i) as Waiter
@@ -426,6 +544,7 @@ export class RespSource implements RedisSource {
   #failAll(err: Error): void {
     const waiters = this.#waiters.drain()
     this.#batch = ''
+    this.#framer.reset()
     this.#decoder.reset()
     for (const waiter of waiters) {
       if (waiter.settled) continue
@@ -473,4 +592,14 @@ function owned(bytes: Buffer): Buffer {
   return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
     ? bytes
     : ownCopy(bytes)
+}
+
+/** The command table from COMMAND's reply; undefined for an error or a reply that is not one. */
+function readTable(reply: Reply): CommandTable | undefined {
+  if (reply instanceof ReplyError) return undefined
+  try {
+    return CommandTable.fromReply(reply)
+  } catch {
+    return undefined
+  }
 }

@@ -1,3 +1,5 @@
+import type { CommandTable } from './command-table.js'
+
 /**
  * The one port every backend implements. Keys are byte strings: one UTF-16 code
  * unit per byte (latin1), so any binary key survives the trip and can be a Map
@@ -42,3 +44,21 @@ export function ttlFromPttl(pttl: number): number | null {
 }
 
 export type SourceState = 'connecting' | 'ready' | 'reconnecting' | 'closed'
+
+/**
+ * Commands relayed to the backing Redis as clients sent them, their replies
+ * relayed as the server sent them (the drop-in RESP interface). Node only.
+ */
+export type RedisForwarder = {
+  /** The backend's own command table, once connected (undefined before). */
+  commands(): CommandTable | undefined
+  /**
+   * Sends the command on a shared pipelined connection speaking the client's
+   * protocol (RESP3 shares the connection the cache's reads use, so its
+   * commands and reads run in the order they were sent) and answers the
+   * reply's bytes. Fails at once while the backend is not connected, and
+   * with a BackendTimeoutError after the command timeout.
+   */
+  forward(args: readonly Uint8Array[], resp3: boolean): Promise<Buffer[]>
+  close(): Promise<void>
+}

@@ -65,11 +65,12 @@ export const GET_ENTRY = (table.get('get') as TableRow).entry
  * command is answered as unknown even to a client that has not logged in.
  * Names are matched case-insensitively.
  */
-export function resolve(args: Buffer[]): CommandEntry | Reply {
+export function resolve(args: Buffer[]): CommandEntry | Reply | null {
   const name = args[0] as Buffer
   // No command name is longer than 7 bytes: a longer one is not converted at all.
   const row = name.length <= 16 ? table.get(name.toString('latin1').toLowerCase()) : undefined
-  if (row === undefined) return unknownCommand(args)
+  // Not one of the sidecar's own: the forwarder's (sidecar/forward.ts).
+  if (row === undefined) return null
   let entry = row.entry
   if (row.subs !== undefined && args.length >= 2) {
     const sub = args[1] as Buffer
@@ -86,16 +87,6 @@ export function resolve(args: Buffer[]): CommandEntry | Reply {
     return wrongArity(entry.fullName)
   }
   return entry
-}
-
-/** Redis's wording, byte for byte: name and the quoted arguments both cut at 128. */
-function unknownCommand(args: Buffer[]): Reply {
-  let quoted = ''
-  for (let i = 1; i < args.length && quoted.length < 128; i++) {
-    quoted += `'${(args[i] as Buffer).subarray(0, 128 - quoted.length).toString('latin1')}' `
-  }
-  const name = (args[0] as Buffer).subarray(0, 128).toString('latin1')
-  return error(`ERR unknown command '${name}', with args beginning with: ${quoted}`, 'latin1')
 }
 
 export type { Command, CommandContext, Reply, ServerView, Session } from './types.js'

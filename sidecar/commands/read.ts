@@ -1,7 +1,10 @@
 import { BackendError, BackendReplyError, OverloadedError } from '../../shared/errors.js'
-import { keyFromBytes, keyToText } from '../../shared/keys.js'
+import { keyFromBytes, keyToBytes, keyToText } from '../../shared/keys.js'
+import { relayRead } from '../forward.js'
 import { arrayHeader, bulkReply, error, nullReply } from '../resp/encoder.js'
 import type { Command, CommandContext, Reply } from './types.js'
+
+const GET_NAME = Buffer.from('GET')
 
 /** The one place read failures become RESP errors. */
 export function failureReply(err: unknown, key: string): Reply {
@@ -31,6 +34,10 @@ export const get: Command = {
  * holds for GET holds on both.
  */
 export function readKey(ctx: CommandContext, key: string): Reply | Promise<Reply> | undefined {
+  if (ctx.session.writesInFlight > 0) {
+    const relayed = relayRead(ctx, [GET_NAME, keyToBytes(key)])
+    if (relayed !== undefined) return relayed
+  }
   const hit = ctx.server.service.get(key)
   return hit instanceof Promise ? loadReply(ctx, key, hit) : ctx.hit(hit)
 }
@@ -65,6 +72,10 @@ export const mget: Command = {
   since: '1.0.0',
   summary: 'Returns the string values of one or more keys; misses are loaded in parallel.',
   run(ctx, args) {
+    if (ctx.session.writesInFlight > 0) {
+      const relayed = relayRead(ctx, args)
+      if (relayed !== undefined) return relayed
+    }
     const service = ctx.server.service
     const count = args.length - 1
     const keys: string[] = new Array(count)

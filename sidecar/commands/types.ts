@@ -2,6 +2,7 @@ import type { User } from '../../shared/auth/acl.js'
 import type { AuthGate } from '../../shared/auth/gate.js'
 import type { RequestTimer } from '../../shared/metrics.js'
 import type { ReadThrough } from '../../shared/read-through.js'
+import type { RedisForwarder } from '../../shared/redis/source.js'
 
 /**
  * An encoded reply: one buffer, or parts written in order (a large bulk value
@@ -27,6 +28,8 @@ export type Session = {
   libVer: string | null
   /** Set by QUIT: reply, flush what is owed, then close. */
   quitting: boolean
+  /** Forwarded writes not yet answered (see sidecar/forward.ts, relayRead). */
+  writesInFlight: number
   /**
    * Whether the client has passed the handshake; until then the connection
    * is closed when its handshake bound runs out. With no password required,
@@ -40,6 +43,8 @@ export type Session = {
 /** What the process knows about itself, for INFO and CLIENT. */
 export type ServerView = {
   readonly service: ReadThrough
+  /** Where commands the sidecar does not answer itself go; without it they are unknown. */
+  readonly forwarder?: RedisForwarder
   /** Where AUTH and HELLO AUTH check passwords. */
   readonly gate: AuthGate
   readonly port: number

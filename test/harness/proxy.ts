@@ -109,10 +109,13 @@ export async function startRespProxy(
   gate?: AuthGate,
 ): Promise<TestRespProxy> {
   const config = loadConfig({ REDIS_URL: redisUrl, LOG_LEVEL: 'silent', ...env })
-  const service = createService(config, nativeBackend(config, config.tcp.redisUrl, silentLogger))
+  const backend = nativeBackend(config, config.tcp.redisUrl, silentLogger, { forwarding: true })
+  const service = createService(config, backend)
   await waitReady(service)
+  const forwarder = backend.forwarder as NonNullable<typeof backend.forwarder>
   const metrics = createMetricsRegistry({ defaultMetrics: false })
   const server = await startRespServer({
+    forwarder,
     metrics,
     service,
     host: '127.0.0.1',
@@ -133,6 +136,7 @@ export async function startRespProxy(
     metrics,
     async close() {
       await server.close()
+      await forwarder.close()
       await service.close()
     },
   }

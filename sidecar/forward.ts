@@ -1,0 +1,179 @@
+import type { User } from '../shared/auth/acl.js'
+import { BackendTimeoutError, BackendUnavailableError } from '../shared/errors.js'
+import { keyFromBytes } from '../shared/keys.js'
+import { type CommandSpec, keyPositions } from '../shared/redis/command-table.js'
+import { NOAUTH } from './access.js'
+import { wrongArity } from './commands/connection.js'
+import type { CommandContext, Reply } from './commands/types.js'
+import { error } from './resp/encoder.js'
+
+/**
+ * The drop-in part of the sidecar: every command it does not answer itself
+ * goes to the backing Redis as the client sent it, and the reply comes back
+ * as Redis sent it. The backend's own command table (COMMAND) says what
+ * exists, its arity, ACL categories and keys, so permissions hold for
+ * forwarded commands as for the local ones, in Redis's order (unknown
+ * command, arity, authentication, command rules, keys).
+ *
+ * Read-your-writes: a write's keys (from its key specs; a write without keys,
+ * FLUSHALL, clears everything) are evicted when it is sent and again when its
+ * reply arrives, before the client sees it, and any read of them in flight
+ * is not stored (ReadThrough.invalidate). Redis's own invalidation comes
+ * after the write's reply, too late for the client that wrote.
+ */
+
+/**
+ * Commands that change the state of the connection that runs them, or wait
+ * on it: on the shared pipelined connections they would leak into every
+ * other client's commands, so they are refused until the client has a
+ * backend connection of its own.
+ */
+const OWN_CONNECTION = new Set([
+  'multi',
+  'exec',
+  'discard',
+  'watch',
+  'unwatch',
+  'subscribe',
+  'psubscribe',
+  'ssubscribe',
+  'unsubscribe',
+  'punsubscribe',
+  'sunsubscribe',
+  'monitor',
+  'sync',
+  'psync',
+  'replconf',
+  'readonly',
+  'readwrite',
+  'asking',
+  'wait',
+  'waitaof',
+])
+
+/** Redis's wording, byte for byte: name and the quoted arguments both cut at 128. */
+export function unknownCommand(args: readonly Buffer[]): Reply {
+  let quoted = ''
+  for (let i = 1; i < args.length && quoted.length < 128; i++) {
+    quoted += `'${(args[i] as Buffer).subarray(0, 128 - quoted.length).toString('latin1')}' `
+  }
+  const name = (args[0] as Buffer).subarray(0, 128).toString('latin1')
+  return error(`ERR unknown command '${name}', with args beginning with: ${quoted}`, 'latin1')
+}
+
+const UNAVAILABLE = error('ERR backing redis unavailable (redis-proxy)')
+const TIMED_OUT = error(
+  'ERR backing redis did not answer within REDIS_COMMAND_TIMEOUT (redis-proxy)',
+)
+const NO_KEY_PERMISSION: Reply = Buffer.from(
+  '-NOPERM this user has no permissions to access one of the keys used as arguments\r\n',
+)
+
+/** The one place forwarding failures become RESP errors. */
+function forwardFailure(err: unknown): Reply {
+  if (err instanceof BackendTimeoutError) return TIMED_OUT
+  if (err instanceof BackendUnavailableError) return UNAVAILABLE
+  return error(`ERR ${String((err as Error)?.message ?? err)} (redis-proxy)`)
+}
+
+/** A command the sidecar does not answer itself: refused, or relayed to the backend. */
+export function forwardCommand(ctx: CommandContext, args: Buffer[]): Reply | Promise<Reply> {
+  const forwarder = ctx.server.forwarder
+  if (forwarder === undefined) return unknownCommand(args)
+  const table = forwarder.commands()
+  // Before the first connection: nothing to tell a command from a typo with.
+  if (table === undefined) return UNAVAILABLE
+  const spec = table.lookup(args)
+  if (spec === undefined) return unknownCommand(args)
+  const arity = spec.arity
+  if ((arity > 0 && args.length !== arity) || args.length < -arity) return wrongArity(spec.name)
+  const user = ctx.session.user
+  if (user === null) return NOAUTH
+  const refused = permission(user, spec, args)
+  if (refused !== undefined) return refused
+  if (needsOwnConnection(spec, args)) {
+    return error(
+      `ERR '${spec.name}' needs a backend connection of its own, which redis-proxy does not give yet`,
+    )
+  }
+  return relay(ctx, spec, args)
+}
+
+function needsOwnConnection(spec: CommandSpec, args: readonly Buffer[]): boolean {
+  const name = spec.name
+  if (OWN_CONNECTION.has(name)) return true
+  if (!spec.flags.has('blocking')) return false
+  // XREAD and XREADGROUP block only with BLOCK.
+  if (name === 'xread' || name === 'xreadgroup') {
+    return args.some((arg) => arg.length === 5 && arg.toString('latin1').toUpperCase() === 'BLOCK')
+  }
+  return true
+}
+
+function permission(user: User, spec: CommandSpec, args: readonly Buffer[]): Reply | undefined {
+  const bar = spec.name.indexOf('|')
+  const container = bar === -1 ? spec.name : spec.name.slice(0, bar)
+  const first =
+    bar !== -1
+      ? spec.name.slice(bar + 1)
+      : args.length > 1
+        ? (args[1] as Buffer).toString('utf8')
+        : undefined
+  if (!user.canRun(container, first, spec.categories)) {
+    return error(`NOPERM this user has no permissions to run the '${spec.name}' command`)
+  }
+  const keys = keyPositions(spec, args)
+  for (let i = 0; i < keys.positions.length; i++) {
+    const key = keyFromBytes(args[keys.positions[i] as number] as Buffer)
+    if (!user.keyAccess(key, keys.writes[i] === true ? 'write' : 'read')) return NO_KEY_PERMISSION
+  }
+  return undefined
+}
+
+function relay(ctx: CommandContext, spec: CommandSpec, args: Buffer[]): Promise<Reply> {
+  const session = ctx.session
+  const forwarder = ctx.server.forwarder as NonNullable<typeof ctx.server.forwarder>
+  const write = spec.flags.has('write')
+  const evict = write ? written(ctx, spec, args) : undefined
+  evict?.()
+  if (write) session.writesInFlight++
+  return forwarder.forward(args, session.resp3).then(
+    (parts) => {
+      evict?.()
+      if (write) session.writesInFlight--
+      return parts
+    },
+    (err: unknown) => {
+      // Not known to have run, but it may have: evict anyway.
+      evict?.()
+      if (write) session.writesInFlight--
+      return forwardFailure(err)
+    },
+  )
+}
+
+/** What a write makes stale in the cache: its keys, or everything when it names none. */
+function written(ctx: CommandContext, spec: CommandSpec, args: readonly Buffer[]): () => void {
+  const service = ctx.server.service
+  if (spec.keySpecs.length === 0) return () => service.clear()
+  const keys = keyPositions(spec, args).positions.map((at) => keyFromBytes(args[at] as Buffer))
+  return () => {
+    for (const key of keys) service.invalidate(key)
+  }
+}
+
+/**
+ * A read the cache would answer, relayed instead: for a RESP2 client with a
+ * write in flight, whose write runs on another backend connection than the
+ * cache's reads, so only the same connection keeps the read after the write.
+ */
+export function relayRead(ctx: CommandContext, args: Buffer[]): Promise<Reply> | undefined {
+  const forwarder = ctx.server.forwarder
+  if (forwarder === undefined || ctx.session.resp3 || ctx.session.writesInFlight === 0) {
+    return undefined
+  }
+  return forwarder.forward(args, false).then(
+    (parts) => parts,
+    (err: unknown) => forwardFailure(err),
+  )
+}
