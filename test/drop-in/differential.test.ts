@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { differential } from '../harness/differential.js'
 import { type RespValue, sendCommand, startRedis, type TestRedis } from '../harness/redis-server.js'
 import { command, rawConnect } from '../harness/resp-client.js'
-import { FAMILIES, type Family } from './corpus.js'
+import { FAMILIES, type Family, STATEFUL } from './corpus.js'
 
 /**
  * Every family of the corpus on side A (a redis-server) and side B, one
@@ -100,11 +100,18 @@ describe.each([
   )
 })
 
-test('every key the corpus names is under its family prefix', async () => {
+test('every key the corpus names, stateful sequences included, is under its family prefix', async () => {
   const connection = await rawConnect(a.port)
   try {
     const outside: string[] = []
-    for (const { family, steps } of FAMILIES) {
+    const all = [
+      ...FAMILIES,
+      ...STATEFUL.map(({ family, steps }) => ({
+        family,
+        steps: steps.flatMap((step) => (step.command === undefined ? [] : [step.command])),
+      })),
+    ]
+    for (const { family, steps } of all) {
       for (const step of steps) {
         connection.send(command('COMMAND', 'GETKEYS', ...step))
         const [keys] = await connection.replies(1)
@@ -121,4 +128,15 @@ test('every key the corpus names is under its family prefix', async () => {
   } finally {
     connection.close()
   }
+})
+
+test('every command of the stateful sequences is one Redis knows', async () => {
+  const names = [
+    ...new Set(
+      STATEFUL.flatMap(({ steps }) => steps.flatMap((step) => step.command?.slice(0, 1) ?? [])),
+    ),
+  ]
+  const info = await a.command('COMMAND', 'INFO', ...names)
+  const unknown = names.filter((_, i) => !Array.isArray(info) || info[i] === null)
+  expect(unknown).toEqual([])
 })
