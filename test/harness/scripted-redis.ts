@@ -169,7 +169,7 @@ function bulk(text: string): Buffer {
 }
 
 /** One `*<n>` multibulk command from the front of `buf`, or undefined when incomplete. */
-function parseCommand(buf: Buffer): { args: string[]; end: number } | undefined {
+export function parseCommand(buf: Buffer): { args: string[]; end: number } | undefined {
   let eol = buf.indexOf('\r\n')
   if (eol === -1) return undefined
   const count = Number(buf.toString('latin1', 1, eol))
