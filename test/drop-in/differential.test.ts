@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { differential } from '../harness/differential.js'
+import { startRespProxy } from '../harness/proxy.js'
 import { type RespValue, sendCommand, startRedis, type TestRedis } from '../harness/redis-server.js'
 import { command, rawConnect } from '../harness/resp-client.js'
 import { FAMILIES, type Family, STATEFUL } from './corpus.js'
@@ -18,9 +19,17 @@ type SideB = { readonly port: number; stop(): Promise<void> }
  * Side B. Today a second redis-server identical to A, which proves the corpus
  * deterministic; the drop-in suite points it at the proxy in front of one.
  */
+/** The proxy's sidecar in front of a redis-server identical to side A's. */
 async function sideB(): Promise<SideB> {
   const redis = await startRedis()
-  return { port: redis.port, stop: () => redis.stop() }
+  const proxy = await startRespProxy(redis.url, { CACHE_GLOBAL_EXPIRY: '600000' })
+  return {
+    port: proxy.port,
+    async stop() {
+      await proxy.close()
+      await redis.stop()
+    },
+  }
 }
 
 /** Replies a family may only give on purpose, in the `errors` family: elsewhere they mean a typo. */

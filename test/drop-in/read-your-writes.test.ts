@@ -1,6 +1,7 @@
 import { createServer, type Server, type Socket } from 'node:net'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { listenOnLoopback } from '../harness/ports.js'
+import { startRespProxy, type TestRespProxy } from '../harness/proxy.js'
 import { startRedis, type TestRedis } from '../harness/redis-server.js'
 import { parseCommand } from '../harness/scripted-redis.js'
 import { readYourWrites } from './read-your-writes.js'
@@ -32,6 +33,51 @@ describe('read-your-writes load against redis-server', () => {
     expect(report).toEqual({ pairs: 10_000, stale: 0, unexpected: 0, samples: [] })
   })
 })
+
+describe.each([
+  ['on', false],
+  ['on', true],
+  ['off', false],
+  ['off', true],
+])(
+  'read-your-writes through the proxy with CACHE_INVALIDATION=%s (RESP3: %s)',
+  (invalidation, resp3) => {
+    let redis: TestRedis
+    let proxy: TestRespProxy
+
+    beforeAll(async () => {
+      redis = await startRedis()
+      // A long expiry: only the proxy's own eviction can explain a fresh read.
+      proxy = await startRespProxy(redis.url, {
+        CACHE_GLOBAL_EXPIRY: '600000',
+        CACHE_INVALIDATION: invalidation,
+      })
+    })
+
+    afterAll(async () => {
+      await proxy?.close()
+      await redis?.stop()
+    })
+
+    test('50 clients x 2,000 SET/GET, INCR/GET and HSET+DEL/GET pairs, pipelined, never read a stale value', async () => {
+      const report = await readYourWrites({
+        port: proxy.port,
+        clients: 50,
+        pairs: 2000,
+        resp3,
+        timeoutMs: 120_000,
+        prefix: `ryw-${invalidation}-${resp3}`,
+      })
+      expect(report).toEqual({ pairs: 100_000, stale: 0, unexpected: 0, samples: [] })
+      // A RESP3 client's reads go through the cache (each right after its write
+      // evicted the key, on the same backend connection); a RESP2 client's
+      // reads that follow a write in flight are relayed on the write's connection.
+      const { misses } = proxy.service.stats()
+      if (resp3) expect(misses).toBeGreaterThanOrEqual(100_000)
+      else expect(misses).toBe(0)
+    }, 150_000)
+  },
+)
 
 describe('read-your-writes against a responder that caches GET forever', () => {
   let stale: StaleResponder

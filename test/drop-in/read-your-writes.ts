@@ -25,6 +25,8 @@ export type ReadYourWritesOptions = {
   pairs?: number
   /** Include the MULTI/EXEC pair. @default false */
   multi?: boolean
+  /** Open each connection with HELLO 3 (a missing key is then `_`). @default false */
+  resp3?: boolean
   /** The whole run fails (rejects) after this long. @default 30_000 */
   timeoutMs?: number
   /** Prefix of every key, so that runs on one server do not share keys. @default 'ryw' */
@@ -47,13 +49,14 @@ type Pair = { bytes: Buffer; judge(replies: readonly string[]): 'ok' | 'stale' |
 const OK = '+OK\r\n'
 const QUEUED = '+QUEUED\r\n'
 const NIL = '$-1\r\n'
+const NIL3 = '_\r\n'
 const ONE = ':1\r\n'
 const INTEGER = /^:(-?\d+)\r\n$/
 
 const bulk = (text: string): string => `$${Buffer.byteLength(text)}\r\n${text}\r\n`
 const MAX_SAMPLES = 10
 
-function pairFor(kind: number, key: string, hash: string, value: string): Pair {
+function pairFor(kind: number, key: string, hash: string, value: string, nil: string): Pair {
   switch (kind) {
     case 0:
       return {
@@ -77,7 +80,7 @@ function pairFor(kind: number, key: string, hash: string, value: string): Pair {
           command('GET', hash),
         ]),
         judge: ([hset, del, get]) =>
-          hset !== ONE || del !== ONE ? 'unexpected' : get === NIL ? 'ok' : 'stale',
+          hset !== ONE || del !== ONE ? 'unexpected' : get === nil ? 'ok' : 'stale',
       }
     default:
       return {
@@ -136,13 +139,21 @@ export async function readYourWrites(
       failed = reject
     })
 
+    if (options.resp3) {
+      wanted = 1
+      await new Promise<string[]>((resolve, reject) => {
+        delivered = resolve
+        failed = reject
+        socket.write(command('HELLO', '3'))
+      })
+    }
     const key = `${prefix}:${client}:k`
     const hash = `${prefix}:${client}:h`
     try {
       for (let i = 0; i < pairs; i++) {
         const kind = i % kinds
         // Every value is new to the key: a stale read cannot pass for a fresh one.
-        const pair = pairFor(kind, key, hash, String((i + 1) * 1000))
+        const pair = pairFor(kind, key, hash, String((i + 1) * 1000), options.resp3 ? NIL3 : NIL)
         wanted = FRAMES[kind] ?? 0
         const replies = await new Promise<string[]>((resolve, reject) => {
           delivered = resolve
