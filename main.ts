@@ -111,6 +111,7 @@ async function main(args: string[]): Promise<void> {
           host: config.tcp.host,
           port: config.tcp.port,
           maxClients: config.maxClients,
+          maxBackendConnections: config.maxBackendConnections,
           idleTimeoutMs: config.tcp.idleTimeoutMs,
           handshakeTimeoutMs: config.tcp.handshakeTimeoutMs,
           shutdownTimeoutMs: config.shutdownTimeoutMs,

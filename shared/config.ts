@@ -32,6 +32,8 @@ export type Config = Readonly<{
   }>
   cache: Readonly<{ capacity: number; ttlMs: number; invalidation: InvalidationSetting }>
   maxClients: number
+  /** Clients on backend connections of their own at once (transactions, blocking pops, subscriptions). */
+  maxBackendConnections: number
   maxParallel: number
   maxQueue: number
   redis: Readonly<{
@@ -198,6 +200,7 @@ const specs = {
   CACHE_GLOBAL_EXPIRY: integer(1)({ default: 60_000 }),
   CACHE_INVALIDATION: str({ default: 'on', choices: INVALIDATION_SETTINGS }),
   MAX_CLIENTS: integer(1, 1_000_000)({ default: 10_000 }),
+  MAX_BACKEND_CONNECTIONS: integer(0, 1_000_000)({ default: 1000 }),
   MAX_PARALLEL: integer(1, 100_000)({ default: 256 }),
   MAX_QUEUE: integer(0, 10_000_000)({ default: 10_000 }),
   REDIS_COMMAND_TIMEOUT: milliseconds(1)({ default: 1000 }),
@@ -308,6 +311,7 @@ export function loadConfig(
       invalidation: clean.CACHE_INVALIDATION as InvalidationSetting,
     },
     maxClients: clean.MAX_CLIENTS,
+    maxBackendConnections: clean.MAX_BACKEND_CONNECTIONS,
     maxParallel: clean.MAX_PARALLEL,
     maxQueue: clean.MAX_QUEUE,
     redis: {

@@ -1,11 +1,13 @@
 import type { Socket } from 'node:net'
 import { Fifo } from '../shared/fifo.js'
+import { keyToBytes } from '../shared/keys.js'
 import type { Logger } from '../shared/log.js'
 import { getRefusal, refusal } from './access.js'
 import { resolve } from './commands/index.js'
 import { readKey } from './commands/read.js'
 import type { CommandContext, Reply, ServerView, Session } from './commands/types.js'
-import { forwardCommand } from './forward.js'
+import { forwardCommand, pinnedCommand } from './forward.js'
+import { Pinned } from './pinned.js'
 import { ProtocolError, RequestDecoder } from './resp/decoder.js'
 import { bulkReply, error } from './resp/encoder.js'
 import { Output } from './resp/output.js'
@@ -37,6 +39,7 @@ export const DEFAULT_CONNECTION_LIMITS: Readonly<ConnectionLimits> = Object.free
 })
 
 const END_GRACE_MS = 2000
+const GET = Buffer.from('GET')
 
 /** A reply slot in the per-connection FIFO; `reply` is set once the answer is known. */
 type Slot = { reply: Reply | undefined }
@@ -69,6 +72,9 @@ export class Connection {
   /** No more commands are read: after QUIT, a protocol error, or shutdown. */
   #ending = false
   #closed = false
+  /** The client's own backend connection, once it has one (see #pin). */
+  #pinned: Pinned | null = null
+  #unpin: (() => void) | undefined
   readonly #onClosed: () => void
   // Request durations: commands of one chunk arrived together; those answered
   // at once (hits) are recorded together after it, for one clock read, and
@@ -116,10 +122,13 @@ export class Connection {
       writesInFlight: 0,
       established: false,
     }
-    this.#ctx = { session: this.session, server: options.server, hit: this.#hit }
+    this.#ctx = { session: this.session, server: options.server, hit: this.#hit, pin: this.#pin }
 
     socket.on('data', (chunk: Buffer) => this.#onData(chunk))
-    socket.on('drain', () => this.#maybeResume())
+    socket.on('drain', () => {
+      this.#maybeResume()
+      this.#relieve()
+    })
     // The client is done sending (half-close, as `nc -N` does): answer what it
     // sent, then close, as Redis does. Needs the server's allowHalfOpen.
     socket.on('end', () => this.shutdown())
@@ -162,6 +171,10 @@ export class Connection {
   shutdown(): void {
     if (this.#ending) return
     this.#ending = true
+    // A client on its own backend connection may be waiting on a blocking
+    // pop or a subscription that never answers: as Redis drops a client
+    // that closes while blocked, it gets a grace period, not forever.
+    if (this.#pinned !== null) setTimeout(() => this.#socket.destroy(), END_GRACE_MS).unref()
     this.#endIfFlushed()
   }
 
@@ -234,7 +247,9 @@ export class Connection {
     if (this.#handshakeTimer !== undefined) this.#checkHandshake()
     let reply: Reply | Promise<Reply> | undefined
     try {
-      if (args === null) {
+      if (this.#pinned !== null) {
+        reply = pinnedCommand(this.#ctx, this.#pinned, args ?? [GET, keyToBytes(key)])
+      } else if (args === null) {
         reply = getRefusal(this.session.user, key) ?? readKey(this.#ctx, key)
       } else {
         const found = resolve(args)
@@ -259,6 +274,64 @@ export class Connection {
    * encoded straight into the output slab (undefined: already answered);
    * otherwise the reply, to queue behind what is owed.
    */
+  /**
+   * CommandContext.pin: moves this client onto a backend connection of its
+   * own (sidecar/pinned.ts) and sends `args` there; every later command
+   * follows it. Bounded by the server's MAX_BACKEND_CONNECTIONS.
+   */
+  readonly #pin = (args: readonly Buffer[]): Reply | Promise<Reply> => {
+    const server = this.#server
+    const forwarder = server.forwarder
+    if (forwarder === undefined) return error('ERR no backing redis to forward to (redis-proxy)')
+    if (this.#pinned === null) {
+      const dedicated = server.dedicated
+      if (dedicated.open >= dedicated.max) {
+        return error(
+          `ERR max number of backend connections reached (MAX_BACKEND_CONNECTIONS=${dedicated.max}) (redis-proxy)`,
+        )
+      }
+      dedicated.open++
+      let counted = true
+      this.#pinned = new Pinned({
+        forwarder,
+        resp3: this.session.resp3,
+        onUnsolicited: (parts) => this.#deliver(parts),
+        onClosed: () => {
+          if (counted) dedicated.open--
+          counted = false
+          // Redis's connection went (killed, restarted): so does the client's,
+          // once it has what was owed; it reconnects as it would to Redis.
+          this.shutdown()
+        },
+      })
+      this.#unpin = () => {
+        if (counted) dedicated.open--
+        counted = false
+      }
+    }
+    return pinnedCommand(this.#ctx, this.#pinned, args)
+  }
+
+  /** A frame of the dedicated connection no command is owed: after what is owed, in order. */
+  #deliver(parts: Buffer[]): void {
+    if (this.#closed) return
+    if (this.#slots.length === 0) {
+      this.#write(parts)
+      if (!this.#flushQueued) {
+        this.#flushQueued = true
+        queueMicrotask(this.#flushSettled)
+      }
+    } else {
+      this.#slots.push({ reply: parts })
+    }
+    if (this.#backlogged()) this.#pinned?.pause()
+  }
+
+  /** The client takes its bytes again: read the dedicated connection again. */
+  #relieve(): void {
+    if (this.#pinned !== null && !this.#backlogged()) this.#pinned.resume()
+  }
+
   readonly #hit = (value: Uint8Array): Reply | undefined => {
     if (this.#slots.length > 0) return bulkReply(value)
     if (!this.#closed) this.#output.writeBulk(value)
@@ -324,6 +397,7 @@ export class Connection {
     if (this.#closed) return
     this.#output.flush()
     this.#maybeResume()
+    this.#relieve()
     this.#endIfFlushed()
   }
 
@@ -374,6 +448,11 @@ export class Connection {
     clearTimeout(this.#handshakeTimer)
     this.#handshakeTimer = undefined
     this.#slots = new Fifo<Slot>()
+    // A transaction, a block or a subscription left on the backend ends with
+    // its connection: the next client never sees it.
+    this.#pinned?.close()
+    this.#unpin?.()
+    this.#pinned = null
     this.#onClosed()
   }
 }

@@ -5,6 +5,7 @@ import { type CommandSpec, keyPositions } from '../shared/redis/command-table.js
 import { NOAUTH } from './access.js'
 import { wrongArity } from './commands/connection.js'
 import type { CommandContext, Reply } from './commands/types.js'
+import type { Pinned } from './pinned.js'
 import { error } from './resp/encoder.js'
 
 /**
@@ -91,12 +92,83 @@ export function forwardCommand(ctx: CommandContext, args: Buffer[]): Reply | Pro
   if (user === null) return NOAUTH
   const refused = permission(user, spec, args)
   if (refused !== undefined) return refused
-  if (needsOwnConnection(spec, args)) {
+  if (needsOwnConnection(spec, args)) return ctx.pin(args)
+  return relay(ctx, spec, args)
+}
+
+const DISCARD = Buffer.from('DISCARD')
+const EXECABORT = error('EXECABORT Transaction discarded because of previous errors.')
+
+/** Commands answered by the proxy itself that a dedicated connection cannot take. */
+const PROXY_ONLY = new Set(['auth', 'hello'])
+
+/**
+ * A command of a client on its own backend connection (see sidecar/pinned.ts):
+ * checked as every forwarded command is, then sent there, whatever it is
+ * (its reads too: nothing is cached for such a client).
+ */
+export function pinnedCommand(
+  ctx: CommandContext,
+  pinned: Pinned,
+  args: readonly Buffer[],
+): Reply | Promise<Reply> {
+  const table = ctx.server.forwarder?.commands()
+  if (table === undefined) return UNAVAILABLE
+  const spec = table.lookup(args)
+  // Unknown commands and wrong arity are Redis's to answer here: inside
+  // MULTI they also abort the transaction (EXECABORT), as only Redis can.
+  if (spec === undefined) return pinned.send(args, undefined)
+  const arity = spec.arity
+  if ((arity > 0 && args.length !== arity) || args.length < -arity) {
+    return pinned.send(args, undefined)
+  }
+  const session = ctx.session
+  const refused = session.user === null ? NOAUTH : permission(session.user, spec, args)
+  if (refused !== undefined) {
+    // Redis aborts a transaction a refused command was sent in; the
+    // backend never saw this one, so EXEC is answered for it (see below).
+    if (pinned.inMulti) pinned.aborted = true
+    return refused
+  }
+  const name = spec.name
+  if (PROXY_ONLY.has(name)) {
     return error(
-      `ERR '${spec.name}' needs a backend connection of its own, which redis-proxy does not give yet`,
+      `ERR ${name.toUpperCase()} is not taken on a connection in a transaction, a subscription or another database (redis-proxy): RESET first`,
     )
   }
-  return relay(ctx, spec, args)
+  if (name === 'quit') session.quitting = true
+  if (name === 'reset') {
+    // The backend connection resets itself (RESP2, no MULTI, no
+    // subscriptions); the proxy's side of the session does too.
+    session.resp3 = false
+    session.name = null
+    session.user = ctx.server.gate.initialUser()
+  }
+  let evict = spec.flags.has('write') ? written(ctx, spec, args) : undefined
+  if (name === 'multi') {
+    pinned.inMulti = true
+    pinned.queued = []
+  } else if (name === 'exec' || name === 'discard' || name === 'reset') {
+    const queued = name === 'exec' ? pinned.queued : []
+    const aborted = pinned.aborted && name === 'exec'
+    pinned.inMulti = false
+    pinned.aborted = false
+    pinned.queued = []
+    if (aborted) {
+      // Redis would discard it; so does the backend, and the client hears Redis's words.
+      return pinned.send([DISCARD], undefined).then(() => EXECABORT)
+    }
+    if (queued.length > 0) {
+      evict = () => {
+        for (const each of queued) each()
+      }
+    }
+  } else if (pinned.inMulti && evict !== undefined) {
+    // Queued, not run: its keys change when EXEC runs.
+    pinned.queued.push(evict)
+    evict = undefined
+  }
+  return pinned.send(args, evict)
 }
 
 function needsOwnConnection(spec: CommandSpec, args: readonly Buffer[]): boolean {

@@ -42,7 +42,15 @@ export type RespServerOptions = {
    * interface); without it they are answered as unknown.
    */
   forwarder?: RedisForwarder
+  /**
+   * Clients on backend connections of their own at once (a transaction, a
+   * blocking pop, a subscription); the next one is refused with an error.
+   * @default 1000
+   */
+  maxBackendConnections?: number
 }
+
+export const DEFAULT_MAX_BACKEND_CONNECTIONS = 1000
 
 export type RespServerHandle = {
   readonly port: number
@@ -68,6 +76,7 @@ export async function startRespServer(options: RespServerOptions): Promise<RespS
       return listening
     },
     maxClients: options.maxClients,
+    dedicated: { open: 0, max: options.maxBackendConnections ?? DEFAULT_MAX_BACKEND_CONNECTIONS },
     startedAt: Date.now(),
     connections: () => connections.size,
     totals: { connections: 0, commands: 0, rejected: 0 },

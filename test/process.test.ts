@@ -138,6 +138,11 @@ describe('the proxy process', () => {
     await waitForHttp(`${base}/`)
     const status = async () =>
       ((await (await fetch(`${base}/`)).json()) as { cache: { inflight: number } }).cache
+    // Reads reach Redis only once the backend is ready; before, they fail at once.
+    const readyBy = Date.now() + 10_000
+    while ((await fetch(`${base}/readyz`)).status !== 200 && Date.now() < readyBy) {
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
 
     await redis.command('CLIENT', 'PAUSE', '3000', 'ALL')
     const http = connect(httpPort, '127.0.0.1')

@@ -234,11 +234,15 @@ describe('connection commands answered locally', () => {
     })
   }
 
-  it('refuses SELECT of another database', async () => {
-    const conn = await rawConnect(proxy.port)
-    conn.send(command('SELECT', '1'))
-    expect(await conn.replies(1)).toEqual([new Error('ERR DB index is out of range')])
-    conn.close()
+  it('answers SELECT of another database on a backend connection of its own, and a bad index as Redis does', async () => {
+    const [viaProxy, direct] = await Promise.all([rawConnect(proxy.port), rawConnect(redis.port)])
+    for (const conn of [viaProxy, direct]) {
+      conn.send(Buffer.concat([command('SELECT', '1'), command('SELECT', '99')]))
+      await conn.replies(2)
+      conn.close()
+    }
+    expect(viaProxy.received().toString('latin1')).toBe(direct.received().toString('latin1'))
+    expect(direct.received().toString('latin1')).toBe('+OK\r\n-ERR DB index is out of range\r\n')
   })
 
   it('closes the connection after QUIT, once earlier replies are sent', async () => {

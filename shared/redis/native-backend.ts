@@ -3,6 +3,7 @@ import { maskUrl } from '../config.js'
 import type { Backend } from '../create-service.js'
 import type { Logger } from '../log.js'
 import { backendTlsOptions } from '../tls-files.js'
+import { openDedicated } from './dedicated.js'
 import { RespSource } from './resp-source.js'
 import { RespTracking } from './resp-tracking.js'
 
@@ -70,6 +71,13 @@ export function nativeBackend(
       commands: () => source.commands(),
       forward: (args, resp3) =>
         (resp3 ? source : resp2).forward(args, performance.now() + timeoutMs),
+      dedicated: (resp3) =>
+        openDedicated({
+          url: redisUrl,
+          resp3,
+          ...(tls !== undefined && { tls }),
+          timeoutMs: config.redis.connectTimeoutMs,
+        }),
       close: () => resp2.close(),
     }
   }

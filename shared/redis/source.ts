@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net'
 import type { CommandTable } from './command-table.js'
 
 /**
@@ -60,5 +61,11 @@ export type RedisForwarder = {
    * with a BackendTimeoutError after the command timeout.
    */
   forward(args: readonly Uint8Array[], resp3: boolean): Promise<Buffer[]>
+  /**
+   * A backend connection of one client's own (a transaction, a blocking
+   * pop, a subscription), connected and authenticated, speaking the client's
+   * protocol: its bytes are the caller's to relay.
+   */
+  dedicated(resp3: boolean): Promise<Socket>
   close(): Promise<void>
 }

@@ -66,11 +66,16 @@ export const select: Command = {
   keys: [0, 0, 0],
   group: 'connection',
   since: '1.0.0',
-  summary: 'Selects database 0, the only one the proxy serves.',
-  run(_ctx, args) {
+  summary: 'Selects a database: 0 through the cache, any other on a backend connection of its own.',
+  run(ctx, args) {
     const index = parseInteger(args[1] as Buffer)
     if (index === null) return error('ERR value is not an integer or out of range')
-    return index === 0 ? OK : error('ERR DB index is out of range')
+    if (index === 0) return OK
+    // Another database is not the one cached: the client moves to a
+    // connection of its own, on which Redis answers (or refuses) the index.
+    return ctx.server.forwarder === undefined
+      ? error('ERR DB index is out of range')
+      : ctx.pin(args)
   },
 }
 
@@ -164,6 +169,13 @@ export const client: Command = {
         // Redis 7.2's; its categories there.
         ['setinfo', 4],
         ['info', 2],
+        // These change how Redis treats the connection that runs them: the
+        // client gets a backend connection of its own (see sidecar/pinned.ts).
+        ['tracking', -3],
+        ['reply', 3],
+        ['caching', 3],
+        ['no-evict', 3],
+        ['no-touch', 3],
       ] as const
     ).map(([name, arity]) => [
       name,
@@ -204,8 +216,14 @@ export const client: Command = {
         else session.libVer = value
         return OK
       }
-      default:
+      case 'info':
         return bulkString(`${clientInfoLine(ctx)}\n`)
+      default:
+        return ctx.server.forwarder === undefined
+          ? error(
+              `ERR CLIENT ${sub.toUpperCase()} needs a backing redis to forward to (redis-proxy)`,
+            )
+          : ctx.pin(args)
     }
   },
 }

@@ -45,6 +45,8 @@ export type ServerView = {
   readonly service: ReadThrough
   /** Where commands the sidecar does not answer itself go; without it they are unknown. */
   readonly forwarder?: RedisForwarder
+  /** Clients on backend connections of their own, and how many may be (MAX_BACKEND_CONNECTIONS). */
+  readonly dedicated: { open: number; readonly max: number }
   /** Where AUTH and HELLO AUTH check passwords. */
   readonly gate: AuthGate
   readonly port: number
@@ -66,6 +68,12 @@ export type CommandContext = {
    * answered), else the reply to queue.
    */
   hit(value: Uint8Array): Reply | undefined
+  /**
+   * Moves the client onto a backend connection of its own and sends `args`
+   * there (a command that gives a connection state: MULTI, a blocking pop,
+   * SUBSCRIBE...); every later command of the client goes there too.
+   */
+  pin(args: readonly Buffer[]): Reply | Promise<Reply>
 }
 
 /** A subcommand of a container command (CLIENT ID, ACL WHOAMI): what ACL rules and COMMAND see. */

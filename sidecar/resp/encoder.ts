@@ -180,3 +180,20 @@ function appendStructured(parts: Buffer[], value: Structured, resp3: boolean): v
     parts.push(simpleString(value.simple))
   }
 }
+
+/** A command as clients send it (an array of bulk strings), for a backend connection. */
+export function command(args: readonly Uint8Array[]): Buffer {
+  let size = 0
+  for (const arg of args) size += arg.length
+  const head = `*${args.length}\r\n`
+  const out = Buffer.allocUnsafe(Buffer.byteLength(head) + size + args.length * 16)
+  let at = out.write(head, 0, 'latin1')
+  for (const arg of args) {
+    at += out.write(`$${arg.length}\r\n`, at, 'latin1')
+    out.set(arg, at)
+    at += arg.length
+    out[at++] = 13
+    out[at++] = 10
+  }
+  return out.subarray(0, at)
+}

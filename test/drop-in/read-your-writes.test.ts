@@ -79,6 +79,25 @@ describe.each([
   },
 )
 
+test('with MULTI/EXEC pairs too, each client then on a backend connection of its own, never a stale value', async () => {
+  const redis = await startRedis()
+  const proxy = await startRespProxy(redis.url, { CACHE_GLOBAL_EXPIRY: '600000' })
+  try {
+    const report = await readYourWrites({
+      port: proxy.port,
+      clients: 50,
+      pairs: 2000,
+      multi: true,
+      timeoutMs: 120_000,
+      prefix: 'ryw-multi-proxy',
+    })
+    expect(report).toEqual({ pairs: 100_000, stale: 0, unexpected: 0, samples: [] })
+  } finally {
+    await proxy.close()
+    await redis.stop()
+  }
+}, 150_000)
+
 describe('read-your-writes against a responder that caches GET forever', () => {
   let stale: StaleResponder
 

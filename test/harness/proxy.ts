@@ -116,6 +116,7 @@ export async function startRespProxy(
   const metrics = createMetricsRegistry({ defaultMetrics: false })
   const server = await startRespServer({
     forwarder,
+    maxBackendConnections: config.maxBackendConnections,
     metrics,
     service,
     host: '127.0.0.1',
