@@ -398,6 +398,37 @@ describe('connection commands answered locally', () => {
     expect(all).toMatch(/connected_clients:[1-9]/)
     conn.close()
   })
+
+  it("answers INFO with the backend's own sections and the proxy's added, in the client's protocol", async () => {
+    await redis.command('SET', 'info-k', 'v')
+    const conn = await rawConnect(proxy.port)
+    conn.send(Buffer.concat([command('INFO', 'keyspace'), command('INFO', 'server')]))
+    const [keyspace, server] = (await conn.replies(2)).map(String)
+    // Redis's figures, not the proxy's: the keys it holds, its own version and port.
+    expect(keyspace).toMatch(/^# Keyspace\r\ndb0:keys=\d+/)
+    expect(keyspace).not.toContain('# Proxy')
+    expect(server).toContain(`tcp_port:${redis.port}\r\n`)
+    conn.send(command('INFO'))
+    const all = String((await conn.replies(1))[0])
+    expect(all).toMatch(/# Server\r\n[\s\S]*# Keyspace\r\n[\s\S]*\r\n\r\n# Proxy\r\n/)
+    conn.close()
+    // RESP3: a verbatim string, as Redis answers INFO there (read as bytes:
+    // the harness's parser has no verbatim type).
+    const raw = connect(proxy.port, '127.0.0.1')
+    let bytes = ''
+    raw.on('data', (chunk: Buffer) => {
+      bytes += chunk.toString('latin1')
+    })
+    raw.write(Buffer.concat([command('HELLO', '3'), command('INFO', 'memory', 'proxy')]))
+    const deadline = Date.now() + 5000
+    while (!/# Proxy\r\n[\s\S]*\r\n\r\n$/.test(bytes) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    raw.destroy()
+    expect(bytes).toMatch(/\r\n=\d+\r\ntxt:# Memory\r\n[\s\S]*# Proxy\r\n/)
+    const length = Number(/\r\n=(\d+)\r\n/.exec(bytes)?.[1])
+    expect(Buffer.byteLength(bytes.slice(bytes.indexOf('txt:# Memory')), 'latin1')).toBe(length + 2)
+  })
 })
 
 describe('ordering against a slow backend', () => {

@@ -1,6 +1,6 @@
 import { bulkString, encodeStructured, error, type Structured } from '../resp/encoder.js'
 import { REDIS_VERSION } from './connection.js'
-import type { Command, CommandContext } from './types.js'
+import type { Command, CommandContext, Reply } from './types.js'
 
 /**
  * Most names COMMAND INFO and COMMAND DOCS take: the proxy knows a dozen
@@ -140,10 +140,43 @@ export const info: Command = {
     const asked = args.slice(1).map((arg) => arg.toString('latin1').toLowerCase())
     const all =
       asked.length === 0 || asked.some((s) => s === 'all' || s === 'default' || s === 'everything')
+    const forwarder = ctx.server.forwarder
+    if (forwarder !== undefined) {
+      // The backend's INFO, as it answers it, with the proxy's own section
+      // added when asked for (by name, or by asking for everything).
+      const proxy = all || asked.includes('proxy') ? renderSection('proxy', ctx) : ''
+      const rest = args.slice(1).filter((arg) => arg.toString('latin1').toLowerCase() !== 'proxy')
+      if (asked.length > 0 && rest.length === 0) return infoReply(proxy, ctx.session.resp3)
+      return forwarder.forward([INFO, ...rest], ctx.session.resp3).then(
+        (parts) => withSection(parts, proxy, ctx.session.resp3),
+        () => error('ERR backing redis unavailable (redis-proxy)'),
+      )
+    }
     const chosen = SECTIONS.filter((section) => all || asked.includes(section))
     const text = chosen.map((section) => renderSection(section, ctx)).join('\r\n')
     return bulkString(text)
   },
+}
+
+const INFO = Buffer.from('INFO')
+
+/** INFO's reply of `text`: a bulk string, or in RESP3 a verbatim string, as Redis answers. */
+function infoReply(text: string, resp3: boolean): Reply {
+  if (!resp3) return bulkString(text)
+  const body = `txt:${text}`
+  return Buffer.from(`=${Buffer.byteLength(body)}\r\n${body}\r\n`)
+}
+
+/** The backend's INFO reply with `section` appended; an error reply or an empty section as it is. */
+function withSection(parts: Buffer[], section: string, resp3: boolean): Reply {
+  if (section === '') return parts
+  const reply = Buffer.concat(parts)
+  const type = reply[0]
+  if (type !== 0x24 && type !== 0x3d) return parts // '$' or '='
+  const start = reply.indexOf('\r\n') + 2
+  let text = reply.toString('utf8', start, reply.length - 2)
+  if (type === 0x3d) text = text.slice(4) // 'txt:'
+  return infoReply(text === '' ? section : `${text}\r\n${section}`, resp3)
 }
 
 function renderSection(section: (typeof SECTIONS)[number], ctx: CommandContext): string {
