@@ -79,6 +79,7 @@ export async function startRespServer(options: RespServerOptions): Promise<RespS
     dedicated: { open: 0, max: options.maxBackendConnections ?? DEFAULT_MAX_BACKEND_CONNECTIONS },
     startedAt: Date.now(),
     connections: () => connections.size,
+    clients: () => connections,
     totals: { connections: 0, commands: 0, rejected: 0 },
     ...(options.metrics !== undefined && {
       recordDuration: options.metrics.requestTimer('resp'),

@@ -399,6 +399,39 @@ describe('connection commands answered locally', () => {
     conn.close()
   })
 
+  it('lists its own clients with CLIENT LIST and kills them with CLIENT KILL, as Redis does', async () => {
+    const [a, b] = await Promise.all([rawConnect(proxy.port), rawConnect(proxy.port)])
+    a.send(command('CLIENT', 'ID'))
+    b.send(Buffer.concat([command('CLIENT', 'SETNAME', 'victim'), command('CLIENT', 'ID')]))
+    const [idA] = await a.replies(1)
+    const [, idB] = await b.replies(2)
+    a.send(command('CLIENT', 'LIST'))
+    const list = String((await a.replies(1))[0])
+    expect(list).toContain(`id=${idA} `)
+    expect(list).toContain(`id=${idB} `)
+    expect(list).toContain('name=victim')
+    a.send(command('CLIENT', 'LIST', 'ID', String(idB)))
+    expect(
+      String((await a.replies(1))[0])
+        .trim()
+        .split('\n'),
+    ).toHaveLength(1)
+    a.send(
+      Buffer.concat([
+        command('CLIENT', 'KILL', 'ID', String(idB)),
+        command('CLIENT', 'KILL', 'ADDR', '1.2.3.4:5'),
+      ]),
+    )
+    expect(await a.replies(2)).toEqual([1, 0])
+    await b.closed()
+    // Errors worded as Redis words them.
+    const both = await bothRaw(command('CLIENT', 'KILL', '1.2.3.4:5'))
+    expect(both.proxy).toBe(both.redis)
+    const syntax = await bothRaw(command('CLIENT', 'KILL', 'NOSUCH', 'x'))
+    expect(syntax.proxy).toBe(syntax.redis)
+    a.close()
+  })
+
   it("answers INFO with the backend's own sections and the proxy's added, in the client's protocol", async () => {
     await redis.command('SET', 'info-k', 'v')
     const conn = await rawConnect(proxy.port)

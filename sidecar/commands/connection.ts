@@ -153,6 +153,9 @@ const HELLO_NOAUTH = error(
   'NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time',
 )
 
+/** Redis 7.0's categories of CLIENT LIST and CLIENT KILL. */
+const ADMIN = ['admin', 'slow', 'dangerous', 'connection'] as const
+
 const BAD_CLIENT_NAME = 'ERR Client names cannot contain spaces, newlines or special characters.'
 
 export const client: Command = {
@@ -171,15 +174,17 @@ export const client: Command = {
         ['info', 2],
         // These change how Redis treats the connection that runs them: the
         // client gets a backend connection of its own (see sidecar/pinned.ts).
+        ['list', -2, ADMIN],
+        ['kill', -3, ADMIN],
         ['tracking', -3],
         ['reply', 3],
         ['caching', 3],
         ['no-evict', 3],
         ['no-touch', 3],
-      ] as const
-    ).map(([name, arity]) => [
+      ] as readonly (readonly [string, number, (readonly string[])?])[]
+    ).map(([name, arity, categories]) => [
       name,
-      { name, arity, flags: [], categories: ['slow', 'connection'] },
+      { name, arity, flags: [], categories: categories ?? ['slow', 'connection'] },
     ]),
   ),
   keys: [0, 0, 0],
@@ -218,6 +223,10 @@ export const client: Command = {
       }
       case 'info':
         return bulkString(`${clientInfoLine(ctx)}\n`)
+      case 'list':
+        return clientList(ctx, args)
+      case 'kill':
+        return clientKill(ctx, args)
       default:
         return ctx.server.forwarder === undefined
           ? error(
@@ -226,6 +235,95 @@ export const client: Command = {
           : ctx.pin(args)
     }
   },
+}
+
+/** CLIENT LIST [TYPE normal] [ID id ...]: the proxy's clients, one CLIENT INFO line each. */
+function clientList(ctx: CommandContext, args: Buffer[]): Reply {
+  let ids: Set<number> | undefined
+  for (let i = 2; i < args.length; i++) {
+    const option = (args[i] as Buffer).toString('latin1').toLowerCase()
+    if (option === 'type' && i + 1 < args.length) {
+      const type = (args[++i] as Buffer).toString('latin1').toLowerCase()
+      if (!['normal', 'master', 'replica', 'slave', 'pubsub'].includes(type)) {
+        return error(`ERR Unknown client type '${(args[i] as Buffer).toString()}'`)
+      }
+      // Every proxy client is a normal one.
+      if (type !== 'normal') return bulkString('')
+    } else if (option === 'id' && i + 1 < args.length) {
+      ids = new Set()
+      for (i++; i < args.length; i++) {
+        const id = parseInteger(args[i] as Buffer)
+        if (id === null || id <= 0) return error(`ERR Invalid client ID`)
+        ids.add(id)
+      }
+    } else {
+      return error('ERR syntax error')
+    }
+  }
+  let text = ''
+  for (const client of ctx.server.clients()) {
+    if (ids === undefined || ids.has(client.session.id)) {
+      text += `${clientInfoLine({ ...ctx, session: client.session })}\n`
+    }
+  }
+  return bulkString(text)
+}
+
+/**
+ * CLIENT KILL addr (the old form: +OK, or no such client) or with filters
+ * (ID, ADDR, USER, SKIPME): the number killed. Only the proxy's own clients:
+ * the backend's connections are the proxy's to manage.
+ */
+function clientKill(ctx: CommandContext, args: Buffer[]): Reply {
+  const self = ctx.session
+  if (args.length === 3) {
+    const addr = (args[2] as Buffer).toString('latin1')
+    for (const client of ctx.server.clients()) {
+      if (client.session.addr === addr) {
+        client.destroy()
+        return OK
+      }
+    }
+    return error('ERR No such client')
+  }
+  let id: number | undefined
+  let addr: string | undefined
+  let user: string | undefined
+  let skipMe = true
+  for (let i = 2; i < args.length; i += 2) {
+    const option = (args[i] as Buffer).toString('latin1').toLowerCase()
+    const value = args[i + 1]
+    if (value === undefined) return error('ERR syntax error')
+    const text = value.toString('latin1')
+    if (option === 'id') {
+      const parsed = parseInteger(value)
+      if (parsed === null || parsed <= 0) return error('ERR client-id should be greater than 0')
+      id = parsed
+    } else if (option === 'addr') {
+      addr = text
+    } else if (option === 'user') {
+      user = text
+    } else if (option === 'skipme') {
+      const answer = text.toLowerCase()
+      if (answer !== 'yes' && answer !== 'no') return error('ERR syntax error')
+      skipMe = answer === 'yes'
+    } else {
+      return error('ERR syntax error')
+    }
+  }
+  let killed = 0
+  for (const client of [...ctx.server.clients()]) {
+    const session = client.session
+    if (skipMe && session === self) continue
+    if (id !== undefined && session.id !== id) continue
+    if (addr !== undefined && session.addr !== addr) continue
+    if (user !== undefined && session.user?.name !== user) continue
+    // Itself (SKIPME no): after this reply, as Redis closes it.
+    if (session === self) self.quitting = true
+    else client.destroy()
+    killed++
+  }
+  return encodeStructured(killed, false)
 }
 
 /** CLIENT INFO's line: the fields that mean something for a proxy connection. */

@@ -53,6 +53,8 @@ export type ServerView = {
   readonly maxClients: number
   readonly startedAt: number
   connections(): number
+  /** Every client connected now, for CLIENT LIST and CLIENT KILL. */
+  clients(): Iterable<{ readonly session: Session; destroy(): void }>
   /** Counters kept by the server for INFO's stats section. */
   readonly totals: { connections: number; commands: number; rejected: number }
   /** Records each command's duration (redis_proxy_request_duration_seconds) when metrics are on. */
