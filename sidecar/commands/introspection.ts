@@ -25,6 +25,10 @@ export function commandCommand(table: () => readonly Command[]): Command {
           ['list', -2],
           ['info', -2],
           ['docs', -2],
+          // Answered by the backend's COMMAND (forwarding); unknown to the proxy's own.
+          ['getkeys', -3],
+          ['getkeysandflags', -3],
+          ['help', 2],
         ] as const
       ).map(([name, arity]) => [
         name,
@@ -36,6 +40,15 @@ export function commandCommand(table: () => readonly Command[]): Command {
     since: '2.8.13',
     summary: 'Describes the commands the proxy answers.',
     run(ctx, args) {
+      // Forwarding, the proxy serves every command the backend knows: the
+      // backend's own COMMAND describes them (GETKEYS included).
+      const forwarder = ctx.server.forwarder
+      if (forwarder !== undefined) {
+        return forwarder.forward(args, ctx.session.resp3).then(
+          (parts) => parts,
+          () => error('ERR backing redis unavailable (redis-proxy)'),
+        )
+      }
       const commands = table()
       const resp3 = ctx.session.resp3
       if (args.length === 1) return encodeStructured(commands.map(describe), resp3)
