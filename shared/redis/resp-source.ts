@@ -475,15 +475,20 @@ export class RespSource implements RedisSource {
 
   /** One framed reply as a value. */
   #decode(parts: Buffer[]): Reply {
-    let reply: Reply | undefined
-    let count = 0
-    const take = (value: Reply): void => {
-      reply = value
-      count++
-    }
-    for (const part of parts) this.#decoder.push(part, take)
-    if (count !== 1) throw new ReplyProtocolError('a frame that is not one reply')
-    return reply as Reply
+    this.#decoded = 0
+    for (const part of parts) this.#decoder.push(part, this.#take)
+    if (this.#decoded !== 1) throw new ReplyProtocolError('a frame that is not one reply')
+    const reply = this.#value as Reply
+    this.#value = undefined
+    return reply
+  }
+
+  // The decoder's callback for #decode: a field, not a closure per frame.
+  #value: Reply | undefined
+  #decoded = 0
+  readonly #take = (value: Reply): void => {
+    this.#value = value
+    this.#decoded++
   }
 
   #onReply(reply: Reply): void {
