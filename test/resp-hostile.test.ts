@@ -340,7 +340,9 @@ describe('fair use of the shared backend queue', () => {
 
   it('answers COMMAND INFO of 2,000 names as Redis does (the backend describes them), and carries on', async () => {
     const conn = await rawConnect(proxy.port)
-    conn.send(Buffer.concat([command('COMMAND', 'INFO', ...Array(2000).fill('get')), command('PING')]))
+    conn.send(
+      Buffer.concat([command('COMMAND', 'INFO', ...Array(2000).fill('get')), command('PING')]),
+    )
     const [infos, pong] = await conn.replies(2)
     expect(infos).toHaveLength(2000)
     expect(pong).toBe('PONG')

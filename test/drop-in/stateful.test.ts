@@ -1,6 +1,5 @@
-import { connect, type Socket } from 'node:net'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { ReplyFramer } from '../../shared/redis/reply-framer.js'
+import { openSide, type Side } from '../harness/differential.js'
 import { startRespProxy } from '../harness/proxy.js'
 import { startRedis, type TestRedis } from '../harness/redis-server.js'
 import { command, rawConnect } from '../harness/resp-client.js'
@@ -14,51 +13,14 @@ import { STATEFUL, type StatefulFamily } from './corpus.js'
  * carry times and addresses, by their type).
  */
 
-type Conn = { next(): Promise<string>; send(args: string[]): void; close(): void }
-
-async function open(port: number): Promise<Conn> {
-  const socket: Socket = connect(port, '127.0.0.1')
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', resolve)
-    socket.once('error', reject)
-  })
-  socket.on('error', () => {})
-  const framer = new ReplyFramer()
-  const frames: string[] = []
-  const waiting: ((frame: string) => void)[] = []
-  socket.on('data', (chunk: Buffer) =>
-    framer.push(chunk, (parts) => {
-      const frame = Buffer.concat(parts).toString('latin1')
-      const waiter = waiting.shift()
-      if (waiter === undefined) frames.push(frame)
-      else waiter(frame)
-    }),
-  )
-  return {
-    next() {
-      const ready = frames.shift()
-      if (ready !== undefined) return Promise.resolve(ready)
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error('no frame within 5 s')), 5000)
-        waiting.push((frame) => {
-          clearTimeout(timer)
-          resolve(frame)
-        })
-      })
-    },
-    send: (args) => socket.write(command(...args)),
-    close: () => socket.destroy(),
-  }
-}
-
 /** Runs one family on a side; every frame read, labelled with its step. */
 async function run(port: number, family: StatefulFamily, resp3: boolean): Promise<string[]> {
-  const conns = new Map<number, Conn>()
+  const conns = new Map<number, Side>()
   const out: string[] = []
-  const conn = async (n: number): Promise<Conn> => {
+  const conn = async (n: number): Promise<Side> => {
     let c = conns.get(n)
     if (c === undefined) {
-      c = await open(port)
+      c = await openSide(port)
       conns.set(n, c)
       if (resp3) {
         c.send(['HELLO', '3'])

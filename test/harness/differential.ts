@@ -9,7 +9,13 @@ import { command } from './resp-client.js'
  * split with the project's ReplyFramer, which has its own tests; a reply is
  * compared as bytes, never as a decoded value.
  */
-export type Side = { send(args: readonly (string | Buffer)[]): Promise<string>; close(): void }
+export type Side = {
+  /** Sends a command without waiting for its reply. */
+  send(args: readonly (string | Buffer)[]): void
+  /** The next frame received (a reply, a message, a push), as bytes; fails after 5 s. */
+  next(): Promise<string>
+  close(): void
+}
 
 export async function openSide(port: number): Promise<Side> {
   const socket: Socket = connect(port, '127.0.0.1')
@@ -19,35 +25,31 @@ export async function openSide(port: number): Promise<Side> {
   })
   socket.on('error', () => {})
   const framer = new ReplyFramer()
-  const replies: string[] = []
-  const waiting: ((reply: string) => void)[] = []
+  const frames: string[] = []
+  const waiting: ((frame: string) => void)[] = []
   socket.on('data', (chunk: Buffer) => {
     framer.push(chunk, (parts, push) => {
       const text = (push ? '(push)' : '') + Buffer.concat(parts).toString('latin1')
-      const next = waiting.shift()
-      if (next === undefined) replies.push(text)
-      else next(text)
+      const waiter = waiting.shift()
+      if (waiter === undefined) frames.push(text)
+      else waiter(text)
     })
   })
   return {
-    send(args) {
-      socket.write(command(...args))
-      return next(replies, waiting)
+    send: (args) => socket.write(command(...args)),
+    next() {
+      const ready = frames.shift()
+      if (ready !== undefined) return Promise.resolve(ready)
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('no reply within 5 s')), 5000)
+        waiting.push((frame) => {
+          clearTimeout(timer)
+          resolve(frame)
+        })
+      })
     },
     close: () => socket.destroy(),
   }
-}
-
-function next(replies: string[], waiting: ((reply: string) => void)[]): Promise<string> {
-  const ready = replies.shift()
-  if (ready !== undefined) return Promise.resolve(ready)
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('no reply within 5 s')), 5000)
-    waiting.push((reply) => {
-      clearTimeout(timer)
-      resolve(reply)
-    })
-  })
 }
 
 /** Runs `steps` on both sides in lockstep; returns the pairs of replies, labelled. */
@@ -60,7 +62,9 @@ export async function differential(
   try {
     const out: { step: string; direct: string; proxied: string }[] = []
     for (const step of steps) {
-      const [x, y] = await Promise.all([a.send(step), b.send(step)])
+      a.send(step)
+      b.send(step)
+      const [x, y] = await Promise.all([a.next(), b.next()])
       out.push({ step: step.join(' '), direct: x, proxied: y })
     }
     return out
