@@ -56,6 +56,7 @@ export function nativeBackend(
   if (hooks.forwarding === true) {
     // RESP2 clients' commands need a RESP2 connection: their replies are
     // relayed byte for byte, and RESP3's types have no RESP2 bytes of their own.
+    let lastResp2Error = ''
     const resp2 = new RespSource({
       url: redisUrl,
       protocol: 2,
@@ -63,8 +64,15 @@ export function nativeBackend(
       commandTimeoutMs: config.redis.commandTimeoutMs,
       livenessTimeoutMs: config.redis.livenessTimeoutMs,
       connectTimeoutMs: config.redis.connectTimeoutMs,
-      onError: (err) =>
-        log.warn('backing redis error', { redis, connection: 'resp2', error: err.message }),
+      onError: (err) => {
+        // As the read connection's: changes, not every retry of an outage.
+        if (err.message === lastResp2Error) return
+        lastResp2Error = err.message
+        log.warn('backing redis error', { redis, connection: 'resp2', error: err.message })
+      },
+      onReady: () => {
+        lastResp2Error = ''
+      },
     })
     const timeoutMs = config.redis.commandTimeoutMs
     backend.forwarder = {
