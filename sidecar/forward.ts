@@ -3,7 +3,7 @@ import { BackendTimeoutError, BackendUnavailableError } from '../shared/errors.j
 import { keyFromBytes } from '../shared/keys.js'
 import { type CommandSpec, keyPositions } from '../shared/redis/command-table.js'
 import { NOAUTH } from './access.js'
-import { wrongArity } from './commands/connection.js'
+import { resetSession, wrongArity } from './commands/connection.js'
 import type { CommandContext, Reply } from './commands/types.js'
 import type { Pinned } from './pinned.js'
 import { error } from './resp/encoder.js'
@@ -140,9 +140,7 @@ export function pinnedCommand(
   if (name === 'reset') {
     // The backend connection resets itself (RESP2, no MULTI, no
     // subscriptions); the proxy's side of the session does too.
-    session.resp3 = false
-    session.name = null
-    session.user = ctx.server.gate.initialUser()
+    resetSession(ctx)
   }
   let evict = spec.flags.has('write') ? written(ctx, spec, args) : undefined
   if (name === 'multi') {

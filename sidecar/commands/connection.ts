@@ -79,6 +79,17 @@ export const select: Command = {
   },
 }
 
+/** RESET's effect on the proxy's side of a session: RESP2, no name, the initial user. */
+export function resetSession(ctx: CommandContext): void {
+  const session = ctx.session
+  session.resp3 = false
+  session.name = null
+  session.libName = null
+  session.libVer = null
+  // As Redis's clientSetDefaultAuth: logged out when a password is required.
+  session.user = ctx.server.gate.initialUser()
+}
+
 export const reset: Command = {
   name: 'reset',
   arity: 1,
@@ -89,13 +100,7 @@ export const reset: Command = {
   since: '6.2.0',
   summary: 'Resets the connection: RESP2, no name, the initial user.',
   run(ctx) {
-    const session = ctx.session
-    session.resp3 = false
-    session.name = null
-    session.libName = null
-    session.libVer = null
-    // As Redis's clientSetDefaultAuth: logged out when a password is required.
-    session.user = ctx.server.gate.initialUser()
+    resetSession(ctx)
     return RESET
   },
 }
