@@ -19,6 +19,7 @@ import type { BenchReport, PartReport } from './report/model.js'
 import { toSvg } from './report/svg.js'
 import { cacheScenario } from './scenarios/cache.js'
 import { coherenceScenario } from './scenarios/coherence.js'
+import { forwardingScenario } from './scenarios/forwarding.js'
 import { httpHitsScenario } from './scenarios/http-hits.js'
 import { memoryScenario } from './scenarios/memory.js'
 import { respHitsScenario, respMissScenario } from './scenarios/resp.js'
@@ -56,6 +57,7 @@ const SCENARIOS: Scenario[] = [
   cacheScenario,
   memoryScenario,
   coherenceScenario,
+  forwardingScenario,
 ]
 
 function version(command: string, args: string[]): string {

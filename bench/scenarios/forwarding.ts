@@ -1,0 +1,116 @@
+import { startRedis } from '../../test/harness/redis-server.js'
+import { formatNumber, interleave, median } from '../lib/stats.js'
+import { type RespLoadResult, redisBenchmarkTests } from '../load/redis-benchmark.js'
+import { type ProxyTarget, startProxy } from '../targets/start.js'
+import { startTwemproxy, type TwemproxyTarget } from '../targets/twemproxy.js'
+import {
+  type Comparison,
+  compare,
+  type Scenario,
+  type ScenarioResult,
+  type Table,
+} from './types.js'
+
+const CLIENTS = 50
+const PIPELINES = [1, 16] as const
+const VALUE_BYTES = 100
+const KEYSPACE = 100_000
+/** Forwarded commands the performance issue sets a target for, as redis-benchmark names them. */
+const TESTS = ['set', 'incr', 'lpush', 'lpop', 'mset'] as const
+const ROW_NAMES: Record<(typeof TESTS)[number], string> = {
+  set: 'SET',
+  incr: 'INCR',
+  lpush: 'LPUSH',
+  lpop: 'LPOP',
+  mset: 'MSET (10 keys)',
+}
+
+/**
+ * Part 7: forwarded commands (the drop-in sidecar) against twemproxy in front
+ * of the same redis-server, and against that redis-server direct, in one run:
+ * redis-benchmark `-t set,incr,lpush,lpop,mset`, interleaved, per pipeline
+ * depth. The target (performance issue) is the sidecar at 1.0x twemproxy.
+ */
+export const forwardingScenario: Scenario = {
+  part: 7,
+  id: 'forwarding',
+  title: 'Forwarded commands: the sidecar against twemproxy and Redis direct',
+  async run(ctx): Promise<ScenarioResult> {
+    const redis = await startRedis()
+    let proxy: ProxyTarget | undefined
+    let twemproxy: TwemproxyTarget | undefined
+    try {
+      proxy = await startProxy(redis.url, {}, { resp: true })
+      ctx.progress('forwarding: starting twemproxy (installed with apt-get when missing)')
+      twemproxy = await startTwemproxy(redis.port)
+      const comparisons: Comparison[] = []
+      const tables: Table[] = []
+      for (const pipeline of PIPELINES) {
+        const requests = Math.round(ctx.budget.respRequests * (pipeline === 1 ? 0.25 : 1))
+        const load = (port: number) =>
+          redisBenchmarkTests({
+            port,
+            tests: TESTS,
+            clients: CLIENTS,
+            pipeline,
+            requests,
+            keyspace: KEYSPACE,
+            valueSize: VALUE_BYTES,
+            timeoutMs: 300_000,
+          })
+        const sidecarPort = proxy.respPort
+        const twemproxyPort = twemproxy.port
+        const samples = await interleave<Map<string, RespLoadResult>>(
+          ctx.budget.rounds,
+          [
+            { name: 'sidecar', run: () => load(sidecarPort) },
+            { name: 'twemproxy', run: () => load(twemproxyPort) },
+            { name: 'redis', run: () => load(redis.port) },
+          ],
+          (line) => ctx.progress(`forwarding -P ${pipeline}: ${line}`),
+        )
+        const rps = (side: string, test: (typeof TESTS)[number]) =>
+          (samples.get(side) ?? []).map((run) => run.get(ROW_NAMES[test])?.rps ?? 0)
+        const rows: string[][] = []
+        for (const test of TESTS) {
+          const vsTwemproxy = compare(
+            `${ROW_NAMES[test]}, pipeline ${pipeline}: sidecar / twemproxy`,
+            'req/s',
+            { name: 'sidecar', samples: rps('sidecar', test) },
+            { name: 'twemproxy', samples: rps('twemproxy', test) },
+            median,
+            1.0,
+          )
+          comparisons.push(vsTwemproxy)
+          const direct = median(rps('redis', test))
+          rows.push([
+            ROW_NAMES[test],
+            formatNumber(vsTwemproxy.ours.value),
+            formatNumber(vsTwemproxy.theirs.value),
+            formatNumber(direct),
+            `${formatNumber(vsTwemproxy.ratio, 2)}x`,
+            `${formatNumber(vsTwemproxy.ours.value / direct, 2)}x`,
+          ])
+        }
+        tables.push({
+          title: `redis-benchmark -t ${TESTS.join(',')} -c ${CLIENTS} -P ${pipeline} -r ${formatNumber(KEYSPACE)} -d ${VALUE_BYTES}, req/s (medians of ${ctx.budget.rounds} interleaved runs)`,
+          columns: ['command', 'sidecar', 'twemproxy', 'redis direct', 'vs twemproxy', 'vs redis'],
+          rows,
+        })
+      }
+      return {
+        tables,
+        comparisons,
+        checks: [],
+        notes: [
+          'twemproxy (Debian nutcracker 0.5) and the sidecar forward to the same redis-server; twemproxy has no cache and no read-your-writes bookkeeping.',
+          'The sidecar evicts the keys of each write when it is sent and when it is answered (read-your-writes); twemproxy, a C proxy, parses and forwards only.',
+        ],
+      }
+    } finally {
+      await twemproxy?.stop()
+      await proxy?.stop()
+      await redis.stop()
+    }
+  },
+}
