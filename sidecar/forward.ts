@@ -90,10 +90,11 @@ export function forwardCommand(ctx: CommandContext, args: Buffer[]): Reply | Pro
   if ((arity > 0 && args.length !== arity) || args.length < -arity) return wrongArity(spec.name)
   const user = ctx.session.user
   if (user === null) return NOAUTH
-  const refused = permission(user, spec, args)
+  const keys = keysOf(spec, args)
+  const refused = permission(user, spec, args, keys)
   if (refused !== undefined) return refused
   if (needsOwnConnection(spec, args)) return ctx.pin(args)
-  return relay(ctx, spec, args)
+  return relay(ctx, spec, args, keys)
 }
 
 const DISCARD = Buffer.from('DISCARD')
@@ -123,7 +124,8 @@ export function pinnedCommand(
     return pinned.send(args, undefined)
   }
   const session = ctx.session
-  const refused = session.user === null ? NOAUTH : permission(session.user, spec, args)
+  const keys = keysOf(spec, args)
+  const refused = session.user === null ? NOAUTH : permission(session.user, spec, args, keys)
   if (refused !== undefined) {
     // Redis aborts a transaction a refused command was sent in; the
     // backend never saw this one, so EXEC is answered for it (see below).
@@ -142,7 +144,7 @@ export function pinnedCommand(
     // subscriptions); the proxy's side of the session does too.
     resetSession(ctx)
   }
-  let evict = spec.flags.has('write') ? written(ctx, spec, args) : undefined
+  let evict = spec.flags.has('write') ? written(ctx, spec, keys) : undefined
   if (name === 'multi') {
     pinned.inMulti = true
     pinned.queued = []
@@ -180,7 +182,23 @@ function needsOwnConnection(spec: CommandSpec, args: readonly Buffer[]): boolean
   return true
 }
 
-function permission(user: User, spec: CommandSpec, args: readonly Buffer[]): Reply | undefined {
+/** A command's keys, found once for both the permission check and read-your-writes. */
+type Keys = { readonly names: readonly string[]; readonly writes: readonly boolean[] }
+
+function keysOf(spec: CommandSpec, args: readonly Buffer[]): Keys {
+  const found = keyPositions(spec, args)
+  return {
+    names: found.positions.map((at) => keyFromBytes(args[at] as Buffer)),
+    writes: found.writes,
+  }
+}
+
+function permission(
+  user: User,
+  spec: CommandSpec,
+  args: readonly Buffer[],
+  keys: Keys,
+): Reply | undefined {
   const bar = spec.name.indexOf('|')
   const container = bar === -1 ? spec.name : spec.name.slice(0, bar)
   const first =
@@ -192,19 +210,18 @@ function permission(user: User, spec: CommandSpec, args: readonly Buffer[]): Rep
   if (!user.canRun(container, first, spec.categories)) {
     return error(`NOPERM this user has no permissions to run the '${spec.name}' command`)
   }
-  const keys = keyPositions(spec, args)
-  for (let i = 0; i < keys.positions.length; i++) {
-    const key = keyFromBytes(args[keys.positions[i] as number] as Buffer)
-    if (!user.keyAccess(key, keys.writes[i] === true ? 'write' : 'read')) return NO_KEY_PERMISSION
+  for (let i = 0; i < keys.names.length; i++) {
+    const mode = keys.writes[i] === true ? 'write' : 'read'
+    if (!user.keyAccess(keys.names[i] as string, mode)) return NO_KEY_PERMISSION
   }
   return undefined
 }
 
-function relay(ctx: CommandContext, spec: CommandSpec, args: Buffer[]): Promise<Reply> {
+function relay(ctx: CommandContext, spec: CommandSpec, args: Buffer[], keys: Keys): Promise<Reply> {
   const session = ctx.session
   const forwarder = ctx.server.forwarder as NonNullable<typeof ctx.server.forwarder>
   const write = spec.flags.has('write')
-  const evict = write ? written(ctx, spec, args) : undefined
+  const evict = write ? written(ctx, spec, keys) : undefined
   evict?.()
   if (write) session.writesInFlight++
   return forwarder.forward(args, session.resp3).then(
@@ -223,12 +240,12 @@ function relay(ctx: CommandContext, spec: CommandSpec, args: Buffer[]): Promise<
 }
 
 /** What a write makes stale in the cache: its keys, or everything when it names none. */
-function written(ctx: CommandContext, spec: CommandSpec, args: readonly Buffer[]): () => void {
+function written(ctx: CommandContext, spec: CommandSpec, keys: Keys): () => void {
   const service = ctx.server.service
   if (spec.keySpecs.length === 0) return () => service.clear()
-  const keys = keyPositions(spec, args).positions.map((at) => keyFromBytes(args[at] as Buffer))
+  const names = keys.names
   return () => {
-    for (const key of keys) service.invalidate(key)
+    for (const key of names) service.invalidate(key)
   }
 }
 
