@@ -17,34 +17,9 @@ export type RespLoadOptions = {
 
 /** `redis-benchmark -t get`: the RESP load for the sidecar and for Redis direct alike. */
 export async function redisBenchmarkGet(options: RespLoadOptions): Promise<RespLoadResult> {
-  const args = [
-    '-h',
-    '127.0.0.1',
-    '-p',
-    String(options.port),
-    '-t',
-    'get',
-    '-c',
-    String(options.clients),
-    '-P',
-    String(options.pipeline),
-    '-n',
-    String(options.requests),
-    '--csv',
-  ]
-  if (options.keyspace !== undefined) args.push('-r', String(options.keyspace))
-  if (options.valueSize !== undefined) args.push('-d', String(options.valueSize))
-  const done = await run('redis-benchmark', args, { timeoutMs: options.timeoutMs })
-  // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
-  const row = done.stdout
-    .split('\n')
-    .find((line) => line.startsWith('"GET"'))
-    ?.split(',')
-    .map((cell) => Number(cell.replaceAll('"', '')))
-  if (done.code !== 0 || row === undefined || row.length < 7) {
-    throw new Error(`redis-benchmark failed (${done.code}): ${done.stderr || done.stdout}`)
-  }
-  return { rps: row[1] as number, p50Ms: row[4] as number, p99Ms: row[6] as number }
+  const result = (await redisBenchmarkTests({ ...options, tests: ['get'] })).get('GET')
+  if (result === undefined) throw new Error('redis-benchmark reported no GET result')
+  return result
 }
 
 /**
