@@ -5,6 +5,7 @@ import type { Logger } from '../shared/log.js'
 import { getRefusal, refusal } from './access.js'
 import { resolve } from './commands/index.js'
 import { readKey } from './commands/read.js'
+import type { ReplyStream } from '../shared/redis/source.js'
 import type { CommandContext, Reply, ServerView, Session } from './commands/types.js'
 import { forwardCommand, pinnedCommand } from './forward.js'
 import { Pinned } from './pinned.js'
@@ -41,8 +42,13 @@ export const DEFAULT_CONNECTION_LIMITS: Readonly<ConnectionLimits> = Object.free
 const END_GRACE_MS = 2000
 const GET = Buffer.from('GET')
 
-/** A reply slot in the per-connection FIFO; `reply` is set once the answer is known. */
-type Slot = { reply: Reply | undefined }
+/**
+ * A reply slot in the per-connection FIFO; `reply` is set once the answer is
+ * known. A large forwarded reply comes in parts before its answer (see
+ * ReplyStream): those that came while it was not first in line wait in
+ * `early`.
+ */
+type Slot = { reply: Reply | undefined; early: Buffer[] | null }
 
 /**
  * One client socket: decode -> dispatch -> replies in request order.
@@ -83,6 +89,12 @@ export class Connection {
   #answeredInChunk = 0
   /** Runs until the session is established (see #checkHandshake); undefined after, or if never armed. */
   #handshakeTimer: NodeJS.Timeout | undefined
+  /** The slot ctx.stream() made for the reply being dispatched, taken by #queue. */
+  #streamSlot: Slot | null = null
+  /** Bytes in slots' `early` parts. */
+  #earlyBytes = 0
+  /** Backend connections paused because this client was full: resumed when it drains. */
+  #resumers: (() => void)[] = []
 
   constructor(options: {
     socket: Socket
@@ -122,7 +134,13 @@ export class Connection {
       writesInFlight: 0,
       established: false,
     }
-    this.#ctx = { session: this.session, server: options.server, hit: this.#hit, pin: this.#pin }
+    this.#ctx = {
+      session: this.session,
+      server: options.server,
+      hit: this.#hit,
+      pin: this.#pin,
+      stream: this.#stream,
+    }
 
     socket.on('data', (chunk: Buffer) => this.#onData(chunk))
     socket.on('drain', () => {
@@ -225,8 +243,50 @@ export class Connection {
   #backlogged(): boolean {
     return (
       this.#slots.length > this.#limits.maxPendingReplies ||
-      this.#socket.writableLength + this.#output.buffered > this.#limits.maxUnsentBytes
+      this.#unsentBytes() > this.#limits.maxUnsentBytes
     )
+  }
+
+  #unsentBytes(): number {
+    return this.#socket.writableLength + this.#output.buffered + this.#earlyBytes
+  }
+
+  /**
+   * CommandContext.stream: where the large reply of the command being
+   * dispatched goes while it arrives. Its parts are written at once when
+   * everything before it has been; otherwise they wait in its slot. Either
+   * way, past maxUnsentBytes the backend connection is paused until the
+   * client takes them, so memory is bounded by what the client can take.
+   */
+  readonly #stream = (): ReplyStream => {
+    const slot: Slot = { reply: undefined, early: null }
+    this.#streamSlot = slot
+    return {
+      write: (parts, resume) => {
+        if (this.#closed) return true
+        if (this.#slots.peek() === slot) {
+          this.#write(parts)
+          this.#output.flush()
+        } else {
+          slot.early ??= []
+          for (const part of parts) {
+            slot.early.push(part)
+            this.#earlyBytes += part.length
+          }
+        }
+        if (this.#unsentBytes() <= this.#limits.maxUnsentBytes) return true
+        this.#resumers.push(resume)
+        return false
+      },
+      abort: (reason) => {
+        // Half a reply is on its way: nothing after it can be understood.
+        this.#log.info('resp client closed: its reply could not be completed', {
+          client: this.session.addr,
+          reason,
+        })
+        this.#socket.destroy()
+      },
+    }
   }
 
   // Arrow properties: one function per connection, not one per command.
@@ -322,14 +382,20 @@ export class Connection {
         queueMicrotask(this.#flushSettled)
       }
     } else {
-      this.#slots.push({ reply: parts })
+      this.#slots.push({ reply: parts, early: null })
     }
     if (this.#backlogged()) this.#pinned?.pause()
   }
 
   /** The client takes its bytes again: read the dedicated connection again. */
   #relieve(): void {
-    if (this.#pinned !== null && !this.#backlogged()) this.#pinned.resume()
+    if (this.#backlogged()) return
+    this.#pinned?.resume()
+    if (this.#resumers.length > 0) {
+      const resumers = this.#resumers
+      this.#resumers = []
+      for (const resume of resumers) resume()
+    }
   }
 
   readonly #hit = (value: Uint8Array): Reply | undefined => {
@@ -342,8 +408,10 @@ export class Connection {
 
   #queue(reply: Reply | Promise<Reply>): void {
     if (this.session.quitting) this.#ending = true
+    const streamSlot = this.#streamSlot
+    this.#streamSlot = null
     if (reply instanceof Promise) {
-      const slot: Slot = { reply: undefined }
+      const slot: Slot = streamSlot ?? { reply: undefined, early: null }
       this.#slots.push(slot)
       const record = this.#server.recordDuration
       const started = this.#chunkStartedAt
@@ -360,7 +428,7 @@ export class Connection {
     } else {
       this.#answeredInChunk++
       if (this.#slots.length === 0) this.#write(reply)
-      else this.#slots.push({ reply })
+      else this.#slots.push({ reply, early: null })
     }
     if (this.#backlogged()) this.#decoder.stop()
     if (this.#ending) this.#endIfFlushed()
@@ -371,7 +439,7 @@ export class Connection {
     this.#ending = true
     const reply = error(message)
     if (this.#slots.length === 0) this.#write(reply)
-    else this.#slots.push({ reply })
+    else this.#slots.push({ reply, early: null })
     this.#endIfFlushed()
   }
 
@@ -380,7 +448,11 @@ export class Connection {
     if (this.#closed) return
     const slots = this.#slots
     if (slots.peek() !== slot) return
-    for (let next = slots.peek(); next?.reply !== undefined; next = slots.peek()) {
+    for (let next = slots.peek(); next !== undefined; next = slots.peek()) {
+      // A large reply's parts that came while it waited its turn, then
+      // (once it has ended) the rest of it.
+      if (next.early !== null) this.#writeEarly(next)
+      if (next.reply === undefined) break
       this.#write(next.reply)
       slots.shift()
     }
@@ -399,6 +471,13 @@ export class Connection {
     this.#maybeResume()
     this.#relieve()
     this.#endIfFlushed()
+  }
+
+  #writeEarly(slot: Slot): void {
+    const early = slot.early as Buffer[]
+    slot.early = null
+    for (const part of early) this.#earlyBytes -= part.length
+    this.#write(early)
   }
 
   #write(reply: Reply): void {
@@ -448,6 +527,11 @@ export class Connection {
     clearTimeout(this.#handshakeTimer)
     this.#handshakeTimer = undefined
     this.#slots = new Fifo<Slot>()
+    this.#earlyBytes = 0
+    // Backend connections paused for this client read again, its bytes dropped.
+    const resumers = this.#resumers
+    this.#resumers = []
+    for (const resume of resumers) resume()
     // A transaction, a block or a subscription left on the backend ends with
     // its connection: the next client never sees it.
     this.#pinned?.close()

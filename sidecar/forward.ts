@@ -168,7 +168,7 @@ export function pinnedCommand(
     pinned.queued.push(evict)
     evict = undefined
   }
-  return pinned.send(args, evict)
+  return pinned.send(args, evict, ctx.stream())
 }
 
 function needsOwnConnection(spec: CommandSpec, args: readonly Buffer[]): boolean {
@@ -224,7 +224,7 @@ function relay(ctx: CommandContext, spec: CommandSpec, args: Buffer[], keys: Key
   const evict = write ? written(ctx, spec, keys) : undefined
   evict?.()
   if (write) session.writesInFlight++
-  return forwarder.forward(args, session.resp3).then(
+  return forwarder.forward(args, session.resp3, ctx.stream()).then(
     (parts) => {
       evict?.()
       if (write) session.writesInFlight--
@@ -259,7 +259,7 @@ export function relayRead(ctx: CommandContext, args: Buffer[]): Promise<Reply> |
   if (forwarder === undefined || ctx.session.resp3 || ctx.session.writesInFlight === 0) {
     return undefined
   }
-  return forwarder.forward(args, false).then(
+  return forwarder.forward(args, false, ctx.stream()).then(
     (parts) => parts,
     (err: unknown) => forwardFailure(err),
   )

@@ -1,12 +1,21 @@
 import type { Socket } from 'node:net'
 import { Fifo } from '../shared/fifo.js'
 import { ReplyFramer } from '../shared/redis/reply-framer.js'
-import type { RedisForwarder } from '../shared/redis/source.js'
+import type { RedisForwarder, ReplyStream } from '../shared/redis/source.js'
 import type { Reply } from './commands/types.js'
 import { command as encodeCommand, error } from './resp/encoder.js'
 
 /** A command sent on the dedicated connection, owed its reply's frame. */
-type Owed = { resolve(reply: Reply): void; evict: (() => void) | undefined }
+type Owed = {
+  resolve(reply: Reply): void
+  evict: (() => void) | undefined
+  stream: ReplyStream | undefined
+  /** Part of its reply went to `stream`: if the connection goes, the client's must too. */
+  streaming: boolean
+}
+
+/** A reply that has come this far without ending is relayed as it arrives (see ReplyStream). */
+const STREAM_AFTER = 256 * 1024
 
 export type PinnedOptions = {
   forwarder: RedisForwarder
@@ -57,12 +66,16 @@ export class Pinned {
   }
 
   /** Sends one command; resolves with its reply's bytes (or an error reply if the connection goes). */
-  send(args: readonly Uint8Array[], evict: (() => void) | undefined): Promise<Reply> {
+  send(
+    args: readonly Uint8Array[],
+    evict: (() => void) | undefined,
+    stream?: ReplyStream,
+  ): Promise<Reply> {
     if (this.#closed) return Promise.resolve(UNAVAILABLE)
     evict?.()
     const bytes = encodeCommand(args)
     return new Promise<Reply>((resolve) => {
-      this.#owed.push({ resolve, evict })
+      this.#owed.push({ resolve, evict, stream, streaming: false })
       if (this.#socket === null) this.#pending.push(bytes)
       else this.#socket.write(bytes)
     })
@@ -99,6 +112,7 @@ export class Pinned {
     socket.on('data', (chunk: Buffer) => {
       try {
         this.#framer.push(chunk, this.#onFrame)
+        if (this.#framer.pendingBytes >= STREAM_AFTER) this.#relayHeld()
       } catch {
         socket.destroy()
       }
@@ -108,6 +122,19 @@ export class Pinned {
     if (this.#paused) socket.pause()
     for (const bytes of this.#pending) socket.write(bytes)
     this.#pending = []
+  }
+
+  /**
+   * A large reply still arriving goes to the client as it comes; a client
+   * that cannot take it pauses this connection, which is its own: Redis
+   * holds the rest, for as long as the client takes (as Redis would).
+   */
+  #relayHeld(): void {
+    const framer = this.#framer
+    const owed = this.#owed.peek()
+    if (owed?.stream === undefined || framer.heldIsPush) return
+    owed.streaming = true
+    if (!owed.stream.write(framer.takeHeld(), () => this.resume())) this.pause()
   }
 
   readonly #onFrame = (parts: Buffer[]): void => {
@@ -131,6 +158,7 @@ export class Pinned {
   #settleAll(): void {
     for (const owed of this.#owed.drain()) {
       owed.evict?.()
+      if (owed.streaming) owed.stream?.abort('backend connection closed during the reply')
       owed.resolve(UNAVAILABLE)
     }
   }

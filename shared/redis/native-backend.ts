@@ -77,8 +77,8 @@ export function nativeBackend(
     const timeoutMs = config.redis.commandTimeoutMs
     backend.forwarder = {
       commands: () => source.commands(),
-      forward: (args, resp3) =>
-        (resp3 ? source : resp2).forward(args, performance.now() + timeoutMs),
+      forward: (args, resp3, stream) =>
+        (resp3 ? source : resp2).forward(args, performance.now() + timeoutMs, stream),
       dedicated: (resp3) =>
         openDedicated({
           url: redisUrl,

@@ -46,6 +46,26 @@ describe('ReplyFramer', () => {
     for (const chunks of cuts(all)) expect(frame(chunks)).toEqual(replies)
   })
 
+  it.each(CASES)('hands a reply over in parts taken while it arrives, %s', (_, replies) => {
+    // takeHeld after every chunk: the parts taken and the frame's own, in
+    // order, are the reply's bytes exactly, and push flags are unchanged.
+    const all = Buffer.from(replies.join(''), 'latin1')
+    for (const chunks of cuts(all)) {
+      const framer = new ReplyFramer()
+      const out: string[] = []
+      let taken: Buffer[] = []
+      for (const chunk of chunks) {
+        framer.push(chunk, (parts, push) => {
+          out.push((push ? '>' : '') + Buffer.concat([...taken, ...parts]).toString('latin1'))
+          taken = []
+        })
+        taken.push(...framer.takeHeld())
+        expect(framer.pendingBytes).toBe(0)
+      }
+      expect(out).toEqual(replies)
+    }
+  })
+
   it('flags pushes so they can be routed apart from replies', () => {
     const bytes = Buffer.from('>2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n+OK\r\n', 'latin1')
     for (const chunks of cuts(bytes)) {

@@ -69,6 +69,23 @@ export class ReplyFramer {
     )
   }
 
+  /** Whether the reply in progress is a push (`>`), which is never handed over in parts. */
+  get heldIsPush(): boolean {
+    return this.#push
+  }
+
+  /**
+   * Hands over the slices of the reply in progress received so far, to be
+   * relayed before it ends (a large reply, whose reader should not wait for
+   * all of it nor the proxy hold all of it); its frame, when it ends, brings
+   * only the slices after them.
+   */
+  takeHeld(): Buffer[] {
+    const parts = this.#parts
+    this.#parts = []
+    return parts
+  }
+
   reset(): void {
     this.#open = []
     this.#parts = []

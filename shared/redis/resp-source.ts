@@ -12,7 +12,7 @@ import { backoff } from './ioredis-source.js'
 import { ownCopy } from './own-copy.js'
 import { Push, type Reply, ReplyDecoder, ReplyError, ReplyProtocolError } from './reply-decoder.js'
 import { FrameError, ReplyFramer } from './reply-framer.js'
-import type { Loaded, RedisSource, SourceState } from './source.js'
+import type { Loaded, RedisSource, ReplyStream, SourceState } from './source.js'
 
 export type RespSourceOptions = {
   /** redis:// or rediss:// URL; user, password and database number are honoured. */
@@ -80,6 +80,12 @@ export type RespSourceOptions = {
 const INLINE_KEY_LIMIT = 64 * 1024
 /** A batch this long is written at once instead of waiting for the microtask. */
 const BATCH_LIMIT = 1024 * 1024
+/**
+ * A forwarded reply that has come this far without ending goes to its stream
+ * as it arrives (ReplyStream) rather than being held whole; one that was
+ * timed out is dropped as it arrives.
+ */
+const STREAM_AFTER = 256 * 1024
 
 /**
  * One command owed replies, in the order they were sent. A GET is pipelined
@@ -99,7 +105,17 @@ type Waiter = {
 } & (
   | { readonly get: false; readonly raw: false; resolve(reply: Reply): void }
   /** A forwarded command: its reply's bytes as received, never decoded. */
-  | { readonly get: false; readonly raw: true; resolve(parts: Buffer[]): void }
+  | {
+      readonly get: false
+      readonly raw: true
+      resolve(parts: Buffer[]): void
+      readonly stream: ReplyStream | undefined
+      /**
+       * Part of its reply went to `stream`: from then on it is never timed
+       * out (the client has half a reply), only completed or aborted.
+       */
+      streaming: boolean
+    }
   | {
       readonly get: true
       readonly raw: false
@@ -147,6 +163,9 @@ export class RespSource implements RedisSource {
   readonly #waiters = new Fifo<Waiter>()
   /** When the last byte arrived, or replies began to be owed after none were. */
   #heardAt = 0
+  /** The streamed reply whose client is full: the socket is not read until it takes more. */
+  #pausedFor: Waiter | null = null
+  #pausedAt = 0
   #batch = ''
   #flushScheduled = false
   #attempt = 0
@@ -216,7 +235,7 @@ export class RespSource implements RedisSource {
    * chunks, to write on as they are. It shares the pipeline with the reads,
    * so it runs in order with every read sent before or after it.
    */
-  forward(args: readonly Uint8Array[], deadline: number): Promise<Buffer[]> {
+  forward(args: readonly Uint8Array[], deadline: number, stream?: ReplyStream): Promise<Buffer[]> {
     if (!this.#ready) {
       return Promise.reject(new BackendUnavailableError(`backing redis is ${this.#state}`))
     }
@@ -226,7 +245,17 @@ export class RespSource implements RedisSource {
     }
     return new Promise<Buffer[]>((resolve, reject) => {
       this.#sendCommand(args)
-      this.#owe(now, { resolve, reject, deadline, owed: 1, settled: false, get: false, raw: true })
+      this.#owe(now, {
+        resolve,
+        reject,
+        deadline,
+        owed: 1,
+        settled: false,
+        get: false,
+        raw: true,
+        stream,
+        streaming: false,
+      })
     })
   }
 
@@ -445,6 +474,7 @@ export class RespSource implements RedisSource {
     this.#heardAt = performance.now()
     try {
       this.#framer.push(chunk, this.#onFrame)
+      if (this.#framer.pendingBytes >= STREAM_AFTER) this.#relayHeld(socket)
     } catch (err) {
       // Not RESP: nothing more on this connection can be trusted.
       socket.destroy(
@@ -452,6 +482,36 @@ export class RespSource implements RedisSource {
           ? err
           : new Error(String(err)),
       )
+    }
+  }
+
+  /**
+   * A large reply still arriving: what came so far goes to its stream (or is
+   * dropped, for a command already answered a timeout). A client that cannot
+   * take it pauses the connection: Redis then holds the rest, and every
+   * command behind it waits, so the pause is bounded (see #checkDeadlines).
+   */
+  #relayHeld(socket: Socket): void {
+    const framer = this.#framer
+    const head = this.#waiters.peek()
+    if (head === undefined || !head.raw || framer.heldIsPush) return
+    if (head.settled) {
+      framer.takeHeld()
+      return
+    }
+    const stream = head.stream
+    if (stream === undefined) return
+    head.streaming = true
+    const resume = () => {
+      if (this.#pausedFor !== head) return
+      this.#pausedFor = null
+      this.#heardAt = performance.now()
+      if (this.#socket === socket) socket.resume()
+    }
+    if (!stream.write(framer.takeHeld(), resume)) {
+      this.#pausedFor = head
+      this.#pausedAt = performance.now()
+      socket.pause()
     }
   }
 
@@ -522,6 +582,24 @@ export class RespSource implements RedisSource {
     const waiters = this.#waiters
     if (waiters.length === 0) return
     const now = performance.now()
+    const paused = this.#pausedFor
+    if (paused !== null) {
+      // Paused for one client, every command behind it waits: for half the
+      // time a command may take (so those behind it still make their
+      // deadlines), then the client is cut off and the rest of its reply
+      // read and dropped. Silence meanwhile is ours, not the server's.
+      if (now - this.#pausedAt >= this.#timeoutMs / 2) {
+        this.#pausedFor = null
+        paused.settled = true
+        if (paused.raw)
+          paused.stream?.abort('took nothing of a large reply for half of REDIS_COMMAND_TIMEOUT')
+        paused.reject(new BackendTimeoutError('the client took nothing of a large reply'))
+        this.#heardAt = now
+        this.#socket?.resume()
+      } else {
+        this.#heardAt = now
+      }
+    }
     if (now - this.#heardAt >= this.#livenessMs) {
       const socket = this.#socket
       this.#failAll(
@@ -540,7 +618,7 @@ export class RespSource implements RedisSource {
     const receiving = started && now - this.#heardAt < this.#timeoutMs
     for (let i = receiving ? 1 : 0; i < waiters.length; i++) {
       const waiter = waiters.at(i) as Waiter
-      if (waiter.settled || now < waiter.deadline) continue
+      if (waiter.settled || now < waiter.deadline || (waiter.raw && waiter.streaming)) continue
       waiter.settled = true
       waiter.reject(new BackendTimeoutError(`no reply from backing redis by the read's deadline`))
     }
@@ -551,9 +629,11 @@ export class RespSource implements RedisSource {
     this.#batch = ''
     this.#framer.reset()
     this.#decoder.reset()
+    this.#pausedFor = null
     for (const waiter of waiters) {
       if (waiter.settled) continue
       waiter.settled = true
+      if (waiter.raw && waiter.streaming) waiter.stream?.abort(err.message)
       waiter.reject(err)
     }
   }

@@ -47,6 +47,26 @@ export function ttlFromPttl(pttl: number): number | null {
 export type SourceState = 'connecting' | 'ready' | 'reconnecting' | 'closed'
 
 /**
+ * Where a large forwarded reply's bytes go while it is still arriving, so the
+ * proxy never holds it whole: memory is bounded by what the client takes,
+ * not by what Redis sends. Replies shorter than a threshold never see it;
+ * their bytes come whole with the answer.
+ */
+export type ReplyStream = {
+  /**
+   * The next bytes of the reply, in order (the answer brings the rest).
+   * False: the client is full; the connection is not read until `resume`.
+   */
+  write(parts: Buffer[], resume: () => void): boolean
+  /**
+   * The reply will not be completed (the connection went, or the client took
+   * nothing for too long while others waited behind it): the bytes already
+   * written are all there will be, so the client's connection must close.
+   */
+  abort(reason: string): void
+}
+
+/**
  * Commands relayed to the backing Redis as clients sent them, their replies
  * relayed as the server sent them (the drop-in RESP interface). Node only.
  */
@@ -58,9 +78,10 @@ export type RedisForwarder = {
    * protocol (RESP3 shares the connection the cache's reads use, so its
    * commands and reads run in the order they were sent) and answers the
    * reply's bytes. Fails at once while the backend is not connected, and
-   * with a BackendTimeoutError after the command timeout.
+   * with a BackendTimeoutError after the command timeout. With `stream`, a
+   * large reply's bytes go there as they arrive (see ReplyStream).
    */
-  forward(args: readonly Uint8Array[], resp3: boolean): Promise<Buffer[]>
+  forward(args: readonly Uint8Array[], resp3: boolean, stream?: ReplyStream): Promise<Buffer[]>
   /**
    * A backend connection of one client's own (a transaction, a blocking
    * pop, a subscription), connected and authenticated, speaking the client's

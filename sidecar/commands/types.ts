@@ -2,7 +2,7 @@ import type { User } from '../../shared/auth/acl.js'
 import type { AuthGate } from '../../shared/auth/gate.js'
 import type { RequestTimer } from '../../shared/metrics.js'
 import type { ReadThrough } from '../../shared/read-through.js'
-import type { RedisForwarder } from '../../shared/redis/source.js'
+import type { RedisForwarder, ReplyStream } from '../../shared/redis/source.js'
 
 /**
  * An encoded reply: one buffer, or parts written in order (a large bulk value
@@ -76,6 +76,12 @@ export type CommandContext = {
    * SUBSCRIBE...); every later command of the client goes there too.
    */
   pin(args: readonly Buffer[]): Reply | Promise<Reply>
+  /**
+   * Where the large reply of the command being run goes while it arrives
+   * (see ReplyStream); ask for it only right before the promise of its
+   * reply is made, which the command then returns.
+   */
+  stream(): ReplyStream
 }
 
 /** A subcommand of a container command (CLIENT ID, ACL WHOAMI): what ACL rules and COMMAND see. */
