@@ -145,14 +145,20 @@ export function runPrimary(options: PrimaryOptions): void {
       // not have) is a start-up failure, as for a single process: the others
       // are stopped and the primary exits 1, not retried in a loop.
       failed = true
-      log.error('start-up failed', { worker: slot, pid, code, signal })
+      log.error('start-up failed', { worker: slot, workerPid: pid, code, signal })
       stop('start-up failed')
       return
     }
     const delayMs = backoff.exited(slot)
     restarts++
     // The one line per crash; the replacement's own lines follow when it listens.
-    log.error('worker exited, restarting it', { worker: slot, pid, code, signal, delayMs })
+    log.error('worker exited, restarting it', {
+      worker: slot,
+      workerPid: pid,
+      code,
+      signal,
+      delayMs,
+    })
     const timer = setTimeout(() => {
       restartTimers.delete(timer)
       if (!stopping) fork(slot)
@@ -178,7 +184,7 @@ export function runPrimary(options: PrimaryOptions): void {
       for (const [slot, worker] of slots) {
         log.warn('worker did not stop in time, killing it', {
           worker: slot,
-          pid: worker.process.pid,
+          workerPid: worker.process.pid,
         })
         worker.process.kill('SIGKILL')
       }
