@@ -39,6 +39,8 @@ const MONOTONIC = new Set(['counter', 'histogram'])
 export class ClusterFigures {
   /** Counters and histograms of every worker that exited, folded into one. */
   #retired: ProcessMetrics = []
+  /** The fold under way: retirements one after another, each scrape after them. */
+  #folding: Promise<void> = Promise.resolve()
   /** Each live worker's figures from the last scrape it answered. */
   readonly #lastSeen = new Map<number, ProcessMetrics>()
 
@@ -48,16 +50,21 @@ export class ClusterFigures {
   }
 
   /** `worker` exited: what it last reported keeps counting. */
-  async retire(worker: number): Promise<void> {
+  retire(worker: number): Promise<void> {
     const last = this.#lastSeen.get(worker)
     this.#lastSeen.delete(worker)
-    if (last === undefined) return
+    if (last === undefined) return this.#folding
     const monotonic = last.filter((metric) => MONOTONIC.has(metric.type))
-    this.#retired = await processMetrics(AggregatorRegistry.aggregate([this.#retired, monotonic]))
+    // Chained: two workers dying at once must both land in #retired.
+    this.#folding = this.#folding.then(async () => {
+      this.#retired = await processMetrics(AggregatorRegistry.aggregate([this.#retired, monotonic]))
+    })
+    return this.#folding
   }
 
   /** The exposition of `answered` (one per worker), the retired workers' and `own`, in one. */
-  render(answered: readonly ProcessMetrics[], own: ProcessMetrics): Promise<string> {
+  async render(answered: readonly ProcessMetrics[], own: ProcessMetrics): Promise<string> {
+    await this.#folding
     return AggregatorRegistry.aggregate([...answered, this.#retired, own]).metrics()
   }
 }
