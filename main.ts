@@ -15,11 +15,23 @@ import { nativeBackend } from './shared/redis/native-backend.js'
 import type { RedisForwarder } from './shared/redis/source.js'
 import { backendTlsOptions } from './shared/tls-files.js'
 import { createTlsListener } from './shared/tls-listener.js'
-import { resolveWorkers, runPrimary, WORKER_SLOT_VARIABLE } from './shared/workers/primary.js'
+import {
+  resolveWorkers,
+  runPrimary,
+  WORKER_CONFIG_EXIT_CODE,
+  WORKER_SLOT_VARIABLE,
+} from './shared/workers/primary.js'
 import { joinCluster } from './shared/workers/worker.js'
 import { startRespServer } from './sidecar/server.js'
 
 type Closable = { close(): Promise<void> }
+
+/**
+ * How a bad setting ends the process: 1, as always; in a worker, the code
+ * that tells the primary a replacement would fail the same way, so the
+ * cluster stops with the worker's one line instead of restarting it in a loop.
+ */
+const CONFIG_EXIT_CODE = cluster.isWorker ? WORKER_CONFIG_EXIT_CODE : 1
 
 /**
  * Runs the proxy: `node dist/main.js` starts every interface, `node dist/main.js http`
@@ -93,7 +105,7 @@ async function main(args: string[]): Promise<void> {
         // start-up with one line, as for a bad variable.
         onRefused: (reason) => {
           process.stderr.write(`redis-proxy: Invalid REDIS_URL: ${reason}\n`)
-          process.exit(1)
+          process.exit(CONFIG_EXIT_CODE)
         },
         // The sidecar relays every other command to this backend.
         forwarding: wanted.has('resp') && redisUrl === config.tcp.redisUrl,
@@ -202,7 +214,7 @@ function orExit<T>(load: () => T): T {
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`redis-proxy: ${err.message}\n`)
-      process.exit(1)
+      process.exit(CONFIG_EXIT_CODE)
     }
     throw err
   }

@@ -14,6 +14,14 @@ import {
 export const WORKER_SLOT_VARIABLE = 'REDIS_PROXY_WORKER'
 
 /**
+ * A worker exits with this (sysexits' EX_CONFIG) when its configuration cannot
+ * work (a database the backend does not have): a replacement would fail the
+ * same way, so the primary stops the cluster and exits 1, as a single process
+ * does, instead of restarting it in a loop.
+ */
+export const WORKER_CONFIG_EXIT_CODE = 78
+
+/**
  * After SHUTDOWN_TIMEOUT a worker has cut off what was still in flight; this
  * is for closing its backend connections and exiting. Past it, it is killed.
  */
@@ -140,12 +148,21 @@ export function runPrimary(options: PrimaryOptions): void {
       return
     }
     const pid = worker.process.pid
-    if (!started) {
-      // A worker that cannot start (a port taken, a database the server does
-      // not have) is a start-up failure, as for a single process: the others
-      // are stopped and the primary exits 1, not retried in a loop.
+    if (!started || code === WORKER_CONFIG_EXIT_CODE) {
+      // A worker that cannot start (a port taken) or cannot work with this
+      // configuration (a database the server does not have) fails as a single
+      // process would: the others are stopped and the primary exits 1; a
+      // replacement would only fail the same way.
       failed = true
-      log.error('start-up failed', { worker: slot, workerPid: pid, code, signal })
+      log.error(
+        started ? 'stopping: a worker cannot run with this configuration' : 'start-up failed',
+        {
+          worker: slot,
+          workerPid: pid,
+          code,
+          signal,
+        },
+      )
       stop('start-up failed')
       return
     }
