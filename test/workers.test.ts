@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { request } from 'node:http'
+import { request as httpsRequest } from 'node:https'
+import { connect as connectTls } from 'node:tls'
 import { Redis } from 'ioredis'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { readYourWrites } from './drop-in/read-your-writes.js'
@@ -8,6 +10,7 @@ import { freePort } from './harness/ports.js'
 import { type ProxyProcess, spawnProxy, waitServing } from './harness/process.js'
 import { sleep, startRedis, type TestRedis } from './harness/redis-server.js'
 import { command, rawConnect } from './harness/resp-client.js'
+import { makePki } from './harness/tls.js'
 
 type Cluster = {
   proxy: ProxyProcess
@@ -44,30 +47,39 @@ function alive(pid: number): boolean {
   }
 }
 
-/** A GET over a connection of its own, so the cluster hands it to the next worker. */
+/**
+ * A GET over a connection of its own, so the cluster hands it to the next
+ * worker; over HTTPS when given the CA to trust.
+ */
 function freshGet(
   port: number,
   path: string,
   timeoutMs = 5000,
+  ca?: Buffer,
 ): Promise<{ status: number; body: string; cache: string | undefined }> {
   return new Promise((resolve, reject) => {
-    const req = request(
-      { host: '127.0.0.1', port, path, agent: false, headers: { connection: 'close' } },
-      (res) => {
-        let body = ''
-        res.setEncoding('utf8')
-        res.on('data', (chunk: string) => {
-          body += chunk
-        })
-        res.on('end', () =>
-          resolve({
-            status: res.statusCode ?? 0,
-            body,
-            cache: res.headers['x-cache'] as string | undefined,
-          }),
-        )
-      },
-    )
+    const options = {
+      host: '127.0.0.1',
+      port,
+      path,
+      agent: false,
+      headers: { connection: 'close' },
+      ...(ca !== undefined && { ca, servername: 'localhost' }),
+    }
+    const req = (ca === undefined ? request : httpsRequest)(options, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (chunk: string) => {
+        body += chunk
+      })
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          body,
+          cache: res.headers['x-cache'] as string | undefined,
+        }),
+      )
+    })
     req.setTimeout(timeoutMs, () =>
       req.destroy(new Error(`${path} not answered in ${timeoutMs} ms`)),
     )
@@ -91,7 +103,7 @@ async function respPid(port: number): Promise<number> {
 let redis: TestRedis
 const started: ProxyProcess[] = []
 
-async function startCluster(env: Record<string, string> = {}): Promise<Cluster> {
+async function startCluster(env: Record<string, string> = {}, ca?: Buffer): Promise<Cluster> {
   const [http, resp, metrics] = [await freePort(), await freePort(), await freePort()]
   const proxy = spawnProxy([], {
     REDIS_URL: redis.url,
@@ -112,7 +124,7 @@ async function startCluster(env: Record<string, string> = {}): Promise<Cluster> 
   const deadline = Date.now() + 10_000
   for (let inARow = 0; inARow < 4; ) {
     if (Date.now() > deadline) throw new Error(`workers not ready: ${proxy.logs()}`)
-    inARow = (await freshGet(http, '/readyz')).status === 200 ? inARow + 1 : 0
+    inARow = (await freshGet(http, '/readyz', 5000, ca)).status === 200 ? inARow + 1 : 0
     if (inARow === 0) await sleep(20)
   }
   return { proxy, http, resp, metrics }
@@ -301,6 +313,21 @@ describe('WORKERS=2', () => {
     await redis.command('PING')
   })
 
+  it('kills a worker still running after SHUTDOWN_TIMEOUT, and still exits 0', async () => {
+    const { proxy } = await startCluster({ SHUTDOWN_TIMEOUT: '300' })
+    const pids = workerPids(proxy)
+    const stuck = pids.get(2) as number
+    // A stopped process cannot drain: only the primary's bound ends it.
+    process.kill(stuck, 'SIGSTOP')
+    proxy.child.kill('SIGTERM')
+    expect(await proxy.exited()).toEqual({ code: 0, signal: null })
+    for (const pid of pids.values()) expect(alive(pid), `worker ${pid}`).toBe(false)
+    expect(
+      lines(proxy).filter((line) => line.msg === 'worker did not stop in time, killing it'),
+    ).toMatchObject([{ worker: 2, workerPid: stuck }])
+    expect(lines(proxy).at(-1)?.msg).toBe('stopped')
+  })
+
   it('stops every worker and exits 1, without restarting, on a database the server does not have', async () => {
     // redis-server has 16 databases: /16 is refused by the server itself.
     const port = await freePort()
@@ -333,6 +360,58 @@ describe('WORKERS=2', () => {
     expect(proxy.logs().trim()).toBe(
       'redis-proxy: Invalid WORKERS="0": expected an integer from 1 to 1024, or auto',
     )
+  })
+})
+
+describe('WORKERS=2 with a TLS listener', () => {
+  it('serves TLS on every port from both workers, and passes SIGHUP on to each', async () => {
+    const pki = makePki()
+    try {
+      const ca = pki.read(pki.ca)
+      const { proxy, http, resp, metrics } = await startCluster(
+        { PROXY_TLS_CERT_FILE: pki.serverCert, PROXY_TLS_KEY_FILE: pki.serverKey },
+        ca,
+      )
+      const respOverTls = () =>
+        new Promise<number>((resolve, reject) => {
+          const socket = connectTls({ host: '127.0.0.1', port: resp, ca, servername: 'localhost' })
+          let text = ''
+          socket.on('secureConnect', () => socket.write(command('INFO', 'proxy')))
+          socket.on('data', (chunk: Buffer) => {
+            text += chunk.toString()
+            const pid = /process_id:(\d+)\r\n/.exec(text)?.[1]
+            if (pid !== undefined) {
+              socket.destroy()
+              resolve(Number(pid))
+            }
+          })
+          socket.on('error', reject)
+        })
+      const pids = new Set<number>()
+      for (let i = 0; i < 4; i++) pids.add(await respOverTls())
+      expect([...pids].sort()).toEqual([...workerPids(proxy).values()].sort())
+      expect((await freshGet(http, '/healthz', 5000, ca)).status).toBe(200)
+      const scraped = await freshGet(metrics, '/metrics', 5000, ca)
+      expect(sample(scraped.body, 'redis_proxy_workers_scraped')).toBe(2)
+
+      proxy.child.kill('SIGHUP')
+      const deadline = Date.now() + 5000
+      const reloads = () =>
+        lines(proxy).filter(
+          (line) => line.msg === 'tls certificate reloaded' && line.reason === 'SIGHUP',
+        )
+      while (reloads().length < 2 && Date.now() < deadline) await sleep(20)
+      expect(
+        reloads()
+          .map((line) => line.worker)
+          .sort(),
+      ).toEqual([1, 2])
+      expect(alive(proxy.child.pid as number)).toBe(true)
+      expect(await respOverTls()).toBeGreaterThan(0)
+    } finally {
+      await stopAll()
+      pki.remove()
+    }
   })
 })
 
