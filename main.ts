@@ -1,3 +1,5 @@
+import cluster from 'node:cluster'
+import { availableParallelism } from 'node:os'
 import { startHttpServer } from './functions/node.js'
 import { AuthGate } from './shared/auth/gate.js'
 import { readTextFile } from './shared/auth/read-file-node.js'
@@ -13,19 +15,44 @@ import { nativeBackend } from './shared/redis/native-backend.js'
 import type { RedisForwarder } from './shared/redis/source.js'
 import { backendTlsOptions } from './shared/tls-files.js'
 import { createTlsListener } from './shared/tls-listener.js'
+import {
+  resolveWorkers,
+  runPrimary,
+  WORKER_CONFIG_EXIT_CODE,
+  WORKER_SLOT_VARIABLE,
+} from './shared/workers/primary.js'
+import { joinCluster } from './shared/workers/worker.js'
 import { startRespServer } from './sidecar/server.js'
 
 type Closable = { close(): Promise<void> }
+
+/**
+ * How a bad setting ends the process: 1, as always; in a worker, the code
+ * that tells the primary a replacement would fail the same way, so the
+ * cluster stops with the worker's one line instead of restarting it in a loop.
+ */
+const CONFIG_EXIT_CODE = cluster.isWorker ? WORKER_CONFIG_EXIT_CODE : 1
 
 /**
  * Runs the proxy: `node dist/main.js` starts every interface, `node dist/main.js http`
  * only the HTTP function, `node dist/main.js resp` only the RESP sidecar. One
  * process, one shutdown path for SIGTERM and SIGINT. Interfaces that read the
  * same backing Redis share one service: one cache, one connection.
+ *
+ * With WORKERS above 1 this process is a node:cluster primary (see
+ * runPrimary) and each worker it forks runs this same function, serving every
+ * interface on the same ports with a cache and connections of its own.
  */
 async function main(args: string[]): Promise<void> {
   const config = orExit(() => loadConfig(readEnv(), readTextFile))
-  const log = createPinoLogger(config.logLevel)
+  const workers = resolveWorkers(config.workers, availableParallelism)
+  const primary = cluster.isPrimary && workers > 1
+  // The primary validated everything already and logged it; a worker's lines
+  // carry its slot so one process's lines read together.
+  const slot = cluster.isWorker
+    ? Number(process.env[WORKER_SLOT_VARIABLE] ?? cluster.worker?.id)
+    : 0
+  const log = createPinoLogger(config.logLevel, undefined, slot > 0 ? { worker: slot } : {})
   // The files are read and checked now, so a missing or bad one stops
   // start-up with one line like any bad variable.
   orExit(() => backendTlsOptions(config))
@@ -39,13 +66,27 @@ async function main(args: string[]): Promise<void> {
       process.exit(1)
     }
   }
-  // The one line an operator needs to know what this process was told.
-  log.info('starting', { interfaces: [...wanted], config: describeConfig(config) })
+  if (primary) {
+    // The one line an operator needs to know what this process was told.
+    log.info('starting', { interfaces: [...wanted], workers, config: describeConfig(config) })
+    runPrimary({
+      workers,
+      interfaces: [...wanted],
+      log,
+      shutdownTimeoutMs: config.shutdownTimeoutMs,
+      forwardHangup: tls !== undefined,
+    })
+    return
+  }
+  const worker = cluster.isWorker ? joinCluster(createMetricsRegistry()) : undefined
+  if (worker === undefined) {
+    log.info('starting', { interfaces: [...wanted], workers, config: describeConfig(config) })
+  }
 
   // One registry and one list of readiness checks for the whole process: every
   // part adds itself, and every endpoint (/metrics and /readyz on the HTTP
   // server and on METRICS_PORT) reports all of them.
-  const metrics = createMetricsRegistry()
+  const metrics = worker?.metrics ?? createMetricsRegistry()
   // One gate for every interface: one failure limiter per client address
   // whichever way it guesses, one log line and one metric per refusal.
   const gate = new AuthGate({
@@ -64,7 +105,7 @@ async function main(args: string[]): Promise<void> {
         // start-up with one line, as for a bad variable.
         onRefused: (reason) => {
           process.stderr.write(`redis-proxy: Invalid REDIS_URL: ${reason}\n`)
-          process.exit(1)
+          process.exit(CONFIG_EXIT_CODE)
         },
         // The sidecar relays every other command to this backend.
         forwarding: wanted.has('resp') && redisUrl === config.tcp.redisUrl,
@@ -119,6 +160,7 @@ async function main(args: string[]): Promise<void> {
           metrics,
           gate,
           ...(tls !== undefined && { tls }),
+          ...(slot > 0 && { clientIds: { first: slot, step: workers } }),
         }),
       )
     }
@@ -137,8 +179,14 @@ async function main(args: string[]): Promise<void> {
     }
     // SIGHUP or a changed file: new connections get the new certificate.
     tls?.watch()
-    // Every listener is up: what `make run` and other supervisors wait for.
-    log.info('serving', { interfaces: [...wanted] })
+    if (worker === undefined) {
+      // Every listener is up: what `make run` and other supervisors wait for.
+      log.info('serving', { interfaces: [...wanted] })
+    } else {
+      // The primary says `serving` once every worker has.
+      log.info('worker serving', { interfaces: [...wanted] })
+      worker.serving()
+    }
   } catch (err) {
     log.error('start-up failed', { error: (err as Error).message })
     process.exit(1)
@@ -148,11 +196,11 @@ async function main(args: string[]): Promise<void> {
   const stop = async (signal: string) => {
     if (stopping) return
     stopping = true
-    log.info('shutting down', { signal })
+    log.info(worker === undefined ? 'shutting down' : 'worker shutting down', { signal })
     await Promise.all(servers.map((server) => server.close()))
     await Promise.all([...forwarders.values()].map((forwarder) => forwarder.close()))
     await Promise.all([...services.values()].map((service) => service.close()))
-    log.info('stopped')
+    log.info(worker === undefined ? 'stopped' : 'worker stopped')
     process.exit(0)
   }
   process.on('SIGTERM', () => void stop('SIGTERM'))
@@ -166,7 +214,7 @@ function orExit<T>(load: () => T): T {
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`redis-proxy: ${err.message}\n`)
-      process.exit(1)
+      process.exit(CONFIG_EXIT_CODE)
     }
     throw err
   }

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest'
-import { ConfigError, describeConfig, loadConfig, MAX_TIMER_MS, maskUrl } from './config.js'
+import {
+  ConfigError,
+  describeConfig,
+  loadConfig,
+  MAX_TIMER_MS,
+  MAX_WORKERS,
+  maskUrl,
+} from './config.js'
 
 /** The message of the ConfigError `load` throws. */
 function configError(load: () => unknown): string {
@@ -56,6 +63,7 @@ describe('loadConfig', () => {
       logLevel: 'info',
       metrics: { host: '127.0.0.1', port: undefined },
       tls: { listener: undefined, backend: {} },
+      workers: 1,
     })
     expect(auth.configured).toBe(false)
     expect(auth.trustedNetwork).toBe(false)
@@ -271,6 +279,22 @@ describe('loadConfig', () => {
       )
     },
   )
+
+  it('takes WORKERS as a count of processes from 1, or auto for one per core', () => {
+    expect(loadConfig({ WORKERS: '1' }).workers).toBe(1)
+    expect(loadConfig({ WORKERS: '4' }).workers).toBe(4)
+    expect(loadConfig({ WORKERS: ' 2 ' }).workers).toBe(2)
+    expect(loadConfig({ WORKERS: 'auto' }).workers).toBe('auto')
+    expect(loadConfig({ WORKERS: String(MAX_WORKERS) }).workers).toBe(MAX_WORKERS)
+    for (const bad of ['0', '-1', '1.5', 'two', 'AUTO', '', String(MAX_WORKERS + 1)]) {
+      expect(
+        configError(() => loadConfig({ WORKERS: bad })),
+        bad,
+      ).toBe(
+        `Invalid WORKERS=${JSON.stringify(bad)}: expected an integer from 1 to ${MAX_WORKERS}, or auto`,
+      )
+    }
+  })
 
   it('keeps the liveness window at least the command timeout', () => {
     expect(loadConfig({ REDIS_LIVENESS_TIMEOUT: '2147483647' }).redis.livenessTimeoutMs).toBe(

@@ -59,7 +59,21 @@ export type Config = Readonly<{
   }>
   /** TLS files (paths); their contents are read and checked by shared/tls-files.ts, Node only. */
   tls: TlsConfig
+  /**
+   * Node processes serving the listeners (WORKERS): 1 is one process, as
+   * always; more is a node:cluster primary forking that many workers, each
+   * with its own cache and connections. `auto` is one per core available
+   * (os.availableParallelism()), resolved by the Node entry: a runtime
+   * without processes has no such number.
+   * @default 1
+   */
+  workers: WorkersSetting
 }>
+
+export type WorkersSetting = number | 'auto'
+
+/** More processes than this is a typo, not a machine: each holds its own cache and connections. */
+export const MAX_WORKERS = 1024
 
 /**
  * `listener`: the proxy's own certificate (RESP, HTTP and METRICS_PORT), and
@@ -103,6 +117,15 @@ function integer(min: number, max = Number.MAX_SAFE_INTEGER) {
 }
 
 const port = integer(1, 65535)
+
+const workers = makeValidator<WorkersSetting>((raw: string) => {
+  if (raw.trim() === 'auto') return 'auto'
+  const value = DIGITS.test(raw.trim()) ? Number(raw.trim()) : Number.NaN
+  if (!Number.isSafeInteger(value) || value < 1 || value > MAX_WORKERS) {
+    throw new Error(`expected an integer from 1 to ${MAX_WORKERS}, or auto`)
+  }
+  return value
+})
 
 /**
  * Node's timers take at most 2^31-1 ms; a longer delay is silently replaced
@@ -225,6 +248,7 @@ const specs = {
   REDIS_TLS_CERT_FILE: file({ default: undefined }),
   REDIS_TLS_KEY_FILE: file({ default: undefined }),
   REDIS_TLS_SERVERNAME: host({ default: undefined }),
+  WORKERS: workers({ default: 1 }),
 }
 
 /** Every variable the proxy reads, for tooling that must agree with it (compose, manifests). */
@@ -324,6 +348,7 @@ export function loadConfig(
     metrics: { host: listen('METRICS_HOST', clean.METRICS_HOST), port: clean.METRICS_PORT },
     auth,
     tls: tlsConfig(clean, env),
+    workers: clean.WORKERS,
   })
 }
 

@@ -44,3 +44,16 @@ describe('createPinoLogger', () => {
     expect(JSON.parse(lines[0] ?? '').redis.password).toBe('***')
   })
 })
+
+describe('createPinoLogger with bindings', () => {
+  it('puts them on every line, after the pid', () => {
+    const { lines, destination } = capture()
+    const log = createPinoLogger('info', destination, { worker: 2 })
+    log.info('http listening', { port: 5000 })
+    log.warn('backing redis error')
+    expect(lines.map((line) => JSON.parse(line))).toMatchObject([
+      { pid: process.pid, worker: 2, msg: 'http listening', port: 5000 },
+      { pid: process.pid, worker: 2, msg: 'backing redis error' },
+    ])
+  })
+})

@@ -12,11 +12,16 @@ export type LogDestination = { write(line: string): void }
  * the last one, which an asynchronous buffer could lose. Levels below `level`
  * cost one comparison, so debug calls on warm paths are free at `info`.
  */
-export function createPinoLogger(level: LogLevel, destination?: LogDestination): Logger {
+export function createPinoLogger(
+  level: LogLevel,
+  destination?: LogDestination,
+  /** On every line after `pid` (a worker's slot, so lines of one process read together). */
+  bindings: Record<string, unknown> = {},
+): Logger {
   const logger = pino(
     {
       level,
-      base: { pid: process.pid },
+      base: { pid: process.pid, ...bindings },
       timestamp: pino.stdTimeFunctions.isoTime,
       // Level names, not numbers: operators grep for "error", not 50.
       formatters: { level: (label) => ({ level: label }) },

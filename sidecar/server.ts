@@ -48,6 +48,15 @@ export type RespServerOptions = {
    * @default 1000
    */
   maxBackendConnections?: number
+  /**
+   * Client ids (CLIENT ID, CLIENT LIST, CLIENT KILL ID) are `first`,
+   * `first + step`, ...: with WORKERS=N, worker k of N numbers its clients
+   * k, k+N, k+2N, so no two connections to the port share an id and a
+   * CLIENT KILL ID answered by the wrong worker finds no client instead of a
+   * stranger's.
+   * @default { first: 1, step: 1 }
+   */
+  clientIds?: Readonly<{ first: number; step: number }>
 }
 
 export const DEFAULT_MAX_BACKEND_CONNECTIONS = 1000
@@ -65,7 +74,8 @@ const MAX_CLIENTS_REACHED = Buffer.from('-ERR max number of clients reached\r\n'
 export async function startRespServer(options: RespServerOptions): Promise<RespServerHandle> {
   const { log } = options
   const connections = new Set<Connection>()
-  let nextId = 1
+  let nextId = options.clientIds?.first ?? 1
+  const idStep = options.clientIds?.step ?? 1
   let closing = false
   let listening = options.port
   const view: ServerView = {
@@ -99,7 +109,7 @@ export async function startRespServer(options: RespServerOptions): Promise<RespS
     }
     const connection: Connection = new Connection({
       socket,
-      id: nextId++,
+      id: nextId,
       server: view,
       log,
       ...(options.limits === undefined ? {} : { limits: options.limits }),
@@ -107,6 +117,7 @@ export async function startRespServer(options: RespServerOptions): Promise<RespS
       handshakeTimeoutMs: options.handshakeTimeoutMs,
       onClosed: () => connections.delete(connection),
     })
+    nextId += idStep
     connections.add(connection)
   }
   const refuse = (socket: Socket) => {

@@ -136,6 +136,38 @@ describe('the Makefile, from a fresh clone', () => {
     expect(stopAgain.stdout).toContain('not running')
   }, 240_000)
 
+  it('make run with WORKERS=2 records the primary; make stop drains every worker', async () => {
+    // The clone was installed and built by the first test.
+    const port = await freePort()
+    const respPort = await freePort()
+    const env = {
+      REDIS_URL: redis.url,
+      WORKERS: '2',
+      PROXY_HOST_HTTP: '127.0.0.1',
+      PROXY_PORT_HTTP: String(port),
+      PROXY_HOST_TCP: '127.0.0.1',
+      PROXY_PORT_TCP: String(respPort),
+    }
+    const run = await make('run', env)
+    expect(run.code, run.stderr).toBe(0)
+    const pid = Number(readFileSync(pidFile(), 'utf8'))
+    const workers = spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
+      .stdout.trim()
+      .split('\n')
+      .map(Number)
+    expect(workers).toHaveLength(2)
+    await redis.command('SET', 'made', 'by two workers')
+    expect(String(await sendCommand(respPort, ['GET', 'made']))).toBe('by two workers')
+
+    const stop = await make('stop', env)
+    expect(stop.code).toBe(0)
+    expect(stop.stdout).toContain(`redis-proxy stopped (pid ${pid})`)
+    for (const worker of [pid, ...workers]) expect(isAlive(worker), `pid ${worker}`).toBe(false)
+    const log = readFileSync(join(clone, '.run', 'proxy.log'), 'utf8')
+    expect(log.match(/"msg":"worker stopped"/g)).toHaveLength(2)
+    expect(log.trim().split('\n').at(-1)).toContain('"msg":"stopped"')
+  }, 60_000)
+
   it('make run fails, leaving no PID file, when the proxy cannot start', async () => {
     const run = await make('run', { REDIS_URL: redis.url, CACHE_CAPACITY: '0' })
     expect(run.code).not.toBe(0)

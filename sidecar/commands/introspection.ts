@@ -227,6 +227,10 @@ function fields(
     case 'proxy': {
       const stats = server.service.stats()
       return [
+        // The process that answered: with WORKERS=N each worker has its own
+        // cache, so its figures are its own (the backend's INFO server section
+        // names the backend's process, not this one).
+        ['process_id', process.pid],
         ['backend_state', server.service.backend()],
         ['invalidation', server.service.invalidation()],
         ['cache_keys', stats.keys],
