@@ -2,11 +2,10 @@ import type { Socket } from 'node:net'
 import { Fifo } from '../shared/fifo.js'
 import { keyToBytes } from '../shared/keys.js'
 import type { Logger } from '../shared/log.js'
-import type { ReplyStream } from '../shared/redis/source.js'
 import { getRefusal, refusal } from './access.js'
 import { resolve } from './commands/index.js'
 import { readKey } from './commands/read.js'
-import type { CommandContext, Reply, ServerView, Session } from './commands/types.js'
+import type { CommandContext, Later, Reply, ServerView, Session } from './commands/types.js'
 import { forwardCommand, pinnedCommand } from './forward.js'
 import { Pinned } from './pinned.js'
 import { ProtocolError, RequestDecoder } from './resp/decoder.js'
@@ -89,8 +88,6 @@ export class Connection {
   #answeredInChunk = 0
   /** Runs until the session is established (see #checkHandshake); undefined after, or if never armed. */
   #handshakeTimer: NodeJS.Timeout | undefined
-  /** The slot ctx.stream() made for the reply being dispatched, taken by #queue. */
-  #streamSlot: Slot | null = null
   /** Bytes in slots' `early` parts. */
   #earlyBytes = 0
   /** Backend connections paused because this client was full: resumed when it drains. */
@@ -139,7 +136,7 @@ export class Connection {
       server: options.server,
       hit: this.#hit,
       pin: this.#pin,
-      stream: this.#stream,
+      later: this.#later,
     }
 
     socket.on('data', (chunk: Buffer) => this.#onData(chunk))
@@ -252,16 +249,23 @@ export class Connection {
   }
 
   /**
-   * CommandContext.stream: where the large reply of the command being
-   * dispatched goes while it arrives. Its parts are written at once when
-   * everything before it has been; otherwise they wait in its slot. Either
-   * way, past maxUnsentBytes the backend connection is paused until the
-   * client takes them, so memory is bounded by what the client can take.
+   * CommandContext.later: a slot for an answer that comes by callback. A
+   * large reply's parts written through it go out at once when everything
+   * before it has; otherwise they wait in its slot. Either way, past
+   * maxUnsentBytes the backend connection is paused until the client takes
+   * them, so memory is bounded by what the client can take.
    */
-  readonly #stream = (): ReplyStream => {
+  readonly #later = (): Later => {
     const slot: Slot = { reply: undefined, early: null }
-    this.#streamSlot = slot
+    this.#slots.push(slot)
+    if (this.#backlogged()) this.#decoder.stop()
+    const record = this.#server.recordDuration
+    const started = this.#chunkStartedAt
     return {
+      settle: (reply) => {
+        record?.(started)
+        this.#settle(slot, reply)
+      },
       write: (parts, resume) => {
         if (this.#closed) return true
         if (this.#slots.peek() === slot) {
@@ -326,7 +330,13 @@ export class Connection {
     }
     // AUTH or HELLO AUTH may just have established the session.
     if (this.#handshakeTimer !== undefined) this.#checkHandshake()
-    if (reply !== undefined) this.#queue(reply)
+    if (reply !== undefined) {
+      this.#queue(reply)
+    } else if (this.session.quitting) {
+      // QUIT relayed on the client's own connection: its slot is taken (later).
+      this.#ending = true
+      this.#endIfFlushed()
+    }
   }
 
   /**
@@ -339,7 +349,7 @@ export class Connection {
    * own (sidecar/pinned.ts) and sends `args` there; every later command
    * follows it. Bounded by the server's MAX_BACKEND_CONNECTIONS.
    */
-  readonly #pin = (args: readonly Buffer[]): Reply | Promise<Reply> => {
+  readonly #pin = (args: readonly Buffer[]): Reply | Promise<Reply> | undefined => {
     const server = this.#server
     const forwarder = server.forwarder
     if (forwarder === undefined) return error('ERR no backing redis to forward to (redis-proxy)')
@@ -408,10 +418,8 @@ export class Connection {
 
   #queue(reply: Reply | Promise<Reply>): void {
     if (this.session.quitting) this.#ending = true
-    const streamSlot = this.#streamSlot
-    this.#streamSlot = null
     if (reply instanceof Promise) {
-      const slot: Slot = streamSlot ?? { reply: undefined, early: null }
+      const slot: Slot = { reply: undefined, early: null }
       this.#slots.push(slot)
       const record = this.#server.recordDuration
       const started = this.#chunkStartedAt

@@ -78,7 +78,10 @@ function forwardFailure(err: unknown): Reply {
 }
 
 /** A command the sidecar does not answer itself: refused, or relayed to the backend. */
-export function forwardCommand(ctx: CommandContext, args: Buffer[]): Reply | Promise<Reply> {
+export function forwardCommand(
+  ctx: CommandContext,
+  args: Buffer[],
+): Reply | Promise<Reply> | undefined {
   const forwarder = ctx.server.forwarder
   if (forwarder === undefined) return unknownCommand(args)
   const table = forwarder.commands()
@@ -112,7 +115,7 @@ export function pinnedCommand(
   ctx: CommandContext,
   pinned: Pinned,
   args: readonly Buffer[],
-): Reply | Promise<Reply> {
+): Reply | Promise<Reply> | undefined {
   const table = ctx.server.forwarder?.commands()
   if (table === undefined) return UNAVAILABLE
   const spec = table.lookup(args)
@@ -168,7 +171,9 @@ export function pinnedCommand(
     pinned.queued.push(evict)
     evict = undefined
   }
-  return pinned.send(args, evict, ctx.stream())
+  const later = ctx.later()
+  pinned.send(args, evict, later).then(later.settle)
+  return undefined
 }
 
 function needsOwnConnection(spec: CommandSpec, args: readonly Buffer[]): boolean {
@@ -217,26 +222,37 @@ function permission(
   return undefined
 }
 
-function relay(ctx: CommandContext, spec: CommandSpec, args: Buffer[], keys: Keys): Promise<Reply> {
+/** Sends the command on a shared connection; its answer settles its place in the reply order. */
+function relay(ctx: CommandContext, spec: CommandSpec, args: Buffer[], keys: Keys): undefined {
   const session = ctx.session
   const forwarder = ctx.server.forwarder as NonNullable<typeof ctx.server.forwarder>
-  const write = spec.flags.has('write')
-  const evict = write ? written(ctx, spec, keys) : undefined
-  evict?.()
-  if (write) session.writesInFlight++
-  return forwarder.forward(args, session.resp3, ctx.stream()).then(
-    (parts) => {
-      evict?.()
-      if (write) session.writesInFlight--
-      return parts
+  const later = ctx.later()
+  if (!spec.flags.has('write')) {
+    forwarder.send(
+      args,
+      session.resp3,
+      (parts, err) => {
+        later.settle(err === null ? (parts as Buffer[]) : forwardFailure(err))
+      },
+      later,
+    )
+    return undefined
+  }
+  const evict = written(ctx, spec, keys)
+  evict()
+  session.writesInFlight++
+  forwarder.send(
+    args,
+    session.resp3,
+    (parts, err) => {
+      // Not known to have run when it failed, but it may have: evicted anyway.
+      evict()
+      session.writesInFlight--
+      later.settle(err === null ? (parts as Buffer[]) : forwardFailure(err))
     },
-    (err: unknown) => {
-      // Not known to have run, but it may have: evict anyway.
-      evict?.()
-      if (write) session.writesInFlight--
-      return forwardFailure(err)
-    },
+    later,
   )
+  return undefined
 }
 
 /** What a write makes stale in the cache: its keys, or everything when it names none. */
@@ -254,13 +270,19 @@ function written(ctx: CommandContext, spec: CommandSpec, keys: Keys): () => void
  * write in flight, whose write runs on another backend connection than the
  * cache's reads, so only the same connection keeps the read after the write.
  */
-export function relayRead(ctx: CommandContext, args: Buffer[]): Promise<Reply> | undefined {
+export function relayRead(ctx: CommandContext, args: Buffer[]): boolean {
   const forwarder = ctx.server.forwarder
   if (forwarder === undefined || ctx.session.resp3 || ctx.session.writesInFlight === 0) {
-    return undefined
+    return false
   }
-  return forwarder.forward(args, false, ctx.stream()).then(
-    (parts) => parts,
-    (err: unknown) => forwardFailure(err),
+  const later = ctx.later()
+  forwarder.send(
+    args,
+    false,
+    (parts, err) => {
+      later.settle(err === null ? (parts as Buffer[]) : forwardFailure(err))
+    },
+    later,
   )
+  return true
 }

@@ -79,6 +79,8 @@ export function nativeBackend(
       commands: () => source.commands(),
       forward: (args, resp3, stream) =>
         (resp3 ? source : resp2).forward(args, performance.now() + timeoutMs, stream),
+      send: (args, resp3, done, stream) =>
+        (resp3 ? source : resp2).send(args, performance.now() + timeoutMs, done, stream),
       dedicated: (resp3) =>
         openDedicated({
           url: redisUrl,

@@ -105,17 +105,7 @@ type Waiter = {
 } & (
   | { readonly get: false; readonly raw: false; resolve(reply: Reply): void }
   /** A forwarded command: its reply's bytes as received, never decoded. */
-  | {
-      readonly get: false
-      readonly raw: true
-      resolve(parts: Buffer[]): void
-      readonly stream: ReplyStream | undefined
-      /**
-       * Part of its reply went to `stream`: from then on it is never timed
-       * out (the client has half a reply), only completed or aborted.
-       */
-      streaming: boolean
-    }
+  | RawWaiter
   | {
       readonly get: true
       readonly raw: false
@@ -124,6 +114,36 @@ type Waiter = {
       resolve(loaded: Loaded | null): void
     }
 )
+
+/** Answers a forwarded command: its reply's bytes, or why there are none. */
+export type OnRaw = (parts: Buffer[] | null, err: Error | null) => void
+
+/**
+ * A forwarded command: its reply's bytes as received, never decoded. A class,
+ * not an object with closures: the forwarding path makes one per command.
+ */
+class RawWaiter {
+  readonly get = false
+  readonly raw = true
+  owed = 1
+  settled = false
+  /**
+   * Part of its reply went to `stream`: from then on it is never timed out
+   * (the client has half a reply), only completed or aborted.
+   */
+  streaming = false
+  constructor(
+    readonly deadline: number,
+    readonly done: OnRaw,
+    readonly stream: ReplyStream | undefined,
+  ) {}
+  resolve(parts: Buffer[]): void {
+    this.done(parts, null)
+  }
+  reject(err: Error): void {
+    this.done(null, err)
+  }
+}
 
 /**
  * The native backend source: one pipelined connection speaking RESP3 when the
@@ -236,27 +256,33 @@ export class RespSource implements RedisSource {
    * so it runs in order with every read sent before or after it.
    */
   forward(args: readonly Uint8Array[], deadline: number, stream?: ReplyStream): Promise<Buffer[]> {
+    return new Promise<Buffer[]>((resolve, reject) => {
+      this.send(
+        args,
+        deadline,
+        (parts, err) => (err === null ? resolve(parts as Buffer[]) : reject(err)),
+        stream,
+      )
+    })
+  }
+
+  /**
+   * As `forward`, answered by `done` instead of a promise (once, possibly
+   * before `send` returns when the command cannot be sent): the forwarding
+   * path sends one per client command.
+   */
+  send(args: readonly Uint8Array[], deadline: number, done: OnRaw, stream?: ReplyStream): void {
     if (!this.#ready) {
-      return Promise.reject(new BackendUnavailableError(`backing redis is ${this.#state}`))
+      done(null, new BackendUnavailableError(`backing redis is ${this.#state}`))
+      return
     }
     const now = performance.now()
     if (deadline <= now) {
-      return Promise.reject(new BackendTimeoutError('deadline passed before the command was sent'))
+      done(null, new BackendTimeoutError('deadline passed before the command was sent'))
+      return
     }
-    return new Promise<Buffer[]>((resolve, reject) => {
-      this.#sendCommand(args)
-      this.#owe(now, {
-        resolve,
-        reject,
-        deadline,
-        owed: 1,
-        settled: false,
-        get: false,
-        raw: true,
-        stream,
-        streaming: false,
-      })
-    })
+    this.#sendCommand(args)
+    this.#owe(now, new RawWaiter(deadline, done, stream))
   }
 
   async close(): Promise<void> {

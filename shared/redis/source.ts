@@ -83,6 +83,16 @@ export type RedisForwarder = {
    */
   forward(args: readonly Uint8Array[], resp3: boolean, stream?: ReplyStream): Promise<Buffer[]>
   /**
+   * As `forward`, answered by `done` once (with the bytes, or the error)
+   * instead of a promise: what the sidecar uses for each client command.
+   */
+  send(
+    args: readonly Uint8Array[],
+    resp3: boolean,
+    done: (parts: Buffer[] | null, err: Error | null) => void,
+    stream?: ReplyStream,
+  ): void
+  /**
    * A backend connection of one client's own (a transaction, a blocking
    * pop, a subscription), connected and authenticated, speaking the client's
    * protocol: its bytes are the caller's to relay.

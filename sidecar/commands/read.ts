@@ -35,8 +35,7 @@ export const get: Command = {
  */
 export function readKey(ctx: CommandContext, key: string): Reply | Promise<Reply> | undefined {
   if (ctx.session.writesInFlight > 0) {
-    const relayed = relayRead(ctx, [GET_NAME, keyToBytes(key)])
-    if (relayed !== undefined) return relayed
+    if (relayRead(ctx, [GET_NAME, keyToBytes(key)])) return undefined
   }
   const hit = ctx.server.service.get(key)
   return hit instanceof Promise ? loadReply(ctx, key, hit) : ctx.hit(hit)
@@ -73,8 +72,7 @@ export const mget: Command = {
   summary: 'Returns the string values of one or more keys; misses are loaded in parallel.',
   run(ctx, args) {
     if (ctx.session.writesInFlight > 0) {
-      const relayed = relayRead(ctx, args)
-      if (relayed !== undefined) return relayed
+      if (relayRead(ctx, args)) return undefined
     }
     const service = ctx.server.service
     const count = args.length - 1

@@ -75,14 +75,18 @@ export type CommandContext = {
    * there (a command that gives a connection state: MULTI, a blocking pop,
    * SUBSCRIBE...); every later command of the client goes there too.
    */
-  pin(args: readonly Buffer[]): Reply | Promise<Reply>
+  pin(args: readonly Buffer[]): Reply | Promise<Reply> | undefined
   /**
-   * Where the large reply of the command being run goes while it arrives
-   * (see ReplyStream); ask for it only right before the promise of its
-   * reply is made, which the command then returns.
+   * Takes the command's place in the reply order for an answer that comes
+   * later (a forwarded command): the command then returns undefined and
+   * settles it once. No promise per command; a large reply's bytes can be
+   * written through it while they arrive (it is a ReplyStream too).
    */
-  stream(): ReplyStream
+  later(): Later
 }
+
+/** A reply owed in order, settled once (see CommandContext.later). */
+export type Later = ReplyStream & { settle(reply: Reply): void }
 
 /** A subcommand of a container command (CLIENT ID, ACL WHOAMI): what ACL rules and COMMAND see. */
 export type Subcommand = {
