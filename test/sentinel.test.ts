@@ -3,8 +3,10 @@ import { freePort } from './harness/ports.js'
 import { type RespValue, sleep, type TestRedis } from './harness/redis-server.js'
 import { command, type RawConnection, rawConnect } from './harness/resp-client.js'
 import {
+  type ScriptedSentinel,
   type SentinelGroup,
   type SentinelProxy,
+  startScriptedSentinel,
   startSentinel,
   startSentinelGroup,
   startSentinelProxy,
@@ -21,6 +23,7 @@ let group: SentinelGroup
 const proxies: SentinelProxy[] = []
 const clients: RawConnection[] = []
 const extraSentinels: TestSentinel[] = []
+const scriptedSentinels: ScriptedSentinel[] = []
 
 beforeAll(async () => {
   group = await startSentinelGroup()
@@ -30,6 +33,7 @@ afterAll(async () => {
   for (const client of clients) client.close()
   await Promise.all(proxies.map((proxy) => proxy.close()))
   await Promise.all(extraSentinels.map((sentinel) => sentinel.stop()))
+  await Promise.all(scriptedSentinels.map((sentinel) => sentinel.close()))
   await group?.stop()
 })
 
@@ -175,6 +179,54 @@ describe('Redis Sentinel behind the proxy', () => {
       proxies.splice(proxies.indexOf(proxy), 1)
       await late.stop()
     }
+  })
+
+  it('refuses an address whose ROLE is not master, asks again, and connects once the primary is named', async () => {
+    const primary = await group.primary()
+    const replica = group.nodes.find((node) => node !== primary) as TestRedis
+    const scripted = await startScriptedSentinel()
+    scriptedSentinels.push(scripted)
+    scripted.name('scripted', { host: '127.0.0.1', port: replica.port })
+    const proxy = await proxyWith({
+      REDIS_SENTINELS: `127.0.0.1:${scripted.port}`,
+      REDIS_SENTINEL_MASTER: 'scripted',
+    })
+    // Each refused connection asks the sentinel again.
+    await until(() => scripted.asked() >= 3, 'the sentinel to be asked again')
+    expect(await readyz(proxy)).toBe(503)
+    expect(proxy.service.backend()).not.toBe('ready')
+    scripted.name('scripted', { host: '127.0.0.1', port: primary.port })
+    await ready(proxy)
+    const connection = await client(proxy)
+    expect(text(await call(connection, 'GET', 'k'))).toBe('v1')
+  })
+
+  it('asks the sentinels again when a write is answered READONLY (a user that may not run ROLE)', async () => {
+    const primary = await group.primary()
+    const replica = group.nodes.find((node) => node !== primary) as TestRedis
+    // ACLs are not replicated: the same user on each node, without ROLE.
+    for (const node of [primary, replica]) {
+      expect(
+        await node.command('ACL', 'SETUSER', 'norole', 'on', '>pw', '~*', '&*', '+@all', '-role'),
+      ).toBe('OK')
+    }
+    const scripted = await startScriptedSentinel()
+    scriptedSentinels.push(scripted)
+    scripted.name('scripted', { host: '127.0.0.1', port: replica.port })
+    const proxy = await proxyWith({
+      REDIS_SENTINELS: `127.0.0.1:${scripted.port}`,
+      REDIS_SENTINEL_MASTER: 'scripted',
+      REDIS_URL: 'redis://norole:pw@127.0.0.1:1/0',
+    })
+    // ROLE refused (NOPERM): the address cannot be checked and is trusted.
+    await ready(proxy)
+    const connection = await client(proxy)
+    expect(text(await call(connection, 'GET', 'k'))).toBe('v1')
+    scripted.name('scripted', { host: '127.0.0.1', port: primary.port })
+    const asked = scripted.asked()
+    expect(text(await call(connection, 'SET', 'ro', 'x'))).toMatch(/^error: READONLY/)
+    await until(() => scripted.asked() > asked, 'the sentinel to be asked again')
+    await writesReach(connection, primary)
   })
 
   it('keeps serving when a sentinel dies: the next one is asked', async () => {

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startHttpServer } from '../../functions/node.js'
@@ -10,8 +11,9 @@ import { createMetricsRegistry } from '../../shared/metrics.js'
 import type { ReadThrough } from '../../shared/read-through.js'
 import { nativeBackend } from '../../shared/redis/native-backend.js'
 import { startRespServer } from '../../sidecar/server.js'
-import { freePort } from './ports.js'
+import { freePort, listenOnLoopback } from './ports.js'
 import { type RespValue, sendCommand, sleep, startRedis, type TestRedis } from './redis-server.js'
+import { parseCommand } from './scripted-redis.js'
 
 /** One `redis-server --sentinel` on a free port, its config file in a directory of its own. */
 export type TestSentinel = {
@@ -301,4 +303,105 @@ function goodReplicas(reply: RespValue): number {
     if (!/s_down|o_down|disconnected/.test(flags)) good++
   }
   return good
+}
+
+/**
+ * A scripted sentinel for what real ones cannot be made to do on cue: name
+ * any address (a replica, one that never answers), miss an announcement,
+ * refuse, stop answering. It speaks only what the proxy asks a sentinel:
+ * AUTH, SENTINEL GET-MASTER-ADDR-BY-NAME, SUBSCRIBE, PING.
+ */
+export type ScriptedSentinel = {
+  readonly port: number
+  /** What GET-MASTER-ADDR-BY-NAME answers for `name` from now on: an address, or null (unknown). */
+  name(master: string, address: { host: string; port: number } | null): void
+  /** A +switch-master message to every subscriber. */
+  announce(payload: string): void
+  /** Subscribed connections open now. */
+  subscribers(): number
+  /** GET-MASTER-ADDR-BY-NAME questions received. */
+  asked(): number
+  /** Every command received, in order. */
+  received(): string[][]
+  /** From now on nothing is answered (a sentinel that hangs); connections stay open. */
+  silence(): void
+  /** Closes every connection and the listener: the sentinel died. */
+  close(): Promise<void>
+}
+
+export async function startScriptedSentinel(
+  options: { password?: string; username?: string } = {},
+): Promise<ScriptedSentinel> {
+  const masters = new Map<string, { host: string; port: number } | null>()
+  const subscribed = new Set<Socket>()
+  const sockets = new Set<Socket>()
+  const received: string[][] = []
+  let asked = 0
+  let silent = false
+  const bulk = (value: string) => `$${Buffer.byteLength(value)}\r\n${value}\r\n`
+  const server = createServer((socket) => {
+    sockets.add(socket)
+    socket.on('close', () => {
+      sockets.delete(socket)
+      subscribed.delete(socket)
+    })
+    socket.on('error', () => {})
+    let authed = options.password === undefined
+    let buffered = Buffer.alloc(0)
+    socket.on('data', (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk])
+      for (;;) {
+        const parsed = parseCommand(buffered)
+        if (parsed === undefined) break
+        buffered = buffered.subarray(parsed.end)
+        received.push(parsed.args)
+        if (silent) continue
+        const [name = '', ...rest] = parsed.args
+        const verb = name.toUpperCase()
+        if (verb === 'AUTH') {
+          const [user, password] = rest.length === 2 ? rest : ['default', rest[0]]
+          authed = password === options.password && user === (options.username ?? 'default')
+          socket.write(authed ? '+OK\r\n' : '-WRONGPASS invalid username-password pair\r\n')
+        } else if (!authed) {
+          socket.write('-NOAUTH Authentication required.\r\n')
+        } else if (verb === 'SENTINEL' && rest[0]?.toUpperCase() === 'GET-MASTER-ADDR-BY-NAME') {
+          asked++
+          const address = masters.get(rest[1] ?? '') ?? null
+          socket.write(
+            address === null
+              ? '*-1\r\n'
+              : `*2\r\n${bulk(address.host)}${bulk(String(address.port))}`,
+          )
+        } else if (verb === 'SUBSCRIBE') {
+          subscribed.add(socket)
+          socket.write(`*3\r\n${bulk('subscribe')}${bulk(rest[0] ?? '')}:1\r\n`)
+        } else if (verb === 'PING') {
+          socket.write(subscribed.has(socket) ? `*2\r\n${bulk('pong')}${bulk('')}` : '+PONG\r\n')
+        } else {
+          socket.write(`-ERR unknown command '${name}'\r\n`)
+        }
+      }
+    })
+  })
+  const port = await listenOnLoopback(server)
+  return {
+    port,
+    name: (master, address) => masters.set(master, address),
+    announce(payload) {
+      for (const socket of subscribed) {
+        socket.write(`*3\r\n${bulk('message')}${bulk('+switch-master')}${bulk(payload)}`)
+      }
+    },
+    subscribers: () => subscribed.size,
+    asked: () => asked,
+    received: () => received,
+    silence() {
+      silent = true
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy()
+        server.close(() => resolve())
+      }),
+  }
 }
