@@ -335,7 +335,9 @@ export class RespSource implements RedisSource {
           this.#everReady = true
           this.#options.onReady?.({ resp3: this.#resp3 })
         },
-        (err: Error) => socket.destroy(err),
+        // A connection already replaced (reconnect()) fails quietly: its
+        // handshake failing is no news.
+        (err: Error) => (this.#socket === socket ? socket.destroy(err) : socket.destroy()),
       )
     })
     socket.on('data', (chunk: Buffer) => this.#onData(socket, chunk))
