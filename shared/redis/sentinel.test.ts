@@ -133,6 +133,21 @@ describe('SentinelResolver', () => {
     expect(hung.received()).toContainEqual(['PING'])
   })
 
+  it('asks the sentinels the listed ones know of once every listed one fails', async () => {
+    const listed = await sentinel()
+    const discovered = await sentinel()
+    listed.name('mymaster', A)
+    listed.peers([discovered.port])
+    discovered.name('mymaster', B)
+    const { resolver: r } = resolver([at(listed)])
+    await until(() => r.primary() !== undefined, 'a primary')
+    expect(r.primary()).toEqual(A)
+    expect(discovered.asked()).toBe(0)
+    await listed.close()
+    r.check()
+    await until(() => r.primary()?.port === B.port, 'the discovered sentinel to be asked')
+  })
+
   it('keeps the primary it knows while no sentinel can be reached', async () => {
     const scripted = await sentinel()
     scripted.name('mymaster', A)

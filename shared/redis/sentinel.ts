@@ -140,15 +140,24 @@ export class SentinelResolver {
     const problems: string[] = []
     // Over a copy: a sentinel moved to the front meanwhile does not skip another.
     for (const sentinel of [...this.#sentinels]) {
-      let reply: Reply
+      let reply: Reply | undefined
+      let peers: Reply | undefined
       try {
-        reply = await this.#ask(sentinel, ['SENTINEL', 'GET-MASTER-ADDR-BY-NAME', name])
+        ;[reply, peers] = await this.#ask(sentinel, [
+          ['SENTINEL', 'GET-MASTER-ADDR-BY-NAME', name],
+          // The other sentinels it knows of, asked should the listed ones die.
+          ['SENTINEL', 'SENTINELS', name],
+        ])
       } catch (err) {
         problems.push(`${show(sentinel)}: ${(err as Error).message}`)
         continue
       }
       if (this.#closed) return
-      if (reply === null) {
+      if (reply instanceof ReplyError) {
+        problems.push(`${show(sentinel)}: ${reply.message}`)
+        continue
+      }
+      if (reply === null || reply === undefined) {
         problems.push(`${show(sentinel)}: no master named ${JSON.stringify(name)}`)
         continue
       }
@@ -162,6 +171,7 @@ export class SentinelResolver {
         this.#sentinels.splice(at, 1)
         this.#sentinels.unshift(sentinel)
       }
+      this.#learn(peers ?? null)
       this.#attempt = 0
       this.#lastProblem = ''
       this.#found(address, 'sentinel')
@@ -186,13 +196,7 @@ export class SentinelResolver {
 
   #found(address: Address, via: string): void {
     const previous = this.#primary
-    if (
-      previous !== undefined &&
-      previous.host === address.host &&
-      previous.port === address.port
-    ) {
-      return
-    }
+    if (previous !== undefined && same(previous, address)) return
     this.#primary = address
     if (previous === undefined) {
       this.#options.log.info('primary found', {
@@ -211,10 +215,42 @@ export class SentinelResolver {
     this.#options.onSwitch(address, previous)
   }
 
-  /** One command on a connection of its own to `sentinel` (authenticated first when configured). */
-  #ask(sentinel: Address, args: string[]): Promise<Reply> {
-    const commands = [...this.#auth(), args]
-    return new Promise<Reply>((resolve, reject) => {
+  /**
+   * Sentinels the group knows of and the list does not, added at its end:
+   * asked only once every one listed before them failed. None is ever
+   * dropped (one down now may be the one up later).
+   */
+  #learn(peers: Reply): void {
+    if (!Array.isArray(peers)) return
+    for (const fields of peers) {
+      if (!Array.isArray(fields)) continue
+      const field = (name: string): Buffer => {
+        for (let i = 0; i + 1 < fields.length; i += 2) {
+          const key = fields[i]
+          const value = fields[i + 1]
+          if (Buffer.isBuffer(key) && key.toString('latin1') === name && Buffer.isBuffer(value)) {
+            return value
+          }
+        }
+        return Buffer.alloc(0)
+      }
+      const address = addressOf([field('ip'), field('port')])
+      if (address === undefined) continue
+      if (this.#sentinels.some((known) => same(known, address))) continue
+      this.#sentinels.push(address)
+      this.#options.log.info('sentinel discovered', { sentinel: show(address) })
+    }
+  }
+
+  /**
+   * Commands on a connection of its own to `sentinel`, authenticated first
+   * when configured: their replies, errors included. A refused AUTH, a
+   * connection that fails or an answer late rejects.
+   */
+  #ask(sentinel: Address, questions: string[][]): Promise<Reply[]> {
+    const auth = this.#auth()
+    const commands = [...auth, ...questions]
+    return new Promise<Reply[]>((resolve, reject) => {
       const socket = connectTcp({ host: sentinel.host, port: sentinel.port, noDelay: true })
       const decoder = new ReplyDecoder()
       const replies: Reply[] = []
@@ -238,9 +274,9 @@ export class SentinelResolver {
         if (replies.length < commands.length) return
         clearTimeout(timer)
         socket.end()
-        const refused = replies.find((reply) => reply instanceof ReplyError)
+        const refused = replies.slice(0, auth.length).find((reply) => reply instanceof ReplyError)
         if (refused !== undefined) reject(refused as ReplyError)
-        else resolve(replies[replies.length - 1] as Reply)
+        else resolve(replies.slice(auth.length))
       })
       socket.on('close', () => {
         clearTimeout(timer)
@@ -351,6 +387,10 @@ function addressOf(reply: Reply): Address | undefined {
     return undefined
   }
   return { host, port: number }
+}
+
+function same(a: Address, b: Address): boolean {
+  return a.host === b.host && a.port === b.port
 }
 
 function show(address: Address): string {

@@ -309,12 +309,14 @@ function goodReplicas(reply: RespValue): number {
  * A scripted sentinel for what real ones cannot be made to do on cue: name
  * any address (a replica, one that never answers), miss an announcement,
  * refuse, stop answering. It speaks only what the proxy asks a sentinel:
- * AUTH, SENTINEL GET-MASTER-ADDR-BY-NAME, SUBSCRIBE, PING.
+ * AUTH, SENTINEL GET-MASTER-ADDR-BY-NAME, SENTINEL SENTINELS, SUBSCRIBE, PING.
  */
 export type ScriptedSentinel = {
   readonly port: number
   /** What GET-MASTER-ADDR-BY-NAME answers for `name` from now on: an address, or null (unknown). */
   name(master: string, address: { host: string; port: number } | null): void
+  /** The other sentinels SENTINEL SENTINELS lists from now on (none at first). */
+  peers(ports: number[]): void
   /** A +switch-master message to every subscriber. */
   announce(payload: string): void
   /** Subscribed connections open now. */
@@ -337,6 +339,7 @@ export async function startScriptedSentinel(
   const sockets = new Set<Socket>()
   const received: string[][] = []
   let asked = 0
+  let peers: number[] = []
   let silent = false
   const bulk = (value: string) => `$${Buffer.byteLength(value)}\r\n${value}\r\n`
   const server = createServer((socket) => {
@@ -372,6 +375,12 @@ export async function startScriptedSentinel(
               ? '*-1\r\n'
               : `*2\r\n${bulk(address.host)}${bulk(String(address.port))}`,
           )
+        } else if (verb === 'SENTINEL' && rest[0]?.toUpperCase() === 'SENTINELS') {
+          let reply = `*${peers.length}\r\n`
+          for (const peer of peers) {
+            reply += `*6\r\n${bulk('name')}${bulk(`peer-${peer}`)}${bulk('ip')}${bulk('127.0.0.1')}${bulk('port')}${bulk(String(peer))}`
+          }
+          socket.write(reply)
         } else if (verb === 'SUBSCRIBE') {
           subscribed.add(socket)
           socket.write(`*3\r\n${bulk('subscribe')}${bulk(rest[0] ?? '')}:1\r\n`)
@@ -387,6 +396,9 @@ export async function startScriptedSentinel(
   return {
     port,
     name: (master, address) => masters.set(master, address),
+    peers(ports) {
+      peers = ports
+    },
     announce(payload) {
       for (const socket of subscribed) {
         socket.write(`*3\r\n${bulk('message')}${bulk('+switch-master')}${bulk(payload)}`)
