@@ -374,3 +374,93 @@ describe('loadConfig', () => {
     expect(maskUrl('redis://host:6379')).toBe('redis://host:6379')
   })
 })
+
+describe('Sentinel configuration', () => {
+  it('reads the sentinels in order, on port 26379 unless one is named, with the master name', () => {
+    const config = loadConfig({
+      REDIS_URL: 'redis://app:pw@ignored:1/2',
+      REDIS_SENTINELS: 'sentinel-1:26380, 10.0.0.2,[::1]:26381',
+      REDIS_SENTINEL_MASTER: 'mymaster',
+    })
+    expect(config.sentinel).toEqual({
+      sentinels: [
+        { host: 'sentinel-1', port: 26380 },
+        { host: '10.0.0.2', port: 26379 },
+        { host: '::1', port: 26381 },
+      ],
+      masterName: 'mymaster',
+      username: undefined,
+      password: undefined,
+    })
+    expect(Object.isFrozen(config.sentinel?.sentinels[0])).toBe(true)
+    // The data nodes' credentials and database stay REDIS_URL's.
+    expect(config.tcp.redisUrl).toBe('redis://app:pw@ignored:1/2')
+    expect(loadConfig({}).sentinel).toBeUndefined()
+  })
+
+  it("takes the sentinels' own credentials apart from the data nodes' and masks them in logs", () => {
+    const config = loadConfig({
+      REDIS_SENTINELS: 's1:26379',
+      REDIS_SENTINEL_MASTER: 'm',
+      REDIS_SENTINEL_USERNAME: 'watcher',
+      REDIS_SENTINEL_PASSWORD: ' sp ace ',
+    })
+    expect(config.sentinel?.username).toBe('watcher')
+    expect(config.sentinel?.password).toBe(' sp ace ')
+    const described = describeConfig(config)
+    expect(JSON.stringify(described)).not.toContain('sp ace')
+    expect(described.sentinel).toEqual({
+      sentinels: ['s1:26379'],
+      masterName: 'm',
+      username: 'watcher',
+      password: '***',
+    })
+  })
+
+  it.each([
+    '',
+    ' ',
+    's1:26379,',
+    's1:0',
+    's1:65536',
+    's1:port',
+    '::1:26379',
+    's1:26379,s1:26379',
+    'redis://s1:26379',
+  ])('stops on REDIS_SENTINELS=%j naming the variable and the value', (value) => {
+    const message = configError(() =>
+      loadConfig({ REDIS_SENTINELS: value, REDIS_SENTINEL_MASTER: 'm' }),
+    )
+    expect(message).toContain(`Invalid REDIS_SENTINELS=${JSON.stringify(value)}`)
+    expect(message).not.toContain('\n')
+  })
+
+  it.each([
+    [{ REDIS_SENTINELS: 's1' }, 'Invalid REDIS_SENTINEL_MASTER="": required when REDIS_SENTINELS'],
+    [
+      { REDIS_SENTINELS: 's1', REDIS_SENTINEL_MASTER: 'my master' },
+      'REDIS_SENTINEL_MASTER="my master"',
+    ],
+    [{ REDIS_SENTINEL_MASTER: 'm' }, 'Invalid REDIS_SENTINEL_MASTER="m": needs REDIS_SENTINELS'],
+    [
+      { REDIS_SENTINEL_PASSWORD: 'pw' },
+      'Invalid REDIS_SENTINEL_PASSWORD="***": needs REDIS_SENTINELS',
+    ],
+    [
+      { REDIS_SENTINELS: 's1', REDIS_SENTINEL_MASTER: 'm', REDIS_SENTINEL_USERNAME: 'u' },
+      'Invalid REDIS_SENTINEL_PASSWORD="": required when REDIS_SENTINEL_USERNAME',
+    ],
+    [
+      { REDIS_SENTINELS: 's1', REDIS_SENTINEL_MASTER: 'm', BACKING_REDIS_HOST_TCP: 'r1' },
+      'Invalid BACKING_REDIS_HOST_TCP="r1": the sentinels (REDIS_SENTINELS) say where the primary is',
+    ],
+    [
+      { REDIS_SENTINELS: 's1', REDIS_SENTINEL_MASTER: 'm', BACKING_REDIS_PORT_HTTP: '7000' },
+      'Invalid BACKING_REDIS_PORT_HTTP="7000"',
+    ],
+  ])('refuses the inconsistent Sentinel settings %j', (env, expected) => {
+    const message = configError(() => loadConfig(env))
+    expect(message).toContain(expected)
+    expect(message).not.toContain('pw')
+  })
+})

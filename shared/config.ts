@@ -2,6 +2,7 @@ import { cleanEnv, makeValidator, str } from 'envalid'
 import type { Users } from './auth/acl.js'
 import { AUTH_CONFIG_NAMES, loadUsers, type ReadTextFile } from './auth/secrets.js'
 import { MAX_CAPACITY } from './cache/lru-cache.js'
+import type { Address } from './redis/source.js'
 
 /** Validated, frozen configuration. Built once at start-up; nothing reads process.env after. */
 export type Config = Readonly<{
@@ -68,6 +69,22 @@ export type Config = Readonly<{
    * @default 1
    */
   workers: WorkersSetting
+  /**
+   * The primary found through Redis Sentinel (REDIS_SENTINELS): the Node
+   * backend connects where the sentinels say, REDIS_URL giving only the
+   * credentials, database and scheme. Undefined: REDIS_URL's host and port.
+   */
+  sentinel: SentinelConfig | undefined
+}>
+
+export type SentinelConfig = Readonly<{
+  /** Asked in this order; the first that answers is asked first from then on. */
+  sentinels: readonly Address[]
+  /** The name the sentinels monitor the primary under (`sentinel monitor <name> ...`). */
+  masterName: string
+  /** The sentinels' own credentials (`requirepass`/ACL in sentinel.conf), not the data nodes'. */
+  username: string | undefined
+  password: string | undefined
 }>
 
 export type WorkersSetting = number | 'auto'
@@ -201,6 +218,45 @@ export const LOOPBACK = '127.0.0.1'
 /** Where they go by default once credentials are. */
 const ANY_ADDRESS = '0.0.0.0'
 
+/** Sentinel's own default port. */
+const SENTINEL_PORT = 26379
+
+/**
+ * `host:port,host:port,...`; a host alone is on Sentinel's port (26379); an
+ * IPv6 address goes in brackets (`[::1]:26379`).
+ */
+const sentinelList = makeValidator<readonly Address[]>((raw: string) => {
+  const entries = raw.split(',').map((entry) => entry.trim())
+  const sentinels: Address[] = []
+  for (const entry of entries) {
+    const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]+))(?::([0-9]+))?$/.exec(entry)
+    const host = match?.[1] ?? match?.[2]
+    const port = match?.[3] === undefined ? SENTINEL_PORT : Number(match[3])
+    if (host === undefined || !(port >= 1 && port <= 65535)) {
+      throw new Error(
+        `expected host:port entries separated by commas (redis-sentinel-1:26379,10.0.0.2:26379), got ${JSON.stringify(entry)}`,
+      )
+    }
+    if (sentinels.some((known) => known.host === host && known.port === port)) {
+      throw new Error(`${host}:${port} is listed twice`)
+    }
+    sentinels.push({ host, port })
+  }
+  return sentinels
+})
+
+/** A name `sentinel monitor` accepts: one word (Sentinel's messages are split at spaces). */
+const masterName = makeValidator<string>((raw: string) => {
+  if (!/^[^\s]+$/.test(raw)) throw new Error('expected the monitored name, one word')
+  return raw
+})
+
+/** Passwords are taken as they are: spaces are characters like any other. */
+const password = makeValidator<string>((raw: string) => {
+  if (raw === '') throw new Error('expected a non-empty password')
+  return raw
+})
+
 const file = makeValidator<string>((raw: string) => {
   if (raw.trim() === '') throw new Error('expected a file path')
   return raw.trim()
@@ -249,6 +305,10 @@ const specs = {
   REDIS_TLS_KEY_FILE: file({ default: undefined }),
   REDIS_TLS_SERVERNAME: host({ default: undefined }),
   WORKERS: workers({ default: 1 }),
+  REDIS_SENTINELS: sentinelList({ default: undefined }),
+  REDIS_SENTINEL_MASTER: masterName({ default: undefined }),
+  REDIS_SENTINEL_USERNAME: host({ default: undefined }),
+  REDIS_SENTINEL_PASSWORD: password({ default: undefined }),
 }
 
 /** Every variable the proxy reads, for tooling that must agree with it (compose, manifests). */
@@ -285,6 +345,7 @@ export function loadConfig(
     env.REDIS_LIVENESS_TIMEOUT,
   )
 
+  const sentinel = sentinelConfig(clean, env)
   const http = backingUrl(
     clean.REDIS_URL,
     clean.BACKING_REDIS_HOST_HTTP,
@@ -349,7 +410,70 @@ export function loadConfig(
     auth,
     tls: tlsConfig(clean, env),
     workers: clean.WORKERS,
+    sentinel,
   })
+}
+
+/**
+ * With sentinels, the sentinels say where the primary is: REDIS_URL keeps
+ * its credentials, database and scheme, and its host and port are not used.
+ * The per-server host/port names exist only to name a server, so with
+ * sentinels they are a contradiction, not a choice.
+ */
+function sentinelConfig(
+  clean: {
+    REDIS_SENTINELS?: readonly Address[] | undefined
+    REDIS_SENTINEL_MASTER?: string | undefined
+    REDIS_SENTINEL_USERNAME?: string | undefined
+    REDIS_SENTINEL_PASSWORD?: string | undefined
+    BACKING_REDIS_HOST_HTTP?: string | undefined
+    BACKING_REDIS_PORT_HTTP?: number | undefined
+    BACKING_REDIS_HOST_TCP?: string | undefined
+    BACKING_REDIS_PORT_TCP?: number | undefined
+  },
+  env: Record<string, string | undefined>,
+): SentinelConfig | undefined {
+  const sentinels = clean.REDIS_SENTINELS
+  if (sentinels === undefined) {
+    for (const name of [
+      'REDIS_SENTINEL_MASTER',
+      'REDIS_SENTINEL_USERNAME',
+      'REDIS_SENTINEL_PASSWORD',
+    ] as const) {
+      if (clean[name] !== undefined) {
+        throw new ConfigError(
+          `Invalid ${name}=${JSON.stringify(name === 'REDIS_SENTINEL_PASSWORD' ? '***' : (env[name] ?? ''))}: needs REDIS_SENTINELS`,
+        )
+      }
+    }
+    return undefined
+  }
+  if (clean.REDIS_SENTINEL_MASTER === undefined) {
+    throw new ConfigError('Invalid REDIS_SENTINEL_MASTER="": required when REDIS_SENTINELS is set')
+  }
+  if (clean.REDIS_SENTINEL_USERNAME !== undefined && clean.REDIS_SENTINEL_PASSWORD === undefined) {
+    throw new ConfigError(
+      'Invalid REDIS_SENTINEL_PASSWORD="": required when REDIS_SENTINEL_USERNAME is set',
+    )
+  }
+  for (const name of [
+    'BACKING_REDIS_HOST_HTTP',
+    'BACKING_REDIS_PORT_HTTP',
+    'BACKING_REDIS_HOST_TCP',
+    'BACKING_REDIS_PORT_TCP',
+  ] as const) {
+    if (clean[name] !== undefined) {
+      throw new ConfigError(
+        `Invalid ${name}=${JSON.stringify(env[name] ?? '')}: the sentinels (REDIS_SENTINELS) say where the primary is`,
+      )
+    }
+  }
+  return {
+    sentinels,
+    masterName: clean.REDIS_SENTINEL_MASTER,
+    username: clean.REDIS_SENTINEL_USERNAME,
+    password: clean.REDIS_SENTINEL_PASSWORD,
+  }
 }
 
 /** A certificate without its key (or the reverse) is a mistake, not a choice; so is a CA alone. */
@@ -494,6 +618,14 @@ export function describeConfig(config: Config): Record<string, unknown> {
     http: { ...config.http, redisUrl: maskUrl(config.http.redisUrl) },
     tcp: { ...config.tcp, redisUrl: maskUrl(config.tcp.redisUrl) },
     rest: config.rest === undefined ? undefined : { ...config.rest, token: '***' },
+    sentinel:
+      config.sentinel === undefined
+        ? undefined
+        : {
+            ...config.sentinel,
+            sentinels: config.sentinel.sentinels.map(({ host, port }) => `${host}:${port}`),
+            password: config.sentinel.password === undefined ? undefined : '***',
+          },
     // Never the users themselves: they hold password digests.
     auth: {
       requiresAuth: config.auth.users.requiresAuth(),

@@ -1,11 +1,21 @@
 import { connect as connectTcp, isIP, type Socket } from 'node:net'
 import { type ConnectionOptions, connect as connectTls } from 'node:tls'
 import { BackendReplyError, BackendTimeoutError, BackendUnavailableError } from '../errors.js'
+import { type Reply, ReplyDecoder } from './reply-decoder.js'
 import { ReplyFramer } from './reply-framer.js'
+import { notPrimary } from './resp-source.js'
+import { type Address, urlAddress } from './source.js'
 
 export type DedicatedOptions = {
   /** redis:// or rediss:// URL: its user, password and database are the backend's. */
   url: string
+  /**
+   * Where to connect: the primary known now, with Sentinel.
+   * @default the URL's host and port
+   */
+  address?: Address
+  /** Refused unless `ROLE` says primary, as RespSourceOptions.primaryOnly. */
+  primaryOnly?: boolean
   /** The client's protocol: the connection speaks it, so replies relay as they are. */
   resp3: boolean
   tls?: ConnectionOptions
@@ -22,8 +32,7 @@ export type DedicatedOptions = {
  */
 export function openDedicated(options: DedicatedOptions): Promise<Socket> {
   const url = new URL(options.url)
-  const host = url.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1'
-  const port = Number(url.port || 6379)
+  const { host, port } = options.address ?? urlAddress(url)
   const secure = url.protocol === 'rediss:'
   const socket = secure
     ? connectTls({
@@ -43,6 +52,8 @@ export function openDedicated(options: DedicatedOptions): Promise<Socket> {
   else if (password !== null)
     handshake.push(url.username === '' ? ['AUTH', password] : ['AUTH', user, password])
   if (db !== '' && db !== '0') handshake.push(['SELECT', db])
+  // Last, so its reply is the one the check below decodes.
+  const role = options.primaryOnly === true ? handshake.push(['ROLE']) - 1 : -1
   return new Promise<Socket>((resolve, reject) => {
     const fail = (err: Error) => {
       clearTimeout(timer)
@@ -64,10 +75,18 @@ export function openDedicated(options: DedicatedOptions): Promise<Socket> {
       const onData = (chunk: Buffer) => {
         try {
           framer.push(chunk, (parts) => {
-            const first = parts[0]
-            if (first !== undefined && first[0] === 45) {
-              fail(new BackendReplyError(Buffer.concat(parts).toString('latin1').trim().slice(1)))
-              return
+            if (answered === role) {
+              const refusal = notPrimary(decodeOne(parts))
+              if (refusal !== undefined) {
+                fail(new BackendUnavailableError(refusal))
+                return
+              }
+            } else {
+              const first = parts[0]
+              if (first !== undefined && first[0] === 45) {
+                fail(new BackendReplyError(Buffer.concat(parts).toString('latin1').trim().slice(1)))
+                return
+              }
             }
             if (++answered === handshake.length) {
               socket.off('data', onData)
@@ -92,4 +111,12 @@ export function openDedicated(options: DedicatedOptions): Promise<Socket> {
       resolve(socket)
     }
   })
+}
+
+/** One framed reply as a value. */
+function decodeOne(parts: Buffer[]): Reply {
+  const decoder = new ReplyDecoder()
+  let reply: Reply = null
+  for (const part of parts) decoder.push(part, (value) => (reply = value))
+  return reply
 }

@@ -12,11 +12,38 @@ import { backoff } from './ioredis-source.js'
 import { ownCopy } from './own-copy.js'
 import { Push, type Reply, ReplyDecoder, ReplyError, ReplyProtocolError } from './reply-decoder.js'
 import { FrameError, ReplyFramer } from './reply-framer.js'
-import type { Loaded, RedisSource, ReplyStream, SourceState } from './source.js'
+import {
+  type Address,
+  type Loaded,
+  type RedisSource,
+  type ReplyStream,
+  type SourceState,
+  urlAddress,
+} from './source.js'
 
 export type RespSourceOptions = {
   /** redis:// or rediss:// URL; user, password and database number are honoured. */
   url: string
+  /**
+   * Where to connect, asked anew on every (re)connect. While it answers
+   * undefined (no primary known yet), the source stays unready and asks
+   * again on its backoff, or at once on `reconnect()`.
+   * @default the URL's host and port
+   */
+  address?: () => Address | undefined
+  /**
+   * Every new connection asks `ROLE` and is refused unless the server says
+   * it is a primary (Sentinel: the address may be a replica by the time it
+   * is reached). A server that will not say (ROLE not permitted) is trusted.
+   * @default false
+   */
+  primaryOnly?: boolean
+  /**
+   * A connection attempt failed, or a connection was lost, other than by
+   * `reconnect()` or `close()`: where the address comes from may want to
+   * look again (Sentinel).
+   */
+  onDown?: (err: Error) => void
   /**
    * 3: `HELLO 3`, falling back to RESP2 on a server without it (the read
    * path, with tracking). 2: RESP2 only, for relaying RESP2 clients' commands
@@ -166,6 +193,7 @@ class RawWaiter {
  */
 export class RespSource implements RedisSource {
   readonly #url: URL
+  readonly #address: () => Address | undefined
   readonly #timeoutMs: number
   readonly #livenessMs: number
   readonly #connectTimeoutMs: number
@@ -196,6 +224,8 @@ export class RespSource implements RedisSource {
   constructor(options: RespSourceOptions) {
     this.#options = options
     this.#url = new URL(options.url)
+    const fixed = urlAddress(this.#url)
+    this.#address = options.address ?? (() => fixed)
     this.#timeoutMs = options.commandTimeoutMs ?? 1000
     this.#livenessMs = options.livenessTimeoutMs ?? Math.max(5000, this.#timeoutMs)
     if (!(this.#livenessMs >= this.#timeoutMs)) {
@@ -285,6 +315,24 @@ export class RespSource implements RedisSource {
     this.#owe(now, new RawWaiter(deadline, done, stream))
   }
 
+  /**
+   * Drops the connection, failing what it owes, and connects again at once
+   * to the address asked anew: the primary moved. Stores and tracking see a
+   * lost connection, as for any other.
+   */
+  reconnect(): void {
+    if (this.#state === 'closed') return
+    clearTimeout(this.#retry)
+    this.#retry = undefined
+    this.#attempt = 0
+    const socket = this.#socket
+    if (socket !== null) {
+      this.#lose()
+      socket.destroy()
+    }
+    this.#connect()
+  }
+
   async close(): Promise<void> {
     if (this.#state === 'closed') return
     this.#state = 'closed'
@@ -306,9 +354,16 @@ export class RespSource implements RedisSource {
 
   #connect(): void {
     if (this.#state === 'closed') return
+    this.#retry = undefined
     const url = this.#url
-    const host = url.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1'
-    const port = Number(url.port || 6379)
+    const address = this.#address()
+    if (address === undefined) {
+      // Nothing to connect to yet: whoever knows the address says so with
+      // reconnect(); the backoff is only the fallback.
+      this.#retry = setTimeout(() => this.#connect(), backoff(this.#attempt++))
+      return
+    }
+    const { host, port } = address
     const socket =
       url.protocol === 'rediss:'
         ? connectTls({
@@ -336,7 +391,9 @@ export class RespSource implements RedisSource {
           this.#everReady = true
           this.#options.onReady?.({ resp3: this.#resp3 })
         },
-        (err: Error) => socket.destroy(err),
+        // A connection already replaced (reconnect()) fails quietly: its
+        // handshake failing is no news.
+        (err: Error) => (this.#socket === socket ? socket.destroy(err) : socket.destroy()),
       )
     })
     socket.on('data', (chunk: Buffer) => this.#onData(socket, chunk))
@@ -369,6 +426,11 @@ export class RespSource implements RedisSource {
       }
     } else {
       this.#resp3 = true
+    }
+    if (this.#options.primaryOnly === true) {
+      const role = await this.#call(socket, ['ROLE'])
+      const refusal = notPrimary(role)
+      if (refusal !== undefined) throw new BackendUnavailableError(refusal)
     }
     const db = url.pathname.replace(/^\//, '')
     if (db !== '' && db !== '0') {
@@ -666,6 +728,14 @@ export class RespSource implements RedisSource {
 
   #onClose(socket: Socket): void {
     if (socket !== this.#socket) return
+    this.#lose()
+    if (this.#state === 'closed') return
+    this.#options.onDown?.(new BackendUnavailableError('connection to backing redis lost'))
+    this.#retry = setTimeout(() => this.#connect(), backoff(this.#attempt++))
+  }
+
+  /** The current connection is no longer this source's: what it owes fails. */
+  #lose(): void {
     this.#socket = null
     const wasReady = this.#ready
     this.#ready = false
@@ -673,7 +743,6 @@ export class RespSource implements RedisSource {
     if (this.#state === 'closed') return
     this.#state = 'reconnecting'
     if (wasReady) this.#options.onLost?.()
-    this.#retry = setTimeout(() => this.#connect(), backoff(this.#attempt++))
   }
 }
 
@@ -703,6 +772,18 @@ function owned(bytes: Buffer): Buffer {
   return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
     ? bytes
     : ownCopy(bytes)
+}
+
+/**
+ * Why ROLE's reply is not a primary's, or undefined when it is. A server
+ * that refuses ROLE itself (an ACL user without +role, a Redis-compatible
+ * server without it) cannot be checked and is trusted.
+ */
+export function notPrimary(role: Reply): string | undefined {
+  if (role instanceof ReplyError) return undefined
+  const first = Array.isArray(role) ? role[0] : undefined
+  const name = Buffer.isBuffer(first) ? first.toString('latin1') : String(first)
+  return name === 'master' ? undefined : `not a primary: ROLE says ${name}`
 }
 
 /** The command table from COMMAND's reply; undefined for an error or a reply that is not one. */

@@ -46,6 +46,17 @@ export function ttlFromPttl(pttl: number): number | null {
 
 export type SourceState = 'connecting' | 'ready' | 'reconnecting' | 'closed'
 
+/** A server's host (a name or an address, IPv6 without brackets) and port. */
+export type Address = Readonly<{ host: string; port: number }>
+
+/** A redis:// URL's server, as every connection to it is made. */
+export function urlAddress(url: URL): Address {
+  return {
+    host: url.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1',
+    port: Number(url.port || 6379),
+  }
+}
+
 /**
  * Where a large forwarded reply's bytes go while it is still arriving, so the
  * proxy never holds it whole: memory is bounded by what the client takes,
