@@ -76,8 +76,11 @@ export type RedisForwarder = {
 /** The address a client reached the proxy at: what the proxy advertises as the cluster's one node. */
 export type SelfAddress = { readonly host: string; readonly port: number }
 
-/** CLUSTER SLOTS, SHARDS, NODES or MYID (`cluster|slots`...) as the proxy answers them, as reply bytes. */
-export type SelfView = (name: string, self: SelfAddress, resp3: boolean) => Buffer[]
+/**
+ * CLUSTER SLOTS, SHARDS, NODES or MYID (`cluster|slots`...) as the proxy
+ * answers them, as reply bytes; undefined for any other command.
+ */
+export type SelfView = (name: string, self: SelfAddress, resp3: boolean) => Buffer[] | undefined
 
 export type ClusterRouting = {
   /**

@@ -196,7 +196,7 @@ class Cluster implements RedisSource {
   state(): SourceState {
     if (this.#closed) return 'closed'
     const map = this.#map
-    let ready = map !== undefined && map.complete()
+    let ready = map?.complete() === true
     if (ready) {
       for (const node of this.#nodes.values()) ready &&= node.source.state() === 'ready'
     }
@@ -793,7 +793,9 @@ const selfView: SelfView = (name, self, resp3) => {
       const host = self.host.includes(':') ? `[${self.host}]` : self.host
       return encode(`${id} ${host}:${self.port}@0 myself,master - 0 0 1 connected 0-16383\n`, resp3)
     }
-    default:
+    case 'cluster|myid':
       return encode(id, resp3)
+    default:
+      return undefined
   }
 }
