@@ -53,10 +53,13 @@ async function ownerOfKey(key: string): Promise<number> {
   return cluster.ownerOf(slotOfKey(key))
 }
 
-async function getCalls(port: number): Promise<number> {
+/** How many times the node on `port` ran `command` (INFO commandstats). */
+async function calls(port: number, command: string): Promise<number> {
   const info = String(await cluster.command(port, 'INFO', 'commandstats'))
-  return Number(/cmdstat_get:calls=(\d+)/.exec(info)?.[1] ?? 0)
+  return Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(info)?.[1] ?? 0)
 }
+
+const getCalls = (port: number) => calls(port, 'get')
 
 describe('routing by slot', () => {
   test('strings land on the primary owning their slot, on every primary', async () => {
@@ -408,6 +411,48 @@ function keepBusy(keys: readonly string[]) {
 }
 
 describe('a changing cluster', () => {
+  test('a slot being migrated by hand: ASK is followed for moved and new keys, MOVED once it is done', async () => {
+    const keys = ['{ask}old', '{ask}moved', '{ask}new']
+    const [old, moved, fresh] = keys as [string, string, string]
+    const slot = slotOfKey(old)
+    const from = await cluster.ownerOf(slot)
+    const primaries = await cluster.primaries()
+    const to = primaries.find((port) => port !== from) as number
+    const id = async (port: number) => String(await cluster.command(port, 'CLUSTER', 'MYID'))
+    await client.set(old, 'stays')
+    await client.set(moved, 'travels')
+    expect(await client.get(moved)).toBe('travels')
+    // Redis's own protocol for moving a slot, as redis-cli --cluster reshard runs it.
+    await cluster.command(to, 'CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', await id(from))
+    await cluster.command(from, 'CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', await id(to))
+    expect(
+      await cluster.command(from, 'MIGRATE', '127.0.0.1', String(to), moved, '0', '5000'),
+    ).toBe('OK')
+    // The source still has `old`; `moved` and a new key are the target's, through ASK.
+    const asked = await calls(to, 'asking')
+    expect(await client.get(moved)).toBe('travels')
+    expect(await client.get(old)).toBe('stays')
+    expect(await client.set(fresh, 'born-there')).toBe('OK')
+    expect(await client.get(fresh)).toBe('born-there')
+    // GET and PTTL of `moved`, SET and GET and PTTL of `fresh`: each after an ASKING.
+    expect(await calls(to, 'asking')).toBe(asked + 5)
+    await cluster.command(from, 'MIGRATE', '127.0.0.1', String(to), old, '0', '5000')
+    for (const port of primaries) {
+      await cluster.command(port, 'CLUSTER', 'SETSLOT', String(slot), 'NODE', await id(to))
+    }
+    await cluster.waitHealthy()
+    for (const [key, value] of [
+      [old, 'stays'],
+      [moved, 'travels'],
+      [fresh, 'born-there'],
+    ] as const) {
+      expect(await client.get(key)).toBe(value)
+      expect(String(await cluster.command(to, 'GET', key))).toBe(value)
+    }
+    expect(await client.incr('{ask}n')).toBe(1)
+    expect(String(await cluster.command(to, 'GET', '{ask}n'))).toBe('1')
+  })
+
   test('resharding under load: MOVED and ASK are followed, no error, every value right', async () => {
     const from = await cluster.ownerOf(0)
     const to = await cluster.ownerOf(16383)

@@ -55,7 +55,14 @@ export function redirectOf(message: string, fromHost: string): Redirect | undefi
   if (message.startsWith('TRYAGAIN') || message.startsWith('CLUSTERDOWN')) return { kind: 'retry' }
   const match = /^(MOVED|ASK) (\d+) (\S+)$/.exec(message)
   if (match === null) return undefined
-  const target = splitAddress(match[3] as string)
+  // Redis writes an IPv6 address unbracketed (`::1:7000`): the port follows the last colon.
+  const endpoint = match[3] as string
+  const colon = endpoint.lastIndexOf(':')
+  if (colon === -1) return undefined
+  const host = endpoint.slice(0, colon)
+  const target = endpoint.startsWith('[')
+    ? splitAddress(endpoint)
+    : splitAddress(host === '' ? endpoint : `[${host}]:${endpoint.slice(colon + 1)}`)
   if (target === undefined) return undefined
   return {
     kind: match[1] === 'MOVED' ? 'moved' : 'ask',
