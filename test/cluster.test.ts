@@ -1,7 +1,10 @@
 import { spawn } from 'node:child_process'
 import { Cluster, Redis } from 'ioredis'
+import { createCluster } from 'redis'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { slotOfKey } from '../shared/redis/cluster/slot.js'
+import { freePort } from './harness/ports.js'
+import { spawnProxy, waitServing } from './harness/process.js'
 import { startRespProxy, type TestRespProxy } from './harness/proxy.js'
 import { startRedisCluster, type TestCluster } from './harness/redis-cluster.js'
 import { sleep } from './harness/redis-server.js'
@@ -338,6 +341,20 @@ describe('cluster-aware clients', () => {
     }
   })
 
+  test('node-redis createCluster works against the proxy', async () => {
+    const viaProxy = createCluster({ rootNodes: [{ url: `redis://127.0.0.1:${proxy.port}` }] })
+    viaProxy.on('error', () => {})
+    await viaProxy.connect()
+    try {
+      for (let i = 0; i < 20; i++) await viaProxy.set(`nrc:${i}`, `${i}`)
+      for (let i = 0; i < 20; i++) expect(await viaProxy.get(`nrc:${i}`)).toBe(`${i}`)
+      for (let i = 0; i < 20; i++) expect(await truth.get(`nrc:${i}`)).toBe(`${i}`)
+      expect(viaProxy.masters).toHaveLength(1)
+    } finally {
+      await viaProxy.close()
+    }
+  })
+
   test('redis-cli -c reads and writes through the proxy', async () => {
     const keys = [...(await keyPerPrimary('cli')).values()]
     for (const key of keys) {
@@ -374,6 +391,46 @@ describe('cluster-aware clients', () => {
       )
     }
   }, 60_000)
+})
+
+describe('the proxy process (dist/main.js) with REDIS_CLUSTER_NODES', () => {
+  test('serves HTTP and RESP from the cluster, ready once every primary is', async () => {
+    const [httpPort, respPort] = [await freePort(), await freePort()]
+    const running = spawnProxy([], {
+      REDIS_CLUSTER_NODES: cluster.seeds,
+      PROXY_PORT_HTTP: String(httpPort),
+      PROXY_PORT_TCP: String(respPort),
+    })
+    try {
+      await waitServing(running)
+      const base = `http://127.0.0.1:${httpPort}`
+      const readyBy = Date.now() + 5000
+      while ((await fetch(`${base}/readyz`)).status !== 200 && Date.now() < readyBy) await sleep(50)
+      expect((await fetch(`${base}/readyz`)).status).toBe(200)
+      const keys = [...(await keyPerPrimary('proc')).values()]
+      const resp = new Redis({ port: respPort, host: '127.0.0.1' })
+      try {
+        for (const key of keys) {
+          await truth.set(key, `http-${key}`)
+          const res = await fetch(`${base}/get/${encodeURIComponent(key)}`)
+          expect(res.status).toBe(200)
+          expect(await res.text()).toBe(`http-${key}`)
+          expect(await resp.set(key, `resp-${key}`)).toBe('OK')
+          expect(await truth.get(key)).toBe(`resp-${key}`)
+          // One service for both interfaces: the RESP write evicted what HTTP cached.
+          expect(await (await fetch(`${base}/get/${encodeURIComponent(key)}`)).text()).toBe(
+            `resp-${key}`,
+          )
+        }
+      } finally {
+        resp.disconnect()
+      }
+    } finally {
+      running.child.kill('SIGTERM')
+      expect(await running.exited()).toEqual({ code: 0, signal: null })
+    }
+    expect(running.logs()).toContain('redis cluster topology')
+  })
 })
 
 /** Reads and writes `keys` in a loop until stopped: every reply must be the value last written. */
