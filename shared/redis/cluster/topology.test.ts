@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
+import { TopologyError } from '../../errors.js'
 import type { Reply } from '../reply-decoder.js'
-import { nodeAddress, parseClusterSlots, SlotMap, splitAddress, TopologyError } from './topology.js'
+import { nodeAddress, parseClusterSlots, SlotMap, splitAddress } from './topology.js'
 
 const b = (text: string) => Buffer.from(text)
 const ID_A = 'a'.repeat(40)

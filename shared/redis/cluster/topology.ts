@@ -1,3 +1,4 @@
+import { TopologyError } from '../../errors.js'
 import type { Reply } from '../reply-decoder.js'
 import { SLOTS } from './slot.js'
 
@@ -15,10 +16,6 @@ export type SlotRange = {
   readonly primary: NodeAddress
   /** The primary's node ID (40 hex characters), '' when the server did not give one. */
   readonly id: string
-}
-
-export class TopologyError extends Error {
-  override readonly name = 'TopologyError'
 }
 
 /** `host:port` as a URL authority: an IPv6 address in brackets. */
