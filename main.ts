@@ -11,6 +11,7 @@ import { createPinoLogger } from './shared/log-pino.js'
 import { createMetricsRegistry } from './shared/metrics.js'
 import { startMetricsServer } from './shared/metrics-server.js'
 import type { ReadThrough } from './shared/read-through.js'
+import { clusterBackend } from './shared/redis/cluster/cluster-backend.js'
 import { nativeBackend } from './shared/redis/native-backend.js'
 import type { RedisForwarder } from './shared/redis/source.js'
 import { backendTlsOptions } from './shared/tls-files.js'
@@ -100,16 +101,22 @@ async function main(args: string[]): Promise<void> {
   const serviceFor = (redisUrl: string): ReadThrough => {
     let service = services.get(redisUrl)
     if (service === undefined) {
-      const backend = nativeBackend(config, redisUrl, log, {
-        // A database the server does not have fails on every retry: stop
-        // start-up with one line, as for a bad variable.
-        onRefused: (reason) => {
-          process.stderr.write(`redis-proxy: Invalid REDIS_URL: ${reason}\n`)
-          process.exit(CONFIG_EXIT_CODE)
-        },
-        // The sidecar relays every other command to this backend.
-        forwarding: wanted.has('resp') && redisUrl === config.tcp.redisUrl,
-      })
+      // The sidecar relays every other command to this backend.
+      const forwarding = wanted.has('resp') && redisUrl === config.tcp.redisUrl
+      // With a cluster, both interfaces have the one URL (config.ts refuses
+      // per-server hosts beside it): one cluster backend for both.
+      const backend =
+        config.cluster !== undefined
+          ? clusterBackend(config, log, { forwarding })
+          : nativeBackend(config, redisUrl, log, {
+              // A database the server does not have fails on every retry: stop
+              // start-up with one line, as for a bad variable.
+              onRefused: (reason) => {
+                process.stderr.write(`redis-proxy: Invalid REDIS_URL: ${reason}\n`)
+                process.exit(CONFIG_EXIT_CODE)
+              },
+              forwarding,
+            })
       service = createService(config, backend)
       if (backend.forwarder !== undefined) forwarders.set(redisUrl, backend.forwarder)
       services.set(redisUrl, service)

@@ -35,6 +35,13 @@ export function createWorker(): WorkerHandler {
           // are refused; the password is a secret binding (PROXY_PASSWORD), and
           // users beyond the default one come inline (PROXY_ACL, a secret too).
           config = loadConfig(stringBindings(env))
+          // Silently reading one node of a cluster would answer MOVED for
+          // most keys: a cluster is the Node proxy's alone.
+          if (config.cluster !== undefined) {
+            throw new ConfigError(
+              `Invalid REDIS_CLUSTER_NODES=${JSON.stringify(String(env.REDIS_CLUSTER_NODES ?? ''))}: a Redis Cluster is served by the Node proxy only, not the Worker`,
+            )
+          }
         } catch (err) {
           if (!(err instanceof ConfigError)) throw err
           // Every request answers the same 500 until the binding is fixed; nothing half-built is kept.

@@ -337,6 +337,57 @@ describe('loadConfig', () => {
     ).toMatchObject({ headersTimeoutMs: 20_000, requestTimeoutMs: 0 })
   })
 
+  it('puts a Redis Cluster behind the proxy with REDIS_CLUSTER_NODES, every seed with REDIS_URL credentials', () => {
+    expect(loadConfig({}).cluster).toBeUndefined()
+    const config = loadConfig({
+      REDIS_URL: 'rediss://app:s3cret@ignored:6379',
+      REDIS_CLUSTER_NODES: ' 10.0.0.1:7000,redis-1.example:7001 ,[::1]:7002',
+    })
+    expect(config.cluster).toEqual({
+      seeds: [
+        'rediss://app:s3cret@10.0.0.1:7000',
+        'rediss://app:s3cret@redis-1.example:7001',
+        'rediss://app:s3cret@[::1]:7002',
+      ],
+      refreshMs: 5000,
+    })
+    expect(
+      loadConfig({ REDIS_CLUSTER_NODES: 'h:1', REDIS_CLUSTER_REFRESH: '250' }).cluster?.refreshMs,
+    ).toBe(250)
+    expect(JSON.stringify(describeConfig(config))).not.toContain('s3cret')
+  })
+
+  it('refuses a cluster node list that is not host:port, naming the bad entry', () => {
+    expect(configError(() => loadConfig({ REDIS_CLUSTER_NODES: '10.0.0.1:7000,10.0.0.2' }))).toBe(
+      'Invalid REDIS_CLUSTER_NODES="10.0.0.1:7000,10.0.0.2": expected host:port[,host:port...], got `10.0.0.2`',
+    )
+    expect(configError(() => loadConfig({ REDIS_CLUSTER_NODES: 'h:99999' }))).toBe(
+      'Invalid REDIS_CLUSTER_NODES="h:99999": expected host:port[,host:port...], got `h:99999`',
+    )
+    expect(configError(() => loadConfig({ REDIS_CLUSTER_NODES: 'h:1,,h:2' }))).toBe(
+      'Invalid REDIS_CLUSTER_NODES="h:1,,h:2": expected host:port[,host:port...], got ``',
+    )
+    expect(configError(() => loadConfig({ REDIS_CLUSTER_NODES: ':7000' }))).toBe(
+      'Invalid REDIS_CLUSTER_NODES=":7000": expected host:port[,host:port...], got `:7000`',
+    )
+    expect(
+      configError(() => loadConfig({ REDIS_CLUSTER_NODES: 'h:1', REDIS_CLUSTER_REFRESH: '10' })),
+    ).toBe('Invalid REDIS_CLUSTER_REFRESH="10": expected an integer from 100 to 2147483647')
+  })
+
+  it('refuses a database or a per-server backend beside a cluster', () => {
+    expect(
+      configError(() => loadConfig({ REDIS_URL: 'redis://h:6379/2', REDIS_CLUSTER_NODES: 'h:1' })),
+    ).toBe(
+      'Invalid REDIS_URL="redis://h:6379/2": a Redis Cluster has only database 0 (REDIS_CLUSTER_NODES is set)',
+    )
+    expect(
+      configError(() => loadConfig({ BACKING_REDIS_PORT_TCP: '7000', REDIS_CLUSTER_NODES: 'h:1' })),
+    ).toBe(
+      'Invalid BACKING_REDIS_PORT_TCP="7000": not taken with REDIS_CLUSTER_NODES (every interface reads the cluster)',
+    )
+  })
+
   it('turns invalidation off only when asked', () => {
     expect(loadConfig({ CACHE_INVALIDATION: 'off' }).cache.invalidation).toBe('off')
     expect(loadConfig({ CACHE_INVALIDATION: 'on' }).cache.invalidation).toBe('on')

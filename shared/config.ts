@@ -2,6 +2,7 @@ import { cleanEnv, makeValidator, str } from 'envalid'
 import type { Users } from './auth/acl.js'
 import { AUTH_CONFIG_NAMES, loadUsers, type ReadTextFile } from './auth/secrets.js'
 import { MAX_CAPACITY } from './cache/lru-cache.js'
+import { splitAddress } from './redis/cluster/topology.js'
 import type { Address } from './redis/source.js'
 
 /** Validated, frozen configuration. Built once at start-up; nothing reads process.env after. */
@@ -23,6 +24,12 @@ export type Config = Readonly<{
    * ignores `http.redisUrl`; the Node servers always use TCP.
    */
   rest: RestConfig | undefined
+  /**
+   * A Redis Cluster behind the proxy (REDIS_CLUSTER_NODES): its seed nodes as
+   * URLs with REDIS_URL's scheme and credentials. Undefined: one Redis at
+   * REDIS_URL.
+   */
+  cluster: ClusterConfig | undefined
   tcp: Readonly<{
     host: string
     port: number
@@ -108,6 +115,13 @@ export type TlsConfig = Readonly<{
 }>
 
 export type RestConfig = Readonly<{ url: string; token: string }>
+
+export type ClusterConfig = Readonly<{
+  /** Where the topology is first read from: any reachable one will do. */
+  seeds: readonly string[]
+  /** How often the slot map is read again when nothing prompted it (REDIS_CLUSTER_REFRESH). */
+  refreshMs: number
+}>
 
 /** `on`: Redis tells the cache about every write (CLIENT TRACKING); `off`: expiry only. */
 export const INVALIDATION_SETTINGS = ['on', 'off'] as const
@@ -197,6 +211,18 @@ const restUrl = makeValidator<string>((raw: string) => {
   return raw.replace(/\/+$/, '')
 })
 
+/** `host:port,host:port`: the seeds a Redis Cluster's topology is first asked of. */
+const clusterNodes = makeValidator<string[]>((raw: string) => {
+  const nodes = raw.split(',').map((node) => node.trim())
+  for (const node of nodes) {
+    const address = splitAddress(node)
+    if (address === undefined || address.host === '') {
+      throw new Error(`expected host:port[,host:port...], got \`${node}\``)
+    }
+  }
+  return nodes
+})
+
 const secret = makeValidator<string>((raw: string) => {
   if (raw.trim() === '') throw new Error('expected a non-empty token')
   return raw.trim()
@@ -264,6 +290,8 @@ const file = makeValidator<string>((raw: string) => {
 
 const specs = {
   REDIS_URL: redisUrl({ default: 'redis://127.0.0.1:6379' }),
+  REDIS_CLUSTER_NODES: clusterNodes({ default: undefined }),
+  REDIS_CLUSTER_REFRESH: milliseconds(100)({ default: 5000 }),
   BACKING_REDIS_HOST_HTTP: host({ default: undefined }),
   BACKING_REDIS_PORT_HTTP: port({ default: undefined }),
   BACKING_REDIS_HOST_TCP: host({ default: undefined }),
@@ -346,6 +374,7 @@ export function loadConfig(
   )
 
   const sentinel = sentinelConfig(clean, env)
+  const cluster = clusterConfig(clean, env)
   const http = backingUrl(
     clean.REDIS_URL,
     clean.BACKING_REDIS_HOST_HTTP,
@@ -383,6 +412,7 @@ export function loadConfig(
       keepAliveTimeoutMs: clean.HTTP_KEEPALIVE_TIMEOUT,
     },
     rest,
+    cluster,
     tcp: {
       host: listen('PROXY_HOST_TCP', clean.PROXY_HOST_TCP),
       port: clean.PROXY_PORT_TCP,
@@ -595,6 +625,52 @@ function livenessTimeout(
   return value
 }
 
+/**
+ * The seeds as URLs carrying REDIS_URL's scheme and credentials (every node
+ * of a cluster takes the same). A cluster has one database, 0, and one set
+ * of nodes: a per-server host or port beside it would be ignored.
+ */
+function clusterConfig(
+  clean: {
+    REDIS_URL: string
+    REDIS_CLUSTER_NODES?: string[] | undefined
+    REDIS_CLUSTER_REFRESH: number
+    BACKING_REDIS_HOST_HTTP?: string | undefined
+    BACKING_REDIS_PORT_HTTP?: number | undefined
+    BACKING_REDIS_HOST_TCP?: string | undefined
+    BACKING_REDIS_PORT_TCP?: number | undefined
+  },
+  env: Record<string, string | undefined>,
+): ClusterConfig | undefined {
+  const nodes = clean.REDIS_CLUSTER_NODES
+  if (nodes === undefined) return undefined
+  const db = new URL(clean.REDIS_URL).pathname.replace(/^\//, '')
+  if (db !== '' && db !== '0') {
+    throw new ConfigError(
+      `Invalid REDIS_URL=${JSON.stringify(env.REDIS_URL ?? '')}: a Redis Cluster has only database 0 (REDIS_CLUSTER_NODES is set)`,
+    )
+  }
+  for (const name of [
+    'BACKING_REDIS_HOST_HTTP',
+    'BACKING_REDIS_PORT_HTTP',
+    'BACKING_REDIS_HOST_TCP',
+    'BACKING_REDIS_PORT_TCP',
+  ] as const) {
+    if (clean[name] !== undefined) {
+      throw new ConfigError(
+        `Invalid ${name}=${JSON.stringify(env[name] ?? '')}: not taken with REDIS_CLUSTER_NODES (every interface reads the cluster)`,
+      )
+    }
+  }
+  return {
+    seeds: nodes.map((node) => {
+      const { host, port } = splitAddress(node) as { host: string; port: number }
+      return backingUrl(clean.REDIS_URL, host.includes(':') ? `[${host}]` : host, port)
+    }),
+    refreshMs: clean.REDIS_CLUSTER_REFRESH,
+  }
+}
+
 /** The REST URL and its token come as a pair: one without the other is a mistake, not a choice. */
 function restConfig(url: string | undefined, token: string | undefined): RestConfig | undefined {
   if (url === undefined && token === undefined) return undefined
@@ -617,6 +693,10 @@ export function describeConfig(config: Config): Record<string, unknown> {
     ...config,
     http: { ...config.http, redisUrl: maskUrl(config.http.redisUrl) },
     tcp: { ...config.tcp, redisUrl: maskUrl(config.tcp.redisUrl) },
+    cluster:
+      config.cluster === undefined
+        ? undefined
+        : { ...config.cluster, seeds: config.cluster.seeds.map(maskUrl) },
     rest: config.rest === undefined ? undefined : { ...config.rest, token: '***' },
     sentinel:
       config.sentinel === undefined

@@ -31,3 +31,8 @@ export class BackendUnavailableError extends BackendError {
 export class OverloadedError extends Error {
   override readonly name = 'OverloadedError'
 }
+
+/** A Redis Cluster node described its slots in a form the proxy cannot read (CLUSTER SLOTS). */
+export class TopologyError extends Error {
+  override readonly name = 'TopologyError'
+}

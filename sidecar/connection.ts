@@ -122,6 +122,11 @@ export class Connection {
       id: options.id,
       addr: `${socket.remoteAddress}:${socket.remotePort}`,
       ip: socket.remoteAddress ?? '',
+      // An IPv4 client of a dual-stack listener sees the IPv4 address.
+      local: {
+        host: (socket.localAddress ?? '127.0.0.1').replace(/^::ffff:(?=\d+\.)/, ''),
+        port: socket.localPort ?? 0,
+      },
       user: options.server.gate.initialUser(),
       resp3: false,
       name: null,
@@ -311,7 +316,7 @@ export class Connection {
     if (this.#handshakeTimer !== undefined) this.#checkHandshake()
     let reply: Reply | Promise<Reply> | undefined
     try {
-      if (this.#pinned !== null) {
+      if (this.#pinned !== null && !this.#pinned.idle()) {
         reply = pinnedCommand(this.#ctx, this.#pinned, args ?? [GET, keyToBytes(key)])
       } else if (args === null) {
         reply = getRefusal(this.session.user, key) ?? readKey(this.#ctx, key)

@@ -96,6 +96,8 @@ export function forwardCommand(
   const keys = keysOf(spec, args)
   const refused = permission(user, spec, args, keys)
   if (refused !== undefined) return refused
+  const self = selfView(ctx, spec)
+  if (self !== undefined) return self
   if (needsOwnConnection(spec, args)) return ctx.pin(args)
   return relay(ctx, spec, args, keys)
 }
@@ -141,6 +143,8 @@ export function pinnedCommand(
       `ERR ${name.toUpperCase()} is not taken on a connection in a transaction, a subscription or another database (redis-proxy): RESET first`,
     )
   }
+  const self = selfView(ctx, spec)
+  if (self !== undefined) return self
   if (name === 'quit') session.quitting = true
   if (name === 'reset') {
     // The backend connection resets itself (RESP2, no MULTI, no
@@ -159,7 +163,7 @@ export function pinnedCommand(
     pinned.queued = []
     if (aborted) {
       // Redis would discard it; so does the backend, and the client hears Redis's words.
-      return pinned.send([DISCARD], undefined).then(() => EXECABORT)
+      return pinned.send([DISCARD], undefined, 'discard').then(() => EXECABORT)
     }
     if (queued.length > 0) {
       evict = () => {
@@ -172,8 +176,20 @@ export function pinnedCommand(
     evict = undefined
   }
   const later = ctx.later()
-  pinned.send(args, evict, later).then(later.settle)
+  pinned.send(args, evict, name, later).then(later.settle)
   return undefined
+}
+
+/**
+ * In front of a cluster, CLUSTER SLOTS, SHARDS, NODES and MYID describe the
+ * proxy, at the address this client reached it by, as the one node of every
+ * slot: cluster-aware clients then send everything here. In front of one
+ * Redis they are forwarded like any command.
+ */
+function selfView(ctx: CommandContext, spec: CommandSpec): Reply | undefined {
+  const cluster = ctx.server.forwarder?.cluster
+  if (cluster === undefined || !spec.name.startsWith('cluster|')) return undefined
+  return cluster.selfView(spec.name, ctx.session.local, ctx.session.resp3)
 }
 
 function needsOwnConnection(spec: CommandSpec, args: readonly Buffer[]): boolean {

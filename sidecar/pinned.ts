@@ -1,17 +1,21 @@
 import type { Socket } from 'node:net'
 import { Fifo } from '../shared/fifo.js'
 import { ReplyFramer } from '../shared/redis/reply-framer.js'
-import type { RedisForwarder, ReplyStream } from '../shared/redis/source.js'
+import { CROSS_SLOT, type RedisForwarder, type ReplyStream } from '../shared/redis/source.js'
 import type { Reply } from './commands/types.js'
 import { command as encodeCommand, error } from './resp/encoder.js'
 
-/** A command sent on the dedicated connection, owed its reply's frame. */
+/**
+ * A command sent on the dedicated connection, owed its reply's frame; a
+ * MULTI the client was already answered (see #deferred) has its reply dropped.
+ */
 type Owed = {
   resolve(reply: Reply): void
   evict: (() => void) | undefined
-  stream: ReplyStream | undefined
+  drop?: true
+  stream?: ReplyStream | undefined
   /** Part of its reply went to `stream`: if the connection goes, the client's must too. */
-  streaming: boolean
+  streaming?: boolean
 }
 
 /** A reply that has come this far without ending is relayed as it arrives (see ReplyStream). */
@@ -27,6 +31,12 @@ export type PinnedOptions = {
 }
 
 const UNAVAILABLE = error('ERR backing redis unavailable (redis-proxy)')
+const CROSSSLOT = error("CROSSSLOT Keys in request don't hash to the same slot")
+const OK = Buffer.from('+OK\r\n')
+const DROPPED = (): void => {}
+
+/** What a cluster client's connection holds that a move to another node would lose. */
+const STICKY = new Set(['subscribe', 'psubscribe', 'ssubscribe', 'monitor', 'readonly'])
 
 /**
  * A client's backend connection of its own, once it asked for state that a
@@ -40,6 +50,20 @@ const UNAVAILABLE = error('ERR backing redis unavailable (redis-proxy)')
  * Read-your-writes holds as on the shared connections: a write's keys are
  * evicted when it is sent and when its reply comes; inside MULTI, when EXEC's
  * reply comes (the queued writes run then).
+ *
+ * In front of a cluster the connection must be on the primary of the slot
+ * its keys are in, which the first command (MULTI, SUBSCRIBE) seldom names:
+ * - It opens lazily, at the first command sent, on the primary of that
+ *   command's slot (any primary for a keyless one).
+ * - MULTI is answered +OK at once and sent just before the next command, on
+ *   whatever connection that one goes to (its own reply dropped), so
+ *   `MULTI; SET {t}a; ...` opens (or moves) to the slot of `{t}a`.
+ * - A command for another node's slot moves the connection there (a fresh
+ *   one; the old one closes) when nothing ties it to its node: no reply
+ *   owed, no WATCH, no transaction with commands queued, no subscription,
+ *   MONITOR or CLIENT state. Otherwise it is answered CROSSSLOT, as Redis
+ *   answers a transaction across slots, and a transaction it was sent in
+ *   aborts at EXEC (EXECABORT).
  */
 export class Pinned {
   /** Between MULTI and EXEC or DISCARD: the queued writes run at EXEC. */
@@ -53,32 +77,165 @@ export class Pinned {
   /** Commands written before the connection was up, in order. */
   #pending: Buffer[] = []
   readonly #owed = new Fifo<Owed>()
-  readonly #framer = new ReplyFramer()
+  #framer = new ReplyFramer()
   #closed = false
   #paused = false
+  /** Whether the backend connection was asked for (it opens at the first command). */
+  #opened = false
+  /** Which connection attempt is current: one replaced by a move is dropped when it comes. */
+  #generation = 0
+  // Cluster only (see above).
+  /** The primary the connection is on, once a keyed command chose it. */
+  #node: string | undefined
+  /** A MULTI answered but not yet sent. */
+  #deferred: Buffer | null = null
+  /** MULTI sent or deferred, no EXEC or DISCARD yet; commands queued since. */
+  #multi = false
+  #queuedInMulti = 0
+  #watching = false
+  #sticky = false
 
   constructor(options: PinnedOptions) {
     this.#options = options
-    options.forwarder.dedicated(options.resp3).then(
-      (socket) => this.#attach(socket),
-      () => this.#fail(),
-    )
   }
 
-  /** Sends one command; resolves with its reply's bytes (or an error reply if the connection goes). */
+  /**
+   * Sends one command (`name` as the command table names it); resolves with
+   * its reply's bytes (or an error reply if the connection goes). With
+   * `stream`, a large reply goes there while it arrives.
+   */
   send(
     args: readonly Uint8Array[],
     evict: (() => void) | undefined,
+    name?: string,
     stream?: ReplyStream,
   ): Promise<Reply> {
     if (this.#closed) return Promise.resolve(UNAVAILABLE)
+    if (this.#options.forwarder.cluster !== undefined) {
+      const answered = this.#route(args, name)
+      if (answered !== undefined) return Promise.resolve(answered)
+    } else if (!this.#opened) {
+      this.#open(undefined)
+    }
     evict?.()
     const bytes = encodeCommand(args)
     return new Promise<Reply>((resolve) => {
+      const deferred = this.#deferred
+      if (deferred !== null) {
+        this.#deferred = null
+        this.#owed.push({ resolve: DROPPED, evict: undefined, drop: true })
+        this.#write(deferred)
+      }
       this.#owed.push({ resolve, evict, stream, streaming: false })
-      if (this.#socket === null) this.#pending.push(bytes)
-      else this.#socket.write(bytes)
+      this.#write(bytes)
     })
+  }
+
+  /**
+   * In front of a cluster: nothing ties the client to this connection now
+   * (no reply owed, no transaction, WATCH, subscription or CLIENT state), so
+   * its next command may take the shared way (the cache, splitting across
+   * slots, fan-out) like any other client's; a command that needs a
+   * connection of its own comes back here, moving it to its slot's node.
+   */
+  idle(): boolean {
+    return this.#options.forwarder.cluster !== undefined && !this.inMulti && this.#movable()
+  }
+
+  #write(bytes: Buffer): void {
+    if (this.#socket === null) this.#pending.push(bytes)
+    else this.#socket.write(bytes)
+  }
+
+  #open(slot: number | undefined): void {
+    this.#opened = true
+    const generation = ++this.#generation
+    this.#options.forwarder.dedicated(this.#options.resp3, slot).then(
+      (socket) => {
+        if (generation === this.#generation) this.#attach(socket)
+        else socket.destroy()
+      },
+      () => {
+        if (generation === this.#generation) this.#fail()
+      },
+    )
+  }
+
+  /**
+   * Cluster: where the command goes, opening or moving the connection to
+   * its slot's primary; a reply when it is answered here instead.
+   */
+  #route(args: readonly Uint8Array[], name: string | undefined): Reply | undefined {
+    const cluster = this.#options.forwarder.cluster
+    if (cluster === undefined) return undefined
+    const slot = cluster.slotOf(args)
+    if (name === 'multi' && !this.#multi && slot === null) {
+      this.#multi = true
+      this.#queuedInMulti = 0
+      this.#deferred = encodeCommand(args)
+      return OK
+    }
+    if (slot === CROSS_SLOT) return this.#refuse()
+    if (slot !== null) {
+      const target = cluster.nodeOf(slot)
+      if (!this.#opened) {
+        this.#node = target
+        this.#open(slot)
+      } else if (target !== this.#node) {
+        if (this.#node !== undefined && !this.#movable()) return this.#refuse()
+        // Keyless so far (on any node), or nothing tied to this node: go there.
+        if (this.#node !== undefined || this.#movable()) this.#move(slot)
+        this.#node = target
+      }
+    } else if (!this.#opened) {
+      this.#open(undefined)
+    }
+    this.#track(name)
+    return undefined
+  }
+
+  #refuse(): Reply {
+    if (this.inMulti) this.aborted = true
+    return CROSSSLOT
+  }
+
+  #movable(): boolean {
+    return (
+      this.#owed.length === 0 &&
+      !this.#watching &&
+      !this.#sticky &&
+      (!this.#multi || (this.#queuedInMulti === 0 && this.#deferred !== null))
+    )
+  }
+
+  /** A fresh connection on the slot's primary; the old one closes, holding nothing. */
+  #move(slot: number): void {
+    const old = this.#socket
+    this.#socket = null
+    this.#pending = []
+    this.#framer = new ReplyFramer()
+    if (old !== null) {
+      old.removeAllListeners()
+      old.on('error', () => {})
+      old.destroy()
+    }
+    this.#open(slot)
+  }
+
+  /** What the command leaves on the connection (cluster: whether it may still move). */
+  #track(name: string | undefined): void {
+    if (name === undefined) return
+    if (name === 'watch') this.#watching = true
+    else if (name === 'unwatch') this.#watching = false
+    else if (name === 'exec' || name === 'discard') {
+      this.#watching = false
+      this.#multi = false
+    } else if (name === 'reset') {
+      this.#watching = false
+      this.#multi = false
+      this.#sticky = false
+    } else if (STICKY.has(name) || name.startsWith('client|')) this.#sticky = true
+    else if (this.#multi) this.#queuedInMulti++
   }
 
   /** Stops reading the backend while the client does not take what it is sent. */
@@ -143,6 +300,7 @@ export class Pinned {
       this.#options.onUnsolicited(parts)
       return
     }
+    if (owed.drop === true) return
     owed.evict?.()
     owed.resolve(parts)
   }

@@ -750,7 +750,7 @@ export class RespSource implements RedisSource {
  * A GET's reply and its PTTL's: the value and the time its key has left, null
  * for a missing key, the server's error as a BackendReplyError.
  */
-function toLoaded(get: Reply, pttl: Reply): Loaded | null {
+export function toLoaded(get: Reply, pttl: Reply): Loaded | null {
   if (get === null) return null
   if (get instanceof ReplyError) throw new BackendReplyError(get.message)
   if (!Buffer.isBuffer(get)) throw new BackendError(`unexpected reply to GET: ${String(get)}`)

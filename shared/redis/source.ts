@@ -106,8 +106,34 @@ export type RedisForwarder = {
   /**
    * A backend connection of one client's own (a transaction, a blocking
    * pop, a subscription), connected and authenticated, speaking the client's
-   * protocol: its bytes are the caller's to relay.
+   * protocol: its bytes are the caller's to relay. In front of a cluster, on
+   * the primary serving `slot` (any primary without one).
    */
-  dedicated(resp3: boolean): Promise<Socket>
+  dedicated(resp3: boolean, slot?: number): Promise<Socket>
+  /** Set when the backend is a Redis Cluster: what the sidecar needs to know of its slots. */
+  cluster?: ClusterRouting
   close(): Promise<void>
 }
+
+/** The address a client reached the proxy at: what the proxy advertises as the cluster's one node. */
+export type SelfAddress = { readonly host: string; readonly port: number }
+
+/**
+ * CLUSTER SLOTS, SHARDS, NODES or MYID (`cluster|slots`...) as the proxy
+ * answers them, as reply bytes; undefined for any other command.
+ */
+export type SelfView = (name: string, self: SelfAddress, resp3: boolean) => Buffer[] | undefined
+
+export type ClusterRouting = {
+  /**
+   * The slot every key of the command hashes to; null for a command without
+   * keys (or unknown), -1 when its keys span slots.
+   */
+  slotOf(args: readonly Uint8Array[]): number | null | typeof CROSS_SLOT
+  /** The primary serving `slot` now, as `host:port`. */
+  nodeOf(slot: number): string | undefined
+  selfView: SelfView
+}
+
+/** ClusterRouting.slotOf's answer for keys in more than one slot. */
+export const CROSS_SLOT = -1

@@ -2,7 +2,7 @@ import type { User } from '../../shared/auth/acl.js'
 import type { AuthGate } from '../../shared/auth/gate.js'
 import type { RequestTimer } from '../../shared/metrics.js'
 import type { ReadThrough } from '../../shared/read-through.js'
-import type { RedisForwarder, ReplyStream } from '../../shared/redis/source.js'
+import type { RedisForwarder, ReplyStream, SelfAddress } from '../../shared/redis/source.js'
 
 /**
  * An encoded reply: one buffer, or parts written in order (a large bulk value
@@ -14,6 +14,11 @@ export type Reply = Uint8Array | Uint8Array[]
 export type Session = {
   readonly id: number
   readonly addr: string
+  /**
+   * The address and port the client reached the proxy at: what the proxy
+   * advertises as itself in front of a cluster (CLUSTER SLOTS).
+   */
+  readonly local: SelfAddress
   /** The client's IP address alone: what the failed-login limiter counts by. */
   readonly ip: string
   /**

@@ -6,6 +6,7 @@ import { createService } from '../../shared/create-service.js'
 import { type Logger, silentLogger } from '../../shared/log.js'
 import { createMetricsRegistry, type MetricsRegistry } from '../../shared/metrics.js'
 import type { ReadThrough } from '../../shared/read-through.js'
+import { clusterBackend } from '../../shared/redis/cluster/cluster-backend.js'
 import { nativeBackend } from '../../shared/redis/native-backend.js'
 import type { ConnectionLimits } from '../../sidecar/connection.js'
 import { type RespServerHandle, startRespServer } from '../../sidecar/server.js'
@@ -109,7 +110,11 @@ export async function startRespProxy(
   gate?: AuthGate,
 ): Promise<TestRespProxy> {
   const config = loadConfig({ REDIS_URL: redisUrl, LOG_LEVEL: 'silent', ...env })
-  const backend = nativeBackend(config, config.tcp.redisUrl, silentLogger, { forwarding: true })
+  // As main.ts chooses: REDIS_CLUSTER_NODES puts a cluster behind it.
+  const backend =
+    config.cluster !== undefined
+      ? clusterBackend(config, silentLogger, { forwarding: true })
+      : nativeBackend(config, config.tcp.redisUrl, silentLogger, { forwarding: true })
   const service = createService(config, backend)
   await waitReady(service)
   const forwarder = backend.forwarder as NonNullable<typeof backend.forwarder>

@@ -1,0 +1,94 @@
+import { describe, expect, it } from 'vitest'
+import type { InvalidationTarget } from '../../invalidation.js'
+import { silentLogger } from '../../log.js'
+import { Push, ReplyError } from '../reply-decoder.js'
+import type { RespTracking } from '../resp-tracking.js'
+import { ClusterTracking } from './cluster-tracking.js'
+
+/** A target that records what the channel asked of it. */
+function recorder() {
+  const calls: string[] = []
+  const target: InvalidationTarget = {
+    invalidate: (key) => calls.push(`invalidate ${key}`),
+    clear: () => calls.push('clear'),
+    suspendStores: () => calls.push('suspend'),
+    resumeStores: () => calls.push('resume'),
+  }
+  return { calls, target }
+}
+
+/** A node's connection coming up with tracking on, as RespSource drives its hooks. */
+function establish(node: RespTracking): void {
+  node.sourceHooks().onSetup?.(['OK'], true)
+}
+
+describe('ClusterTracking', () => {
+  it('stores only once every node is tracked, and is on only then', () => {
+    const channel = new ClusterTracking(silentLogger)
+    const { calls, target } = recorder()
+    channel.start(target)
+    const a = channel.add()
+    const b = channel.add()
+    expect(channel.mode()).toBe('connecting')
+    establish(a)
+    expect(calls).toEqual(['suspend', 'clear'])
+    expect(channel.mode()).toBe('connecting')
+    establish(b)
+    expect(calls).toEqual(['suspend', 'clear', 'clear', 'resume'])
+    expect(channel.mode()).toBe('on')
+  })
+
+  it("passes every node's invalidations on", () => {
+    const channel = new ClusterTracking(silentLogger)
+    const { calls, target } = recorder()
+    channel.start(target)
+    const a = channel.add()
+    establish(a)
+    a.sourceHooks().onPush?.(new Push([Buffer.from('invalidate'), [Buffer.from('k1')]]))
+    a.sourceHooks().onPush?.(new Push([Buffer.from('invalidate'), null]))
+    expect(calls.slice(-2)).toEqual(['invalidate k1', 'clear'])
+  })
+
+  it('clears everything and stops storing when one node is lost, until it is back', () => {
+    const channel = new ClusterTracking(silentLogger)
+    const { calls, target } = recorder()
+    channel.start(target)
+    const a = channel.add()
+    const b = channel.add()
+    establish(a)
+    establish(b)
+    calls.length = 0
+    b.sourceHooks().onLost?.()
+    channel.lost()
+    expect(channel.mode()).toBe('lost')
+    expect(calls).toEqual(['suspend', 'clear'])
+    establish(b)
+    expect(channel.mode()).toBe('on')
+    expect(calls).toEqual(['suspend', 'clear', 'clear', 'resume'])
+  })
+
+  it('clears what a primary gone from the topology served, and stores again without it', () => {
+    const channel = new ClusterTracking(silentLogger)
+    const { calls, target } = recorder()
+    channel.start(target)
+    const a = channel.add()
+    const b = channel.add()
+    establish(a)
+    establish(b)
+    b.sourceHooks().onLost?.()
+    calls.length = 0
+    channel.remove(b)
+    expect(calls).toEqual(['clear', 'resume'])
+    expect(channel.mode()).toBe('on')
+  })
+
+  it('falls back to expiry-only caching when a node refuses tracking', () => {
+    const channel = new ClusterTracking(silentLogger)
+    const { calls, target } = recorder()
+    channel.start(target)
+    const a = channel.add()
+    a.sourceHooks().onSetup?.([new ReplyError('ERR unknown subcommand')], true)
+    expect(channel.mode()).toBe('unsupported')
+    expect(calls).toEqual(['suspend', 'resume'])
+  })
+})
