@@ -514,4 +514,14 @@ describe('Sentinel configuration', () => {
     expect(message).toContain(expected)
     expect(message).not.toContain('pw')
   })
+
+  it('refuses Sentinel and a cluster together', () => {
+    expect(() =>
+      loadConfig({
+        REDIS_SENTINELS: '127.0.0.1:26379',
+        REDIS_SENTINEL_MASTER: 'mymaster',
+        REDIS_CLUSTER_NODES: '127.0.0.1:7000',
+      }),
+    ).toThrow(/REDIS_SENTINELS=.*not taken with REDIS_CLUSTER_NODES/)
+  })
 })

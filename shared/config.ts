@@ -375,6 +375,12 @@ export function loadConfig(
 
   const sentinel = sentinelConfig(clean, env)
   const cluster = clusterConfig(clean, env)
+  if (sentinel !== undefined && cluster !== undefined) {
+    // A cluster elects its own primaries; Sentinel watches one primary.
+    throw new ConfigError(
+      `Invalid REDIS_SENTINELS=${JSON.stringify(env.REDIS_SENTINELS ?? '')}: not taken with REDIS_CLUSTER_NODES (a Redis Cluster fails over by itself)`,
+    )
+  }
   const http = backingUrl(
     clean.REDIS_URL,
     clean.BACKING_REDIS_HOST_HTTP,
