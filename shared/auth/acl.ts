@@ -117,6 +117,11 @@ export class User {
   readonly #commandRules: readonly CommandRule[]
   readonly #allKeys: boolean
   readonly #keyPatterns: readonly Readonly<KeyPattern>[]
+  /**
+   * Every command on every key (`+@all ~*`, the default user's rules): the
+   * forwarding path then looks for no keys at all for a read.
+   */
+  readonly unrestricted: boolean
 
   /** @internal Users come from parseAclFile and createUsers. */
   constructor(name: string, draft: Draft) {
@@ -128,6 +133,9 @@ export class User {
     this.#commandRules = Object.freeze([...draft.commandRules])
     this.#allKeys = draft.allKeys
     this.#keyPatterns = Object.freeze(draft.keyPatterns.map((p) => Object.freeze({ ...p })))
+    // With every rule an allow and the default allowing, no command is refused.
+    this.unrestricted =
+      draft.allKeys && draft.allCommands && draft.commandRules.every((rule) => rule.allow)
     Object.freeze(this)
   }
 

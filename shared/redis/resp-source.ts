@@ -105,8 +105,18 @@ export type RespSourceOptions = {
 
 /** Keys longer than this are written as bytes of their own, not batched as text. */
 const INLINE_KEY_LIMIT = 64 * 1024
-/** A batch this long is written at once instead of waiting for the microtask. */
-const BATCH_LIMIT = 1024 * 1024
+const ARRAY_BYTE = 42 // *
+const BULK_BYTE = 36 // $
+const GET_BULK = Buffer.from('$3\r\nGET\r\n')
+const CRLF_PTTL_BULK = Buffer.from('\r\n*2\r\n$4\r\nPTTL\r\n')
+
+/**
+ * Commands are encoded into slabs of this size; a full one is written at
+ * once instead of waiting for the end of the loop turn.
+ */
+const SLAB_SIZE = 128 * 1024
+/** Bytes of one `*n`/`$n` header and the CRLF after its payload, at most (n < 2^32). */
+const HEADER_BYTES = 15
 /**
  * A forwarded reply that has come this far without ending goes to its stream
  * as it arrives (ReplyStream) rather than being held whole; one that was
@@ -214,7 +224,12 @@ export class RespSource implements RedisSource {
   /** The streamed reply whose client is full: the socket is not read until it takes more. */
   #pausedFor: Waiter | null = null
   #pausedAt = 0
-  #batch = ''
+  // The commands of this loop turn, encoded: slab[start, end) is not yet
+  // written; what is before start is the socket's until it is sent, so a
+  // slab is only ever filled further, then replaced by a fresh one.
+  #slab = Buffer.allocUnsafe(SLAB_SIZE)
+  #start = 0
+  #end = 0
   #flushScheduled = false
   #attempt = 0
   #everReady = false
@@ -489,22 +504,28 @@ export class RespSource implements RedisSource {
    * strings: their length in latin1 is their length in bytes.
    */
   #sendGet(key: string): void {
-    if (key.length <= INLINE_KEY_LIMIT) {
-      const bulkKey = `$${key.length}\r\n${key}\r\n`
-      this.#batch += `*2\r\n$3\r\nGET\r\n${bulkKey}*2\r\n$4\r\nPTTL\r\n${bulkKey}`
-      if (this.#batch.length >= BATCH_LIMIT) this.#flush()
-      else this.#scheduleFlush()
+    const length = key.length
+    if (length <= INLINE_KEY_LIMIT) {
+      this.#room(2 * (length + 2 * HEADER_BYTES) + 8)
+      this.#header(ARRAY_BYTE, 2)
+      this.#copy(GET_BULK)
+      this.#header(BULK_BYTE, length)
+      this.#latin1(key)
+      this.#copy(CRLF_PTTL_BULK)
+      this.#header(BULK_BYTE, length)
+      this.#latin1(key)
+      this.#crlf()
+      this.#scheduleFlush()
       return
     }
-    // A long key goes out as bytes after what is batched, never into the
-    // batch string (a string cannot exceed about 512 MiB; a key may).
+    // A long key goes out as bytes of its own after what is batched.
     const socket = this.#socket
     if (socket === null) throw new BackendUnavailableError('connection to backing redis lost')
     this.#flush()
     const bytes = Buffer.from(key, 'latin1')
-    socket.write(`*2\r\n$3\r\nGET\r\n$${key.length}\r\n`, 'latin1')
+    socket.write(`*2\r\n$3\r\nGET\r\n$${length}\r\n`, 'latin1')
     socket.write(bytes)
-    socket.write(`\r\n*2\r\n$4\r\nPTTL\r\n$${key.length}\r\n`, 'latin1')
+    socket.write(`\r\n*2\r\n$4\r\nPTTL\r\n$${length}\r\n`, 'latin1')
     socket.write(bytes)
     socket.write('\r\n', 'latin1')
   }
@@ -514,14 +535,14 @@ export class RespSource implements RedisSource {
     let size = 0
     for (const arg of args) size += arg.length
     if (size <= INLINE_KEY_LIMIT) {
-      let wire = `*${args.length}\r\n`
+      this.#room(size + (args.length + 1) * HEADER_BYTES)
+      this.#header(ARRAY_BYTE, args.length)
       for (const arg of args) {
-        const text = Buffer.from(arg.buffer, arg.byteOffset, arg.byteLength).toString('latin1')
-        wire += `$${arg.length}\r\n${text}\r\n`
+        this.#header(BULK_BYTE, arg.length)
+        this.#copy(arg)
+        this.#crlf()
       }
-      this.#batch += wire
-      if (this.#batch.length >= BATCH_LIMIT) this.#flush()
-      else this.#scheduleFlush()
+      this.#scheduleFlush()
       return
     }
     const socket = this.#socket
@@ -532,6 +553,65 @@ export class RespSource implements RedisSource {
       socket.write(`$${arg.length}\r\n`, 'latin1')
       socket.write(arg)
       socket.write('\r\n', 'latin1')
+    }
+  }
+
+  /** Makes room for `bytes` more in the slab: a full one is written now and replaced. */
+  #room(bytes: number): void {
+    if (this.#end + bytes <= this.#slab.length) return
+    this.#flush()
+    this.#slab = Buffer.allocUnsafe(Math.max(SLAB_SIZE, bytes))
+    this.#start = 0
+    this.#end = 0
+  }
+
+  /** `*n\r\n` or `$n\r\n`, digits written by hand: no string per header. */
+  #header(type: number, n: number): void {
+    const slab = this.#slab
+    let at = this.#end
+    slab[at++] = type
+    if (n < 10) {
+      slab[at++] = 48 + n
+    } else {
+      const digits = n < 100 ? 2 : n < 1000 ? 3 : Math.floor(Math.log10(n)) + 1
+      for (let i = at + digits - 1, rest = n; i >= at; i--, rest = Math.floor(rest / 10)) {
+        slab[i] = 48 + (rest % 10)
+      }
+      at += digits
+    }
+    slab[at++] = 13
+    slab[at++] = 10
+    this.#end = at
+  }
+
+  #crlf(): void {
+    const slab = this.#slab
+    slab[this.#end++] = 13
+    slab[this.#end++] = 10
+  }
+
+  #copy(bytes: Uint8Array): void {
+    const length = bytes.length
+    const slab = this.#slab
+    const at = this.#end
+    if (length < 32) {
+      for (let i = 0; i < length; i++) slab[at + i] = bytes[i] as number
+    } else {
+      slab.set(bytes, at)
+    }
+    this.#end = at + length
+  }
+
+  /** A byte string (one char per byte) as its bytes. */
+  #latin1(text: string): void {
+    const length = text.length
+    if (length < 32) {
+      const slab = this.#slab
+      const at = this.#end
+      for (let i = 0; i < length; i++) slab[at + i] = text.charCodeAt(i)
+      this.#end = at + length
+    } else {
+      this.#end += this.#slab.write(text, this.#end, 'latin1')
     }
   }
 
@@ -552,9 +632,11 @@ export class RespSource implements RedisSource {
   }
 
   #flush(): void {
-    const batch = this.#batch
-    this.#batch = ''
-    if (batch !== '' && this.#socket !== null) this.#socket.write(batch, 'latin1')
+    const start = this.#start
+    const end = this.#end
+    if (end === start) return
+    this.#start = end
+    if (this.#socket !== null) this.#socket.write(this.#slab.subarray(start, end))
   }
 
   #onData(socket: Socket, chunk: Buffer): void {
@@ -714,7 +796,8 @@ export class RespSource implements RedisSource {
 
   #failAll(err: Error): void {
     const waiters = this.#waiters.drain()
-    this.#batch = ''
+    // Commands encoded and not yet written never leave.
+    this.#start = this.#end
     this.#framer.reset()
     this.#decoder.reset()
     this.#pausedFor = null
