@@ -66,11 +66,33 @@ const NO_KEYS: KeyPositions = Object.freeze({
   exact: true,
 })
 
+/**
+ * A command name of up to 6 bytes as one number, upper case folded to lower
+ * (A-Z only, as Redis compares names): the lookup of every command, without
+ * a string made of its name and lowered. -1 for a longer name.
+ */
+export function nameCode(bytes: Uint8Array): number {
+  const length = bytes.length
+  if (length > 6) return -1
+  let code = length
+  for (let i = 0; i < length; i++) {
+    const byte = bytes[i] as number
+    code = code * 256 + (byte >= 65 && byte <= 90 ? byte + 32 : byte)
+  }
+  return code
+}
+
 export class CommandTable {
   readonly #commands: ReadonlyMap<string, CommandSpec>
+  /** The commands with names of up to 6 bytes, by nameCode. */
+  readonly #short = new Map<number, CommandSpec>()
 
   constructor(commands: Iterable<CommandSpec>) {
     this.#commands = new Map([...commands].map((command) => [command.name, command]))
+    for (const [name, command] of this.#commands) {
+      const code = nameCode(Buffer.from(name, 'latin1'))
+      if (code >= 0) this.#short.set(code, command)
+    }
   }
 
   /** The table from the reply to `COMMAND` (RESP2 or RESP3: maps arrive flattened). */
@@ -91,7 +113,8 @@ export class CommandTable {
   lookup(args: readonly Uint8Array[]): CommandSpec | undefined {
     const name = args[0]
     if (name === undefined || name.length > 64) return undefined
-    const command = this.#commands.get(lower(name))
+    const code = nameCode(name)
+    const command = code >= 0 ? this.#short.get(code) : this.#commands.get(lower(name))
     if (command === undefined || command.subcommands.size === 0) return command
     const sub = args[1]
     if (sub === undefined || sub.length > 64) return command

@@ -1,3 +1,4 @@
+import { nameCode } from '../../shared/redis/command-table.js'
 import { error } from '../resp/encoder.js'
 import { acl, auth } from './auth.js'
 import { client, echo, hello, ping, quit, reset, select, wrongArity } from './connection.js'
@@ -55,6 +56,12 @@ for (const command of list) {
   table.set(command.name, { entry: new CommandEntry(command), subs })
 }
 
+const byCode = new Map<number, TableRow>()
+for (const [name, row] of table) {
+  const code = nameCode(Buffer.from(name, 'latin1'))
+  if (code >= 0) byCode.set(code, row)
+}
+
 /** GET's entry, for the decoder's fast path, which skips the lookup. */
 export const GET_ENTRY = (table.get('get') as TableRow).entry
 
@@ -67,8 +74,14 @@ export const GET_ENTRY = (table.get('get') as TableRow).entry
  */
 export function resolve(args: Buffer[]): CommandEntry | Reply | null {
   const name = args[0] as Buffer
-  // No command name is longer than 7 bytes: a longer one is not converted at all.
-  const row = name.length <= 16 ? table.get(name.toString('latin1').toLowerCase()) : undefined
+  // Short names by their code, no string made; no name here is longer than 16.
+  const code = nameCode(name)
+  const row =
+    code >= 0
+      ? byCode.get(code)
+      : name.length <= 16
+        ? table.get(name.toString('latin1').toLowerCase())
+        : undefined
   // Not one of the sidecar's own: the forwarder's (sidecar/forward.ts).
   if (row === undefined) return null
   let entry = row.entry
