@@ -301,7 +301,8 @@ export class Connection {
   // Arrow properties: one function per connection, not one per command.
   readonly #onCommand = (args: Buffer[]): void => this.#execute(args, '')
   // GET as the decoder's fast path hands it over: no argument buffers at all.
-  readonly #onGet = (key: string): void => this.#execute(null, key)
+  readonly #onGet = (chunk: Buffer, start: number, end: number): void =>
+    this.#execute(null, chunk.toString('latin1', start, end))
 
   /**
    * Every command's one way in: a decoded command (`args`), or a canonical

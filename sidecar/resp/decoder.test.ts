@@ -20,7 +20,10 @@ function decode(chunks: Buffer[], limits: Partial<DecoderLimits> = {}, fastGet =
   const commands: string[][] = []
   let error: string | undefined
   // The GET fast path must be invisible: its commands are recorded as the general path's are.
-  const onGet = fastGet ? (key: string) => commands.push(['GET', key]) : undefined
+  const onGet = fastGet
+    ? (chunk: Buffer, start: number, end: number) =>
+        commands.push(['GET', chunk.toString('latin1', start, end)])
+    : undefined
   for (const chunk of chunks) {
     try {
       decoder.push(chunk, (args) => commands.push(args.map(text)), onGet)

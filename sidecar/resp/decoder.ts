@@ -102,10 +102,11 @@ export class ProtocolError extends Error {
 export type OnCommand = (args: Buffer[]) => void
 
 /**
- * Receives the key of a `GET key` command (any case) as a byte string
- * (latin1, one char per byte), for the hot path that allocates no arguments.
+ * Receives the key of a `GET key` command (any case) as where it lies in the
+ * chunk, `chunk[start, end)`: the hot path allocates nothing for it, not even
+ * a view, and a cache indexed by key bytes never needs it as a string.
  */
-export type OnGet = (key: string) => void
+export type OnGet = (chunk: Buffer, start: number, end: number) => void
 
 /**
  * Push parser of client requests. One per connection.
@@ -603,6 +604,6 @@ function wholeGet(chunk: Buffer, pos: number, maxBulkLength: number, onGet: OnGe
   const keyStart = at + 2
   const keyEnd = keyStart + length
   if (keyEnd + 2 > end || chunk[keyEnd] !== CR || chunk[keyEnd + 1] !== LF) return -1
-  onGet(chunk.toString('latin1', keyStart, keyEnd))
+  onGet(chunk, keyStart, keyEnd)
   return keyEnd + 2
 }
