@@ -155,8 +155,11 @@ export class SlabCache {
   readonly #classSize: Int32Array
   // First page of the class with a free chunk, -1 for none.
   readonly #classHead: Int32Array
-  // Chunks in the class's next new page (doubles up to a full page).
-  readonly #classGrow: Int32Array
+  // Chunks of a class's first page (4 KiB worth, at least one).
+  readonly #classFirst: Int32Array
+  // Chunks in the class's held pages, and how many of them hold an entry.
+  readonly #classChunks: Float64Array
+  readonly #classUsed: Float64Array
   readonly #maxChunk: number
 
   // Page index -> its bytes (undefined once given back). Invariant: a page
@@ -228,19 +231,14 @@ export class SlabCache {
     this.#prev[capacity] = capacity
     this.#next[capacity] = capacity
 
-    // Chunk indexes are 16 bits: a full page holds at most 65536 chunks of
-    // MIN_CHUNK, which pageBytes <= 1 MiB ensures.
-    this.#maxChunk = Math.floor(pageBytes / 16 / 8) * 8
-    const sizes: number[] = []
-    for (let size = MIN_CHUNK; size <= this.#maxChunk; ) {
-      sizes.push(size)
-      size = Math.max(size + 8, Math.ceil((size * CHUNK_GROWTH) / 8) * 8)
-    }
-    if (sizes[sizes.length - 1] !== this.#maxChunk) sizes.push(this.#maxChunk)
+    const sizes = sizeClasses(pageBytes)
+    this.#maxChunk = sizes[sizes.length - 1]!
     this.#classSize = Int32Array.from(sizes)
     this.#classHead = new Int32Array(sizes.length).fill(-1)
-    this.#classGrow = new Int32Array(sizes.length)
-    this.#resetGrowth()
+    this.#classChunks = new Float64Array(sizes.length)
+    this.#classUsed = new Float64Array(sizes.length)
+    const first = Math.min(FIRST_PAGE_BYTES, pageBytes)
+    this.#classFirst = Int32Array.from(sizes, (size) => Math.max(1, Math.floor(first / size)))
   }
 
   /** Number of stored entries, expired ones not yet noticed included. Never more than `capacity`. */
@@ -330,7 +328,7 @@ export class SlabCache {
       this.deleteBytes(key, start, end)
       return false
     }
-    const need = varintBytes(keyLength) + varintBytes(valueLength) + keyLength + valueLength
+    const need = entryBytes(keyLength, valueLength)
     const cls = this.#classFor(need)
     const now = this.#clock.now()
     const expiry = now + Math.min(ttlMs, this.ttlMs)
@@ -351,8 +349,9 @@ export class SlabCache {
           this.#removeAt(bucket, slot)
           return false
         }
-        this.#release(old)
+        // The new location first: releasing may move other entries of the old page.
         this.#loc[slot] = fresh
+        this.#release(old)
       }
       this.#usedBytes += need - oldBytes
       this.#write(slot, key, start, end, value)
@@ -360,8 +359,6 @@ export class SlabCache {
       this.#moveToFront(slot)
       return true
     }
-    const fresh = this.#allocate(cls, need)
-    if (fresh < 0) return false
     let slot: number
     if (this.#freeSlot !== this.#sentinel) {
       slot = this.#freeSlot
@@ -375,6 +372,14 @@ export class SlabCache {
       else this.#evictions++
       this.#removeAt(this.#bucketOfSlot(slot), slot)
       this.#freeSlot = this.#next[slot]!
+    }
+    // Allocated only once the slot is settled: releasing the evicted entry's
+    // chunk may move entries, and a chunk no slot owns yet must not be among them.
+    const fresh = this.#allocate(cls, need)
+    if (fresh < 0) {
+      this.#next[slot] = this.#freeSlot
+      this.#freeSlot = slot
+      return false
     }
     this.#loc[slot] = fresh
     this.#usedBytes += need
@@ -458,7 +463,8 @@ export class SlabCache {
     this.#usedBytes = 0
     this.#heldPages = 0
     this.#classHead.fill(-1)
-    this.#resetGrowth()
+    this.#classChunks.fill(0)
+    this.#classUsed.fill(0)
     this.#buf = this.#scratch
   }
 
@@ -748,9 +754,9 @@ export class SlabCache {
       // A free chunk's first 4 bytes hold the next free chunk (-1: none).
       const buf = this.#pages[page]!
       const at = chunk * meta[m + M_CHUNK]!
-      meta[m + M_FREE] =
-        buf[at]! | (buf[at + 1]! << 8) | (buf[at + 2]! << 16) | (buf[at + 3]! << 24)
+      meta[m + M_FREE] = readInt32(buf, at)
     }
+    this.#classUsed[cls]!++
     if (++meta[m + M_USED]! === meta[m + M_CHUNKS]!) this.#unlinkPage(page, cls)
     return page * 65_536 + chunk
   }
@@ -761,10 +767,11 @@ export class SlabCache {
     if (page < 0) return -1
     const size = this.#classSize[cls]!
     const full = Math.floor(this.pageBytes / size)
-    const chunks = this.#classGrow[cls]!
+    // As many chunks as the class already holds: its space doubles, and
+    // shrinks back as pages empty, so a class with few entries has small pages.
+    const chunks = Math.min(full, Math.max(this.#classFirst[cls]!, this.#classChunks[cls]!))
     let buf: Uint8Array
     if (chunks < full) {
-      this.#classGrow[cls] = Math.min(full, chunks * 2)
       buf = new Uint8Array(chunks * size)
       this.#allocatedBytes += buf.length
     } else if (this.#spare !== undefined) {
@@ -782,10 +789,11 @@ export class SlabCache {
     const m = page * META
     meta[m + M_CHUNK] = size
     meta[m + M_CLASS] = cls
-    meta[m + M_CHUNKS] = Math.min(chunks, full)
+    meta[m + M_CHUNKS] = chunks
     meta[m + M_USED] = 0
     meta[m + M_BUMP] = 0
     meta[m + M_FREE] = -1
+    this.#classChunks[cls]! += chunks
     this.#linkPage(page, cls)
     return page
   }
@@ -824,14 +832,90 @@ export class SlabCache {
     buf[at + 2] = next >> 16
     buf[at + 3] = next >> 24
     meta[m + M_FREE] = chunk
+    this.#classUsed[cls]!--
     const used = --meta[m + M_USED]!
-    if (used + 1 === meta[m + M_CHUNKS]) this.#linkPage(page, cls)
+    const chunks = meta[m + M_CHUNKS]!
+    if (used + 1 === chunks) this.#linkPage(page, cls)
     if (used === 0) {
       this.#unlinkPage(page, cls)
-      if (buf.length === this.pageBytes && this.#spare === undefined) this.#spare = buf
-      else this.#allocatedBytes -= buf.length
-      this.#dropPage(page)
+      this.#dropClassPage(page, cls)
+    } else if (
+      used * 2 <= chunks &&
+      this.#classChunks[cls]! - this.#classUsed[cls]! - (chunks - used) >= used
+    ) {
+      this.#evacuate(page, cls)
     }
+  }
+
+  /**
+   * Moves the entries of a page at most half full into the class's other
+   * pages, which have room for them all, and gives the page back. Without it
+   * entries freed in random order (expiry, deletes, a shifting mix of sizes)
+   * would leave many pages each holding a few entries. A page is evacuated
+   * only once at least half its chunks were freed, so each move is paid for
+   * by an earlier free: O(1) amortized, though one release may move up to
+   * half a page of entries at once. An entry moves by copying its bytes and
+   * updating its `loc`; its slot, and so its bucket, stay.
+   */
+  #evacuate(page: number, cls: number): void {
+    this.#unlinkPage(page, cls)
+    const meta = this.#meta
+    const m = page * META
+    const size = meta[m + M_CHUNK]!
+    const bump = meta[m + M_BUMP]!
+    const buf = this.#pages[page]!
+    const free = new Uint8Array(bump)
+    for (let chunk = meta[m + M_FREE]!; chunk >= 0; chunk = readInt32(buf, chunk * size)) {
+      free[chunk] = 1
+    }
+    for (let chunk = 0; chunk < bump; chunk++) {
+      if (free[chunk] === 1) continue
+      const slot = this.#ownerOf(page * 65_536 + chunk)
+      this.#locate(slot)
+      const at = chunk * size
+      const length = this.#entryBytes
+      // Never a new page: the class's other pages have room (checked by the caller).
+      const to = this.#allocate(cls, length)
+      const toPage = to >>> 16
+      const toAt = (to & 0xffff) * this.#meta[toPage * META + M_CHUNK]!
+      this.#pages[toPage]!.set(buf.subarray(at, at + length), toAt)
+      this.#loc[slot] = to
+    }
+    this.#dropClassPage(page, cls)
+  }
+
+  /** The slot whose entry is at `loc` (a live chunk), found through its key's bucket. */
+  #ownerOf(loc: number): number {
+    const page = loc >>> 16
+    const buf = this.#pages[page]!
+    let at = (loc & 0xffff) * this.#meta[page * META + M_CHUNK]!
+    let byte = buf[at++]!
+    let keyLength = byte & 0x7f
+    for (let scale = 128; byte >= 0x80; scale *= 128) {
+      byte = buf[at++]!
+      keyLength += (byte & 0x7f) * scale
+    }
+    while (buf[at++]! >= 0x80) {}
+    const hash = this.#hash(buf, at, at + keyLength)
+    const table = this.#table
+    const size = this.#tableSize
+    const tag = OCCUPIED | ((hash & 0x7f) << 24)
+    for (let i = this.#home(hash); ; ) {
+      const word = table[i]!
+      if ((word & HIGH_BYTE) === tag && this.#loc[word & SLOT_BITS] === loc) return word & SLOT_BITS
+      if (++i === size) i = 0
+    }
+  }
+
+  /** Gives back a page of class `cls` that is off the class's list; its entries are gone or moved. */
+  #dropClassPage(page: number, cls: number): void {
+    const m = page * META
+    this.#classChunks[cls]! -= this.#meta[m + M_CHUNKS]!
+    this.#classUsed[cls]! -= this.#meta[m + M_USED]!
+    const buf = this.#pages[page]!
+    if (buf.length === this.pageBytes && this.#spare === undefined) this.#spare = buf
+    else this.#allocatedBytes -= buf.length
+    this.#dropPage(page)
   }
 
   #dropPage(page: number): void {
@@ -856,14 +940,6 @@ export class SlabCache {
     if (prev >= 0) meta[prev * META + M_NEXT] = next
     else this.#classHead[cls] = next
     if (next >= 0) meta[next * META + M_PREV] = prev
-  }
-
-  #resetGrowth(): void {
-    const sizes = this.#classSize
-    const first = Math.min(FIRST_PAGE_BYTES, this.pageBytes)
-    for (let c = 0; c < sizes.length; c++) {
-      this.#classGrow[c] = Math.max(1, Math.floor(first / sizes[c]!))
-    }
   }
 
   // ---- The LRU list. ----
@@ -895,6 +971,28 @@ export class SlabCache {
   }
 }
 
+/**
+ * The chunk sizes of the size classes for pages of `pageBytes`: MIN_CHUNK,
+ * then 8 bytes more or about 10% more (rounded up to 8), whichever is more,
+ * up to a sixteenth of a page. Chunk indexes are 16 bits: a full page holds
+ * at most 65536 chunks of MIN_CHUNK, which pageBytes <= 1 MiB ensures.
+ */
+export function sizeClasses(pageBytes: number): number[] {
+  const maxChunk = Math.floor(pageBytes / 16 / 8) * 8
+  const sizes: number[] = []
+  for (let size = MIN_CHUNK; size <= maxChunk; ) {
+    sizes.push(size)
+    size = Math.max(size + 8, Math.ceil((size * CHUNK_GROWTH) / 8) * 8)
+  }
+  if (sizes[sizes.length - 1] !== maxChunk) sizes.push(maxChunk)
+  return sizes
+}
+
+/** Bytes an entry takes in the slab before rounding to its class: length headers, key, value. */
+export function entryBytes(keyLength: number, valueLength: number): number {
+  return varintBytes(keyLength) + varintBytes(valueLength) + keyLength + valueLength
+}
+
 function varintBytes(n: number): number {
   return n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5
 }
@@ -907,6 +1005,10 @@ function writeVarint(buf: Uint8Array, at: number, n: number): number {
   }
   buf[at++] = rest
   return at
+}
+
+function readInt32(buf: Uint8Array, at: number): number {
+  return buf[at]! | (buf[at + 1]! << 8) | (buf[at + 2]! << 16) | (buf[at + 3]! << 24)
 }
 
 function randomSeed(): number {
