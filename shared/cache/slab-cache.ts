@@ -16,8 +16,7 @@
  * probing, load at most 0.75, backward-shift deletion so there are no
  * tombstones): each bucket is one int32 holding the slot and 7 bits of the
  * key's hash, so a probe rejects almost every other key without touching its
- * bytes. The full hash is not stored: deletion and eviction recompute it from
- * the stored key, paying on the (rarer) write path to save 4 bytes per entry.
+ * bytes; each slot's full hash is kept beside it for the backward shift.
  *
  * Allocation (after memcached). Entry sizes are rounded up to one of about 80
  * size classes, 16 bytes and then each about 10% above the last, up to a
@@ -120,8 +119,9 @@ const DEDICATED = -1
 // A string key longer than this is encoded into a buffer of its own, not into
 // the kept scratch buffer, so one huge key does not pin its size forever.
 const SCRATCH_KEEP = 64 * 1024
-// Below this many bytes a loop beats creating a subarray for `set`.
-const LOOP_COPY = 64
+// Up to this many bytes a loop beats creating a subarray for `set` (measured
+// with 100-byte values: the subarray costs more than the copy).
+const LOOP_COPY = 256
 
 export class SlabCache {
   readonly capacity: number
@@ -139,6 +139,10 @@ export class SlabCache {
   readonly #tableSize: number
   // Where a slot's entry is: page index << 16 | chunk index.
   readonly #loc: Uint32Array
+  // Each slot's key hash. Recomputing it from the key instead would save 4
+  // bytes per entry but cost a slab read and a hash for every entry of the
+  // probe run that a deletion or eviction shifts back (several at load 0.75).
+  readonly #hashes: Int32Array
   readonly #expiresAt: Float64Array
   // Circular LRU list through the sentinel: next[sentinel] is the most
   // recently used slot, prev[sentinel] the least. Free slots are a stack
@@ -178,8 +182,6 @@ export class SlabCache {
 
   // Set by #locate(slot): the entry's page and where its key and value are.
   #buf: Uint8Array = this.#scratch
-  #keyAt = 0
-  #keyLength = 0
   #valueAt = 0
   #valueLength = 0
   #entryBytes = 0
@@ -223,6 +225,7 @@ export class SlabCache {
     this.#tableSize = Math.max(capacity + 1, Math.ceil(capacity / 0.75))
     this.#table = new Int32Array(this.#tableSize)
     this.#loc = new Uint32Array(capacity)
+    this.#hashes = new Int32Array(capacity)
     this.#expiresAt = new Float64Array(capacity)
     this.#prev = new Uint32Array(capacity + 1)
     this.#next = new Uint32Array(capacity + 1)
@@ -386,6 +389,7 @@ export class SlabCache {
     this.#write(slot, key, start, end, value)
     this.#expiresAt[slot] = expiry
     this.#linkFront(slot)
+    this.#hashes[slot] = hash
     this.#insert(hash, slot)
     this.#size++
     return true
@@ -488,6 +492,7 @@ export class SlabCache {
       indexBytes:
         this.#table.byteLength +
         this.#loc.byteLength +
+        this.#hashes.byteLength +
         this.#expiresAt.byteLength +
         this.#prev.byteLength +
         this.#next.byteLength +
@@ -603,8 +608,7 @@ export class SlabCache {
   }
 
   #slotHash(slot: number): number {
-    this.#locate(slot)
-    return this.#hash(this.#buf, this.#keyAt, this.#keyAt + this.#keyLength)
+    return this.#hashes[slot]!
   }
 
   /**
@@ -645,7 +649,7 @@ export class SlabCache {
 
   // ---- Entries in the slab. ----
 
-  /** Sets #buf, #keyAt, #keyLength, #valueAt, #valueLength and #entryBytes for `slot`. */
+  /** Sets #buf, #valueAt, #valueLength and #entryBytes for `slot`. */
   #locate(slot: number): void {
     const loc = this.#loc[slot]!
     const page = loc >>> 16
@@ -665,8 +669,6 @@ export class SlabCache {
       valueLength += (byte & 0x7f) * scale
     }
     this.#buf = buf
-    this.#keyAt = at
-    this.#keyLength = keyLength
     this.#valueAt = at + keyLength
     this.#valueLength = valueLength
     this.#entryBytes = at + keyLength + valueLength - begin
