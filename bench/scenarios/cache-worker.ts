@@ -2,19 +2,28 @@
  * One measurement of one cache in a fresh process, so JIT state and heap
  * left by the other implementation cannot colour it. Prints one JSON line.
  *
- *   node cache-worker.js ops  <ours|lru-cache> <uniform|zipf> <ops> <capacity> <keyspace>
- *   node --expose-gc cache-worker.js heap <ours|lru-cache> <entries> <valueBytes>
+ *   node cache-worker.js ops  <impl> <uniform|zipf> <ops> <capacity> <keyspace>
+ *   node --expose-gc cache-worker.js heap <impl> <entries> <valueBytes>
+ *   node --expose-gc cache-worker.js whole <impl> <entries> <keyBytes> <valueBytes>
+ *
+ * impl: `ours` (LruCache, keys as ready-made strings), `ours-decoded`
+ * (LruCache, each key decoded from request bytes to a string and the value
+ * copied out, as the sidecar's hot path must), `slab` (SlabCache: the key's
+ * bytes hashed where they lie, the value copied out with copyValue), or
+ * `lru-cache` (the npm package, ready-made strings).
  */
 import { LRUCache } from 'lru-cache'
 import { LruCache } from '../../shared/cache/lru-cache.js'
+import { SlabCache } from '../../shared/cache/slab-cache.js'
 
-type Impl = 'ours' | 'lru-cache'
+export const IMPLS = ['ours', 'ours-decoded', 'slab', 'lru-cache'] as const
+type Impl = (typeof IMPLS)[number]
 const TTL_MS = 3_600_000
 // Zipf-like: the key of popularity rank r is drawn with weight 1 / r^s.
 export const ZIPF_EXPONENT = 0.9
 
 const [mode, impl] = process.argv.slice(2, 4) as [string, Impl]
-if (impl !== 'ours' && impl !== 'lru-cache') throw new TypeError(`unknown cache \`${impl}\``)
+if (!(IMPLS as readonly string[]).includes(impl)) throw new TypeError(`unknown cache \`${impl}\``)
 
 if (mode === 'ops') {
   const [dist, ops, capacity, keyspace] = process.argv.slice(4)
@@ -24,6 +33,9 @@ if (mode === 'ops') {
 } else if (mode === 'heap') {
   const [entries, valueBytes] = process.argv.slice(4)
   report(heapPerEntry(impl, +(entries ?? 0), +(valueBytes ?? 0)))
+} else if (mode === 'whole') {
+  const [entries, keyBytes, valueBytes] = process.argv.slice(4)
+  report(wholePerEntry(impl, +(entries ?? 0), +(keyBytes ?? 0), +(valueBytes ?? 0)))
 } else {
   throw new TypeError(`unknown mode \`${mode}\``)
 }
@@ -87,7 +99,13 @@ function opsPerSecond(
   const seq = keySequence(dist, ops, keyspace)
   const value = new Uint8Array(100)
   const pass =
-    impl === 'ours' ? oursPass(capacity, keys, seq, value) : lruPass(capacity, keys, seq, value)
+    impl === 'ours'
+      ? oursPass(capacity, keys, seq, value)
+      : impl === 'ours-decoded'
+        ? oursDecodedPass(capacity, keys, seq, value)
+        : impl === 'slab'
+          ? slabPass(capacity, keys, seq, value)
+          : lruPass(capacity, keys, seq, value)
   pass()
   const passes = [pass(), pass(), pass()].sort((a, b) => a.ms - b.ms)
   const mid = passes[1] as Pass
@@ -125,6 +143,61 @@ function oursPass(capacity: number, keys: string[], seq: Uint32Array, value: Uin
     })
 }
 
+/** Every key's latin1 bytes back to back in one buffer, as keys arrive inside request chunks. */
+function packKeys(keys: string[]): { bytes: Buffer; starts: Uint32Array } {
+  const starts = new Uint32Array(keys.length + 1)
+  for (let i = 0; i < keys.length; i++) {
+    starts[i + 1] = (starts[i] as number) + (keys[i] as string).length
+  }
+  const bytes = Buffer.alloc(starts[keys.length] as number)
+  for (let i = 0; i < keys.length; i++)
+    bytes.write(keys[i] as string, starts[i] as number, 'latin1')
+  return { bytes, starts }
+}
+
+function oursDecodedPass(capacity: number, keys: string[], seq: Uint32Array, value: Uint8Array) {
+  const cache = new LruCache<Uint8Array>({ capacity, ttlMs: TTL_MS })
+  const { bytes, starts } = packKeys(keys)
+  const out = new Uint8Array(64 * 1024)
+  return () =>
+    timed(() => {
+      let hits = 0
+      for (let i = 0; i < seq.length; i++) {
+        const k = seq[i] as number
+        const key = bytes.toString('latin1', starts[k] as number, starts[k + 1] as number)
+        const found = cache.get(key)
+        if (found === null) cache.set(key, value)
+        else {
+          out.set(found)
+          hits++
+        }
+      }
+      return hits
+    })
+}
+
+function slabPass(capacity: number, keys: string[], seq: Uint32Array, value: Uint8Array) {
+  const cache = new SlabCache({ capacity, ttlMs: TTL_MS })
+  const { bytes, starts } = packKeys(keys)
+  const out = new Uint8Array(64 * 1024)
+  return () =>
+    timed(() => {
+      let hits = 0
+      for (let i = 0; i < seq.length; i++) {
+        const k = seq[i] as number
+        const start = starts[k] as number
+        const end = starts[k + 1] as number
+        const slot = cache.getBytes(bytes, start, end)
+        if (slot < 0) cache.setBytes(bytes, start, end, value)
+        else {
+          cache.copyValue(slot, out)
+          hits++
+        }
+      }
+      return hits
+    })
+}
+
 function lruPass(capacity: number, keys: string[], seq: Uint32Array, value: Uint8Array) {
   const cache = new LRUCache<string, Uint8Array>({ max: capacity, ttl: TTL_MS })
   return () =>
@@ -157,7 +230,11 @@ function heapPerEntry(impl: Impl, entries: number, valueBytes: number): Record<s
   }
   const before = used()
   let cache: unknown
-  if (impl === 'ours') {
+  if (impl === 'slab') {
+    const slab = new SlabCache({ capacity: entries, ttlMs: TTL_MS })
+    for (let i = 0; i < entries; i++) slab.set(keys[i] as string, values[i] as Uint8Array)
+    cache = slab
+  } else if (impl === 'ours' || impl === 'ours-decoded') {
     const ours = new LruCache<Uint8Array>({ capacity: entries, ttlMs: TTL_MS })
     for (let i = 0; i < entries; i++) ours.set(keys[i] as string, values[i] as Uint8Array)
     cache = ours
@@ -170,4 +247,53 @@ function heapPerEntry(impl: Impl, entries: number, valueBytes: number): Record<s
   // Keep everything reachable until after the second reading.
   if (cache === undefined || keys.length !== values.length) throw new Error('unreachable')
   return { bytesPerEntry: (after - before) / entries, keyChars: (keys[0] as string).length }
+}
+
+/**
+ * Everything the cache costs per entry, its keys and values included: each
+ * key and value is made as it is stored and then dropped by the caller, so
+ * what is still held after a GC is what the cache keeps. (The `heap` mode
+ * counts only the structure beyond keys and values; for SlabCache, which
+ * copies both into its slabs, that difference is this whole cost.)
+ */
+function wholePerEntry(
+  impl: Impl,
+  entries: number,
+  keyBytes: number,
+  valueBytes: number,
+): Record<string, number> {
+  const gc = (globalThis as { gc?: () => void }).gc
+  if (gc === undefined) throw new Error('run with --expose-gc')
+  const used = () => {
+    gc()
+    gc()
+    const m = process.memoryUsage()
+    return { heap: m.heapUsed, arrayBuffers: m.arrayBuffers }
+  }
+  const prefix = 'key:'
+  const keyOf = (i: number) => prefix + String(i).padStart(keyBytes - prefix.length, '0')
+  const before = used()
+  let cache: unknown
+  if (impl === 'slab') {
+    const slab = new SlabCache({ capacity: entries, ttlMs: TTL_MS })
+    for (let i = 0; i < entries; i++) slab.set(keyOf(i), new Uint8Array(valueBytes))
+    cache = slab
+  } else if (impl === 'lru-cache') {
+    const theirs = new LRUCache<string, Uint8Array>({ max: entries, ttl: TTL_MS })
+    for (let i = 0; i < entries; i++) theirs.set(keyOf(i), new Uint8Array(valueBytes))
+    cache = theirs
+  } else {
+    const ours = new LruCache<Uint8Array>({ capacity: entries, ttlMs: TTL_MS })
+    for (let i = 0; i < entries; i++) ours.set(keyOf(i), new Uint8Array(valueBytes))
+    cache = ours
+  }
+  const after = used()
+  if (cache === undefined) throw new Error('unreachable')
+  const heap = (after.heap - before.heap) / entries
+  const arrayBuffers = (after.arrayBuffers - before.arrayBuffers) / entries
+  return {
+    bytesPerEntry: heap + arrayBuffers,
+    heapPerEntry: heap,
+    arrayBuffersPerEntry: arrayBuffers,
+  }
 }

@@ -1,86 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { type CacheStats, LruCache } from './lru-cache.js'
-
-// A deliberately naive reference: an array ordered from least to most recently
-// used, scanned linearly. It states the documented semantics directly.
-type Entry = { key: string; value: number; expiresAt: number }
-
-class ModelCache {
-  entries: Entry[] = []
-  stats: CacheStats = { hits: 0, misses: 0, evictions: 0, expirations: 0 }
-
-  constructor(
-    readonly capacity: number,
-    readonly ttlMs: number,
-    readonly clock: { now(): number },
-  ) {}
-
-  #expired(entry: Entry): boolean {
-    return this.clock.now() >= entry.expiresAt
-  }
-
-  #find(key: string): number {
-    return this.entries.findIndex((e) => e.key === key)
-  }
-
-  get(key: string): number | null {
-    const i = this.#find(key)
-    const entry = this.entries[i]
-    if (entry === undefined) {
-      this.stats.misses++
-      return null
-    }
-    this.entries.splice(i, 1)
-    if (this.#expired(entry)) {
-      this.stats.misses++
-      this.stats.expirations++
-      return null
-    }
-    this.stats.hits++
-    this.entries.push(entry)
-    return entry.value
-  }
-
-  peek(key: string): number | null {
-    const entry = this.entries[this.#find(key)]
-    return entry === undefined || this.#expired(entry) ? null : entry.value
-  }
-
-  set(key: string, value: number, ttlMs = this.ttlMs): void {
-    if (ttlMs <= 0) {
-      this.delete(key)
-      return
-    }
-    const i = this.#find(key)
-    const existing = this.entries[i]
-    if (existing !== undefined) {
-      if (this.#expired(existing)) this.stats.expirations++
-      this.entries.splice(i, 1)
-    } else if (this.entries.length === this.capacity) {
-      const lru = this.entries.shift() as Entry
-      if (this.#expired(lru)) this.stats.expirations++
-      else this.stats.evictions++
-    }
-    this.entries.push({ key, value, expiresAt: this.clock.now() + Math.min(ttlMs, this.ttlMs) })
-  }
-
-  delete(key: string): boolean {
-    const i = this.#find(key)
-    const entry = this.entries[i]
-    if (entry === undefined) return false
-    this.entries.splice(i, 1)
-    if (this.#expired(entry)) {
-      this.stats.expirations++
-      return false
-    }
-    return true
-  }
-
-  clear(): void {
-    this.entries = []
-  }
-}
+import { LruCache } from './lru-cache.js'
+import { ModelCache } from './reference-model.js'
 
 const KEYS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'] as const
 const keyArb = fc.constantFrom(...KEYS)
@@ -125,7 +46,7 @@ describe('LruCache', () => {
         (capacity, ttlMs, ops) => {
           const clock = { t: 0, now: () => clock.t }
           const real = new LruCache<number>({ capacity, ttlMs, clock })
-          const model = new ModelCache(capacity, ttlMs, clock)
+          const model = new ModelCache<number>(capacity, ttlMs, clock)
 
           for (const [step, o] of ops.entries()) {
             const where = `step ${step}: ${JSON.stringify(o)}`

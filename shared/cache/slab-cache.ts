@@ -1,0 +1,1045 @@
+// biome-ignore-all lint/style/noNonNullAssertion: indices into the typed arrays are in bounds by the invariants stated beside them
+
+/**
+ * An LRU cache of byte values under byte-string keys, kept off the V8 heap:
+ * the contract of `LruCache<Uint8Array>` (LRU order, capacity in keys,
+ * per-entry ttl, lazy expiry, stats, injected clock) at a fraction of its
+ * memory, and with a hot path on which a request's key never becomes a JS
+ * string.
+ *
+ * Layout. Every entry is one allocation of
+ * `varint(key length) varint(value length) key value` in a slab; nothing per
+ * entry lives on the JS heap. An entry slot (0..capacity-1) indexes typed
+ * arrays sized from `capacity`: where its bytes are (`loc`), when it expires,
+ * and the `prev`/`next` links of one circular LRU list through a sentinel
+ * slot. The index is an open-addressing table over the key bytes (linear
+ * probing, load at most 0.75, backward-shift deletion so there are no
+ * tombstones): each bucket is one int32 holding the slot and 7 bits of the
+ * key's hash, so a probe rejects almost every other key without touching its
+ * bytes; each slot's full hash is kept beside it for the backward shift.
+ *
+ * Allocation (after memcached). Entry sizes are rounded up to one of about 80
+ * size classes, 16 bytes and then each about 10% above the last, up to a
+ * sixteenth of a page. A class takes pages holding whole chunks of its size;
+ * a class's first page is small (4 KiB) and each next one doubles, up to
+ * `pageBytes`, so a small cache stays small. A freed chunk goes on its page's
+ * free list and is reused by the next entry of that class; a page whose last
+ * chunk is freed is given back (the last full-size one is kept as a spare, so
+ * a class hovering at a page boundary does not allocate and zero a page on
+ * every write). An entry larger than the largest class gets an allocation of
+ * exactly its size, released when the entry goes. So waste is the rounding to
+ * a class (under 10%) plus the free chunks of partly used pages. The limit of
+ * the scheme: pages are never moved between classes while they hold an entry,
+ * so if the mix of entry sizes shifts for good, pages of the old classes stay
+ * held by their few remaining entries until those are evicted or replaced
+ * (memcached's slab calcification, bounded here because every entry is
+ * eventually evicted by capacity).
+ *
+ * Expiry is lazy exactly as in LruCache (see there): an expired entry stays
+ * stored (and counts in `size`) until `get`, `set` or `delete` touches it, or
+ * until it is the least recently used entry when room is needed.
+ *
+ * Keys are byte strings: a string key is the bytes of its latin1 encoding
+ * (each UTF-16 code unit's low byte, as `Buffer.from(key, 'latin1')`), so
+ * `'abc'` and `[0x61, 0x62, 0x63]` name the same entry.
+ */
+
+import { type CacheStats, type Clock, MAX_CAPACITY, systemClock } from './lru-cache.js'
+
+/** Size of a full slab page. @default 1 MiB */
+export const PAGE_BYTES = 1024 * 1024
+/** Redis's largest string (and its default proto-max-bulk-len, as the proxy's decoder). */
+export const MAX_VALUE_BYTES = 512 * 1024 * 1024
+/** A key is a bulk string too: the same limit as Redis's proto-max-bulk-len. */
+export const MAX_KEY_BYTES = 512 * 1024 * 1024
+/**
+ * Pages (and dedicated allocations of large entries) held at once: a location
+ * is a page index (16 bits) and a chunk index within it (16 bits). With 1 MiB
+ * pages that is 64 GiB of slab.
+ */
+export const MAX_PAGES = 65_536
+
+export type SlabCacheOptions = {
+  /** Maximum number of keys. Integer from 1 to 16777216. */
+  capacity: number
+  /**
+   * Milliseconds an entry lives, counted from when it was stored; reads do not
+   * extend it. Integer >= 1. As LruCache's.
+   */
+  ttlMs: number
+  /** @default systemClock */
+  clock?: Clock
+  /**
+   * Bytes of a full slab page, integer from 1024 to 1048576. Entries larger
+   * than a sixteenth of it get allocations of their own.
+   * @default 1048576
+   */
+  pageBytes?: number
+  /**
+   * Largest value stored; `set` of a larger one stores nothing and removes
+   * the key. Integer from 0 to 4294967295.
+   * @default 536870912 (MAX_VALUE_BYTES)
+   */
+  maxValueBytes?: number
+}
+
+/** What the cache holds, for metrics. */
+export type SlabMemory = {
+  /** Bytes of slab pages and dedicated allocations held (the spare page included). */
+  allocatedBytes: number
+  /** Bytes of stored entries: their length headers, keys and values. */
+  usedBytes: number
+  /** The part of `allocatedBytes` in dedicated allocations of large entries. */
+  dedicatedBytes: number
+  /** Slab pages and dedicated allocations held, the spare page not counted. */
+  pages: number
+  /** Bytes of the index: hash table, links, expiry times, locations (fixed by `capacity`). */
+  indexBytes: number
+}
+
+const MIN_CHUNK = 16
+const CHUNK_GROWTH = 1.1
+const FIRST_PAGE_BYTES = 4096
+// Hash table bucket: 0 is empty; otherwise the sign bit, 7 bits of the hash
+// and the slot in the low 24 bits (capacity <= 2^24 makes slots fit).
+const OCCUPIED = 0x80000000 | 0
+const HIGH_BYTE = 0xff000000 | 0
+const SLOT_BITS = 0xffffff
+// Per-page fields in `#meta`, META of them per page.
+const META = 8
+const M_CHUNK = 0 // chunk size (0 for a dedicated allocation)
+const M_CLASS = 1 // size class, or DEDICATED
+const M_CHUNKS = 2 // chunks in the page
+const M_USED = 3 // chunks holding an entry
+const M_BUMP = 4 // chunks 0..bump-1 have been handed out at least once
+const M_FREE = 5 // first chunk of the page's free list, -1 for none
+const M_PREV = 6 // links of the class's list of pages with a free chunk, -1 for none
+const M_NEXT = 7
+const DEDICATED = -1
+// A string key longer than this is encoded into a buffer of its own, not into
+// the kept scratch buffer, so one huge key does not pin its size forever.
+const SCRATCH_KEEP = 64 * 1024
+// Up to this many bytes a loop beats creating a subarray for `set` (measured
+// with 100-byte values: the subarray costs more than the copy).
+const LOOP_COPY = 256
+
+export class SlabCache {
+  readonly capacity: number
+  readonly ttlMs: number
+  readonly pageBytes: number
+  readonly maxValueBytes: number
+
+  readonly #clock: Clock
+  readonly #seed: number
+
+  // Invariant: every slot in the table, the LRU list or the free-slot list is
+  // below `capacity`; the sentinel is `capacity` (prev/next have room for it).
+  // A slot's loc and expiry mean something only while it is in the table.
+  readonly #table: Int32Array
+  readonly #tableSize: number
+  // Where a slot's entry is: page index << 16 | chunk index.
+  readonly #loc: Uint32Array
+  // Each slot's key hash. Recomputing it from the key instead would save 4
+  // bytes per entry but cost a slab read and a hash for every entry of the
+  // probe run that a deletion or eviction shifts back (several at load 0.75).
+  readonly #hashes: Int32Array
+  readonly #expiresAt: Float64Array
+  // Circular LRU list through the sentinel: next[sentinel] is the most
+  // recently used slot, prev[sentinel] the least. Free slots are a stack
+  // threaded through `next`, ending at the sentinel.
+  readonly #prev: Uint32Array
+  readonly #next: Uint32Array
+  readonly #sentinel: number
+  #freeSlot: number
+  // Slots 0..fill-1 have been handed out at least once.
+  #fill = 0
+  #size = 0
+
+  // Size classes, ascending; a chunk of class c is classSize[c] bytes.
+  readonly #classSize: Int32Array
+  // First page of the class with a free chunk, -1 for none.
+  readonly #classHead: Int32Array
+  // Chunks of a class's first page (4 KiB worth, at least one).
+  readonly #classFirst: Int32Array
+  // Chunks in the class's held pages, and how many of them hold an entry.
+  readonly #classChunks: Float64Array
+  readonly #classUsed: Float64Array
+  readonly #maxChunk: number
+
+  // Page index -> its bytes (undefined once given back). Invariant: a page
+  // index in a `loc` is held, and its `#meta` fields describe it.
+  #pages: (Uint8Array | undefined)[] = []
+  #meta = new Int32Array(16 * META)
+  #pageTop = 0
+  #freePages: number[] = []
+  #spare: Uint8Array | undefined
+  #allocatedBytes = 0
+  #dedicatedBytes = 0
+  #usedBytes = 0
+  #heldPages = 0
+
+  #scratch = new Uint8Array(256)
+
+  // Set by #locate(slot): the entry's page and where its key and value are.
+  #buf: Uint8Array = this.#scratch
+  #valueAt = 0
+  #valueLength = 0
+  #entryBytes = 0
+
+  #hits = 0
+  #misses = 0
+  #evictions = 0
+  #expirations = 0
+
+  constructor(options: SlabCacheOptions) {
+    const {
+      capacity,
+      ttlMs,
+      clock = systemClock,
+      pageBytes = PAGE_BYTES,
+      maxValueBytes = MAX_VALUE_BYTES,
+    } = options
+    assertInteger('capacity', capacity, 1)
+    if (capacity > MAX_CAPACITY) {
+      throw new TypeError(
+        `Expected \`capacity\` to be at most ${MAX_CAPACITY} (the most slots a bucket can name), got \`${capacity}\``,
+      )
+    }
+    assertInteger('ttlMs', ttlMs, 1)
+    if (typeof clock?.now !== 'function') {
+      throw new TypeError(
+        `Expected \`clock\` to have a \`now()\` method, got \`${describe(clock)}\``,
+      )
+    }
+    assertInteger('pageBytes', pageBytes, 1024, PAGE_BYTES)
+    assertInteger('maxValueBytes', maxValueBytes, 0, 2 ** 32 - 1)
+    this.capacity = capacity
+    this.ttlMs = ttlMs
+    this.pageBytes = pageBytes
+    this.maxValueBytes = maxValueBytes
+    this.#clock = clock
+    // A seed per cache, so which keys collide cannot be worked out offline.
+    this.#seed = randomSeed()
+
+    // Always one empty bucket more than keys, so every probe ends.
+    this.#tableSize = Math.max(capacity + 1, Math.ceil(capacity / 0.75))
+    this.#table = new Int32Array(this.#tableSize)
+    this.#loc = new Uint32Array(capacity)
+    this.#hashes = new Int32Array(capacity)
+    this.#expiresAt = new Float64Array(capacity)
+    this.#prev = new Uint32Array(capacity + 1)
+    this.#next = new Uint32Array(capacity + 1)
+    this.#sentinel = capacity
+    this.#freeSlot = capacity
+    this.#prev[capacity] = capacity
+    this.#next[capacity] = capacity
+
+    const sizes = sizeClasses(pageBytes)
+    this.#maxChunk = sizes[sizes.length - 1]!
+    this.#classSize = Int32Array.from(sizes)
+    this.#classHead = new Int32Array(sizes.length).fill(-1)
+    this.#classChunks = new Float64Array(sizes.length)
+    this.#classUsed = new Float64Array(sizes.length)
+    const first = Math.min(FIRST_PAGE_BYTES, pageBytes)
+    this.#classFirst = Int32Array.from(sizes, (size) => Math.max(1, Math.floor(first / size)))
+  }
+
+  /** Number of stored entries, expired ones not yet noticed included. Never more than `capacity`. */
+  get size(): number {
+    return this.#size
+  }
+
+  // ---- The byte-key API: the hot path. ----
+
+  /**
+   * Looks up the key `key[start..end)`: the slot of its live entry, marked
+   * most recently used, or -1; counts a hit or a miss (and removes an
+   * expired entry, as `get`). The slot is for `valueLength` and `copyValue`,
+   * and names this entry only until the cache is next changed (any `get*`,
+   * `set*`, `delete*` or `clear`).
+   */
+  getBytes(key: Uint8Array, start = 0, end: number = key.length): number {
+    const bucket = this.#find(key, start, end, this.#hash(key, start, end))
+    if (bucket < 0) {
+      this.#misses++
+      return -1
+    }
+    const slot = this.#table[bucket]! & SLOT_BITS
+    if (this.#clock.now() >= this.#expiresAt[slot]!) {
+      this.#expirations++
+      this.#misses++
+      this.#removeAt(bucket, slot)
+      return -1
+    }
+    this.#hits++
+    this.#moveToFront(slot)
+    return slot
+  }
+
+  /** As `getBytes` but changes nothing and counts nothing (like `peek`). */
+  peekBytes(key: Uint8Array, start = 0, end: number = key.length): number {
+    const bucket = this.#find(key, start, end, this.#hash(key, start, end))
+    if (bucket < 0) return -1
+    const slot = this.#table[bucket]! & SLOT_BITS
+    return this.#clock.now() >= this.#expiresAt[slot]! ? -1 : slot
+  }
+
+  /** Whether the key `key[start..end)` has a live entry. Changes nothing. */
+  hasBytes(key: Uint8Array, start = 0, end: number = key.length): boolean {
+    return this.peekBytes(key, start, end) >= 0
+  }
+
+  /** Length of the value of a slot returned by `getBytes`/`peekBytes` (valid until the next change). */
+  valueLength(slot: number): number {
+    this.#locate(slot)
+    return this.#valueLength
+  }
+
+  /**
+   * Copies the value of a slot returned by `getBytes`/`peekBytes` (valid
+   * until the next change) into `target` at `offset`, and returns the offset
+   * just after it. A target without room throws a RangeError and is left
+   * unchanged.
+   */
+  copyValue(slot: number, target: Uint8Array, offset = 0): number {
+    this.#locate(slot)
+    const buf = this.#buf
+    const from = this.#valueAt
+    const length = this.#valueLength
+    if (length <= LOOP_COPY && offset >= 0 && offset + length <= target.length) {
+      for (let i = 0; i < length; i++) target[offset + i] = buf[from + i]!
+    } else {
+      target.set(buf.subarray(from, from + length), offset)
+    }
+    return offset + length
+  }
+
+  /**
+   * Stores `value` (copied) under the key `key[start..end)`; see `set`.
+   * Returns whether it was stored.
+   */
+  setBytes(
+    key: Uint8Array,
+    start: number,
+    end: number,
+    value: Uint8Array,
+    ttlMs: number = this.ttlMs,
+  ): boolean {
+    const keyLength = end - start
+    const valueLength = value.length
+    if (!(ttlMs > 0) || keyLength > MAX_KEY_BYTES || valueLength > this.maxValueBytes) {
+      this.deleteBytes(key, start, end)
+      return false
+    }
+    const need = entryBytes(keyLength, valueLength)
+    const cls = this.#classFor(need)
+    const now = this.#clock.now()
+    const expiry = now + Math.min(ttlMs, this.ttlMs)
+    const hash = this.#hash(key, start, end)
+    const bucket = this.#find(key, start, end, hash)
+    if (bucket >= 0) {
+      const slot = this.#table[bucket]! & SLOT_BITS
+      // An expired entry is gone as far as callers know; replacing it still
+      // counts its expiry, so the counters match a remove-then-insert.
+      if (now >= this.#expiresAt[slot]!) this.#expirations++
+      const old = this.#loc[slot]!
+      this.#locate(slot)
+      const oldBytes = this.#entryBytes
+      if (!this.#fitsInPlace(old, cls, need)) {
+        const fresh = this.#allocate(cls, need)
+        if (fresh < 0) {
+          // Out of pages: the old value must not be served instead.
+          this.#removeAt(bucket, slot)
+          return false
+        }
+        // The new location first: releasing may move other entries of the old page.
+        this.#loc[slot] = fresh
+        this.#release(old)
+      }
+      this.#usedBytes += need - oldBytes
+      this.#write(slot, key, start, end, value)
+      this.#expiresAt[slot] = expiry
+      this.#moveToFront(slot)
+      return true
+    }
+    let slot: number
+    if (this.#freeSlot !== this.#sentinel) {
+      slot = this.#freeSlot
+      this.#freeSlot = this.#next[slot]!
+    } else if (this.#fill < this.capacity) {
+      slot = this.#fill++
+    } else {
+      // Full: the least recently used entry makes room (plain LRU, as LruCache).
+      slot = this.#prev[this.#sentinel]!
+      if (now >= this.#expiresAt[slot]!) this.#expirations++
+      else this.#evictions++
+      this.#removeAt(this.#bucketOfSlot(slot), slot)
+      this.#freeSlot = this.#next[slot]!
+    }
+    // Allocated only once the slot is settled: releasing the evicted entry's
+    // chunk may move entries, and a chunk no slot owns yet must not be among them.
+    const fresh = this.#allocate(cls, need)
+    if (fresh < 0) {
+      this.#next[slot] = this.#freeSlot
+      this.#freeSlot = slot
+      return false
+    }
+    this.#loc[slot] = fresh
+    this.#usedBytes += need
+    this.#write(slot, key, start, end, value)
+    this.#expiresAt[slot] = expiry
+    this.#linkFront(slot)
+    this.#hashes[slot] = hash
+    this.#insert(hash, slot)
+    this.#size++
+    return true
+  }
+
+  /** Removes the key `key[start..end)`; see `delete`. */
+  deleteBytes(key: Uint8Array, start = 0, end: number = key.length): boolean {
+    const bucket = this.#find(key, start, end, this.#hash(key, start, end))
+    if (bucket < 0) return false
+    const slot = this.#table[bucket]! & SLOT_BITS
+    const live = this.#clock.now() < this.#expiresAt[slot]!
+    if (!live) this.#expirations++
+    this.#removeAt(bucket, slot)
+    return live
+  }
+
+  // ---- The string-key API, as LruCache<Uint8Array>. ----
+
+  /** A copy of the live value (the caller may keep it), marked most recently used; counts a hit or a miss. */
+  get(key: string): Uint8Array | null {
+    const slot = this.getBytes(this.#encode(key), 0, key.length)
+    return slot < 0 ? null : this.#copyOut(slot)
+  }
+
+  /** A copy of the live value, without marking it used or counting anything. Changes nothing. */
+  peek(key: string): Uint8Array | null {
+    const slot = this.peekBytes(this.#encode(key), 0, key.length)
+    return slot < 0 ? null : this.#copyOut(slot)
+  }
+
+  /** Whether `key` has a live entry. Changes nothing, like `peek`. */
+  has(key: string): boolean {
+    return this.peekBytes(this.#encode(key), 0, key.length) >= 0
+  }
+
+  /**
+   * Stores a copy of `value` with a fresh expiry and marks it most recently
+   * used. Replacing a key never evicts. A new key in a full cache takes the
+   * slot of the least recently used entry: that counts as an expiration if
+   * the entry had already expired, otherwise as an eviction.
+   *
+   * `ttlMs` shortens this entry's life below the cache's `ttlMs` (never
+   * lengthens it). Nothing is stored, and the key is removed, when `ttlMs` is
+   * 0 or less, when the value is longer than `maxValueBytes` or the key than
+   * MAX_KEY_BYTES, or in the unlikely event that MAX_PAGES pages are held;
+   * the return value says whether it was stored.
+   */
+  set(key: string, value: Uint8Array, ttlMs: number = this.ttlMs): boolean {
+    return this.setBytes(this.#encode(key), 0, key.length, value, ttlMs)
+  }
+
+  /**
+   * Removes `key`. Returns true only if a live entry was removed; an expired
+   * entry is removed too (counting an expiration) but returns false.
+   */
+  delete(key: string): boolean {
+    return this.deleteBytes(this.#encode(key), 0, key.length)
+  }
+
+  /** Removes every entry and gives back every page, without counting anything. Counters are kept. */
+  clear(): void {
+    this.#table.fill(0)
+    this.#fill = 0
+    this.#size = 0
+    this.#freeSlot = this.#sentinel
+    this.#prev[this.#sentinel] = this.#sentinel
+    this.#next[this.#sentinel] = this.#sentinel
+    this.#pages = []
+    this.#meta = new Int32Array(16 * META)
+    this.#pageTop = 0
+    this.#freePages = []
+    this.#spare = undefined
+    this.#allocatedBytes = 0
+    this.#dedicatedBytes = 0
+    this.#usedBytes = 0
+    this.#heldPages = 0
+    this.#classHead.fill(-1)
+    this.#classChunks.fill(0)
+    this.#classUsed.fill(0)
+    this.#buf = this.#scratch
+  }
+
+  /** A copy of the counters. */
+  stats(): CacheStats {
+    return {
+      hits: this.#hits,
+      misses: this.#misses,
+      evictions: this.#evictions,
+      expirations: this.#expirations,
+    }
+  }
+
+  /** Bytes held and used, for metrics. */
+  memory(): SlabMemory {
+    return {
+      allocatedBytes: this.#allocatedBytes,
+      usedBytes: this.#usedBytes,
+      dedicatedBytes: this.#dedicatedBytes,
+      pages: this.#heldPages,
+      indexBytes:
+        this.#table.byteLength +
+        this.#loc.byteLength +
+        this.#hashes.byteLength +
+        this.#expiresAt.byteLength +
+        this.#prev.byteLength +
+        this.#next.byteLength +
+        this.#meta.byteLength,
+    }
+  }
+
+  // ---- Keys and the hash table. ----
+
+  /** The latin1 bytes of `key`, in the scratch buffer unless the key is long. */
+  #encode(key: string): Uint8Array {
+    const length = key.length
+    let bytes = this.#scratch
+    if (length > bytes.length) {
+      bytes = new Uint8Array(Math.max(length, bytes.length * 2))
+      if (bytes.length <= SCRATCH_KEEP) this.#scratch = bytes
+    }
+    // A Uint8Array store keeps the low 8 bits, as latin1 encoding does.
+    for (let i = 0; i < length; i++) bytes[i] = key.charCodeAt(i)
+    return bytes
+  }
+
+  /** MurmurHash3 (x86, 32-bit) of `key[start..end)`, seeded per cache. */
+  #hash(key: Uint8Array, start: number, end: number): number {
+    let h = this.#seed
+    let i = start
+    const whole = end - ((end - start) & 3)
+    while (i < whole) {
+      let k = key[i]! | (key[i + 1]! << 8) | (key[i + 2]! << 16) | (key[i + 3]! << 24)
+      i += 4
+      k = Math.imul(k, 0xcc9e2d51)
+      k = (k << 15) | (k >>> 17)
+      h ^= Math.imul(k, 0x1b873593)
+      h = (h << 13) | (h >>> 19)
+      h = (Math.imul(h, 5) + 0xe6546b64) | 0
+    }
+    if (i < end) {
+      let k = key[i]!
+      if (i + 1 < end) k |= key[i + 1]! << 8
+      if (i + 2 < end) k |= key[i + 2]! << 16
+      k = Math.imul(k, 0xcc9e2d51)
+      k = (k << 15) | (k >>> 17)
+      h ^= Math.imul(k, 0x1b873593)
+    }
+    h ^= end - start
+    h ^= h >>> 16
+    h = Math.imul(h, 0x85ebca6b)
+    h ^= h >>> 13
+    h = Math.imul(h, 0xc2b2ae35)
+    return h ^ (h >>> 16)
+  }
+
+  /**
+   * The hash's home bucket: its high bits scaled to the table size (so the
+   * size need not be a power of two), leaving the low bits for the tag.
+   * (h * size) may round in the last bits above 2^53, which moves a few
+   * hashes to a neighbouring bucket, deterministically, and never past the
+   * last bucket.
+   */
+  #home(hash: number): number {
+    return Math.floor((hash >>> 0) * this.#tableSize * 2.3283064365386963e-10)
+  }
+
+  /** The bucket holding the key `key[start..end)`, or -1. */
+  #find(key: Uint8Array, start: number, end: number, hash: number): number {
+    const table = this.#table
+    const size = this.#tableSize
+    const tag = OCCUPIED | ((hash & 0x7f) << 24)
+    let i = this.#home(hash)
+    for (;;) {
+      const word = table[i]!
+      if (word === 0) return -1
+      if ((word & HIGH_BYTE) === tag && this.#keyIs(word & SLOT_BITS, key, start, end)) return i
+      if (++i === size) i = 0
+    }
+  }
+
+  #keyIs(slot: number, key: Uint8Array, start: number, end: number): boolean {
+    const loc = this.#loc[slot]!
+    const page = loc >>> 16
+    const buf = this.#pages[page]!
+    let at = (loc & 0xffff) * this.#meta[page * META + M_CHUNK]!
+    let byte = buf[at++]!
+    let length = byte & 0x7f
+    for (let scale = 128; byte >= 0x80; scale *= 128) {
+      byte = buf[at++]!
+      length += (byte & 0x7f) * scale
+    }
+    if (length !== end - start) return false
+    while (buf[at++]! >= 0x80) {}
+    for (let i = start; i < end; i++, at++) if (buf[at] !== key[i]) return false
+    return true
+  }
+
+  #insert(hash: number, slot: number): void {
+    const table = this.#table
+    const size = this.#tableSize
+    let i = this.#home(hash)
+    while (table[i] !== 0) if (++i === size) i = 0
+    table[i] = OCCUPIED | ((hash & 0x7f) << 24) | slot
+  }
+
+  /** The bucket naming `slot` (which is in the table). */
+  #bucketOfSlot(slot: number): number {
+    const table = this.#table
+    const size = this.#tableSize
+    let i = this.#home(this.#slotHash(slot))
+    for (;;) {
+      const word = table[i]!
+      if (word !== 0 && (word & SLOT_BITS) === slot) return i
+      if (++i === size) i = 0
+    }
+  }
+
+  #slotHash(slot: number): number {
+    return this.#hashes[slot]!
+  }
+
+  /**
+   * Empties `bucket` by backward shift: each later entry of the run moves
+   * back into the hole unless its home lies after the hole (cyclically), so
+   * every key stays reachable from its home without tombstones.
+   */
+  #unindex(bucket: number): void {
+    const table = this.#table
+    const size = this.#tableSize
+    let hole = bucket
+    let i = bucket
+    for (;;) {
+      if (++i === size) i = 0
+      const word = table[i]!
+      if (word === 0) break
+      const home = this.#home(this.#slotHash(word & SLOT_BITS))
+      // Stays if home is in (hole, i], cyclically.
+      const stays = hole < i ? home > hole && home <= i : home > hole || home <= i
+      if (!stays) {
+        table[hole] = word
+        hole = i
+      }
+    }
+    table[hole] = 0
+  }
+
+  #removeAt(bucket: number, slot: number): void {
+    this.#unindex(bucket)
+    this.#unlink(slot)
+    this.#locate(slot)
+    this.#usedBytes -= this.#entryBytes
+    this.#release(this.#loc[slot]!)
+    this.#next[slot] = this.#freeSlot
+    this.#freeSlot = slot
+    this.#size--
+  }
+
+  // ---- Entries in the slab. ----
+
+  /** Sets #buf, #valueAt, #valueLength and #entryBytes for `slot`. */
+  #locate(slot: number): void {
+    const loc = this.#loc[slot]!
+    const page = loc >>> 16
+    const buf = this.#pages[page]!
+    const begin = (loc & 0xffff) * this.#meta[page * META + M_CHUNK]!
+    let at = begin
+    let byte = buf[at++]!
+    let keyLength = byte & 0x7f
+    for (let scale = 128; byte >= 0x80; scale *= 128) {
+      byte = buf[at++]!
+      keyLength += (byte & 0x7f) * scale
+    }
+    byte = buf[at++]!
+    let valueLength = byte & 0x7f
+    for (let scale = 128; byte >= 0x80; scale *= 128) {
+      byte = buf[at++]!
+      valueLength += (byte & 0x7f) * scale
+    }
+    this.#buf = buf
+    this.#valueAt = at + keyLength
+    this.#valueLength = valueLength
+    this.#entryBytes = at + keyLength + valueLength - begin
+  }
+
+  #write(slot: number, key: Uint8Array, start: number, end: number, value: Uint8Array): void {
+    const loc = this.#loc[slot]!
+    const page = loc >>> 16
+    const buf = this.#pages[page]!
+    let at = (loc & 0xffff) * this.#meta[page * META + M_CHUNK]!
+    at = writeVarint(buf, at, end - start)
+    at = writeVarint(buf, at, value.length)
+    if (end - start <= LOOP_COPY) {
+      for (let i = start; i < end; i++) buf[at++] = key[i]!
+    } else {
+      buf.set(key.subarray(start, end), at)
+      at += end - start
+    }
+    if (value.length <= LOOP_COPY) {
+      for (let i = 0; i < value.length; i++) buf[at + i] = value[i]!
+    } else {
+      buf.set(value, at)
+    }
+  }
+
+  #copyOut(slot: number): Uint8Array {
+    this.#locate(slot)
+    return this.#buf.slice(this.#valueAt, this.#valueAt + this.#valueLength)
+  }
+
+  // ---- The allocator. ----
+
+  /** The smallest class whose chunks hold `bytes`, or DEDICATED. */
+  #classFor(bytes: number): number {
+    if (bytes > this.#maxChunk) return DEDICATED
+    const sizes = this.#classSize
+    let lo = 0
+    let hi = sizes.length - 1
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (sizes[mid]! < bytes) lo = mid + 1
+      else hi = mid
+    }
+    return lo
+  }
+
+  /** Whether an entry of `bytes` (of class `cls`) can be rewritten where the one at `loc` is. */
+  #fitsInPlace(loc: number, cls: number, bytes: number): boolean {
+    const page = loc >>> 16
+    const held = this.#meta[page * META + M_CLASS]!
+    if (cls !== DEDICATED) return held === cls
+    return held === DEDICATED && this.#pages[page]!.length === bytes
+  }
+
+  /** A location for `bytes` bytes of class `cls`, or -1 if MAX_PAGES pages are held. */
+  #allocate(cls: number, bytes: number): number {
+    if (cls === DEDICATED) {
+      const page = this.#newPageIndex()
+      if (page < 0) return -1
+      const meta = this.#meta
+      const m = page * META
+      meta[m + M_CHUNK] = 0
+      meta[m + M_CLASS] = DEDICATED
+      meta[m + M_CHUNKS] = 1
+      meta[m + M_USED] = 1
+      this.#pages[page] = new Uint8Array(bytes)
+      this.#allocatedBytes += bytes
+      this.#dedicatedBytes += bytes
+      this.#heldPages++
+      return page * 65_536
+    }
+    let page = this.#classHead[cls]!
+    if (page < 0) {
+      page = this.#newPage(cls)
+      if (page < 0) return -1
+    }
+    // Read after #newPage, which may have grown #meta.
+    const meta = this.#meta
+    const m = page * META
+    let chunk: number
+    if (meta[m + M_BUMP]! < meta[m + M_CHUNKS]!) {
+      chunk = meta[m + M_BUMP]!++
+    } else {
+      chunk = meta[m + M_FREE]!
+      // A free chunk's first 4 bytes hold the next free chunk (-1: none).
+      const buf = this.#pages[page]!
+      const at = chunk * meta[m + M_CHUNK]!
+      meta[m + M_FREE] = readInt32(buf, at)
+    }
+    this.#classUsed[cls]!++
+    if (++meta[m + M_USED]! === meta[m + M_CHUNKS]!) this.#unlinkPage(page, cls)
+    return page * 65_536 + chunk
+  }
+
+  /** A new page for class `cls`, first on its list of pages with free chunks; -1 if none can be had. */
+  #newPage(cls: number): number {
+    const page = this.#newPageIndex()
+    if (page < 0) return -1
+    const size = this.#classSize[cls]!
+    const full = Math.floor(this.pageBytes / size)
+    // As many chunks as the class already holds: its space doubles, and
+    // shrinks back as pages empty, so a class with few entries has small pages.
+    const chunks = Math.min(full, Math.max(this.#classFirst[cls]!, this.#classChunks[cls]!))
+    let buf: Uint8Array
+    if (chunks < full) {
+      buf = new Uint8Array(chunks * size)
+      this.#allocatedBytes += buf.length
+    } else if (this.#spare !== undefined) {
+      // Already counted in #allocatedBytes. Stale bytes do no harm: a chunk
+      // is written before it is read, and a free one through its next field.
+      buf = this.#spare
+      this.#spare = undefined
+    } else {
+      buf = new Uint8Array(this.pageBytes)
+      this.#allocatedBytes += buf.length
+    }
+    this.#pages[page] = buf
+    this.#heldPages++
+    const meta = this.#meta
+    const m = page * META
+    meta[m + M_CHUNK] = size
+    meta[m + M_CLASS] = cls
+    meta[m + M_CHUNKS] = chunks
+    meta[m + M_USED] = 0
+    meta[m + M_BUMP] = 0
+    meta[m + M_FREE] = -1
+    this.#classChunks[cls]! += chunks
+    this.#linkPage(page, cls)
+    return page
+  }
+
+  #newPageIndex(): number {
+    const reused = this.#freePages.pop()
+    if (reused !== undefined) return reused
+    if (this.#pageTop === MAX_PAGES) return -1
+    if ((this.#pageTop + 1) * META > this.#meta.length) {
+      const grown = new Int32Array(this.#meta.length * 2)
+      grown.set(this.#meta)
+      this.#meta = grown
+    }
+    this.#pages.push(undefined)
+    return this.#pageTop++
+  }
+
+  /** Gives back the chunk (or dedicated allocation) at `loc`. */
+  #release(loc: number): void {
+    const page = loc >>> 16
+    const meta = this.#meta
+    const m = page * META
+    const buf = this.#pages[page]!
+    const cls = meta[m + M_CLASS]!
+    if (cls === DEDICATED) {
+      this.#allocatedBytes -= buf.length
+      this.#dedicatedBytes -= buf.length
+      this.#dropPage(page)
+      return
+    }
+    const chunk = loc & 0xffff
+    const at = chunk * meta[m + M_CHUNK]!
+    const next = meta[m + M_FREE]!
+    buf[at] = next
+    buf[at + 1] = next >> 8
+    buf[at + 2] = next >> 16
+    buf[at + 3] = next >> 24
+    meta[m + M_FREE] = chunk
+    this.#classUsed[cls]!--
+    const used = --meta[m + M_USED]!
+    const chunks = meta[m + M_CHUNKS]!
+    if (used + 1 === chunks) this.#linkPage(page, cls)
+    if (used === 0) {
+      this.#unlinkPage(page, cls)
+      this.#dropClassPage(page, cls)
+    } else if (
+      used * 2 <= chunks &&
+      this.#classChunks[cls]! - this.#classUsed[cls]! - (chunks - used) >= used
+    ) {
+      this.#evacuate(page, cls)
+    }
+  }
+
+  /**
+   * Moves the entries of a page at most half full into the class's other
+   * pages, which have room for them all, and gives the page back. Without it
+   * entries freed in random order (expiry, deletes, a shifting mix of sizes)
+   * would leave many pages each holding a few entries. A page is evacuated
+   * only once at least half its chunks were freed, so each move is paid for
+   * by an earlier free: O(1) amortized, though one release may move up to
+   * half a page of entries at once. An entry moves by copying its bytes and
+   * updating its `loc`; its slot, and so its bucket, stay.
+   */
+  #evacuate(page: number, cls: number): void {
+    this.#unlinkPage(page, cls)
+    const meta = this.#meta
+    const m = page * META
+    const size = meta[m + M_CHUNK]!
+    const bump = meta[m + M_BUMP]!
+    const buf = this.#pages[page]!
+    const free = new Uint8Array(bump)
+    for (let chunk = meta[m + M_FREE]!; chunk >= 0; chunk = readInt32(buf, chunk * size)) {
+      free[chunk] = 1
+    }
+    for (let chunk = 0; chunk < bump; chunk++) {
+      if (free[chunk] === 1) continue
+      const slot = this.#ownerOf(page * 65_536 + chunk)
+      this.#locate(slot)
+      const at = chunk * size
+      const length = this.#entryBytes
+      // Never a new page: the class's other pages have room (checked by the caller).
+      const to = this.#allocate(cls, length)
+      const toPage = to >>> 16
+      const toAt = (to & 0xffff) * this.#meta[toPage * META + M_CHUNK]!
+      this.#pages[toPage]!.set(buf.subarray(at, at + length), toAt)
+      this.#loc[slot] = to
+    }
+    this.#dropClassPage(page, cls)
+  }
+
+  /** The slot whose entry is at `loc` (a live chunk), found through its key's bucket. */
+  #ownerOf(loc: number): number {
+    const page = loc >>> 16
+    const buf = this.#pages[page]!
+    let at = (loc & 0xffff) * this.#meta[page * META + M_CHUNK]!
+    let byte = buf[at++]!
+    let keyLength = byte & 0x7f
+    for (let scale = 128; byte >= 0x80; scale *= 128) {
+      byte = buf[at++]!
+      keyLength += (byte & 0x7f) * scale
+    }
+    while (buf[at++]! >= 0x80) {}
+    const hash = this.#hash(buf, at, at + keyLength)
+    const table = this.#table
+    const size = this.#tableSize
+    const tag = OCCUPIED | ((hash & 0x7f) << 24)
+    for (let i = this.#home(hash); ; ) {
+      const word = table[i]!
+      if ((word & HIGH_BYTE) === tag && this.#loc[word & SLOT_BITS] === loc) return word & SLOT_BITS
+      if (++i === size) i = 0
+    }
+  }
+
+  /** Gives back a page of class `cls` that is off the class's list; its entries are gone or moved. */
+  #dropClassPage(page: number, cls: number): void {
+    const m = page * META
+    this.#classChunks[cls]! -= this.#meta[m + M_CHUNKS]!
+    this.#classUsed[cls]! -= this.#meta[m + M_USED]!
+    const buf = this.#pages[page]!
+    if (buf.length === this.pageBytes && this.#spare === undefined) this.#spare = buf
+    else this.#allocatedBytes -= buf.length
+    this.#dropPage(page)
+  }
+
+  #dropPage(page: number): void {
+    this.#pages[page] = undefined
+    this.#freePages.push(page)
+    this.#heldPages--
+  }
+
+  #linkPage(page: number, cls: number): void {
+    const meta = this.#meta
+    const head = this.#classHead[cls]!
+    meta[page * META + M_PREV] = -1
+    meta[page * META + M_NEXT] = head
+    if (head >= 0) meta[head * META + M_PREV] = page
+    this.#classHead[cls] = page
+  }
+
+  #unlinkPage(page: number, cls: number): void {
+    const meta = this.#meta
+    const prev = meta[page * META + M_PREV]!
+    const next = meta[page * META + M_NEXT]!
+    if (prev >= 0) meta[prev * META + M_NEXT] = next
+    else this.#classHead[cls] = next
+    if (next >= 0) meta[next * META + M_PREV] = prev
+  }
+
+  // ---- The LRU list. ----
+
+  #unlink(slot: number): void {
+    const prev = this.#prev
+    const next = this.#next
+    const before = prev[slot]!
+    const after = next[slot]!
+    next[before] = after
+    prev[after] = before
+  }
+
+  #linkFront(slot: number): void {
+    const prev = this.#prev
+    const next = this.#next
+    const sentinel = this.#sentinel
+    const first = next[sentinel]!
+    prev[slot] = sentinel
+    next[slot] = first
+    prev[first] = slot
+    next[sentinel] = slot
+  }
+
+  #moveToFront(slot: number): void {
+    if (this.#next[this.#sentinel] === slot) return
+    this.#unlink(slot)
+    this.#linkFront(slot)
+  }
+}
+
+/**
+ * The chunk sizes of the size classes for pages of `pageBytes`: MIN_CHUNK,
+ * then 8 bytes more or about 10% more (rounded up to 8), whichever is more,
+ * up to a sixteenth of a page. Chunk indexes are 16 bits: a full page holds
+ * at most 65536 chunks of MIN_CHUNK, which pageBytes <= 1 MiB ensures.
+ */
+export function sizeClasses(pageBytes: number): number[] {
+  const maxChunk = Math.floor(pageBytes / 16 / 8) * 8
+  const sizes: number[] = []
+  for (let size = MIN_CHUNK; size <= maxChunk; ) {
+    sizes.push(size)
+    size = Math.max(size + 8, Math.ceil((size * CHUNK_GROWTH) / 8) * 8)
+  }
+  if (sizes[sizes.length - 1] !== maxChunk) sizes.push(maxChunk)
+  return sizes
+}
+
+/** Bytes an entry takes in the slab before rounding to its class: length headers, key, value. */
+export function entryBytes(keyLength: number, valueLength: number): number {
+  return varintBytes(keyLength) + varintBytes(valueLength) + keyLength + valueLength
+}
+
+function varintBytes(n: number): number {
+  return n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5
+}
+
+function writeVarint(buf: Uint8Array, at: number, n: number): number {
+  let rest = n
+  while (rest >= 0x80) {
+    buf[at++] = (rest % 0x80) | 0x80
+    rest = Math.floor(rest / 0x80)
+  }
+  buf[at++] = rest
+  return at
+}
+
+function readInt32(buf: Uint8Array, at: number): number {
+  return buf[at]! | (buf[at + 1]! << 8) | (buf[at + 2]! << 16) | (buf[at + 3]! << 24)
+}
+
+function randomSeed(): number {
+  const crypto = (globalThis as { crypto?: { getRandomValues(a: Int32Array): Int32Array } }).crypto
+  if (crypto !== undefined) return crypto.getRandomValues(new Int32Array(1))[0]!
+  return (Math.random() * 2 ** 32) | 0
+}
+
+function assertInteger(
+  name: string,
+  value: unknown,
+  min: number,
+  max?: number,
+): asserts value is number {
+  if (
+    typeof value !== 'number' ||
+    !Number.isInteger(value) ||
+    value < min ||
+    (max !== undefined && value > max)
+  ) {
+    const range = max === undefined ? `from ${min} and up` : `from ${min} to ${max}`
+    throw new TypeError(
+      `Expected \`${name}\` to be an integer ${range}, got \`${describe(value)}\``,
+    )
+  }
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value)
+  if (typeof value === 'number' || typeof value === 'boolean' || value == null) return String(value)
+  return typeof value
+}
