@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest'
-import { LruCache } from '../shared/cache/lru-cache.js'
+import { SlabCache } from '../shared/cache/slab-cache.js'
 import { ReadThrough } from '../shared/read-through.js'
 import type { SourceState } from '../shared/redis/source.js'
 import { createApp } from './app.js'
 
 function service(state: () => SourceState) {
   return new ReadThrough({
-    cache: new LruCache<Uint8Array>({ capacity: 10, ttlMs: 1000 }),
+    cache: new SlabCache({ capacity: 10, ttlMs: 1000 }),
     source: { get: async () => null, state, close: async () => {} },
     maxParallel: 1,
     maxQueue: 0,

@@ -1,4 +1,5 @@
-import { type Clock, LruCache } from './cache/lru-cache.js'
+import type { Clock } from './cache/lru-cache.js'
+import { SlabCache } from './cache/slab-cache.js'
 import type { Config } from './config.js'
 import type { InvalidationChannel } from './invalidation.js'
 import { ReadThrough } from './read-through.js'
@@ -25,7 +26,7 @@ export function createService(
   backend: Backend,
   options: { clock?: Clock } = {},
 ): ReadThrough {
-  const cache = new LruCache<Uint8Array>({
+  const cache = new SlabCache({
     capacity: config.cache.capacity,
     ttlMs: config.cache.ttlMs,
     ...(options.clock !== undefined && { clock: options.clock }),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { LruCache } from './cache/lru-cache.js'
+import { SlabCache } from './cache/slab-cache.js'
 import { BackendError, BackendTimeoutError, OverloadedError } from './errors.js'
 import { ReadThrough, type ReadThroughOptions } from './read-through.js'
 import type { Loaded, RedisSource } from './redis/source.js'
@@ -51,7 +51,7 @@ function service(
   extra: Partial<ReadThroughOptions> & { clock?: { now(): number } } = {},
 ) {
   const { clock, ...rest } = extra
-  const cache = new LruCache<Uint8Array>({ capacity: 100, ttlMs: 1000, ...(clock && { clock }) })
+  const cache = new SlabCache({ capacity: 100, ttlMs: 1000, ...(clock && { clock }) })
   return new ReadThrough({ cache, source, maxParallel, maxQueue, timeoutMs: 1000, ...rest })
 }
 

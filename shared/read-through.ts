@@ -1,11 +1,12 @@
-import type { CacheStats, LruCache } from './cache/lru-cache.js'
+import type { CacheStats } from './cache/lru-cache.js'
+import type { SlabCache } from './cache/slab-cache.js'
 import { BackendError, BackendTimeoutError, OverloadedError } from './errors.js'
 import { Fifo } from './fifo.js'
 import type { InvalidationChannel, InvalidationMode, InvalidationTarget } from './invalidation.js'
 import type { Loaded, RedisSource, SourceState } from './redis/source.js'
 
 export type ReadThroughOptions = {
-  cache: LruCache<Uint8Array>
+  cache: SlabCache
   source: RedisSource
   /** Backend fetches running at once. */
   maxParallel: number
@@ -66,7 +67,7 @@ class Flight {
  * state.
  */
 export class ReadThrough implements InvalidationTarget {
-  readonly #cache: LruCache<Uint8Array>
+  readonly #cache: SlabCache
   readonly #source: RedisSource
   readonly #channel: InvalidationChannel | undefined
   readonly #maxParallel: number
@@ -126,6 +127,32 @@ export class ReadThrough implements InvalidationTarget {
   get(key: string): Uint8Array | Promise<Uint8Array | null> {
     // Just looked: no second look, as load() would take.
     return this.#cache.get(key) ?? this.#fetch(key)
+  }
+
+  /**
+   * The hot path's look: the cache slot of the key whose bytes are
+   * `bytes[start, end)`, counted as a hit, or -1, counted as a miss (then
+   * `fetch` it, not `get`, or the miss counts twice). No string is made.
+   * The slot is valid until the cache next changes: copy its value out
+   * (`copyHit`) before anything else runs.
+   */
+  hitSlot(bytes: Uint8Array, start: number, end: number): number {
+    return this.#cache.getBytes(bytes, start, end)
+  }
+
+  /** The length of the value in a slot `hitSlot` answered. */
+  hitLength(slot: number): number {
+    return this.#cache.valueLength(slot)
+  }
+
+  /** Copies the value in `slot` into `target` at `offset`; returns the offset after it. */
+  copyHit(slot: number, target: Uint8Array, offset: number): number {
+    return this.#cache.copyValue(slot, target, offset)
+  }
+
+  /** Loads a key `hitSlot` just missed: coalesced and limited as `get`'s loads. */
+  fetch(key: string): Promise<Uint8Array | null> {
+    return this.#fetch(key)
   }
 
   /**

@@ -43,6 +43,7 @@ export function refusal(user: User | null, entry: CommandEntry, args: Buffer[]):
 /** `refusal` for a GET of `key` (a byte string) as the decoder's fast path hands it over. */
 export function getRefusal(user: User | null, key: string): Reply | undefined {
   if (user === null) return NOAUTH
+  if (user.unrestricted) return undefined
   // The key is GET's first argument, decoded as the table path decodes it.
   if (!user.canRun('get', keyToText(key), GET_ENTRY.categories)) return GET_ENTRY.noPermission
   return user.keyAccess(key, 'read') ? undefined : NO_KEY_PERMISSION

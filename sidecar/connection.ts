@@ -1,6 +1,5 @@
 import type { Socket } from 'node:net'
 import { Fifo } from '../shared/fifo.js'
-import { keyToBytes } from '../shared/keys.js'
 import type { Logger } from '../shared/log.js'
 import { getRefusal, refusal } from './access.js'
 import { resolve } from './commands/index.js'
@@ -40,6 +39,7 @@ export const DEFAULT_CONNECTION_LIMITS: Readonly<ConnectionLimits> = Object.free
 
 const END_GRACE_MS = 2000
 const GET = Buffer.from('GET')
+const EMPTY = Buffer.alloc(0)
 
 /**
  * A reply slot in the per-connection FIFO; `reply` is set once the answer is
@@ -140,6 +140,7 @@ export class Connection {
       session: this.session,
       server: options.server,
       hit: this.#hit,
+      hitSlot: this.#hitSlot,
       pin: this.#pin,
       later: this.#later,
     }
@@ -299,10 +300,10 @@ export class Connection {
   }
 
   // Arrow properties: one function per connection, not one per command.
-  readonly #onCommand = (args: Buffer[]): void => this.#execute(args, '')
+  readonly #onCommand = (args: Buffer[]): void => this.#execute(args, EMPTY, 0, 0)
   // GET as the decoder's fast path hands it over: no argument buffers at all.
   readonly #onGet = (chunk: Buffer, start: number, end: number): void =>
-    this.#execute(null, chunk.toString('latin1', start, end))
+    this.#execute(null, chunk, start, end)
 
   /**
    * Every command's one way in: a decoded command (`args`), or a canonical
@@ -311,16 +312,22 @@ export class Connection {
    * authentication and permissions are checked here, before the cache is
    * asked, so a hit is refused as a miss is.
    */
-  #execute(args: Buffer[] | null, key: string): void {
+  #execute(args: Buffer[] | null, chunk: Buffer, start: number, end: number): void {
     if (this.#ending) return
     this.#server.totals.commands++
     if (this.#handshakeTimer !== undefined) this.#checkHandshake()
     let reply: Reply | Promise<Reply> | undefined
     try {
       if (this.#pinned !== null && !this.#pinned.idle()) {
-        reply = pinnedCommand(this.#ctx, this.#pinned, args ?? [GET, keyToBytes(key)])
+        reply = pinnedCommand(this.#ctx, this.#pinned, args ?? [GET, chunk.subarray(start, end)])
       } else if (args === null) {
-        reply = getRefusal(this.session.user, key) ?? readKey(this.#ctx, key)
+        const user = this.session.user
+        // Refusals need the key as a string; a user who may read every key has none.
+        reply =
+          (user?.unrestricted === true
+            ? undefined
+            : getRefusal(user, chunk.toString('latin1', start, end))) ??
+          readKey(this.#ctx, chunk, start, end)
       } else {
         const found = resolve(args)
         reply =
@@ -412,6 +419,21 @@ export class Connection {
       this.#resumers = []
       for (const resume of resumers) resume()
     }
+  }
+
+  readonly #hitSlot = (slot: number): Reply | undefined => {
+    const service = this.#server.service
+    const length = service.hitLength(slot)
+    if (this.#slots.length > 0) {
+      // Queued behind what is owed: its own copy (the slot may be reused).
+      const value = Buffer.allocUnsafe(length)
+      service.copyHit(slot, value, 0)
+      return bulkReply(value)
+    }
+    if (!this.#closed) this.#output.writeBulkFrom(length, service, slot)
+    this.#answeredInChunk++
+    if (this.#backlogged()) this.#decoder.stop()
+    return undefined
   }
 
   readonly #hit = (value: Uint8Array): Reply | undefined => {

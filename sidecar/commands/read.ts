@@ -1,5 +1,5 @@
 import { BackendError, BackendReplyError, OverloadedError } from '../../shared/errors.js'
-import { keyFromBytes, keyToBytes, keyToText } from '../../shared/keys.js'
+import { keyFromBytes, keyToText } from '../../shared/keys.js'
 import { relayRead } from '../forward.js'
 import { arrayHeader, bulkReply, error, nullReply } from '../resp/encoder.js'
 import type { Command, CommandContext, Reply } from './types.js'
@@ -25,7 +25,10 @@ export const get: Command = {
   group: 'string',
   since: '1.0.0',
   summary: 'Returns the string value of a key, from the proxy cache or the backing Redis.',
-  run: (ctx, args) => readKey(ctx, keyFromBytes(args[1] as Buffer)),
+  run: (ctx, args) => {
+    const key = args[1] as Buffer
+    return readKey(ctx, key, 0, key.length)
+  },
 }
 
 /**
@@ -33,12 +36,22 @@ export const get: Command = {
  * path (a canonical GET handed over as its key) both end here, so whatever
  * holds for GET holds on both.
  */
-export function readKey(ctx: CommandContext, key: string): Reply | Promise<Reply> | undefined {
+export function readKey(
+  ctx: CommandContext,
+  bytes: Buffer,
+  start: number,
+  end: number,
+): Reply | Promise<Reply> | undefined {
   if (ctx.session.writesInFlight > 0) {
-    if (relayRead(ctx, [GET_NAME, keyToBytes(key)])) return undefined
+    if (relayRead(ctx, [GET_NAME, bytes.subarray(start, end)])) return undefined
   }
-  const hit = ctx.server.service.get(key)
-  return hit instanceof Promise ? loadReply(ctx, key, hit) : ctx.hit(hit)
+  // Found by its bytes and copied from the cache into the reply: a hit
+  // makes no string of the key and no copy of the value.
+  const service = ctx.server.service
+  const slot = service.hitSlot(bytes, start, end)
+  if (slot >= 0) return ctx.hitSlot(slot)
+  const key = bytes.toString('latin1', start, end)
+  return loadReply(ctx, key, service.fetch(key))
 }
 
 /** GET's answer for a key the cache does not hold: read through, nil when missing. */

@@ -75,6 +75,8 @@ export type CommandContext = {
    * answered), else the reply to queue.
    */
   hit(value: Uint8Array): Reply | undefined
+  /** As `hit`, for the value in a slot of the service's cache (ReadThrough.hitSlot), copied now. */
+  hitSlot(slot: number): Reply | undefined
   /**
    * Moves the client onto a backend connection of its own and sends `args`
    * there (a command that gives a connection state: MULTI, a blocking pop,

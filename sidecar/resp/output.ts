@@ -68,6 +68,35 @@ export class Output {
     this.#end = at
   }
 
+  /**
+   * A bulk reply of a cached value, copied from the cache (`copy`, as
+   * ReadThrough.copyHit) straight into the slab; a large one into a buffer
+   * of its own, written as it is.
+   */
+  writeBulkFrom(
+    length: number,
+    source: { copyHit(slot: number, target: Uint8Array, offset: number): number },
+    slot: number,
+  ): void {
+    if (length >= COPY_LIMIT) {
+      const value = Buffer.allocUnsafe(length)
+      source.copyHit(slot, value, 0)
+      this.write(bulkHeader(length))
+      this.write(value)
+      this.write(CRLF)
+      return
+    }
+    const header = bulkHeader(length)
+    if (this.#end + header.length + length + 2 > this.#slab.length) this.#renew()
+    const slab = this.#slab
+    let at = this.#end
+    slab.set(header, at)
+    at = source.copyHit(slot, slab, at + header.length)
+    slab[at++] = CR
+    slab[at++] = LF
+    this.#end = at
+  }
+
   /** Sends what was written since the last flush. */
   flush(): void {
     if (this.#end === this.#start) return
