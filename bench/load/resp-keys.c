@@ -8,6 +8,7 @@
  *
  *   resp-keys -p PORT [-c CONNS] [-P PIPELINE] [-n REQUESTS] [-t SECONDS]
  *             [-k KEYSPACE] [-m zipf|uniform|each|set] [-s ZIPF_S] [-d VALUE_BYTES]
+ *             [-o FIRST_KEY]
  *
  * One thread, epoll, non-blocking sockets; each connection sends PIPELINE
  * commands and sends the next batch when all their replies are in (as
@@ -49,7 +50,7 @@ typedef struct {
 
 static enum mode mode = ZIPF;
 static int port = 0, conns = 50, pipeline = 1, value_bytes = 100;
-static long requests = 100000, keyspace = 100000;
+static long requests = 100000, keyspace = 100000, first_key = 0;
 static double seconds_limit = 60, zipf_s = 0.99;
 static double *cdf;
 static uint32_t *rank_to_key;
@@ -126,7 +127,7 @@ static long next_key(void) {
 /* Appends one command for the next key to the connection's output. */
 static void append_command(conn_t *c) {
   char key[KEY_LEN + 1];
-  snprintf(key, sizeof key, "key:%012ld", next_key());
+  snprintf(key, sizeof key, "key:%012ld", first_key + next_key());
   char *p = c->out + c->out_len;
   if (mode == SET) {
     p += sprintf(p, "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n", KEY_LEN, key, value_bytes);
@@ -233,13 +234,13 @@ static double percentile_ms(double q) {
 static void usage(void) {
   fprintf(stderr,
           "usage: resp-keys -p PORT [-c CONNS] [-P PIPELINE] [-n REQUESTS] [-t SECONDS] "
-          "[-k KEYSPACE] [-m zipf|uniform|each|set] [-s ZIPF_S] [-d VALUE_BYTES]\n");
+          "[-k KEYSPACE] [-m zipf|uniform|each|set] [-s ZIPF_S] [-d VALUE_BYTES] [-o FIRST_KEY]\n");
   exit(1);
 }
 
 int main(int argc, char **argv) {
   int opt;
-  while ((opt = getopt(argc, argv, "p:c:P:n:t:k:m:s:d:")) != -1) {
+  while ((opt = getopt(argc, argv, "p:c:P:n:t:k:m:s:d:o:")) != -1) {
     switch (opt) {
       case 'p': port = atoi(optarg); break;
       case 'c': conns = atoi(optarg); break;
@@ -249,6 +250,7 @@ int main(int argc, char **argv) {
       case 'k': keyspace = atol(optarg); break;
       case 's': zipf_s = atof(optarg); break;
       case 'd': value_bytes = atoi(optarg); break;
+      case 'o': first_key = atol(optarg); break;
       case 'm':
         if (strcmp(optarg, "zipf") == 0) mode = ZIPF;
         else if (strcmp(optarg, "uniform") == 0) mode = UNIFORM;
@@ -260,7 +262,8 @@ int main(int argc, char **argv) {
     }
   }
   if (port <= 0 || conns < 1 || pipeline < 1 || requests < 1 || keyspace < 1 ||
-      keyspace > 999999999999L || value_bytes < 0 || seconds_limit <= 0)
+      first_key < 0 || first_key + keyspace > 999999999999L || value_bytes < 0 ||
+      seconds_limit <= 0)
     usage();
   if (mode == ZIPF) build_zipf();
   latency_hist = calloc(MAX_LATENCY_US, sizeof(uint32_t));

@@ -91,11 +91,16 @@ export function respKeysGet(options: {
   )
 }
 
-/** SET of every key 0..count-1 once, `valueBytes` of 'v' each: fills Redis. */
-export async function respKeysFill(port: number, count: number, valueBytes: number): Promise<void> {
+/** SET of every key first..first+count-1 once, `valueBytes` of 'v' each: fills Redis. */
+export async function respKeysFill(
+  port: number,
+  count: number,
+  valueBytes: number,
+  first = 0,
+): Promise<void> {
   const result = await respKeys(
     [
-      ...['-p', String(port), '-c', '4', '-P', '64', '-m', 'set'],
+      ...['-p', String(port), '-c', '4', '-P', '64', '-m', 'set', '-o', String(first)],
       ...['-n', String(count), '-k', String(count), '-d', String(valueBytes), '-t', '300'],
     ],
     330_000,
