@@ -31,9 +31,9 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const FULL: Budget = {
   quick: false,
   rounds: 4,
-  httpSeconds: 5,
+  httpSeconds: 3,
   cacheOps: 1_000_000,
-  respRequests: 200_000,
+  respRequests: 100_000,
   coherenceWrites: 1000,
   memorySteps: [0, 100_000, 1_000_000],
   soakSeconds: 60,
