@@ -1,11 +1,17 @@
 import { formatNumber } from '../lib/stats.js'
 import type { BenchReport } from './model.js'
 
-const WIDTH = 980
-const LABEL = 440
-const BAR = 400
+const WIDTH = 1100
+const LABEL = 620
+const BAR = 380
+/** Characters of a label that fit left of the bars at this font size. */
+const LABEL_CHARS = 96
 const ROW = 40
 const TOP = 74
+
+function shorten(text: string, chars = LABEL_CHARS): string {
+  return text.length <= chars ? text : `${text.slice(0, chars - 1)}…`
+}
 
 function esc(text: string): string {
   return text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;')
@@ -47,7 +53,8 @@ export function toSvg(report: BenchReport): string {
     }
   }
   const finite = rows.map((r) => r.ratio ?? 0).filter((r) => Number.isFinite(r))
-  const maxRatio = Math.min(4, Math.max(1.25, ...finite))
+  // Capped so a 5x reference does not squash the bars near the targets, which sit at 0.9-1.0x.
+  const maxRatio = Math.min(2, Math.max(1.25, ...finite))
   const scale = (ratio: number) => (Math.max(0, Math.min(ratio, maxRatio)) / maxRatio) * BAR
   const height = TOP + rows.length * ROW + 30
   const met = report.targets.filter((t) => t.met).length
@@ -62,8 +69,8 @@ export function toSvg(report: BenchReport): string {
     const y = TOP + i * ROW
     const fill = row.met === undefined ? '#546e7a' : row.met ? '#2f7d32' : '#c62828'
     out.push(
-      `<text x="12" y="${y + 15}">${esc(row.name)}</text>`,
-      `<text x="12" y="${y + 30}" fill="#666" font-size="10">${esc(row.detail)}</text>`,
+      `<text x="12" y="${y + 15}"><title>${esc(row.name)}</title>${esc(shorten(row.name))}</text>`,
+      `<text x="12" y="${y + 30}" fill="#666" font-size="10"><title>${esc(row.detail)}</title>${esc(shorten(row.detail, 112))}</text>`,
     )
     if (row.ratio !== undefined && Number.isFinite(row.ratio)) {
       const width = scale(row.ratio)
