@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -7,10 +7,14 @@ import type { RespLoadResult } from './redis-benchmark.js'
 
 /**
  * bench/load/resp-keys.c, compiled with gcc into a temporary directory the
- * first time it is needed in a run. The source is read from the checkout
- * (bench/load/), not from dist-bench, which holds only compiled TypeScript.
+ * first time it is needed in a process. The source is read from the
+ * checkout: beside this file when run from source (tests), and from
+ * bench/load/ when run from dist-bench, which holds only compiled TypeScript.
  */
-const SOURCE = fileURLToPath(new URL('../../../bench/load/resp-keys.c', import.meta.url))
+const SOURCE = [
+  fileURLToPath(new URL('./resp-keys.c', import.meta.url)),
+  fileURLToPath(new URL('../../../bench/load/resp-keys.c', import.meta.url)),
+].find((path) => existsSync(path))
 
 let binary: Promise<string> | undefined
 let buildDir: string | undefined
@@ -20,6 +24,7 @@ process.once('exit', () => {
 
 function compiled(): Promise<string> {
   binary ??= (async () => {
+    if (SOURCE === undefined) throw new Error('bench/load/resp-keys.c is not in this checkout')
     buildDir = mkdtempSync(join(tmpdir(), 'redis-proxy-bench-c-'))
     const out = join(buildDir, 'resp-keys')
     const done = await run('gcc', ['-O2', '-Wall', '-o', out, SOURCE, '-lm'], {

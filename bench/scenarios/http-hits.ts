@@ -1,4 +1,4 @@
-import { startRedis, type TestRedis } from '../../test/harness/redis-server.js'
+import { backendGetCount, startRedis } from '../../test/harness/redis-server.js'
 import { cpuSecondsOf } from '../lib/processes.js'
 import { formatBytes, formatNumber, interleave, median } from '../lib/stats.js'
 import type { HttpLoadResult } from '../load/http.js'
@@ -49,13 +49,6 @@ async function loadOnce(
     cpuUs: per(cpuSecondsOf(side.target.pid) - cpuBefore),
     redisCpuUs: per(cpuSecondsOf(redisPid) - redisBefore),
   }
-}
-
-/** Calls of GET that Redis has served, from INFO commandstats. */
-async function backendGets(redis: TestRedis): Promise<number> {
-  const info = String(await redis.command('INFO', 'commandstats'))
-  const match = /^cmdstat_get:calls=(\d+)/m.exec(info)
-  return match === null ? 0 : Number(match[1])
 }
 
 /**
@@ -219,14 +212,14 @@ export const httpHitsScenario: Scenario = {
 
       // Repeated 404s of one key, with CACHE_INVALIDATION=on: how many reach Redis.
       ctx.progress('http: repeated 404s of one absent key')
-      const getsBefore = await backendGets(redis)
+      const getsBefore = await backendGetCount(redis)
       const absent = await loadOnce(
         ctx,
         redisPid,
         { name: 'proxy', target: proxy, path: `/get/${ABSENT_KEY}` },
         Math.max(1, Math.round(httpSeconds / 2)),
       )
-      const absentGets = (await backendGets(redis)) - getsBefore
+      const absentGets = (await backendGetCount(redis)) - getsBefore
       const notFound = absent.non2xx
       checks.push({
         name: `HTTP 404s of one absent key (CACHE_INVALIDATION=on): backend GETs`,
