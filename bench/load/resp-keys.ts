@@ -47,7 +47,12 @@ export const BENCH_KEY_BYTES = 16
 
 export type KeyOrder = 'zipf' | 'uniform' | 'each'
 
-export type RespKeysResult = RespLoadResult & { requests: number; nils: number; errors: number }
+export type RespKeysResult = RespLoadResult & {
+  requests: number
+  seconds: number
+  nils: number
+  errors: number
+}
 
 async function respKeys(args: string[], timeoutMs: number): Promise<RespKeysResult> {
   const done = await run(await compiled(), args, { timeoutMs })
