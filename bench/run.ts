@@ -17,6 +17,7 @@ import { pickHttpLoad } from './load/http.js'
 import { toMarkdown } from './report/markdown.js'
 import type { BenchReport, PartReport } from './report/model.js'
 import { toSvg } from './report/svg.js'
+import { targetRows } from './report/targets.js'
 import { cacheScenario } from './scenarios/cache.js'
 import { coherenceScenario } from './scenarios/coherence.js'
 import { forwardingScenario } from './scenarios/forwarding.js'
@@ -30,9 +31,9 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const FULL: Budget = {
   quick: false,
   rounds: 4,
-  httpSeconds: 5,
+  httpSeconds: 3,
   cacheOps: 1_000_000,
-  respRequests: 200_000,
+  respRequests: 100_000,
   coherenceWrites: 1000,
   memorySteps: [0, 100_000, 1_000_000],
   soakSeconds: 60,
@@ -82,14 +83,12 @@ async function main(argv: string[]): Promise<number> {
     }
   }
   const startedAt = new Date()
-  const load = () =>
-    loadavg()
-      .map((n) => n.toFixed(2))
-      .join(' ')
+  const loadAtStart = loadavg()
+  const load = (figures = loadavg()) => figures.map((n) => n.toFixed(2)).join(' ')
   const machine = [
     `${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}, ${formatBytes(totalmem())} memory, ${process.platform} ${process.arch}`,
     `Node ${process.version}; ${version('redis-server', ['--version'])}; HTTP load: ${httpLoad.name === 'wrk' ? version('wrk', ['--version']) : 'autocannon (wrk not installed)'}`,
-    `Load average at start: ${load()} (1, 5, 15 min). Other work on the machine makes every number noisy; ratios are measured in the same run with interleaved rounds.`,
+    `Load average at start: ${load(loadAtStart)} (1, 5, 15 min). Other work on the machine makes every number noisy; ratios are measured in the same run with interleaved rounds.`,
   ]
   progress(`${quick ? 'quick' : 'full'} run; HTTP load by ${httpLoad.name}`)
 
@@ -105,23 +104,28 @@ async function main(argv: string[]): Promise<number> {
     }
     progress(`part ${part} (${id}): ${title}`)
     const started = performance.now()
+    const loadBefore = loadavg()[0] ?? Number.NaN
     try {
       const result = await scenario.run({ budget, httpLoad, progress })
       const seconds = (performance.now() - started) / 1000
-      parts.push({ part, id, title, status: 'measured', result, seconds })
+      const partLoad = { start: loadBefore, end: loadavg()[0] ?? Number.NaN }
+      parts.push({ part, id, title, status: 'measured', result, seconds, load: partLoad })
       progress(`part ${part} (${id}) done in ${seconds.toFixed(0)} s`)
     } catch (err) {
       progress(`part ${part} (${id}) failed: ${(err as Error).stack ?? err}`)
       parts.push({ part, id, title, status: 'failed', reason: (err as Error).message })
     }
   }
-  machine.push(`Load average at end: ${load()}.`)
+  const loadAtEnd = loadavg()
+  machine.push(`Load average at end: ${load(loadAtEnd)}.`)
 
   const report: BenchReport = {
     startedAt: startedAt.toISOString(),
     seconds: (Date.now() - startedAt.getTime()) / 1000,
     quick,
     machine,
+    load: { start: loadAtStart, end: loadAtEnd },
+    targets: targetRows(parts),
     parts,
   }
   const dir = join(ROOT, 'bench', 'results', ...(quick ? ['quick'] : []))
@@ -138,6 +142,8 @@ async function main(argv: string[]): Promise<number> {
 function render(quick: boolean): number {
   const dir = join(ROOT, 'bench', 'results', ...(quick ? ['quick'] : []))
   const report = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as BenchReport
+  // The summary follows the parts, also for a report written before it existed.
+  report.targets = targetRows(report.parts)
   writeFileSync(join(dir, 'results.svg'), toSvg(report))
   writeFileSync(join(dir, 'results.md'), toMarkdown(report, 'results.svg'))
   return 0

@@ -29,7 +29,7 @@ const result = await autocannon({
         if (keyed === null) return { ...request, path: options.path }
         const n =
           keyed.order === 'random' ? Math.floor(Math.random() * keyed.count) : next++ % keyed.count
-        return { ...request, path: keyed.prefix + n }
+        return { ...request, path: keyed.prefix + String(n).padStart(keyed.pad ?? 0, '0') }
       },
     },
   ],

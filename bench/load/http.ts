@@ -25,7 +25,8 @@ export type HttpLoadOptions = {
   seconds: number
   /**
    * The path of every request, or a key space: `prefix + n` with n cycling
-   * from..count-1, 0..count-1 in order, or drawn uniformly at random.
+   * from..count-1, 0..count-1 in order, or drawn uniformly at random; n
+   * zero-padded to `pad` digits where given.
    */
   path:
     | string
@@ -34,6 +35,7 @@ export type HttpLoadOptions = {
         count: number
         order: 'cycle' | 'random' /** first n of a cycle */
         from?: number
+        pad?: number
       }
 }
 
@@ -50,13 +52,14 @@ export function pickHttpLoad(prefer?: string): HttpLoad {
 // has two cores, so each gets one. The Lua script picks the paths and prints
 // the summary as one JSON line.
 const WRK_SCRIPT = `
-local prefix, count, random, i = nil, 0, false, 0
+local prefix, count, random, i, digits = nil, 0, false, 0, '%d'
 function init(args)
   if args[1] ~= nil then
     prefix = args[1]
     count = tonumber(args[2])
     random = args[3] == 'random'
     i = tonumber(args[4])
+    digits = '%0' .. args[5] .. 'd'
     math.randomseed(12345)
   end
 end
@@ -64,7 +67,7 @@ function request()
   if prefix == nil then return wrk.request() end
   local n
   if random then n = math.random(0, count - 1) else n = i % count; i = i + 1 end
-  return wrk.format('GET', prefix .. n)
+  return wrk.format('GET', prefix .. string.format(digits, n))
 end
 function done(summary, latency, requests)
   local e = summary.errors
@@ -94,8 +97,12 @@ const wrk: HttpLoad = {
       if (typeof options.path === 'string') {
         args.push(options.origin + options.path)
       } else {
-        const { prefix, count, order, from = 0 } = options.path
-        args.push(`${options.origin}/`, '--', prefix, String(count), order, String(from))
+        const { prefix, count, order, from = 0, pad = 0 } = options.path
+        args.push(
+          `${options.origin}/`,
+          '--',
+          ...[prefix, String(count), order, String(from), String(pad)],
+        )
       }
       const done = await run('wrk', args, { timeoutMs: (options.seconds + 30) * 1000 })
       const line = /^BENCH_JSON (.*)$/m.exec(done.stdout)

@@ -18,6 +18,19 @@ const WHOLE = { entries: 1_000_000, keyBytes: 16, valueBytes: 100 } as const
 const IMPLS = ['ours', 'ours-decoded', 'slab', 'lru-cache'] as const
 type Impl = (typeof IMPLS)[number]
 
+/**
+ * What the runs say of a missed cache target: the CPU cost per operation of
+ * each, and whether the gap stands out of the spread between runs (each a
+ * fresh process, so JIT and heap state differ from run to run).
+ */
+export function cacheLimit(ours: readonly number[], theirs: readonly number[]): string {
+  const range = (xs: readonly number[]) =>
+    `${formatNumber(Math.min(...xs))} to ${formatNumber(Math.max(...xs))}`
+  const ns = (xs: readonly number[]) => formatNumber(1e9 / median(xs))
+  const overlap = Math.max(...ours) >= Math.min(...theirs)
+  return `ours costs ${ns(ours)} ns of CPU per operation against lru-cache's ${ns(theirs)}; its runs ranged ${range(ours)} ops/CPU s against ${range(theirs)}, ${overlap ? 'overlapping: the gap is within the spread between runs' : 'apart: the gap is larger than the spread between runs'}.`
+}
+
 async function worker(args: string[], flags: string[] = []): Promise<Record<string, number>> {
   const done = await run(process.execPath, [...flags, WORKER, ...args], { timeoutMs: 120_000 })
   const line = /^BENCH_JSON (.*)$/m.exec(done.stdout)
@@ -71,6 +84,7 @@ export const cacheScenario: Scenario = {
           of('lru-cache'),
           median,
           1.0,
+          () => cacheLimit(samples.get('ours') ?? [], samples.get('lru-cache') ?? []),
         )
         const slabVsDecoded = compare(
           `slab cache hit path, ${where}`,

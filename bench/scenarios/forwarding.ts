@@ -1,4 +1,5 @@
 import { startRedis } from '../../test/harness/redis-server.js'
+import { cpuSecondsOf } from '../lib/processes.js'
 import { formatNumber, interleave, median } from '../lib/stats.js'
 import { type RespLoadResult, redisBenchmarkTests } from '../load/redis-benchmark.js'
 import { type ProxyTarget, startProxy } from '../targets/start.js'
@@ -45,10 +46,23 @@ export const forwardingScenario: Scenario = {
       twemproxy = await startTwemproxy(redis.port)
       const comparisons: Comparison[] = []
       const tables: Table[] = []
+      const cpuRows: string[][] = []
       for (const pipeline of PIPELINES) {
         const requests = Math.round(ctx.budget.respRequests * (pipeline === 1 ? 0.25 : 1))
-        const load = (port: number) =>
-          redisBenchmarkTests({
+        // CPU µs per request of the proxy process over a whole run (all the
+        // tests), and the share of a core it kept busy.
+        const cpuUs = new Map<string, number[]>([
+          ['sidecar', []],
+          ['twemproxy', []],
+        ])
+        const busy = new Map<string, number[]>([
+          ['sidecar', []],
+          ['twemproxy', []],
+        ])
+        const load = async (side: string, port: number, pid?: number) => {
+          const before = pid === undefined ? 0 : cpuSecondsOf(pid)
+          const startedAt = performance.now()
+          const result = await redisBenchmarkTests({
             port,
             tests: TESTS,
             clients: CLIENTS,
@@ -58,28 +72,40 @@ export const forwardingScenario: Scenario = {
             valueSize: VALUE_BYTES,
             timeoutMs: 300_000,
           })
-        const sidecarPort = proxy.respPort
-        const twemproxyPort = twemproxy.port
+          if (pid !== undefined) {
+            const cpu = cpuSecondsOf(pid) - before
+            cpuUs.get(side)?.push((cpu * 1e6) / (requests * TESTS.length))
+            busy.get(side)?.push(cpu / ((performance.now() - startedAt) / 1000))
+          }
+          return result
+        }
+        const sidecar = { port: proxy.respPort, pid: proxy.pid }
+        const twem = { port: twemproxy.port, pid: twemproxy.pid }
         const samples = await interleave<Map<string, RespLoadResult>>(
           ctx.budget.rounds,
           [
-            { name: 'sidecar', run: () => load(sidecarPort) },
-            { name: 'twemproxy', run: () => load(twemproxyPort) },
-            { name: 'redis', run: () => load(redis.port) },
+            { name: 'sidecar', run: () => load('sidecar', sidecar.port, sidecar.pid) },
+            { name: 'twemproxy', run: () => load('twemproxy', twem.port, twem.pid) },
+            { name: 'redis', run: () => load('redis', redis.port) },
           ],
           (line) => ctx.progress(`forwarding -P ${pipeline}: ${line}`),
         )
+        const cpuOf = (side: string) => median(cpuUs.get(side) ?? [])
+        const busyOf = (side: string) => median(busy.get(side) ?? [])
+        const limit = () =>
+          `over whole runs of the ${TESTS.length} commands the sidecar spent ${formatNumber(cpuOf('sidecar'), 2)} µs of CPU per request against twemproxy's ${formatNumber(cpuOf('twemproxy'), 2)} and kept ${formatNumber(busyOf('sidecar') * 100)}% of a core busy (twemproxy ${formatNumber(busyOf('twemproxy') * 100)}%): ${busyOf('sidecar') >= 0.85 ? "its one thread's CPU per command bounds the rate" : 'it also waited, for redis-benchmark, Redis or other work on the 2 cores'}.`
         const rps = (side: string, test: (typeof TESTS)[number]) =>
           (samples.get(side) ?? []).map((run) => run.get(ROW_NAMES[test])?.rps ?? 0)
         const rows: string[][] = []
         for (const test of TESTS) {
           const vsTwemproxy = compare(
-            `${ROW_NAMES[test]}, pipeline ${pipeline}: sidecar / twemproxy`,
+            `${ROW_NAMES[test]}, pipeline ${pipeline}`,
             'req/s',
             { name: 'sidecar', samples: rps('sidecar', test) },
             { name: 'twemproxy', samples: rps('twemproxy', test) },
             median,
             1.0,
+            limit,
           )
           comparisons.push(vsTwemproxy)
           const direct = median(rps('redis', test))
@@ -97,7 +123,18 @@ export const forwardingScenario: Scenario = {
           columns: ['command', 'sidecar', 'twemproxy', 'redis direct', 'vs twemproxy', 'vs redis'],
           rows,
         })
+        cpuRows.push([
+          String(pipeline),
+          formatNumber(cpuOf('sidecar'), 2),
+          formatNumber(cpuOf('twemproxy'), 2),
+          `${formatNumber(cpuOf('twemproxy') / cpuOf('sidecar'), 2)}x`,
+        ])
       }
+      tables.push({
+        title: `CPU µs per request of each proxy process over a run of all ${TESTS.length} commands (medians)`,
+        columns: ['pipeline', 'sidecar', 'twemproxy', 'twemproxy / sidecar'],
+        rows: cpuRows,
+      })
       return {
         tables,
         comparisons,

@@ -1,11 +1,23 @@
-import { startRedis } from '../../test/harness/redis-server.js'
+import { startRedis, type TestRedis } from '../../test/harness/redis-server.js'
 import { rssOf, sleep } from '../lib/processes.js'
 import { formatBytes, formatNumber } from '../lib/stats.js'
+import { BENCH_KEY_BYTES, respKeysFill } from '../load/resp-keys.js'
 import { type ProxyTarget, startProxy } from '../targets/start.js'
 import type { BenchContext, Check, Scenario, ScenarioResult } from './types.js'
 
 const VALUE_BYTES = 100
+/** Keys are `key:` and 12 digits (16 B), as bench/load/resp-keys.c writes them. */
+const KEY_DIGITS = 12
 const CONNECTIONS = 50
+/** The issue's bound on RSS growth over the soak once warm. */
+const SOAK_SPREAD_TARGET = 0.05
+
+/** RSS and used_memory of a redis-server, from /proc and INFO memory. */
+async function redisMemory(redis: TestRedis): Promise<{ rss: number; used: number }> {
+  const info = String(await redis.command('INFO', 'memory'))
+  const used = Number(/^used_memory:(\d+)/m.exec(info)?.[1] ?? Number.NaN)
+  return { rss: rssOf(redis.pid() as number), used }
+}
 // Keys in Redis beyond the cache's capacity, so the soak also evicts and loads.
 const SOAK_KEYSPACE_FACTOR = 1.1
 
@@ -26,7 +38,7 @@ async function fill(ctx: BenchContext, proxy: ProxyTarget, count: number): Promi
     await ctx.httpLoad.run({
       origin: proxy.origin,
       // Keys are requested in order, so the first `keys` are (nearly all) cached.
-      path: { prefix: '/get/key:', count, order: 'cycle', from: keys },
+      path: { prefix: '/get/key:', count, order: 'cycle', from: keys, pad: KEY_DIGITS },
       connections: CONNECTIONS,
       seconds: Math.min(10, Math.max(2, Math.ceil((count - keys) / 20_000))),
     })
@@ -42,11 +54,17 @@ export const memoryScenario: Scenario = {
     const { memorySteps, soakSeconds, soakWarmupSeconds } = ctx.budget
     const capacity = Math.max(...memorySteps)
     const keyspace = Math.round(capacity * SOAK_KEYSPACE_FACTOR)
-    const redis = await startRedis(['--enable-debug-command', 'local'])
+    const redis = await startRedis()
     let proxy: ProxyTarget | undefined
     try {
-      ctx.progress(`memory: writing ${formatNumber(keyspace)} keys of ${VALUE_BYTES} B to Redis`)
-      await redis.command('DEBUG', 'POPULATE', String(keyspace), 'key', String(VALUE_BYTES))
+      // Redis's own memory for the data the cache will hold, in this run:
+      // empty, then with exactly `capacity` keys, before any client tracks them.
+      const redisEmpty = await redisMemory(redis)
+      ctx.progress(`memory: writing ${formatNumber(capacity)} keys of ${VALUE_BYTES} B to Redis`)
+      await respKeysFill(redis.port, capacity, VALUE_BYTES)
+      const redisFull = await redisMemory(redis)
+      // The rest of the soak's key space, so the soak also evicts and loads.
+      await respKeysFill(redis.port, keyspace - capacity, VALUE_BYTES, capacity)
       proxy = await startProxy(redis.url, {
         CACHE_CAPACITY: String(capacity),
         CACHE_GLOBAL_EXPIRY: '3600000',
@@ -54,6 +72,7 @@ export const memoryScenario: Scenario = {
       const rows: string[][] = []
       let empty: NodeJS.MemoryUsage | undefined
       let full: NodeJS.MemoryUsage | undefined
+      let fullKeys = 0
       const short: number[] = []
       for (const step of memorySteps) {
         if (step > 0 && (await fill(ctx, proxy, step)) < step) short.push(step)
@@ -62,6 +81,7 @@ export const memoryScenario: Scenario = {
         ctx.progress(`memory: ${formatNumber(keys)} keys, RSS ${formatBytes(memory.rss)}`)
         empty ??= memory
         full = memory
+        fullKeys = keys
         const perKey =
           keys === 0
             ? '-'
@@ -83,7 +103,7 @@ export const memoryScenario: Scenario = {
       const pid = proxy.pid
       const soak = ctx.httpLoad.run({
         origin: proxy.origin,
-        path: { prefix: '/get/key:', count: keyspace, order: 'random' },
+        path: { prefix: '/get/key:', count: keyspace, order: 'random', pad: KEY_DIGITS },
         connections: CONNECTIONS,
         seconds: soakWarmupSeconds + soakSeconds,
       })
@@ -116,12 +136,54 @@ export const memoryScenario: Scenario = {
         .map((s) => `${formatNumber(s.t)} s ${formatBytes(s.rss)}`)
         .join(', ')
 
+      const redisKeys = capacity
+      const perKey = {
+        proxyTotal: (full?.rss ?? Number.NaN) / fullKeys,
+        proxyAdded: ((full?.rss ?? Number.NaN) - (empty?.rss ?? Number.NaN)) / fullKeys,
+        redisTotal: redisFull.rss / redisKeys,
+        redisAdded: (redisFull.rss - redisEmpty.rss) / redisKeys,
+        proxyLive:
+          ((full?.heapUsed ?? 0) +
+            (full?.arrayBuffers ?? 0) -
+            (empty?.heapUsed ?? 0) -
+            (empty?.arrayBuffers ?? 0)) /
+          fullKeys,
+        redisUsed: (redisFull.used - redisEmpty.used) / redisKeys,
+      }
+      const memoryLimit = `of the proxy's ${formatNumber(perKey.proxyAdded)} B of RSS added per entry, ${formatNumber(perKey.proxyLive)} B is live V8 heap and Buffer storage after a full GC (key string, value Buffer and the cache's own slots), against Redis's ${formatNumber(perKey.redisUsed)} B per key of used_memory (dictEntry, key sds, value object); the rest is heap V8 keeps beyond the live data.`
+      const memoryCheck = (name: string, proxy: number, redisPerKey: number): Check => ({
+        name,
+        measured: `${formatNumber(proxy)} B against ${formatNumber(redisPerKey)} B`,
+        ratio: redisPerKey / proxy,
+        targetRatio: 1,
+        target: ">= 1.0x (the proxy's no more than Redis's)",
+        pass: proxy <= redisPerKey,
+        ...(proxy <= redisPerKey ? {} : { limit: memoryLimit }),
+      })
+      const afterSoakLive = afterSoakMemory.heapUsed + afterSoakMemory.arrayBuffers
+      const beforeSoakLive = (full?.heapUsed ?? 0) + (full?.arrayBuffers ?? 0)
+      const liveGrowth = afterSoakLive / beforeSoakLive - 1
       const checks: Check[] = [
+        memoryCheck(
+          `RSS per cached entry at ${formatNumber(fullKeys)} entries, total: redis-server / proxy`,
+          perKey.proxyTotal,
+          perKey.redisTotal,
+        ),
+        memoryCheck(
+          `RSS per cached entry at ${formatNumber(fullKeys)} entries, above empty: redis-server / proxy`,
+          perKey.proxyAdded,
+          perKey.redisAdded,
+        ),
         {
-          name: `RSS over a ${soakSeconds} s soak after warm-up`,
+          name: `RSS over a ${soakSeconds} s churn soak after warm-up`,
           measured: `${formatNumber(spread * 100, 1)}% (max/min)`,
-          target: 'within 10%',
-          pass: spread <= 0.1,
+          target: `within ${formatNumber(SOAK_SPREAD_TARGET * 100)}%`,
+          pass: spread <= SOAK_SPREAD_TARGET,
+          ...(spread <= SOAK_SPREAD_TARGET
+            ? {}
+            : {
+                limit: `RSS went from ${formatBytes(first)} to ${formatBytes(last)} while the heap and buffers live after a full GC went from ${formatBytes(beforeSoakLive)} before the soak to ${formatBytes(afterSoakLive)} after it (${formatNumber(liveGrowth * 100, 1)}%): ${liveGrowth > SOAK_SPREAD_TARGET ? 'live data grew with the churn, with the same number of keys cached' : 'live data stayed within the target, so the growth is memory V8 and the allocator keep after collecting the churned values'}.`,
+              }),
         },
       ]
       return {
@@ -136,6 +198,33 @@ export const memoryScenario: Scenario = {
               'heap + buffers per key, B',
             ],
             rows,
+          },
+          {
+            title: `RSS per entry at ${formatNumber(fullKeys)} entries (${BENCH_KEY_BYTES} B keys, ${VALUE_BYTES} B values): the proxy's cache against redis-server holding the same ${formatNumber(redisKeys)} keys, in this run`,
+            columns: ['', 'empty', 'with the keys', 'total / keys, B', 'above empty / keys, B'],
+            rows: [
+              [
+                'proxy RSS',
+                formatBytes(empty?.rss ?? Number.NaN),
+                formatBytes(full?.rss ?? Number.NaN),
+                formatNumber(perKey.proxyTotal),
+                formatNumber(perKey.proxyAdded),
+              ],
+              [
+                'redis-server RSS',
+                formatBytes(redisEmpty.rss),
+                formatBytes(redisFull.rss),
+                formatNumber(perKey.redisTotal),
+                formatNumber(perKey.redisAdded),
+              ],
+              [
+                'redis-server used_memory',
+                formatBytes(redisEmpty.used),
+                formatBytes(redisFull.used),
+                formatNumber(redisFull.used / redisKeys),
+                formatNumber(perKey.redisUsed),
+              ],
+            ],
           },
           {
             title: `RSS during the soak: ${soakSeconds} s of ${ctx.httpLoad.name} at ${CONNECTIONS} connections after ${soakWarmupSeconds} s of warm-up, keys drawn at random from ${formatNumber(keyspace)} (the cache holds ${formatNumber(capacity)})`,
@@ -161,7 +250,7 @@ export const memoryScenario: Scenario = {
                 `The cache stopped growing just short of ${short.map((n) => formatNumber(n)).join(' and ')} keys: with CACHE_INVALIDATION=on Redis tracks every cached key, and when its tracking table (\`tracking-table-max-keys\`, 1,000,000 by default) is full it invalidates keys to make room, which evicts them from the cache.`,
               ]),
           `RSS every 10 s of the soak (warm-up included): ${series}.`,
-          `Values written by \`DEBUG POPULATE\`; each step requests every key through the proxy until \`GET /\` reports them cached. At the largest step the process held ${formatBytes(full?.rss ?? Number.NaN)} RSS. After the soak the cache held ${formatNumber(afterSoak.cache.keys)} keys (${formatNumber(afterSoak.cache.evictions)} evictions and ${formatNumber(afterSoak.cache.invalidations ?? 0)} invalidations from Redis so far).`,
+          `Keys \`key:000000000000\` and up (${BENCH_KEY_BYTES} B), values of ${VALUE_BYTES} B, written by bench/load/resp-keys.c. Redis's RSS was read empty and with the first ${formatNumber(redisKeys)} keys, before the proxy started (so before any key was tracked for invalidation); then the rest of the soak's key space was written. Each step requests every key through the proxy until \`GET /\` reports them cached. At the largest step the process held ${formatBytes(full?.rss ?? Number.NaN)} RSS. After the soak the cache held ${formatNumber(afterSoak.cache.keys)} keys (${formatNumber(afterSoak.cache.evictions)} evictions and ${formatNumber(afterSoak.cache.invalidations ?? 0)} invalidations from Redis so far).`,
         ],
       }
     } finally {

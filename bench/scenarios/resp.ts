@@ -1,10 +1,14 @@
-import { startRedis, type TestRedis } from '../../test/harness/redis-server.js'
-import { cpuSecondsOf, run } from '../lib/processes.js'
+import { sendCommand, startRedis } from '../../test/harness/redis-server.js'
+import { cpuSecondsOf } from '../lib/processes.js'
 import { formatNumber, interleave, median } from '../lib/stats.js'
 import { type RespLoadResult, redisBenchmarkGet } from '../load/redis-benchmark.js'
+import { BENCH_KEY_BYTES, respKeysFill, respKeysGet } from '../load/resp-keys.js'
 import { type ProxyTarget, startProxy } from '../targets/start.js'
+import { startTwemproxy, type TwemproxyTarget } from '../targets/twemproxy.js'
+import { cpuLimit, loadNow } from './limits.js'
 import {
   type BenchContext,
+  type Check,
   type Comparison,
   compare,
   type Scenario,
@@ -14,121 +18,273 @@ import {
 
 const CLIENTS = 50
 const PIPELINES = [1, 16] as const
-const HIT_VALUE_BYTES = 3
-const MISS_KEYSPACE = 100_000
-const MISS_VALUE_BYTES = 100
+type Pipeline = (typeof PIPELINES)[number]
+/** The key space and value size of the issue's hit and miss targets. */
+const KEYSPACE = 100_000
+const VALUE_BYTES = 100
+const ZIPF_S = 0.99
+/** redis-benchmark -t get without -r asks for this one key, 3 B by default. */
+const ONE_KEY = 'key:__rand_int__'
+const ONE_KEY_VALUE_BYTES = 3
+const HIT_TARGETS: Record<Pipeline, number> = { 1: 1.0, 16: 0.9 }
 
+/** A server the load is pointed at: its RESP port and the PID whose CPU is counted. */
+type Side = { name: string; port: number; pid: number }
 type Sample = RespLoadResult & { cpuUs: number }
+type Load = (
+  port: number,
+  pipeline: Pipeline,
+  requests: number,
+) => Promise<RespLoadResult & { requests?: number }>
 
 /**
- * redis-benchmark GET against the sidecar and against the redis-server behind
- * it, interleaved, per pipeline depth. CPU µs per request is the serving
- * process's: the sidecar's (the proxy process) or redis-server's own.
+ * The same load against every side, interleaved, per pipeline depth, with
+ * the CPU µs per request of each side's serving process from /proc.
+ * Returns the samples by pipeline, then by side name.
  */
-async function sideBySide(
+async function measure(
   ctx: BenchContext,
   label: string,
-  redis: TestRedis,
-  proxy: ProxyTarget,
-  keyspace: number | undefined,
-  targets: Record<number, number>,
-  /** Fraction of the budget's requests per run: a miss costs the sidecar several times a hit. */
-  share = 1,
-): Promise<{ comparisons: Comparison[]; table: Table }> {
-  const comparisons: Comparison[] = []
-  const rows: string[][] = []
-  const redisPid = redis.pid() as number
+  sides: readonly Side[],
+  load: Load,
+  requestsAt: (pipeline: Pipeline) => number,
+): Promise<Map<Pipeline, Map<string, Sample[]>>> {
+  const out = new Map<Pipeline, Map<string, Sample[]>>()
   for (const pipeline of PIPELINES) {
-    const requests = Math.round(ctx.budget.respRequests * share * (pipeline === 1 ? 1 : 3))
-    const load = async (port: number, pid: number, n: number): Promise<Sample> => {
-      const cpuBefore = cpuSecondsOf(pid)
-      const result = await redisBenchmarkGet({
-        port,
-        clients: CLIENTS,
-        pipeline,
-        requests: n,
-        ...(keyspace === undefined ? {} : { keyspace }),
-        timeoutMs: 120_000,
-      })
-      return { ...result, cpuUs: ((cpuSecondsOf(pid) - cpuBefore) * 1e6) / n }
+    const requests = requestsAt(pipeline)
+    const one = async (side: Side, n: number): Promise<Sample> => {
+      const cpuBefore = cpuSecondsOf(side.pid)
+      const result = await load(side.port, pipeline, n)
+      const served = result.requests ?? n
+      return { ...result, cpuUs: ((cpuSecondsOf(side.pid) - cpuBefore) * 1e6) / served }
     }
     ctx.progress(`${label} -P ${pipeline}: warm-up`)
-    await load(proxy.respPort, proxy.pid, Math.ceil(requests / 10))
-    await load(redis.port, redisPid, Math.ceil(requests / 10))
+    for (const side of sides) await one(side, Math.ceil(requests / 10))
     const samples = await interleave<Sample>(
       ctx.budget.rounds,
-      [
-        { name: 'sidecar', run: () => load(proxy.respPort, proxy.pid, requests) },
-        { name: 'redis', run: () => load(redis.port, redisPid, requests) },
-      ],
+      sides.map((side) => ({ name: side.name, run: () => one(side, requests) })),
       (line) => ctx.progress(`${label} -P ${pipeline}: ${line}`),
     )
-    const ours = samples.get('sidecar') ?? []
-    const theirs = samples.get('redis') ?? []
-    const comparison = compare(
-      `${label}, pipeline ${pipeline}`,
-      'req/s',
-      { name: 'sidecar', samples: ours.map((s) => s.rps) },
-      { name: 'redis-server', samples: theirs.map((s) => s.rps) },
-      median,
-      targets[pipeline],
-    )
-    comparisons.push(comparison)
-    rows.push([
-      String(pipeline),
-      formatNumber(comparison.ours.value),
-      ...latencyAndCpu(ours),
-      formatNumber(comparison.theirs.value),
-      ...latencyAndCpu(theirs),
-      `${formatNumber(comparison.ratio, 2)}x`,
-    ])
+    out.set(pipeline, samples)
+  }
+  return out
+}
+
+const med = (samples: readonly Sample[], pick: (s: Sample) => number) => median(samples.map(pick))
+
+function served(name: string, samples: readonly Sample[]) {
+  return { name, rps: med(samples, (s) => s.rps), cpuUs: med(samples, (s) => s.cpuUs) }
+}
+
+/** One row per pipeline: req/s, p50, p99 and CPU µs/req per side, then the given ratios. */
+function respTable(
+  title: string,
+  sides: readonly Side[],
+  samples: Map<Pipeline, Map<string, Sample[]>>,
+  ratios: { column: string; value: (pipeline: Pipeline) => number }[],
+): Table {
+  const rows: string[][] = []
+  for (const pipeline of PIPELINES) {
+    const bySide = samples.get(pipeline)
+    const row = [String(pipeline)]
+    for (const side of sides) {
+      const s = bySide?.get(side.name) ?? []
+      row.push(
+        formatNumber(med(s, (x) => x.rps)),
+        formatNumber(
+          med(s, (x) => x.p50Ms),
+          3,
+        ),
+        formatNumber(
+          med(s, (x) => x.p99Ms),
+          3,
+        ),
+        formatNumber(
+          med(s, (x) => x.cpuUs),
+          2,
+        ),
+      )
+    }
+    for (const ratio of ratios) row.push(`${formatNumber(ratio.value(pipeline), 2)}x`)
+    rows.push(row)
   }
   return {
-    comparisons,
-    table: {
-      title: `redis-benchmark -t get -c ${CLIENTS}, req/s, latency (ms) and CPU µs per request of the serving process`,
-      columns: [
-        'pipeline',
-        'sidecar req/s',
-        'p50',
-        'p99',
-        'CPU µs/req',
-        'redis-server req/s',
-        'p50',
-        'p99',
-        'CPU µs/req',
-        'ratio',
-      ],
-      rows,
-    },
+    title,
+    columns: [
+      'pipeline',
+      ...sides.flatMap((side) => [`${side.name} req/s`, 'p50', 'p99', 'CPU µs/req']),
+      ...ratios.map((r) => r.column),
+    ],
+    rows,
   }
+}
+
+type HitCase = {
+  label: string
+  tool: string
+  load: Load
+  /** Targets by pipeline (the issue's); none for the one-key reference. */
+  targets?: Record<Pipeline, number>
 }
 
 /** Part 1: RESP cache hits, the sidecar against the redis-server behind it. */
 export const respHitsScenario: Scenario = {
   part: 1,
   id: 'resp-hits',
-  title: 'RESP cache hits: the sidecar against redis-server',
+  title: 'RESP cache hits: the sidecar against redis-server (100k keys uniform and Zipf; one key)',
   async run(ctx): Promise<ScenarioResult> {
     const redis = await startRedis()
     let proxy: ProxyTarget | undefined
     try {
-      // redis-benchmark -t get without -r asks for this one key.
-      await redis.command('SET', 'key:__rand_int__', 'x'.repeat(HIT_VALUE_BYTES))
-      proxy = await startProxy(redis.url, { CACHE_GLOBAL_EXPIRY: '3600000' }, { resp: true })
-      const before = (await proxy.status()).cache
-      const { comparisons, table } = await sideBySide(ctx, 'RESP hit', redis, proxy, undefined, {
-        1: 1.0,
-        16: 0.9,
+      ctx.progress(`resp hits: writing ${formatNumber(KEYSPACE)} keys of ${VALUE_BYTES} B`)
+      await respKeysFill(redis.port, KEYSPACE, VALUE_BYTES)
+      await redis.command('SET', ONE_KEY, 'x'.repeat(ONE_KEY_VALUE_BYTES))
+      proxy = await startProxy(
+        redis.url,
+        // Room for every key; an expiry longer than the run: every measured GET is a hit.
+        { CACHE_CAPACITY: String(KEYSPACE * 2), CACHE_GLOBAL_EXPIRY: '3600000' },
+        { resp: true },
+      )
+      ctx.progress('resp hits: warming the cache with every key, once')
+      const warm = await respKeysGet({
+        port: proxy.respPort,
+        clients: 10,
+        pipeline: 16,
+        requests: KEYSPACE,
+        keyspace: KEYSPACE,
+        order: 'each',
+        seconds: 120,
       })
+      await sendCommand(proxy.respPort, ['GET', ONE_KEY])
+      const warmed = (await proxy.status()).cache
+      if (warm.nils > 0 || warmed.keys < KEYSPACE + 1) {
+        throw new Error(
+          `warming left ${warmed.keys} keys cached (${warm.nils} nil replies), wanted ${KEYSPACE + 1}`,
+        )
+      }
+      const sides: Side[] = [
+        { name: 'sidecar', port: proxy.respPort, pid: proxy.pid },
+        { name: 'redis-server', port: redis.port, pid: redis.pid() as number },
+      ]
+      let zipfNils = 0
+      const cases: HitCase[] = [
+        {
+          label: `RESP hit, ${formatNumber(KEYSPACE)} keys uniform`,
+          tool: `redis-benchmark -t get -r ${formatNumber(KEYSPACE)}`,
+          targets: HIT_TARGETS,
+          load: (port, pipeline, requests) =>
+            redisBenchmarkGet({
+              port,
+              clients: CLIENTS,
+              pipeline,
+              requests,
+              keyspace: KEYSPACE,
+              timeoutMs: 120_000,
+            }),
+        },
+        {
+          label: `RESP hit, ${formatNumber(KEYSPACE)} keys Zipf s=${ZIPF_S}`,
+          tool: `bench/load/resp-keys.c -m zipf -s ${ZIPF_S} -k ${formatNumber(KEYSPACE)}`,
+          targets: HIT_TARGETS,
+          load: async (port, pipeline, requests) => {
+            const result = await respKeysGet({
+              port,
+              clients: CLIENTS,
+              pipeline,
+              requests,
+              keyspace: KEYSPACE,
+              order: 'zipf',
+              zipfS: ZIPF_S,
+              seconds: 90,
+            })
+            zipfNils += result.nils
+            return result
+          },
+        },
+        {
+          label: 'RESP hit, one key (reference)',
+          tool: 'redis-benchmark -t get (no -r: one key)',
+          load: (port, pipeline, requests) =>
+            redisBenchmarkGet({ port, clients: CLIENTS, pipeline, requests, timeoutMs: 120_000 }),
+        },
+      ]
+      const before = (await proxy.status()).cache
+      const tables: Table[] = []
+      const comparisons: Comparison[] = []
+      const checks: Check[] = []
+      for (const hitCase of cases) {
+        const samples = await measure(
+          ctx,
+          hitCase.label,
+          sides,
+          hitCase.load,
+          (pipeline) => ctx.budget.respRequests * (pipeline === 1 ? 1 : 3),
+        )
+        for (const pipeline of PIPELINES) {
+          const ours = samples.get(pipeline)?.get('sidecar') ?? []
+          const theirs = samples.get(pipeline)?.get('redis-server') ?? []
+          const oursServed = served('sidecar', ours)
+          const theirsServed = served('redis-server', theirs)
+          comparisons.push(
+            compare(
+              `${hitCase.label}, pipeline ${pipeline}`,
+              'req/s',
+              { name: 'sidecar', samples: ours.map((s) => s.rps) },
+              { name: 'redis-server', samples: theirs.map((s) => s.rps) },
+              median,
+              hitCase.targets?.[pipeline],
+              () => cpuLimit(oursServed, theirsServed),
+            ),
+          )
+          if (hitCase.targets === undefined) continue
+          const cpuRatio = theirsServed.cpuUs / oursServed.cpuUs
+          const pass = oursServed.cpuUs <= theirsServed.cpuUs
+          checks.push({
+            name: `${hitCase.label}, pipeline ${pipeline}: CPU µs per hit, redis-server / sidecar`,
+            measured: `${formatNumber(oursServed.cpuUs, 2)} µs against ${formatNumber(theirsServed.cpuUs, 2)} µs`,
+            ratio: cpuRatio,
+            targetRatio: 1,
+            target: '>= 1.0x (sidecar no more than Redis)',
+            pass,
+            ...(pass
+              ? {}
+              : {
+                  limit: `the sidecar's work per hit in its one Node thread (RESP decode, cache lookup, reply write through libuv) costs ${formatNumber(oursServed.cpuUs - theirsServed.cpuUs, 2)} µs more than redis-server's C event loop does for the same GET.`,
+                }),
+          })
+        }
+        tables.push(
+          respTable(
+            `${hitCase.label}: ${hitCase.tool} -c ${CLIENTS}, req/s, latency (ms) and CPU µs per request of the serving process`,
+            sides,
+            samples,
+            [
+              {
+                column: 'ratio',
+                value: (p) =>
+                  med(samples.get(p)?.get('sidecar') ?? [], (s) => s.rps) /
+                  med(samples.get(p)?.get('redis-server') ?? [], (s) => s.rps),
+              },
+              {
+                column: 'CPU ratio (redis / sidecar)',
+                value: (p) =>
+                  med(samples.get(p)?.get('redis-server') ?? [], (s) => s.cpuUs) /
+                  med(samples.get(p)?.get('sidecar') ?? [], (s) => s.cpuUs),
+              },
+            ],
+          ),
+        )
+      }
       const after = (await proxy.status()).cache
       return {
-        tables: [table],
+        tables,
         comparisons,
-        checks: [],
+        checks,
         notes: [
-          `One key of ${HIT_VALUE_BYTES} B (redis-benchmark's default size); the sidecar's cache counted ${formatNumber(after.hits - before.hits)} hits and ${formatNumber(after.misses - before.misses)} misses. Medians of ${ctx.budget.rounds} interleaved runs.`,
-          'redis-benchmark and the server under test share the two cores with each other (and with other work); the redis-server column is the same redis-server that backs the sidecar.',
+          `${formatNumber(KEYSPACE)} keys of ${BENCH_KEY_BYTES} B (\`key:\` and 12 digits, redis-benchmark's \`-r\` names) with ${VALUE_BYTES} B values, written to Redis and then read once each through the sidecar (CACHE_CAPACITY=${formatNumber(KEYSPACE * 2)}, CACHE_GLOBAL_EXPIRY=1 h). During the measured runs the sidecar's cache counted ${formatNumber(after.hits - before.hits)} hits and ${formatNumber(after.misses - before.misses)} misses; the Zipf runs got ${formatNumber(zipfNils)} nil replies.`,
+          `Uniform key choice is redis-benchmark's \`-r\`. Zipf (weight 1/rank^${ZIPF_S}, ranks shuffled over the keys by a fixed seed, the same sequence for both sides) is bench/load/resp-keys.c, compiled by the bench with gcc: redis-benchmark has no Zipf, and memtier_benchmark (Gaussian only) is not packaged in Debian. Both tools: ${CLIENTS} connections, one thread, pipelining by batches.`,
+          `The one-key case (${ONE_KEY_VALUE_BYTES} B value) is a reference, not a target. CPU µs/req is the serving process's user + system time from /proc over the run, divided by the requests; the redis-server column is the same redis-server that backs the sidecar. Medians of ${ctx.budget.rounds} interleaved runs.`,
+          `The load generator and the server under test share the machine's two cores with each other and with other work (1-minute load ${loadNow()} at the end of this part).`,
         ],
       }
     } finally {
@@ -138,92 +294,107 @@ export const respHitsScenario: Scenario = {
   },
 }
 
-/** Part 3: every GET a miss, the sidecar against the redis-server behind it. */
+/**
+ * Part 3: every GET a miss, the sidecar against twemproxy in front of the
+ * same redis-server, and against that redis-server direct.
+ */
 export const respMissScenario: Scenario = {
   part: 3,
   id: 'resp-miss',
-  title: 'The miss path: every GET a miss, against Redis direct',
+  title: 'The miss path: every GET a miss, against twemproxy and Redis direct',
   async run(ctx): Promise<ScenarioResult> {
     const redis = await startRedis()
     let proxy: ProxyTarget | undefined
+    let twemproxy: TwemproxyTarget | undefined
     try {
-      ctx.progress(`resp miss: writing ${formatNumber(MISS_KEYSPACE)} keys`)
-      // redis-benchmark names keys key:000000012345; its own SET fills them.
-      const fill = await redisBenchmarkSet(redis.port)
-      if (!fill) throw new Error('could not fill Redis for the miss path')
+      ctx.progress(`resp miss: writing ${formatNumber(KEYSPACE)} keys`)
+      await respKeysFill(redis.port, KEYSPACE, VALUE_BYTES)
       // A one-key cache: a GET is a hit only if the previous GET asked for the same key.
       proxy = await startProxy(redis.url, { CACHE_CAPACITY: '1' }, { resp: true })
+      ctx.progress('resp miss: starting twemproxy (installed with apt-get when missing)')
+      twemproxy = await startTwemproxy(redis.port)
+      const sides: Side[] = [
+        { name: 'sidecar', port: proxy.respPort, pid: proxy.pid },
+        { name: 'twemproxy', port: twemproxy.port, pid: twemproxy.pid },
+        { name: 'redis-server', port: redis.port, pid: redis.pid() as number },
+      ]
       const before = (await proxy.status()).cache
-      const { comparisons, table } = await sideBySide(
+      const samples = await measure(
         ctx,
         'RESP miss',
-        redis,
-        proxy,
-        MISS_KEYSPACE,
-        { 1: 0.8, 16: 0.8 },
-        0.5,
+        sides,
+        (port, pipeline, requests) =>
+          redisBenchmarkGet({
+            port,
+            clients: CLIENTS,
+            pipeline,
+            requests,
+            keyspace: KEYSPACE,
+            timeoutMs: 120_000,
+          }),
+        // A miss costs the sidecar several times a hit: half the hit runs' requests.
+        (pipeline) => Math.round(ctx.budget.respRequests * 0.5 * (pipeline === 1 ? 1 : 3)),
       )
       const after = (await proxy.status()).cache
-      const misses = after.misses - before.misses
-      const hits = after.hits - before.hits
+      const comparisons: Comparison[] = []
+      const pick = (p: Pipeline, side: string) => samples.get(p)?.get(side) ?? []
+      for (const pipeline of PIPELINES) {
+        const ours = pick(pipeline, 'sidecar')
+        const twem = pick(pipeline, 'twemproxy')
+        comparisons.push(
+          compare(
+            `RESP miss, pipeline ${pipeline}`,
+            'req/s',
+            { name: 'sidecar', samples: ours.map((s) => s.rps) },
+            { name: 'twemproxy', samples: twem.map((s) => s.rps) },
+            median,
+            1.0,
+            () =>
+              `${cpuLimit(served('sidecar', ours), served('twemproxy', twem))} A miss costs the sidecar a cache lookup, a backend GET on its own connection to Redis (decoded into a value) and a cache insert, where twemproxy only relays bytes.`,
+          ),
+          compare(
+            `RESP miss, pipeline ${pipeline} (reference)`,
+            'req/s',
+            { name: 'sidecar', samples: ours.map((s) => s.rps) },
+            {
+              name: 'redis-server direct',
+              samples: pick(pipeline, 'redis-server').map((s) => s.rps),
+            },
+            median,
+          ),
+        )
+      }
+      const ratio = (p: Pipeline, theirs: string, unit: 'rps' | 'cpuUs') =>
+        unit === 'rps'
+          ? med(pick(p, 'sidecar'), (s) => s.rps) / med(pick(p, theirs), (s) => s.rps)
+          : med(pick(p, theirs), (s) => s.cpuUs) / med(pick(p, 'sidecar'), (s) => s.cpuUs)
       return {
-        tables: [table],
+        tables: [
+          respTable(
+            `redis-benchmark -t get -c ${CLIENTS} -r ${formatNumber(KEYSPACE)}, req/s, latency (ms) and CPU µs per request of each serving process`,
+            sides,
+            samples,
+            [
+              { column: 'vs twemproxy', value: (p) => ratio(p, 'twemproxy', 'rps') },
+              { column: 'vs redis', value: (p) => ratio(p, 'redis-server', 'rps') },
+              {
+                column: 'CPU ratio (twemproxy / sidecar)',
+                value: (p) => ratio(p, 'twemproxy', 'cpuUs'),
+              },
+            ],
+          ),
+        ],
         comparisons,
         checks: [],
         notes: [
-          `Keys drawn at random from ${formatNumber(MISS_KEYSPACE)} (\`-r\`), values of ${MISS_VALUE_BYTES} B, CACHE_CAPACITY=1: the sidecar counted ${formatNumber(misses)} misses and ${formatNumber(hits)} hits. Each miss is a backend GET (concurrent misses of one key coalesced). Medians of ${ctx.budget.rounds} interleaved runs.`,
-          'The redis-server column serves the same GETs itself; the sidecar in front of it adds a hop, so its ratio shows what coalescing and pipelining to the backend recover.',
+          `Keys drawn at random from ${formatNumber(KEYSPACE)} (\`-r\`, ${BENCH_KEY_BYTES} B names), all present with ${VALUE_BYTES} B values; CACHE_CAPACITY=1, so the sidecar counted ${formatNumber(after.misses - before.misses)} misses and ${formatNumber(after.hits - before.hits)} hits. Each miss is a backend GET (concurrent misses of one key coalesced). Medians of ${ctx.budget.rounds} interleaved runs.`,
+          'twemproxy (Debian nutcracker 0.5, no cache) and the sidecar forward to the same redis-server, which is also measured direct as a reference (no target). CPU µs/req counts each proxy process alone; the redis-server behind both does the same work for either.',
         ],
       }
     } finally {
+      await twemproxy?.stop()
       await proxy?.stop()
       await redis.stop()
     }
   },
-}
-
-async function redisBenchmarkSet(port: number): Promise<boolean> {
-  const done = await run(
-    'redis-benchmark',
-    [
-      '-h',
-      '127.0.0.1',
-      '-p',
-      String(port),
-      '-t',
-      'set',
-      '-c',
-      '50',
-      '-P',
-      '16',
-      '-r',
-      String(MISS_KEYSPACE),
-      '-n',
-      String(MISS_KEYSPACE * 5),
-      '-d',
-      String(MISS_VALUE_BYTES),
-      '-q',
-    ],
-    { timeoutMs: 120_000 },
-  )
-  return done.code === 0
-}
-
-/** p50 and p99 latency (ms) and CPU µs per request, medians over the samples. */
-function latencyAndCpu(samples: Sample[]): string[] {
-  const m = (pick: (s: Sample) => number) => median(samples.map(pick))
-  return [
-    formatNumber(
-      m((s) => s.p50Ms),
-      3,
-    ),
-    formatNumber(
-      m((s) => s.p99Ms),
-      3,
-    ),
-    formatNumber(
-      m((s) => s.cpuUs),
-      2,
-    ),
-  ]
 }

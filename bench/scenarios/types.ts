@@ -40,10 +40,25 @@ export type Comparison = {
   ratio: number
   /** The ratio ours must reach, if the issue sets one. */
   target?: number
+  /** Where the target is missed: what the measurements say limits the figure. */
+  limit?: string
 }
 
-/** A target that is not a ratio (latency, bytes, growth), with its verdict. */
-export type Check = { name: string; measured: string; target: string; pass: boolean }
+/**
+ * A target that is not a plain throughput ratio (CPU per request, bytes,
+ * growth, counts), with its verdict; `ratio` where it is one, higher better.
+ */
+export type Check = {
+  name: string
+  measured: string
+  target: string
+  pass: boolean
+  ratio?: number
+  /** The ratio that meets the target, where `ratio` is given. */
+  targetRatio?: number
+  /** Where the target is missed: what the measurements say limits the figure. */
+  limit?: string
+}
 
 export type Table = { title: string; columns: string[]; rows: string[][] }
 
@@ -75,15 +90,20 @@ export function compare(
   theirs: { name: string; samples: number[] },
   median: (values: number[]) => number,
   target?: number,
+  /** Called only when the target is missed. */
+  limit?: (ratio: number) => string,
 ): Comparison {
   const oursValue = median(ours.samples)
   const theirsValue = median(theirs.samples)
+  const ratio = oursValue / theirsValue
+  const missed = target !== undefined && !(ratio >= target)
   return {
     name,
     unit,
     ours: { ...ours, value: oursValue },
     theirs: { ...theirs, value: theirsValue },
-    ratio: oursValue / theirsValue,
+    ratio,
     ...(target === undefined ? {} : { target }),
+    ...(missed && limit !== undefined ? { limit: limit(ratio) } : {}),
   }
 }

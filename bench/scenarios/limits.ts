@@ -1,0 +1,32 @@
+import { loadavg } from 'node:os'
+import { formatNumber } from '../lib/stats.js'
+
+/** One side of a comparison as the limit notes need it: medians of its runs. */
+export type Served = { name: string; rps: number; cpuUs: number }
+
+/**
+ * What the CPU figures say limits a throughput that misses its target: the
+ * share of one core the serving process used (CPU µs per request x req/s),
+ * and how its CPU per request compares with the other side's. A process near
+ * 100% of a core is bound by its own work per request; one well below it
+ * waited on something else (the load generator, the backend, or other work
+ * on this two-core machine).
+ */
+export function cpuLimit(ours: Served, theirs: Served): string {
+  const busy = (s: Served) => (s.cpuUs * s.rps) / 1e6
+  const oursBusy = busy(ours)
+  const perRequest =
+    ours.cpuUs > theirs.cpuUs
+      ? `${ours.name} spends ${formatNumber(ours.cpuUs / theirs.cpuUs, 2)}x the CPU per request of ${theirs.name} (${formatNumber(ours.cpuUs, 2)} against ${formatNumber(theirs.cpuUs, 2)} µs)`
+      : `${ours.name} spends no more CPU per request than ${theirs.name} (${formatNumber(ours.cpuUs, 2)} against ${formatNumber(theirs.cpuUs, 2)} µs)`
+  const bound =
+    oursBusy >= 0.85
+      ? `its one thread was ${formatNumber(oursBusy * 100)}% busy, so its CPU per request bounds the rate`
+      : `it used ${formatNumber(oursBusy * 100)}% of a core (${theirs.name} ${formatNumber(busy(theirs) * 100)}%), so it also waited: for the load generator, the backend or other work on the 2 cores`
+  return `${perRequest}; ${bound}.`
+}
+
+/** The machine's 1-minute load average, for notes on a noisy figure. */
+export function loadNow(): string {
+  return formatNumber(loadavg()[0] ?? Number.NaN, 2)
+}
