@@ -104,6 +104,7 @@ export function createKeyReader({ service, draining, gate }: KeyReaderDeps): Key
     }
     const closing = draining?.() === true
     const hit = service.get(key)
+    if (hit === null) return text(404, `${keyToText(key)} not found!`, method, closing)
     if (!(hit instanceof Promise)) return valueAnswer(hit, 'HIT', method, closing)
     return hit.then(
       (loaded) =>

@@ -1,5 +1,5 @@
 import type { CacheStats } from './cache/lru-cache.js'
-import type { SlabCache } from './cache/slab-cache.js'
+import { NIL, type SlabCache } from './cache/slab-cache.js'
 import { BackendError, BackendTimeoutError, OverloadedError } from './errors.js'
 import { Fifo } from './fifo.js'
 import type { InvalidationChannel, InvalidationMode, InvalidationTarget } from './invalidation.js'
@@ -121,12 +121,16 @@ export class ReadThrough implements InvalidationTarget {
   }
 
   /**
-   * The value of `key`: a hit synchronously (the bytes themselves, no
-   * promise), anything else through `load`. A missing key is null.
+   * The value of `key`: a hit synchronously (the bytes themselves, or null
+   * for a key the cache knows is missing), anything else through `load`.
    */
-  get(key: string): Uint8Array | Promise<Uint8Array | null> {
+  get(key: string): Uint8Array | null | Promise<Uint8Array | null> {
+    const hit = this.#cache.get(key)
+    // A nil is served only while Redis tells of writes: while the channel
+    // is lost, a key created meanwhile would stay hidden behind it.
+    if (hit === NIL) return this.invalidation() === 'on' ? null : this.#fetch(key)
     // Just looked: no second look, as load() would take.
-    return this.#cache.get(key) ?? this.#fetch(key)
+    return hit ?? this.#fetch(key)
   }
 
   /**
@@ -138,6 +142,16 @@ export class ReadThrough implements InvalidationTarget {
    */
   hitSlot(bytes: Uint8Array, start: number, end: number): number {
     return this.#cache.getBytes(bytes, start, end)
+  }
+
+  /** Whether the slot `hitSlot` answered records a key known to be missing. */
+  hitIsNil(slot: number): boolean {
+    return this.#cache.isNil(slot)
+  }
+
+  /** Whether a nil `hitSlot` found may be answered (see `get`); else `fetch` the key. */
+  nilServable(): boolean {
+    return this.invalidation() === 'on'
   }
 
   /** The length of the value in a slot `hitSlot` answered. */
@@ -156,11 +170,13 @@ export class ReadThrough implements InvalidationTarget {
   }
 
   /**
-   * The cached value or null, counted as a hit or a miss: for a caller that
+   * The cached value, NIL for a key known missing (compare by identity), or
+   * null when the cache cannot say; counted as a hit or a miss: for a caller that
    * schedules its own loads (MGET bounds how many it runs at once).
    */
   cached(key: string): Uint8Array | null {
-    return this.#cache.get(key)
+    const hit = this.#cache.get(key)
+    return hit === NIL && this.invalidation() !== 'on' ? null : hit
   }
 
   /**
@@ -168,7 +184,8 @@ export class ReadThrough implements InvalidationTarget {
    * it used: for inspection (status pages, tests), not for serving.
    */
   peek(key: string): Uint8Array | null {
-    return this.#cache.peek(key)
+    const cached = this.#cache.peek(key)
+    return cached === NIL ? null : cached
   }
 
   /**
@@ -178,7 +195,8 @@ export class ReadThrough implements InvalidationTarget {
    */
   load(key: string): Promise<Uint8Array | null> {
     const cached = this.#cache.peek(key)
-    if (cached !== null) return Promise.resolve(cached)
+    if (cached === NIL && this.invalidation() === 'on') return Promise.resolve(null)
+    if (cached !== null && cached !== NIL) return Promise.resolve(cached)
     return this.#fetch(key)
   }
 
@@ -283,8 +301,15 @@ export class ReadThrough implements InvalidationTarget {
     this.#active--
     if (this.#inflight.get(flight.key) === flight) this.#inflight.delete(flight.key)
     if (ok) {
-      // Misses are not cached: a key written later must be visible at once.
-      if (loaded !== null) {
+      if (loaded === null) {
+        // A missing key is cached only while Redis tells of every write:
+        // it tracks keys read even when missing, so the write that creates
+        // the key evicts the nil. Otherwise a key written later would stay
+        // hidden until the nil expired.
+        if (!flight.stale && this.#storing && this.#channel?.mode() === 'on') {
+          this.#cache.setNil(flight.key)
+        }
+      } else {
         if (!flight.stale && this.#storing) {
           // Redis read the TTL some time after the GET left: counted from
           // then, the entry ends no later than the key does in Redis.

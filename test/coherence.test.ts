@@ -224,6 +224,78 @@ describe('over RESP, the sidecar uses the same service and hears the same writes
   })
 })
 
+describe('keys that do not exist', () => {
+  let redis: TestRedis
+  let on: TestHttpProxy
+  let off: TestHttpProxy
+
+  beforeAll(async () => {
+    redis = await startRedis()
+    on = await startHttpProxy(redis.url, { CACHE_GLOBAL_EXPIRY: '600000' })
+    off = await startHttpProxy(redis.url, {
+      CACHE_INVALIDATION: 'off',
+      CACHE_GLOBAL_EXPIRY: '600000',
+    })
+  })
+  afterAll(async () => {
+    await on?.close()
+    await off?.close()
+    await redis?.stop()
+  })
+
+  it('are answered 404 from the cache while invalidation is on, and a write that creates one reaches it', async () => {
+    const before = await backendGetCount(redis)
+    for (let i = 0; i < 20; i++) {
+      expect(await read(on, 'nil:a')).toMatchObject({ status: 404, body: 'nil:a not found!' })
+    }
+    // One backend read for twenty 404s: Redis tracks a key read even when
+    // it is missing, so the nil is as coherent as a value.
+    expect((await backendGetCount(redis)) - before).toBe(1)
+    await redis.command('SET', 'nil:a', 'now here')
+    expect(
+      await until(
+        () => read(on, 'nil:a'),
+        (answer) => answer.status === 200,
+      ),
+    ).toMatchObject({ status: 200, body: 'now here' })
+  })
+
+  it('are asked of Redis every time while invalidation is off', async () => {
+    const before = await backendGetCount(redis)
+    for (let i = 0; i < 5; i++) expect((await read(off, 'nil:b')).status).toBe(404)
+    expect((await backendGetCount(redis)) - before).toBe(5)
+    // So a key created later is seen at once, not after the expiry.
+    await redis.command('SET', 'nil:b', 'v')
+    expect(await read(off, 'nil:b')).toMatchObject({ status: 200, body: 'v' })
+  })
+
+  it('are answered nil over RESP from the cache, in GET and MGET', async () => {
+    const proxy = await startRespProxy(redis.url, { CACHE_GLOBAL_EXPIRY: '600000' })
+    const client = new Redis(proxy.url, { lazyConnect: true, maxRetriesPerRequest: 0 })
+    try {
+      await client.connect()
+      await redis.command('SET', 'nil:there', 'x')
+      const before = await backendGetCount(redis)
+      for (let i = 0; i < 10; i++) {
+        expect(await client.get('nil:c')).toBeNull()
+        expect(await client.mget('nil:c', 'nil:there')).toEqual([null, 'x'])
+      }
+      // nil:c once, nil:there once.
+      expect((await backendGetCount(redis)) - before).toBe(2)
+      await redis.command('SET', 'nil:c', 'made')
+      expect(
+        await until(
+          () => client.get('nil:c'),
+          (value) => value !== null,
+        ),
+      ).toBe('made')
+    } finally {
+      client.disconnect()
+      await proxy.close()
+    }
+  })
+})
+
 // Tracking is in-band: Redis writes a GET's reply and the invalidation of a
 // later write in order on one stream, so however late the reply reaches the
 // proxy, the invalidation comes after it and evicts what it stored.

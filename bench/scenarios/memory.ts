@@ -54,7 +54,10 @@ export const memoryScenario: Scenario = {
     const { memorySteps, soakSeconds, soakWarmupSeconds } = ctx.budget
     const capacity = Math.max(...memorySteps)
     const keyspace = Math.round(capacity * SOAK_KEYSPACE_FACTOR)
-    const redis = await startRedis()
+    // Tracking every cached key needs a tracking table as large as the
+    // cache: Redis's default (1,000,000 keys) would invalidate keys of the
+    // cache to make room (see the README, Coherence).
+    const redis = await startRedis(['--tracking-table-max-keys', '0'])
     let proxy: ProxyTarget | undefined
     try {
       // Redis's own memory for the data the cache will hold, in this run:

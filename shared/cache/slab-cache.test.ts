@@ -4,6 +4,7 @@ import {
   entryBytes,
   MAX_KEY_BYTES,
   MAX_VALUE_BYTES,
+  NIL,
   PAGE_BYTES,
   SlabCache,
   sizeClasses,
@@ -848,6 +849,33 @@ describe('SlabCache', () => {
       const c = new SlabCache({ capacity: 1, ttlMs: 1 })
       expect(c.pageBytes).toBe(PAGE_BYTES)
       expect(c.maxValueBytes).toBe(MAX_VALUE_BYTES)
+    })
+  })
+
+  describe('nil entries', () => {
+    it('record a missing key: NIL by identity from get and peek, under the same LRU and expiry', () => {
+      let now = 0
+      const cache = new SlabCache({ capacity: 2, ttlMs: 100, clock: { now: () => now } })
+      expect(cache.setNil('gone')).toBe(true)
+      expect(cache.get('gone')).toBe(NIL)
+      expect(cache.peek('gone')).toBe(NIL)
+      const slot = cache.getBytes(Buffer.from('gone'))
+      expect(cache.isNil(slot)).toBe(true)
+      // A value stored under the key replaces the nil.
+      cache.set('gone', Buffer.from('back'))
+      const back = cache.getBytes(Buffer.from('gone'))
+      expect(cache.isNil(back)).toBe(false)
+      expect(Buffer.from(cache.get('gone') as Uint8Array).toString()).toBe('back')
+      // And a nil replaces a value.
+      cache.setNil('gone')
+      expect(cache.get('gone')).toBe(NIL)
+      now = 100
+      expect(cache.get('gone')).toBeNull()
+      // Evicted like any entry.
+      cache.setNil('a')
+      cache.set('b', Buffer.from('1'))
+      cache.set('c', Buffer.from('2'))
+      expect(cache.get('a')).toBeNull()
     })
   })
 })

@@ -123,6 +123,9 @@ const SCRATCH_KEEP = 64 * 1024
 // with 100-byte values: the subarray costs more than the copy).
 const LOOP_COPY = 256
 
+/** What `get` and `peek` answer for a nil entry (see `setNil`); compare by identity. */
+export const NIL: Uint8Array = Object.freeze(new Uint8Array(0)) as Uint8Array
+
 export class SlabCache {
   readonly capacity: number
   readonly ttlMs: number
@@ -144,6 +147,10 @@ export class SlabCache {
   // probe run that a deletion or eviction shifts back (several at load 0.75).
   readonly #hashes: Int32Array
   readonly #expiresAt: Float64Array
+  // 1 for an entry that records that the key does not exist (setNil).
+  readonly #nil: Uint8Array
+  /** Set around the store of a nil entry, read by #write. */
+  #storingNil = false
   // Circular LRU list through the sentinel: next[sentinel] is the most
   // recently used slot, prev[sentinel] the least. Free slots are a stack
   // threaded through `next`, ending at the sentinel.
@@ -227,6 +234,7 @@ export class SlabCache {
     this.#loc = new Uint32Array(capacity)
     this.#hashes = new Int32Array(capacity)
     this.#expiresAt = new Float64Array(capacity)
+    this.#nil = new Uint8Array(capacity)
     this.#prev = new Uint32Array(capacity + 1)
     this.#next = new Uint32Array(capacity + 1)
     this.#sentinel = capacity
@@ -287,6 +295,14 @@ export class SlabCache {
   /** Whether the key `key[start..end)` has a live entry. Changes nothing. */
   hasBytes(key: Uint8Array, start = 0, end: number = key.length): boolean {
     return this.peekBytes(key, start, end) >= 0
+  }
+
+  /**
+   * Whether the entry of a slot returned by `getBytes`/`peekBytes` records
+   * that the key does not exist (see `setNil`) rather than a value.
+   */
+  isNil(slot: number): boolean {
+    return this.#nil[slot] === 1
   }
 
   /** Length of the value of a slot returned by `getBytes`/`peekBytes` (valid until the next change). */
@@ -408,16 +424,37 @@ export class SlabCache {
 
   // ---- The string-key API, as LruCache<Uint8Array>. ----
 
-  /** A copy of the live value (the caller may keep it), marked most recently used; counts a hit or a miss. */
+  /**
+   * A copy of the live value (the caller may keep it), marked most recently
+   * used; counts a hit or a miss. NIL (compare by identity) for an entry
+   * stored by `setNil`.
+   */
   get(key: string): Uint8Array | null {
     const slot = this.getBytes(this.#encode(key), 0, key.length)
-    return slot < 0 ? null : this.#copyOut(slot)
+    if (slot < 0) return null
+    return this.#nil[slot] === 1 ? NIL : this.#copyOut(slot)
   }
 
-  /** A copy of the live value, without marking it used or counting anything. Changes nothing. */
+  /** A copy of the live value (NIL for a nil entry), without marking it used or counting anything. */
   peek(key: string): Uint8Array | null {
     const slot = this.peekBytes(this.#encode(key), 0, key.length)
-    return slot < 0 ? null : this.#copyOut(slot)
+    if (slot < 0) return null
+    return this.#nil[slot] === 1 ? NIL : this.#copyOut(slot)
+  }
+
+  /**
+   * Records that `key` does not exist, as an entry with the same LRU and
+   * expiry rules as a value (`get` answers NIL for it). For a cache told of
+   * every write to a key it read, even a missing one (Redis's tracking does
+   * that), so a later write evicts it.
+   */
+  setNil(key: string, ttlMs: number = this.ttlMs): boolean {
+    this.#storingNil = true
+    try {
+      return this.set(key, NIL, ttlMs)
+    } finally {
+      this.#storingNil = false
+    }
   }
 
   /** Whether `key` has a live entry. Changes nothing, like `peek`. */
@@ -675,6 +712,7 @@ export class SlabCache {
   }
 
   #write(slot: number, key: Uint8Array, start: number, end: number, value: Uint8Array): void {
+    this.#nil[slot] = this.#storingNil ? 1 : 0
     const loc = this.#loc[slot]!
     const page = loc >>> 16
     const buf = this.#pages[page]!

@@ -1,3 +1,4 @@
+import { NIL } from '../../shared/cache/slab-cache.js'
 import { BackendError, BackendReplyError, OverloadedError } from '../../shared/errors.js'
 import { keyFromBytes, keyToText } from '../../shared/keys.js'
 import { relayRead } from '../forward.js'
@@ -49,7 +50,10 @@ export function readKey(
   // makes no string of the key and no copy of the value.
   const service = ctx.server.service
   const slot = service.hitSlot(bytes, start, end)
-  if (slot >= 0) return ctx.hitSlot(slot)
+  if (slot >= 0) {
+    if (!service.hitIsNil(slot)) return ctx.hitSlot(slot)
+    if (service.nilServable()) return nullReply(ctx.session.resp3)
+  }
   const key = bytes.toString('latin1', start, end)
   return loadReply(ctx, key, service.fetch(key))
 }
@@ -98,7 +102,8 @@ export const mget: Command = {
       keys[i] = key
       // Misses are loaded below, MGET_PARALLEL at a time, not all at once by get().
       const hit = service.cached(key)
-      values[i] = hit
+      // NIL: the cache knows the key is missing.
+      values[i] = hit === NIL ? null : hit
       if (hit === null) missing.push(i)
     }
     if (missing.length === 0) return arrayOf(values, ctx)
