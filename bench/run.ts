@@ -19,6 +19,7 @@ import type { BenchReport, PartReport } from './report/model.js'
 import { toSvg } from './report/svg.js'
 import { targetRows } from './report/targets.js'
 import { cacheScenario } from './scenarios/cache.js'
+import { clusterScenario } from './scenarios/cluster.js'
 import { coherenceScenario } from './scenarios/coherence.js'
 import { forwardingScenario } from './scenarios/forwarding.js'
 import { httpHitsScenario } from './scenarios/http-hits.js'
@@ -59,6 +60,7 @@ const SCENARIOS: Scenario[] = [
   memoryScenario,
   coherenceScenario,
   forwardingScenario,
+  clusterScenario,
 ]
 
 function version(command: string, args: string[]): string {

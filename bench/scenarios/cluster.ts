@@ -1,0 +1,151 @@
+import { startRedisCluster, type TestCluster } from '../../test/harness/redis-cluster.js'
+import { cpuSecondsOf, run } from '../lib/processes.js'
+import { formatNumber, interleave, median } from '../lib/stats.js'
+import { type RespLoadResult, redisBenchmarkTests } from '../load/redis-benchmark.js'
+import { type ProxyTarget, startProxy } from '../targets/start.js'
+import type { Scenario, ScenarioResult, Table } from './types.js'
+
+const CLIENTS = 50
+const PIPELINES = [1, 16] as const
+const VALUE_BYTES = 100
+const KEYSPACE = 100_000
+const TESTS = ['set', 'get', 'incr', 'lpush', 'lpop'] as const
+const ROW_NAMES: Record<(typeof TESTS)[number], string> = {
+  set: 'SET',
+  get: 'GET',
+  incr: 'INCR',
+  lpush: 'LPUSH',
+  lpop: 'LPOP',
+}
+
+/** `redis-benchmark --cluster` against the cluster itself: each command to the node of its slot. */
+async function clusterDirect(
+  port: number,
+  pipeline: number,
+  requests: number,
+): Promise<Map<string, RespLoadResult>> {
+  const done = await run(
+    'redis-benchmark',
+    [
+      '--cluster',
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(port),
+      '-t',
+      TESTS.join(','),
+      '-c',
+      String(CLIENTS),
+      '-P',
+      String(pipeline),
+      '-n',
+      String(requests),
+      '-r',
+      String(KEYSPACE),
+      '-d',
+      String(VALUE_BYTES),
+      '--csv',
+    ],
+    { timeoutMs: 300_000 },
+  )
+  const results = new Map<string, RespLoadResult>()
+  for (const line of done.stdout.split('\n')) {
+    const cells = line.split('","').map((cell) => cell.replaceAll('"', ''))
+    const [name, rps, , , p50, , p99] = cells
+    if (name === undefined || name === 'test' || rps === undefined) continue
+    results.set(name, { rps: Number(rps), p50Ms: Number(p50), p99Ms: Number(p99) })
+  }
+  if (done.code !== 0 || results.size === 0) {
+    throw new Error(
+      `redis-benchmark --cluster failed (${done.code}): ${done.stderr || done.stdout}`,
+    )
+  }
+  return results
+}
+
+/**
+ * Part 8: the sidecar in front of a Redis Cluster (3 primaries, a replica
+ * each) against `redis-benchmark --cluster` sending each command to its
+ * slot's node itself, in one run, interleaved. A reference for the scale-out
+ * issue, not a target: the cluster-aware client skips the proxy's hop.
+ */
+export const clusterScenario: Scenario = {
+  part: 8,
+  id: 'cluster',
+  title: 'Redis Cluster: the sidecar against redis-benchmark --cluster direct',
+  async run(ctx): Promise<ScenarioResult> {
+    ctx.progress('cluster: starting 6 nodes (3 primaries, 3 replicas)')
+    let cluster: TestCluster | undefined
+    let proxy: ProxyTarget | undefined
+    try {
+      cluster = await startRedisCluster()
+      const seed = cluster.nodes[0]?.port as number
+      proxy = await startProxy(
+        `redis://127.0.0.1:${seed}`,
+        { REDIS_CLUSTER_NODES: cluster.seeds, CACHE_GLOBAL_EXPIRY: '3600000' },
+        { resp: true },
+      )
+      const tables: Table[] = []
+      const cpuRows: string[][] = []
+      for (const pipeline of PIPELINES) {
+        const requests = Math.round(ctx.budget.respRequests * (pipeline === 1 ? 0.25 : 1))
+        const cpu: number[] = []
+        const viaProxy = async () => {
+          const before = cpuSecondsOf((proxy as ProxyTarget).pid)
+          const result = await redisBenchmarkTests({
+            port: (proxy as ProxyTarget).respPort,
+            tests: TESTS,
+            clients: CLIENTS,
+            pipeline,
+            requests,
+            keyspace: KEYSPACE,
+            valueSize: VALUE_BYTES,
+            timeoutMs: 300_000,
+          })
+          cpu.push(
+            ((cpuSecondsOf((proxy as ProxyTarget).pid) - before) * 1e6) / (requests * TESTS.length),
+          )
+          return result
+        }
+        const samples = await interleave<Map<string, RespLoadResult>>(
+          ctx.budget.rounds,
+          [
+            { name: 'sidecar', run: viaProxy },
+            { name: 'direct', run: () => clusterDirect(seed, pipeline, requests) },
+          ],
+          (line) => ctx.progress(`cluster -P ${pipeline}: ${line}`),
+        )
+        const rps = (side: string, test: (typeof TESTS)[number]) =>
+          median((samples.get(side) ?? []).map((r) => r.get(ROW_NAMES[test])?.rps ?? 0))
+        tables.push({
+          title: `redis-benchmark -t ${TESTS.join(',')} -c ${CLIENTS} -P ${pipeline} -r ${formatNumber(KEYSPACE)} -d ${VALUE_BYTES}, req/s (medians of ${ctx.budget.rounds} interleaved runs)`,
+          columns: ['command', 'sidecar (one address)', 'redis-benchmark --cluster', 'ratio'],
+          rows: TESTS.map((test) => [
+            ROW_NAMES[test],
+            formatNumber(rps('sidecar', test)),
+            formatNumber(rps('direct', test)),
+            `${formatNumber(rps('sidecar', test) / rps('direct', test), 2)}x`,
+          ]),
+        })
+        cpuRows.push([String(pipeline), formatNumber(median(cpu), 2)])
+      }
+      tables.push({
+        title: 'CPU µs per request of the sidecar over a run of all the commands (median)',
+        columns: ['pipeline', 'sidecar'],
+        rows: cpuRows,
+      })
+      return {
+        tables,
+        comparisons: [],
+        checks: [],
+        notes: [
+          'The cluster has 3 primaries with a replica each, on this machine; redis-benchmark --cluster reads the slot map and sends each command to its node itself, so it has no proxy hop. GETs through the sidecar are cache hits once read (the keys redis-benchmark SETs in the same run).',
+          'A reference for the scale-out issue, no target: the 6 nodes, the sidecar and redis-benchmark share the 2 cores.',
+        ],
+      }
+    } finally {
+      await proxy?.stop()
+      await cluster?.stop()
+    }
+  },
+}
