@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net'
 import { Fifo } from '../shared/fifo.js'
-import { ReplyFramer } from '../shared/redis/reply-framer.js'
+import { ReplyFramer, STREAM_AFTER } from '../shared/redis/reply-framer.js'
 import { CROSS_SLOT, type RedisForwarder, type ReplyStream } from '../shared/redis/source.js'
 import type { Reply } from './commands/types.js'
 import { command as encodeCommand, error } from './resp/encoder.js'
@@ -17,9 +17,6 @@ type Owed = {
   /** Part of its reply went to `stream`: if the connection goes, the client's must too. */
   streaming?: boolean
 }
-
-/** A reply that has come this far without ending is relayed as it arrives (see ReplyStream). */
-const STREAM_AFTER = 256 * 1024
 
 export type PinnedOptions = {
   forwarder: RedisForwarder

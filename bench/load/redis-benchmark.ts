@@ -13,6 +13,8 @@ export type RespLoadOptions = {
   valueSize?: number
   /** Hard stop: redis-benchmark retries a dead port forever. */
   timeoutMs: number
+  /** `--cluster`: redis-benchmark reads the slot map and sends each command to its node. */
+  cluster?: boolean
 }
 
 /** `redis-benchmark -t get`: the RESP load for the sidecar and for Redis direct alike. */
@@ -30,6 +32,7 @@ export async function redisBenchmarkTests(
   options: RespLoadOptions & { tests: readonly string[] },
 ): Promise<Map<string, RespLoadResult>> {
   const args = [
+    ...(options.cluster === true ? ['--cluster'] : []),
     '-h',
     '127.0.0.1',
     '-p',

@@ -1,5 +1,5 @@
 import { startRedisCluster, type TestCluster } from '../../test/harness/redis-cluster.js'
-import { cpuSecondsOf, run } from '../lib/processes.js'
+import { cpuSecondsOf } from '../lib/processes.js'
 import { formatNumber, interleave, median } from '../lib/stats.js'
 import { type RespLoadResult, redisBenchmarkTests } from '../load/redis-benchmark.js'
 import { type ProxyTarget, startProxy } from '../targets/start.js'
@@ -16,51 +16,6 @@ const ROW_NAMES: Record<(typeof TESTS)[number], string> = {
   incr: 'INCR',
   lpush: 'LPUSH',
   lpop: 'LPOP',
-}
-
-/** `redis-benchmark --cluster` against the cluster itself: each command to the node of its slot. */
-async function clusterDirect(
-  port: number,
-  pipeline: number,
-  requests: number,
-): Promise<Map<string, RespLoadResult>> {
-  const done = await run(
-    'redis-benchmark',
-    [
-      '--cluster',
-      '-h',
-      '127.0.0.1',
-      '-p',
-      String(port),
-      '-t',
-      TESTS.join(','),
-      '-c',
-      String(CLIENTS),
-      '-P',
-      String(pipeline),
-      '-n',
-      String(requests),
-      '-r',
-      String(KEYSPACE),
-      '-d',
-      String(VALUE_BYTES),
-      '--csv',
-    ],
-    { timeoutMs: 300_000 },
-  )
-  const results = new Map<string, RespLoadResult>()
-  for (const line of done.stdout.split('\n')) {
-    const cells = line.split('","').map((cell) => cell.replaceAll('"', ''))
-    const [name, rps, , , p50, , p99] = cells
-    if (name === undefined || name === 'test' || rps === undefined) continue
-    results.set(name, { rps: Number(rps), p50Ms: Number(p50), p99Ms: Number(p99) })
-  }
-  if (done.code !== 0 || results.size === 0) {
-    throw new Error(
-      `redis-benchmark --cluster failed (${done.code}): ${done.stderr || done.stdout}`,
-    )
-  }
-  return results
 }
 
 /**
@@ -111,7 +66,21 @@ export const clusterScenario: Scenario = {
           ctx.budget.rounds,
           [
             { name: 'sidecar', run: viaProxy },
-            { name: 'direct', run: () => clusterDirect(seed, pipeline, requests) },
+            {
+              name: 'direct',
+              run: () =>
+                redisBenchmarkTests({
+                  port: seed,
+                  cluster: true,
+                  tests: TESTS,
+                  clients: CLIENTS,
+                  pipeline,
+                  requests,
+                  keyspace: KEYSPACE,
+                  valueSize: VALUE_BYTES,
+                  timeoutMs: 300_000,
+                }),
+            },
           ],
           (line) => ctx.progress(`cluster -P ${pipeline}: ${line}`),
         )

@@ -31,6 +31,12 @@ const MAX_HEADER = 32
 /** A simple line (`+OK`, `-ERR ...`) longer than this is not a sane reply. */
 export const MAX_LINE = 64 * 1024 * 1024
 
+/**
+ * A reply that has come this far without ending is handed over in parts
+ * (takeHeld) by those that relay it, rather than held whole.
+ */
+export const STREAM_AFTER = 256 * 1024
+
 export class FrameError extends Error {
   override readonly name = 'FrameError'
 }

@@ -11,7 +11,7 @@ import { CommandTable } from './command-table.js'
 import { backoff } from './ioredis-source.js'
 import { ownCopy } from './own-copy.js'
 import { Push, type Reply, ReplyDecoder, ReplyError, ReplyProtocolError } from './reply-decoder.js'
-import { FrameError, ReplyFramer } from './reply-framer.js'
+import { FrameError, ReplyFramer, STREAM_AFTER } from './reply-framer.js'
 import {
   type Address,
   type Loaded,
@@ -117,12 +117,6 @@ const CRLF_PTTL_BULK = Buffer.from('\r\n*2\r\n$4\r\nPTTL\r\n')
 const SLAB_SIZE = 128 * 1024
 /** Bytes of one `*n`/`$n` header and the CRLF after its payload, at most (n < 2^32). */
 const HEADER_BYTES = 15
-/**
- * A forwarded reply that has come this far without ending goes to its stream
- * as it arrives (ReplyStream) rather than being held whole; one that was
- * timed out is dropped as it arrives.
- */
-const STREAM_AFTER = 256 * 1024
 
 /**
  * One command owed replies, in the order they were sent. A GET is pipelined
