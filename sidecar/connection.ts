@@ -49,6 +49,37 @@ const EMPTY = Buffer.alloc(0)
  */
 type Slot = { reply: Reply | undefined; early: Buffer[] | null }
 
+/** What a LaterSlot asks of its connection (see Connection.#slotOwner). */
+type SlotOwner = {
+  settle(slot: Slot, reply: Reply, startedAt: number): void
+  write(slot: Slot, parts: Buffer[], resume: () => void): boolean
+  abort(reason: string): void
+}
+
+/**
+ * The slot of an answer that comes by callback (CommandContext.later): the
+ * slot, its settle and its large-reply stream in one object, one allocation
+ * per forwarded command.
+ */
+class LaterSlot implements Slot, Later {
+  reply: Reply | undefined = undefined
+  early: Buffer[] | null = null
+  constructor(
+    readonly owner: SlotOwner,
+    /** When the command's chunk arrived, for its duration. */
+    readonly startedAt: number,
+  ) {}
+  settle(reply: Reply): void {
+    this.owner.settle(this, reply, this.startedAt)
+  }
+  write(parts: Buffer[], resume: () => void): boolean {
+    return this.owner.write(this, parts, resume)
+  }
+  abort(reason: string): void {
+    this.owner.abort(reason)
+  }
+}
+
 /**
  * One client socket: decode -> dispatch -> replies in request order.
  *
@@ -262,41 +293,42 @@ export class Connection {
    * them, so memory is bounded by what the client can take.
    */
   readonly #later = (): Later => {
-    const slot: Slot = { reply: undefined, early: null }
+    const slot = new LaterSlot(this.#slotOwner, this.#chunkStartedAt)
     this.#slots.push(slot)
     if (this.#backlogged()) this.#decoder.stop()
-    const record = this.#server.recordDuration
-    const started = this.#chunkStartedAt
-    return {
-      settle: (reply) => {
-        record?.(started)
-        this.#settle(slot, reply)
-      },
-      write: (parts, resume) => {
-        if (this.#closed) return true
-        if (this.#slots.peek() === slot) {
-          this.#write(parts)
-          this.#output.flush()
-        } else {
-          slot.early ??= []
-          for (const part of parts) {
-            slot.early.push(part)
-            this.#earlyBytes += part.length
-          }
+    return slot
+  }
+
+  /** What every LaterSlot of this connection asks of it: made once, not per command. */
+  readonly #slotOwner: SlotOwner = {
+    settle: (slot, reply, startedAt) => {
+      this.#server.recordDuration?.(startedAt)
+      this.#settle(slot, reply)
+    },
+    write: (slot, parts, resume) => {
+      if (this.#closed) return true
+      if (this.#slots.peek() === slot) {
+        this.#write(parts)
+        this.#output.flush()
+      } else {
+        slot.early ??= []
+        for (const part of parts) {
+          slot.early.push(part)
+          this.#earlyBytes += part.length
         }
-        if (this.#unsentBytes() <= this.#limits.maxUnsentBytes) return true
-        this.#resumers.push(resume)
-        return false
-      },
-      abort: (reason) => {
-        // Half a reply is on its way: nothing after it can be understood.
-        this.#log.info('resp client closed: its reply could not be completed', {
-          client: this.session.addr,
-          reason,
-        })
-        this.#socket.destroy()
-      },
-    }
+      }
+      if (this.#unsentBytes() <= this.#limits.maxUnsentBytes) return true
+      this.#resumers.push(resume)
+      return false
+    },
+    abort: (reason) => {
+      // Half a reply is on its way: nothing after it can be understood.
+      this.#log.info('resp client closed: its reply could not be completed', {
+        client: this.session.addr,
+        reason,
+      })
+      this.#socket.destroy()
+    },
   }
 
   // Arrow properties: one function per connection, not one per command.

@@ -178,7 +178,7 @@ export function pinnedCommand(
     evict = undefined
   }
   const later = ctx.later()
-  pinned.send(args, evict, name, later).then(later.settle)
+  pinned.send(args, evict, name, later).then((reply) => later.settle(reply))
   return undefined
 }
 
