@@ -492,18 +492,7 @@ function sentinelConfig(
       'Invalid REDIS_SENTINEL_PASSWORD="": required when REDIS_SENTINEL_USERNAME is set',
     )
   }
-  for (const name of [
-    'BACKING_REDIS_HOST_HTTP',
-    'BACKING_REDIS_PORT_HTTP',
-    'BACKING_REDIS_HOST_TCP',
-    'BACKING_REDIS_PORT_TCP',
-  ] as const) {
-    if (clean[name] !== undefined) {
-      throw new ConfigError(
-        `Invalid ${name}=${JSON.stringify(env[name] ?? '')}: the sentinels (REDIS_SENTINELS) say where the primary is`,
-      )
-    }
-  }
+  refusePerServerHosts(clean, env, 'the sentinels (REDIS_SENTINELS) say where the primary is')
   return {
     sentinels,
     masterName: clean.REDIS_SENTINEL_MASTER,
@@ -656,18 +645,11 @@ function clusterConfig(
       `Invalid REDIS_URL=${JSON.stringify(env.REDIS_URL ?? '')}: a Redis Cluster has only database 0 (REDIS_CLUSTER_NODES is set)`,
     )
   }
-  for (const name of [
-    'BACKING_REDIS_HOST_HTTP',
-    'BACKING_REDIS_PORT_HTTP',
-    'BACKING_REDIS_HOST_TCP',
-    'BACKING_REDIS_PORT_TCP',
-  ] as const) {
-    if (clean[name] !== undefined) {
-      throw new ConfigError(
-        `Invalid ${name}=${JSON.stringify(env[name] ?? '')}: not taken with REDIS_CLUSTER_NODES (every interface reads the cluster)`,
-      )
-    }
-  }
+  refusePerServerHosts(
+    clean,
+    env,
+    'not taken with REDIS_CLUSTER_NODES (every interface reads the cluster)',
+  )
   return {
     seeds: nodes.map((node) => {
       const { host, port } = splitAddress(node) as { host: string; port: number }
@@ -742,4 +724,27 @@ function deepFreeze<T extends object>(value: T): Readonly<T> {
     if (typeof inner === 'object' && inner !== null) deepFreeze(inner)
   }
   return Object.freeze(value)
+}
+
+/** The per-server host and port variables, refused where something else says where Redis is. */
+function refusePerServerHosts(
+  clean: {
+    BACKING_REDIS_HOST_HTTP?: string | undefined
+    BACKING_REDIS_PORT_HTTP?: number | undefined
+    BACKING_REDIS_HOST_TCP?: string | undefined
+    BACKING_REDIS_PORT_TCP?: number | undefined
+  },
+  env: Record<string, string | undefined>,
+  why: string,
+): void {
+  for (const name of [
+    'BACKING_REDIS_HOST_HTTP',
+    'BACKING_REDIS_PORT_HTTP',
+    'BACKING_REDIS_HOST_TCP',
+    'BACKING_REDIS_PORT_TCP',
+  ] as const) {
+    if (clean[name] !== undefined) {
+      throw new ConfigError(`Invalid ${name}=${JSON.stringify(env[name] ?? '')}: ${why}`)
+    }
+  }
 }
