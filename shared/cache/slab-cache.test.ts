@@ -706,15 +706,33 @@ describe('SlabCache', () => {
       expect(held).toBeLessThan(heldAfterWarmUp * 1.25)
     })
 
-    it('gives pages back as they empty, keeping one full page as a spare', () => {
+    it('gives pages back as they empty, keeping one full page and the first small one as spares', () => {
       const { cache: c } = slab({ capacity: 20_000 })
       for (let i = 0; i < 20_000; i++) c.set(`k${i}`, pattern(100, i))
       expect(c.memory().allocatedBytes).toBeGreaterThan(2 * PAGE_BYTES)
       for (let i = 0; i < 20_000; i++) c.delete(`k${i}`)
-      expect(c.memory()).toMatchObject({ usedBytes: 0, pages: 0, allocatedBytes: PAGE_BYTES })
+      expect(c.memory()).toMatchObject({ usedBytes: 0, pages: 0 })
+      // The class's first page is 4 KiB worth of chunks.
+      expect(c.memory().allocatedBytes).toBeGreaterThanOrEqual(PAGE_BYTES)
+      expect(c.memory().allocatedBytes).toBeLessThanOrEqual(PAGE_BYTES + 4096)
       // The spare is used again, not a new page taken.
       for (let i = 0; i < 20_000; i++) c.set(`k${i}`, pattern(100, i))
       expect(c.get('k19999')).toEqual(pattern(100, 19999))
+    })
+
+    it('keeps a class that empties and fills again on the same small page', () => {
+      // CACHE_CAPACITY=1 under misses: every store evicts the one entry.
+      const { cache: c } = slab({ capacity: 1 })
+      // Keys of one length: entries of one size class.
+      c.set('k1000', pattern(100, 0))
+      const held = c.memory().allocatedBytes
+      for (let i = 1001; i < 2000; i++) {
+        c.set(`k${i}`, pattern(100, i))
+        expect(c.memory()).toMatchObject({ allocatedBytes: held, pages: 1 })
+      }
+      expect(c.get('k1999')).toEqual(pattern(100, 1999))
+      c.delete('k1999')
+      expect(c.memory()).toMatchObject({ usedBytes: 0, pages: 0, allocatedBytes: held })
     })
 
     it('moves the entries of a page left half empty into the other pages and gives it back', () => {

@@ -180,6 +180,10 @@ export class SlabCache {
   #pageTop = 0
   #freePages: number[] = []
   #spare: Uint8Array | undefined
+  // Per class, its first (smallest) page once given back: a class that goes
+  // from one entry to none and back (CACHE_CAPACITY=1, or one key of a size
+  // rewritten) would otherwise allocate a page for every store.
+  #firstSpare: (Uint8Array | undefined)[] = []
   #allocatedBytes = 0
   #dedicatedBytes = 0
   #usedBytes = 0
@@ -499,6 +503,7 @@ export class SlabCache {
     this.#pageTop = 0
     this.#freePages = []
     this.#spare = undefined
+    this.#firstSpare = []
     this.#allocatedBytes = 0
     this.#dedicatedBytes = 0
     this.#usedBytes = 0
@@ -811,7 +816,12 @@ export class SlabCache {
     // shrinks back as pages empty, so a class with few entries has small pages.
     const chunks = Math.min(full, Math.max(this.#classFirst[cls]!, this.#classChunks[cls]!))
     let buf: Uint8Array
-    if (chunks < full) {
+    const first = this.#firstSpare[cls]
+    if (first !== undefined && first.length === chunks * size) {
+      // Already counted in #allocatedBytes.
+      buf = first
+      this.#firstSpare[cls] = undefined
+    } else if (chunks < full) {
       buf = new Uint8Array(chunks * size)
       this.#allocatedBytes += buf.length
     } else if (this.#spare !== undefined) {
@@ -954,6 +964,12 @@ export class SlabCache {
     this.#classUsed[cls]! -= this.#meta[m + M_USED]!
     const buf = this.#pages[page]!
     if (buf.length === this.pageBytes && this.#spare === undefined) this.#spare = buf
+    else if (
+      this.#classChunks[cls] === 0 &&
+      buf.length === this.#classFirst[cls]! * this.#classSize[cls]! &&
+      this.#firstSpare[cls] === undefined
+    )
+      this.#firstSpare[cls] = buf
     else this.#allocatedBytes -= buf.length
     this.#dropPage(page)
   }
