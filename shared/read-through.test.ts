@@ -153,6 +153,50 @@ describe('ReadThrough', () => {
     expect(calls).toEqual(['k'])
   })
 
+  it('answers every waiter of a fetch by callback, in order, even when one of them throws', async () => {
+    const { source, pending, calls } = scriptedSource()
+    const rt = service(source)
+    const answers: string[] = []
+    const waiter = (name: string, boom = false) => ({
+      loaded(value: Uint8Array | null) {
+        answers.push(`${name}:${text(value)}`)
+        if (boom) throw new Error('a waiter with a bug')
+      },
+      failed(err: Error) {
+        answers.push(`${name}:${err.name}`)
+      },
+    })
+    const thrown: unknown[] = []
+    const onError = (err: unknown) => thrown.push(err)
+    process.on('uncaughtException', onError)
+    try {
+      rt.fetchTo('k', waiter('a', true))
+      rt.fetchTo('k', waiter('b'))
+      rt.fetchTo('k', waiter('c'))
+      expect(calls).toEqual(['k'])
+      pending[0]?.resolve(bytes('v'))
+      await tick()
+      expect(answers).toEqual(['a:v', 'b:v', 'c:v'])
+      expect(rt.stats()).toMatchObject({ coalesced: 2, inflight: 0 })
+      // The bug is still reported, after the others were answered.
+      await tick()
+      expect(thrown).toHaveLength(1)
+    } finally {
+      process.off('uncaughtException', onError)
+    }
+  })
+
+  it('answers a fetch it cannot queue at once, before fetchTo returns', () => {
+    const { source, calls } = scriptedSource()
+    const rt = service(source, 1, 0)
+    rt.fetchTo('a', { loaded() {}, failed() {} })
+    const failures: Error[] = []
+    rt.fetchTo('b', { loaded() {}, failed: (err) => failures.push(err) })
+    expect(failures).toHaveLength(1)
+    expect(failures[0]).toBeInstanceOf(OverloadedError)
+    expect(calls).toEqual(['a'])
+  })
+
   it('makes one backend call for many concurrent misses of one key', async () => {
     const { source, pending, calls } = scriptedSource()
     const rt = service(source)

@@ -37,6 +37,28 @@ export type ReadThroughStats = CacheStats & {
 }
 
 /**
+ * Someone a fetch answers, once: by callback, so the RESP miss path takes a
+ * reply slot and makes no promise (see `fetchTo`).
+ */
+export interface FetchWaiter {
+  loaded(value: Uint8Array | null): void
+  failed(err: Error): void
+}
+
+/** A FetchWaiter for callers that await: HTTP, MGET. */
+class PromiseWaiter implements FetchWaiter {
+  readonly promise: Promise<Uint8Array | null>
+  loaded!: (value: Uint8Array | null) => void
+  failed!: (err: Error) => void
+  constructor() {
+    this.promise = new Promise((resolve, reject) => {
+      this.loaded = resolve
+      this.failed = reject
+    })
+  }
+}
+
+/**
  * One backend GET in progress. Every request for the key while it runs shares
  * it. `stale` is set when an invalidation or clear arrives meanwhile, or when
  * stores are suspended or resumed (the GET may not be tracked by Redis): the
@@ -45,17 +67,59 @@ export type ReadThroughStats = CacheStats & {
  */
 class Flight {
   stale = false
-  readonly promise: Promise<Uint8Array | null>
-  resolve!: (value: Uint8Array | null) => void
-  reject!: (err: Error) => void
+  // The first waiter inline: most fetches have one.
+  #first: FetchWaiter | null = null
+  #rest: FetchWaiter[] | null = null
+  // What every awaiting caller shares. One promise, made in the first
+  // caller's context: a Worker may not have a promise of one request
+  // settled from another's.
+  #shared: PromiseWaiter | null = null
   constructor(
     readonly key: string,
     /** When it was asked plus the timeout: its answer is due by then, queue included. */
     readonly deadline: number,
-  ) {
-    this.promise = new Promise((resolve, reject) => {
-      this.resolve = resolve
-      this.reject = reject
+  ) {}
+
+  join(waiter: FetchWaiter): void {
+    if (this.#first === null) this.#first = waiter
+    else if (this.#rest === null) this.#rest = [waiter]
+    else this.#rest.push(waiter)
+  }
+
+  /** The answer as a promise, the same one for every caller that asks for one. */
+  promise(): Promise<Uint8Array | null> {
+    if (this.#shared === null) {
+      this.#shared = new PromiseWaiter()
+      this.join(this.#shared)
+    }
+    return this.#shared.promise
+  }
+
+  resolve(value: Uint8Array | null): void {
+    if (this.#first !== null) answer(this.#first, value, null)
+    const rest = this.#rest
+    if (rest !== null) for (const waiter of rest) answer(waiter, value, null)
+  }
+
+  reject(err: Error): void {
+    if (this.#first !== null) answer(this.#first, null, err)
+    const rest = this.#rest
+    if (rest !== null) for (const waiter of rest) answer(waiter, null, err)
+  }
+}
+
+function overloaded(): OverloadedError {
+  return new OverloadedError('too many backend fetches waiting')
+}
+
+/** One waiter answered; one that throws (a bug) does not keep the others from theirs. */
+function answer(waiter: FetchWaiter, value: Uint8Array | null, err: Error | null): void {
+  try {
+    if (err === null) waiter.loaded(value)
+    else waiter.failed(err)
+  } catch (thrown) {
+    queueMicrotask(() => {
+      throw thrown
     })
   }
 }
@@ -136,7 +200,7 @@ export class ReadThrough implements InvalidationTarget {
   /**
    * The hot path's look: the cache slot of the key whose bytes are
    * `bytes[start, end)`, counted as a hit, or -1, counted as a miss (then
-   * `fetch` it, not `get`, or the miss counts twice). No string is made.
+   * `fetchTo` it, not `get`, or the miss counts twice). No string is made.
    * The slot is valid until the cache next changes: copy its value out
    * (`copyHit`) before anything else runs.
    */
@@ -162,11 +226,6 @@ export class ReadThrough implements InvalidationTarget {
   /** Copies the value in `slot` into `target` at `offset`; returns the offset after it. */
   copyHit(slot: number, target: Uint8Array, offset: number): number {
     return this.#cache.copyValue(slot, target, offset)
-  }
-
-  /** Loads a key `hitSlot` just missed: coalesced and limited as `get`'s loads. */
-  fetch(key: string): Promise<Uint8Array | null> {
-    return this.#fetch(key)
   }
 
   /**
@@ -202,14 +261,34 @@ export class ReadThrough implements InvalidationTarget {
 
   /** Joins the key's fetch in progress, or starts one (or queues it for a slot). */
   #fetch(key: string): Promise<Uint8Array | null> {
+    const flight = this.#flight(key)
+    return flight === undefined ? Promise.reject(overloaded()) : flight.promise()
+  }
+
+  /**
+   * Loads a key `hitSlot` just missed, coalesced and limited as `get`'s
+   * loads, answered through `waiter` (once, possibly before this returns:
+   * an OverloadedError): the RESP miss path's way in, one reply slot and no
+   * promise per miss.
+   */
+  fetchTo(key: string, waiter: FetchWaiter): void {
+    const flight = this.#flight(key)
+    if (flight === undefined) waiter.failed(overloaded())
+    else flight.join(waiter)
+  }
+
+  /**
+   * The key's fetch in progress, or a new one started (or queued for a
+   * slot); undefined when the queue is full. Never answered before its
+   * caller joins it: the source answers in a later turn.
+   */
+  #flight(key: string): Flight | undefined {
     const running = this.#inflight.get(key)
     if (running !== undefined) {
       this.#coalesced++
-      return running.promise
+      return running
     }
-    if (this.#active >= this.#maxParallel && this.#queue.length >= this.#maxQueue) {
-      return Promise.reject(new OverloadedError('too many backend fetches waiting'))
-    }
+    if (this.#active >= this.#maxParallel && this.#queue.length >= this.#maxQueue) return undefined
     const flight = new Flight(key, this.#now() + this.#timeoutMs)
     this.#inflight.set(key, flight)
     if (this.#active < this.#maxParallel) {
@@ -218,7 +297,7 @@ export class ReadThrough implements InvalidationTarget {
       this.#queue.push(flight)
       this.#queueTimer ??= setTimeout(this.#expireQueued, this.#timeoutMs)
     }
-    return flight.promise
+    return flight
   }
 
   /** Closes the backend connection and the invalidation channel. */

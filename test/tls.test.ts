@@ -176,6 +176,10 @@ describe('TLS on the proxy’s own listeners', () => {
       PROXY_TLS_CERT_FILE: pki.serverCert,
       PROXY_TLS_KEY_FILE: pki.serverKey,
     })
+    // Listening comes before the backend is ready: a read sooner fails.
+    await until('the backend', async () =>
+      tls.proxy.logs().includes('backing redis ready') ? true : undefined,
+    )
   })
 
   it('serves redis-cli --tls and refuses it in plain text', async () => {

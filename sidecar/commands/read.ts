@@ -1,9 +1,10 @@
 import { NIL } from '../../shared/cache/slab-cache.js'
 import { BackendError, BackendReplyError, OverloadedError } from '../../shared/errors.js'
 import { keyFromBytes, keyToText } from '../../shared/keys.js'
+import type { FetchWaiter } from '../../shared/read-through.js'
 import { relayRead } from '../forward.js'
 import { arrayHeader, bulkReply, error, nullReply } from '../resp/encoder.js'
-import type { Command, CommandContext, Reply } from './types.js'
+import type { Command, CommandContext, Later, Reply } from './types.js'
 
 const GET_NAME = Buffer.from('GET')
 
@@ -55,20 +56,33 @@ export function readKey(
     if (service.nilServable()) return nullReply(ctx.session.resp3)
   }
   const key = bytes.toString('latin1', start, end)
-  return loadReply(ctx, key, service.fetch(key))
+  service.fetchTo(key, new MissReply(ctx.later(), key, ctx.session.resp3))
+  return undefined
 }
 
-/** GET's answer for a key the cache does not hold: read through, nil when missing. */
-function loadReply(
-  ctx: CommandContext,
-  key: string,
-  loading: Promise<Uint8Array | null>,
-): Promise<Reply> {
-  const resp3 = ctx.session.resp3
-  return loading.then(
-    (value) => (value === null ? nullReply(resp3) : bulkReply(value)),
-    (err: unknown) => failureReply(err, key),
-  )
+/**
+ * GET's answer for a key the cache does not hold, in the command's reply
+ * slot: nil when missing. A class, not closures: one per miss.
+ */
+class MissReply implements FetchWaiter {
+  constructor(
+    readonly later: Later,
+    readonly key: string,
+    readonly resp3: boolean,
+  ) {}
+  loaded(value: Uint8Array | null): void {
+    let reply: Reply
+    try {
+      reply = value === null ? nullReply(this.resp3) : bulkReply(value)
+    } catch {
+      // A bug, not the client's doing: still an answer, never a crash.
+      reply = error(`ERR internal error getting key: ${keyToText(this.key)}`)
+    }
+    this.later.settle(reply)
+  }
+  failed(err: Error): void {
+    this.later.settle(failureReply(err, this.key))
+  }
 }
 
 /**
