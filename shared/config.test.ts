@@ -52,7 +52,7 @@ describe('loadConfig', () => {
       cache: { capacity: 100_000, ttlMs: 60_000, invalidation: 'on' },
       maxClients: 10_000,
       maxBackendConnections: 1000,
-      maxParallel: 256,
+      maxParallel: 4096,
       maxQueue: 10_000,
       redis: {
         commandTimeoutMs: 1000,
