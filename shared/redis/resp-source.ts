@@ -9,7 +9,6 @@ import {
 import { Fifo } from '../fifo.js'
 import { CommandTable } from './command-table.js'
 import { backoff } from './ioredis-source.js'
-import { ownCopy } from './own-copy.js'
 import { Push, type Reply, ReplyDecoder, ReplyError, ReplyProtocolError } from './reply-decoder.js'
 import { FrameError, ReplyFramer, STREAM_AFTER } from './reply-framer.js'
 import {
@@ -837,18 +836,10 @@ export function toLoaded(get: Reply, pttl: Reply): Loaded | null {
   // -1: no expiry. -2 after a value: the key expired between the two
   // commands; the value was true when read, but must not be stored.
   const ttlMs = pttl === -1 ? null : Math.max(0, pttl)
-  return { value: owned(get), ttlMs }
-}
-
-/**
- * A view of a received chunk would pin all of it while cached: copied. A
- * bulk the decoder joined from many chunks already has an allocation of
- * exactly its length (copying 200 MB again would double the peak).
- */
-function owned(bytes: Buffer): Buffer {
-  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
-    ? bytes
-    : ownCopy(bytes)
+  // A view of the received chunk, as it came: the cache copies what it
+  // keeps, and a reply waiting its turn holds the chunk only until written.
+  // Chunks are never reused, so the view stays intact.
+  return { value: get, ttlMs }
 }
 
 /**
