@@ -293,6 +293,25 @@ describe('ReadThrough', () => {
     expect(text(rt.peek('k'))).toBe('new')
   })
 
+  it('invalidateBytes forgets a key given as bytes, and a load of it in progress is not stored', async () => {
+    const { source, pending, calls } = scriptedSource()
+    const rt = service(source)
+    const first = rt.get('k')
+    pending[0]?.resolve(bytes('old'))
+    await first
+    expect(rt.peek('k')).not.toBeNull()
+    rt.invalidateBytes(bytes('k'))
+    expect(rt.peek('k')).toBeNull()
+    // A load running when the write is seen: answered, not stored.
+    const loading = rt.get('k')
+    rt.invalidateBytes(bytes('k'))
+    pending[1]?.resolve(bytes('raced'))
+    expect(text(await loading)).toBe('raced')
+    expect(rt.peek('k')).toBeNull()
+    expect(calls).toEqual(['k', 'k'])
+    expect(rt.stats()).toMatchObject({ invalidations: 2, unstoredLoads: 1 })
+  })
+
   it('clear() empties the cache and drops what is loading', async () => {
     const { source, pending } = scriptedSource()
     const rt = service(source)

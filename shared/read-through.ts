@@ -3,6 +3,7 @@ import { NIL, type SlabCache } from './cache/slab-cache.js'
 import { BackendError, BackendTimeoutError, OverloadedError } from './errors.js'
 import { Fifo } from './fifo.js'
 import type { InvalidationChannel, InvalidationMode, InvalidationTarget } from './invalidation.js'
+import { keyFromBytes } from './keys.js'
 import type { Loaded, RedisSource, SourceState } from './redis/source.js'
 
 export type ReadThroughOptions = {
@@ -306,6 +307,22 @@ export class ReadThrough implements InvalidationTarget {
     this.#queueTimer = undefined
     await this.#channel?.close()
     await this.#source.close()
+  }
+
+  /**
+   * As `invalidate`, for a key as bytes (a forwarded write's argument): no
+   * string is made unless a fetch is in progress to be found by it.
+   */
+  invalidateBytes(key: Uint8Array): void {
+    this.#invalidations++
+    this.#cache.deleteBytes(key, 0, key.length)
+    if (this.#inflight.size === 0) return
+    const name = keyFromBytes(key)
+    const flight = this.#inflight.get(name)
+    if (flight !== undefined) {
+      flight.stale = true
+      this.#inflight.delete(name)
+    }
   }
 
   /** Forgets a key, including any fetch of it in progress (see Flight). */

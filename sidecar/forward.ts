@@ -1,7 +1,7 @@
 import type { User } from '../shared/auth/acl.js'
 import { BackendTimeoutError, BackendUnavailableError } from '../shared/errors.js'
 import { keyFromBytes } from '../shared/keys.js'
-import { type CommandSpec, keyPositions } from '../shared/redis/command-table.js'
+import { type CommandSpec, type KeyPositions, keyPositions } from '../shared/redis/command-table.js'
 import { NOAUTH } from './access.js'
 import { resetSession, wrongArity } from './commands/connection.js'
 import type { CommandContext, Reply } from './commands/types.js'
@@ -95,7 +95,7 @@ export function forwardCommand(
   if (user === null) return NOAUTH
   // A read by a user who may touch every key needs no keys: neither its
   // permission nor read-your-writes asks for them.
-  const keys = user.unrestricted && !spec.flags.has('write') ? NO_KEYS : keysOf(spec, args)
+  const keys = user.unrestricted && !spec.flags.has('write') ? NO_KEYS : keyPositions(spec, args)
   const refused = user.unrestricted ? undefined : permission(user, spec, args, keys)
   if (refused !== undefined) return refused
   const self = selfView(ctx, spec)
@@ -131,7 +131,7 @@ export function pinnedCommand(
     return pinned.send(args, undefined)
   }
   const session = ctx.session
-  const keys = keysOf(spec, args)
+  const keys = keyPositions(spec, args)
   const refused = session.user === null ? NOAUTH : permission(session.user, spec, args, keys)
   if (refused !== undefined) {
     // Redis aborts a transaction a refused command was sent in; the
@@ -153,7 +153,7 @@ export function pinnedCommand(
     // subscriptions); the proxy's side of the session does too.
     resetSession(ctx)
   }
-  let evict = spec.flags.has('write') ? written(ctx, spec, keys) : undefined
+  let evict = spec.flags.has('write') ? written(ctx, spec, args, keys) : undefined
   if (name === 'multi') {
     pinned.inMulti = true
     pinned.queued = []
@@ -205,18 +205,14 @@ function needsOwnConnection(spec: CommandSpec, args: readonly Buffer[]): boolean
   return true
 }
 
-/** A command's keys, found once for both the permission check and read-your-writes. */
-type Keys = { readonly names: readonly string[]; readonly writes: readonly boolean[] }
+/**
+ * A command's keys, found once for both the permission check and
+ * read-your-writes: their positions in `args`. Names (strings) are made
+ * only for a user whose key patterns must be checked.
+ */
+type Keys = Pick<KeyPositions, 'positions' | 'writes'>
 
-const NO_KEYS: Keys = { names: [], writes: [] }
-
-function keysOf(spec: CommandSpec, args: readonly Buffer[]): Keys {
-  const found = keyPositions(spec, args)
-  return {
-    names: found.positions.map((at) => keyFromBytes(args[at] as Buffer)),
-    writes: found.writes,
-  }
-}
+const NO_KEYS: Keys = { positions: [], writes: [] }
 
 function permission(
   user: User,
@@ -235,9 +231,11 @@ function permission(
   if (!user.canRun(container, first, spec.categories)) {
     return error(`NOPERM this user has no permissions to run the '${spec.name}' command`)
   }
-  for (let i = 0; i < keys.names.length; i++) {
+  if (user.unrestricted) return undefined
+  for (let i = 0; i < keys.positions.length; i++) {
     const mode = keys.writes[i] === true ? 'write' : 'read'
-    if (!user.keyAccess(keys.names[i] as string, mode)) return NO_KEY_PERMISSION
+    const name = keyFromBytes(args[keys.positions[i] as number] as Buffer)
+    if (!user.keyAccess(name, mode)) return NO_KEY_PERMISSION
   }
   return undefined
 }
@@ -258,7 +256,7 @@ function relay(ctx: CommandContext, spec: CommandSpec, args: Buffer[], keys: Key
     )
     return undefined
   }
-  const evict = written(ctx, spec, keys)
+  const evict = written(ctx, spec, args, keys)
   evict()
   session.writesInFlight++
   forwarder.send(
@@ -276,12 +274,17 @@ function relay(ctx: CommandContext, spec: CommandSpec, args: Buffer[], keys: Key
 }
 
 /** What a write makes stale in the cache: its keys, or everything when it names none. */
-function written(ctx: CommandContext, spec: CommandSpec, keys: Keys): () => void {
+function written(
+  ctx: CommandContext,
+  spec: CommandSpec,
+  args: readonly Buffer[],
+  keys: Keys,
+): () => void {
   const service = ctx.server.service
   if (spec.keySpecs.length === 0) return () => service.clear()
-  const names = keys.names
+  const positions = keys.positions
   return () => {
-    for (const key of names) service.invalidate(key)
+    for (const at of positions) service.invalidateBytes(args[at] as Buffer)
   }
 }
 
