@@ -698,6 +698,13 @@ export class RespSource implements RedisSource {
 
   /** One framed reply as a value. */
   #decode(parts: Buffer[]): Reply {
+    // A GET's bulk and a PTTL's integer in one part, the read path's every
+    // reply, read here without the general decoder; anything else, or
+    // anything unexpected in these, goes to it.
+    if (parts.length === 1) {
+      const quick = quickReply(parts[0] as Buffer)
+      if (quick !== undefined) return quick
+    }
     this.#decoded = 0
     for (const part of parts) this.#decoder.push(part, this.#take)
     if (this.#decoded !== 1) throw new ReplyProtocolError('a frame that is not one reply')
@@ -820,6 +827,50 @@ export class RespSource implements RedisSource {
     this.#state = 'reconnecting'
     if (wasReady) this.#options.onLost?.()
   }
+}
+
+const DOLLAR = 36 // $
+const COLON = 58 // :
+const MINUS = 45 // -
+const CR = 13
+const LF = 10
+
+/**
+ * A frame that is one bulk string (`$n` CRLF bytes CRLF, a view of them) or
+ * one integer of at most 15 digits, or undefined for anything else,
+ * well-formed or not: the general decoder then reads it (and refuses it).
+ */
+export function quickReply(frame: Buffer): Buffer | number | undefined {
+  const type = frame[0]
+  const end = frame.length
+  if (end < 4 || frame[end - 2] !== CR || frame[end - 1] !== LF) return undefined
+  if (type === COLON) {
+    let at = 1
+    const negative = frame[at] === MINUS
+    if (negative) at++
+    const digitsEnd = end - 2
+    if (at === digitsEnd || digitsEnd - at > 15) return undefined
+    let n = 0
+    for (; at < digitsEnd; at++) {
+      const digit = (frame[at] as number) - 48
+      if (digit < 0 || digit > 9) return undefined
+      n = n * 10 + digit
+    }
+    return negative ? -n : n
+  }
+  if (type !== DOLLAR) return undefined
+  let at = 1
+  let length = 0
+  for (; at < end && frame[at] !== CR; at++) {
+    const digit = (frame[at] as number) - 48
+    // A sign (the RESP2 nil, `$-1`) or anything else: the decoder's.
+    if (digit < 0 || digit > 9 || at > 10) return undefined
+    length = length * 10 + digit
+  }
+  if (at === 1 || frame[at + 1] !== LF) return undefined
+  const body = at + 2
+  if (body + length + 2 !== end) return undefined
+  return frame.subarray(body, body + length)
 }
 
 /**
