@@ -88,7 +88,8 @@ class LaterSlot implements Slot, Later {
  * replies leave in request order even when backend answers do not arrive in
  * order, while the reads themselves run in parallel. All replies produced by
  * one incoming chunk go out in one socket write (see Output): one syscall
- * for a whole pipeline of hits.
+ * for a whole pipeline of hits, made once the loop turn's reads are done
+ * (Output.flushSoon), as Redis writes replies before it next polls.
  */
 export class Connection {
   readonly session: Session
@@ -270,7 +271,7 @@ export class Connection {
       record(this.#chunkStartedAt, this.#answeredInChunk)
     }
     this.#answeredInChunk = 0
-    this.#output.flush()
+    this.#output.flushSoon()
   }
 
   /** Whether replies owed or unsent have passed their bound: take no more commands now. */

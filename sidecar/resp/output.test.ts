@@ -16,7 +16,41 @@ function recordingSocket() {
   return { socket, writes, refs }
 }
 
+const turn = () => new Promise((resolve) => setImmediate(resolve))
+
 describe('Output', () => {
+  it('flushSoon sends every output once, after this turn, with what was written meanwhile', async () => {
+    const a = recordingSocket()
+    const b = recordingSocket()
+    const outA = new Output(a.socket)
+    const outB = new Output(b.socket)
+    outA.write(Buffer.from('+1\r\n'))
+    outA.flushSoon()
+    outB.write(Buffer.from('+x\r\n'))
+    outB.flushSoon()
+    outA.write(Buffer.from('+2\r\n'))
+    outA.flushSoon()
+    expect([a.writes, b.writes]).toEqual([[], []])
+    await turn()
+    expect(a.writes.map(String)).toEqual(['+1\r\n+2\r\n'])
+    expect(b.writes.map(String)).toEqual(['+x\r\n'])
+    // Nothing written: nothing scheduled, nothing sent.
+    outA.flushSoon()
+    await turn()
+    expect(a.writes).toHaveLength(1)
+  })
+
+  it('drops what flushSoon left for a socket destroyed meanwhile', async () => {
+    const { socket, writes } = recordingSocket()
+    const out = new Output(socket)
+    out.write(Buffer.from('+late\r\n'))
+    out.flushSoon()
+    ;(socket as unknown as { destroyed: boolean }).destroyed = true
+    await turn()
+    expect(writes).toEqual([])
+    expect(out.buffered).toBe(0)
+  })
+
   it('sends the small replies of one batch in one write, in order', () => {
     const { socket, writes } = recordingSocket()
     const out = new Output(socket)

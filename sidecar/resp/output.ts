@@ -10,6 +10,17 @@ const SLAB_SIZE = 16 * 1024
 const COPY_LIMIT = BULK_COPY_THRESHOLD
 const CRLF = Buffer.from('\r\n')
 
+// Outputs with bytes to send at the end of this loop turn (see flushSoon).
+let due: Output[] = []
+let dueScheduled = false
+
+function flushDue(): void {
+  dueScheduled = false
+  const outputs = due
+  due = []
+  for (const output of outputs) output.flush()
+}
+
 /**
  * A connection's outgoing bytes, as Redis keeps a reply buffer: small replies
  * are copied into a slab and a batch goes out in one `socket.write`, instead
@@ -24,6 +35,7 @@ export class Output {
   #slab = Buffer.allocUnsafe(SLAB_SIZE)
   #start = 0
   #end = 0
+  #due = false
 
   constructor(socket: Socket) {
     this.#socket = socket
@@ -97,9 +109,31 @@ export class Output {
     this.#end = at
   }
 
+  /**
+   * Sends what was written once this loop turn's I/O has been read (a
+   * setImmediate shared by every connection), as Redis writes its clients'
+   * replies before it next waits for events: every client read in one turn
+   * is answered in one run of writes, so the peer wakes once for many of
+   * them instead of once per write.
+   */
+  flushSoon(): void {
+    if (this.#end === this.#start || this.#due) return
+    this.#due = true
+    due.push(this)
+    if (!dueScheduled) {
+      dueScheduled = true
+      setImmediate(flushDue)
+    }
+  }
+
   /** Sends what was written since the last flush. */
   flush(): void {
+    this.#due = false
     if (this.#end === this.#start) return
+    if (this.#socket.destroyed) {
+      this.#start = this.#end
+      return
+    }
     this.#socket.write(this.#slab.subarray(this.#start, this.#end))
     this.#start = this.#end
     if (this.#slab.length - this.#end < COPY_LIMIT) this.#renew()
