@@ -87,7 +87,9 @@ export function describeRedisSource(name: string, backend: () => BackendUnderTes
         await backend().set(`intact:${i}`, new Uint8Array(100).fill(200))
         await value(reader, `intact:${i}`)
       }
-      first.forEach((got, i) => expect([...(got ?? [])]).toEqual(new Array(100).fill(i)))
+      for (const [i, got] of first.entries()) {
+        expect([...(got ?? [])]).toEqual(new Array(100).fill(i))
+      }
     })
 
     it('answers null for a missing key', async () => {
