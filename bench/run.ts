@@ -32,13 +32,13 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const FULL: Budget = {
   quick: false,
   rounds: 4,
-  httpSeconds: 3,
+  httpSeconds: 2,
   cacheOps: 1_000_000,
   respRequests: 100_000,
   coherenceWrites: 1000,
   memorySteps: [0, 100_000, 1_000_000],
   soakSeconds: 60,
-  soakWarmupSeconds: 30,
+  soakWarmupSeconds: 20,
 }
 const QUICK: Budget = {
   quick: true,
