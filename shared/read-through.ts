@@ -316,19 +316,18 @@ export class ReadThrough implements InvalidationTarget {
   invalidateBytes(key: Uint8Array): void {
     this.#invalidations++
     this.#cache.deleteBytes(key, 0, key.length)
-    if (this.#inflight.size === 0) return
-    const name = keyFromBytes(key)
-    const flight = this.#inflight.get(name)
-    if (flight !== undefined) {
-      flight.stale = true
-      this.#inflight.delete(name)
-    }
+    if (this.#inflight.size > 0) this.#dropFlight(keyFromBytes(key))
   }
 
   /** Forgets a key, including any fetch of it in progress (see Flight). */
   invalidate(key: string): void {
     this.#invalidations++
     this.#cache.delete(key)
+    this.#dropFlight(key)
+  }
+
+  /** The key's fetch in progress, if any, is answered but not stored, and not joined. */
+  #dropFlight(key: string): void {
     const flight = this.#inflight.get(key)
     if (flight !== undefined) {
       flight.stale = true
