@@ -95,7 +95,7 @@ export function forwardCommand(
   if (user === null) return NOAUTH
   // A read by a user who may touch every key needs no keys: neither its
   // permission nor read-your-writes asks for them.
-  const keys = user.unrestricted && !spec.flags.has('write') ? NO_KEYS : keyPositions(spec, args)
+  const keys = user.unrestricted && !mayWrite(spec) ? NO_KEYS : keyPositions(spec, args)
   const refused = user.unrestricted ? undefined : permission(user, spec, args, keys)
   if (refused !== undefined) return refused
   const self = selfView(ctx, spec)
@@ -153,7 +153,7 @@ export function pinnedCommand(
     // subscriptions); the proxy's side of the session does too.
     resetSession(ctx)
   }
-  let evict = spec.flags.has('write') ? written(ctx, spec, args, keys) : undefined
+  let evict = mayWrite(spec) ? written(ctx, spec, args, keys) : undefined
   if (name === 'multi') {
     pinned.inMulti = true
     pinned.queued = []
@@ -245,7 +245,7 @@ function relay(ctx: CommandContext, spec: CommandSpec, args: Buffer[], keys: Key
   const session = ctx.session
   const forwarder = ctx.server.forwarder as NonNullable<typeof ctx.server.forwarder>
   const later = ctx.later()
-  if (!spec.flags.has('write')) {
+  if (!mayWrite(spec)) {
     forwarder.send(
       args,
       session.resp3,
@@ -271,6 +271,19 @@ function relay(ctx: CommandContext, spec: CommandSpec, args: Buffer[], keys: Key
     later,
   )
   return undefined
+}
+
+/**
+ * Whether a command may change its keys: a write, or a command that names
+ * keys and is not read-only. EVAL, EVALSHA and FCALL are flagged neither
+ * write nor readonly (a script may do either): their declared keys are
+ * evicted as a write's, so the client's next read sees what the script did
+ * without waiting for Redis's invalidation, which comes on another
+ * connection than a RESP2 client's reply.
+ */
+function mayWrite(spec: CommandSpec): boolean {
+  if (spec.flags.has('write')) return true
+  return !spec.flags.has('readonly') && spec.keySpecs.length > 0
 }
 
 /** What a write makes stale in the cache: its keys, or everything when it names none. */

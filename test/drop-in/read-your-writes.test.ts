@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { listenOnLoopback } from '../harness/ports.js'
 import { startRespProxy, type TestRespProxy } from '../harness/proxy.js'
 import { startRedis, type TestRedis } from '../harness/redis-server.js'
+import { command, rawConnect } from '../harness/resp-client.js'
 import { parseCommand } from '../harness/scripted-redis.js'
 import { readYourWrites } from './read-your-writes.js'
 
@@ -260,3 +261,54 @@ async function startStaleResponder(): Promise<StaleResponder> {
       }),
   }
 }
+
+describe.each([false, true])(
+  'a script’s writes to its declared keys, with CACHE_INVALIDATION=off (RESP3: %s)',
+  (resp3) => {
+    test('the next GET sees what EVAL, EVALSHA and FCALL wrote, not the cached value', async () => {
+      const redis = await startRedis()
+      // No invalidation from Redis and a long expiry: only the proxy's own
+      // eviction, when the script's reply comes, can make the next read fresh.
+      const proxy = await startRespProxy(redis.url, {
+        CACHE_GLOBAL_EXPIRY: '600000',
+        CACHE_INVALIDATION: 'off',
+      })
+      const client = await rawConnect(proxy.port)
+      const ask = async (...args: string[]) => {
+        client.send(command(...args))
+        const [reply] = await client.replies(1)
+        return reply === null ? null : String(reply)
+      }
+      try {
+        if (resp3) await ask('HELLO', '3')
+        const cachedNow = async (expected: string) => {
+          const before = proxy.service.stats().hits
+          expect(await ask('GET', 'script:k')).toBe(expected)
+          expect(await ask('GET', 'script:k')).toBe(expected)
+          // The second read came from the cache.
+          expect(proxy.service.stats().hits).toBeGreaterThan(before)
+        }
+        expect(await ask('SET', 'script:k', 'old')).toBe('OK')
+        await cachedNow('old')
+        await ask('EVAL', "return redis.call('SET', KEYS[1], ARGV[1])", '1', 'script:k', 'eval')
+        await cachedNow('eval')
+        const sha = await ask('SCRIPT', 'LOAD', "return redis.call('SET', KEYS[1], ARGV[1])")
+        await ask('EVALSHA', String(sha), '1', 'script:k', 'evalsha')
+        await cachedNow('evalsha')
+        await ask(
+          'FUNCTION',
+          'LOAD',
+          "#!lua name=ryw\nredis.register_function('setk', function(keys, args) return redis.call('SET', keys[1], args[1]) end)",
+        )
+        await ask('FCALL', 'setk', '1', 'script:k', 'fcall')
+        await cachedNow('fcall')
+        await ask('EVAL', "return redis.call('DEL', KEYS[1])", '1', 'script:k')
+        expect(await ask('GET', 'script:k')).toBeNull()
+      } finally {
+        client.close()
+        await proxy.close()
+        await redis.stop()
+      }
+    }, 30_000)
+  },
+)
