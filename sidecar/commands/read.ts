@@ -74,9 +74,9 @@ class MissReply implements FetchWaiter {
     let reply: Reply
     try {
       reply = value === null ? nullReply(this.resp3) : bulkReply(value)
-    } catch {
+    } catch (err) {
       // A bug, not the client's doing: still an answer, never a crash.
-      reply = error(`ERR internal error getting key: ${keyToText(this.key)}`)
+      reply = failureReply(err, this.key)
     }
     this.later.settle(reply)
   }
