@@ -1,7 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { ModelCache } from './reference-model.js'
-import { entryBytes, PAGE_BYTES, SlabCache, sizeClasses } from './slab-cache.js'
+import { entryBytes, NIL, PAGE_BYTES, SlabCache, sizeClasses } from './slab-cache.js'
 
 // Keys of every shape the layout cares about: empty, binary, prefixes of one
 // another, longer than the byte-loop copy, and enough of them (with a
@@ -33,6 +33,7 @@ type Size = { kind: 'entry'; bytes: number } | { kind: 'value'; bytes: number }
 type Op =
   | { op: 'get'; key: number; bytes: boolean }
   | { op: 'set'; key: number; bytes: boolean; size: Size; ttl: number | undefined }
+  | { op: 'setNil'; key: number; ttl: number | undefined }
   | { op: 'delete'; key: number; bytes: boolean }
   | { op: 'sweep'; first: number; stride: number }
   | { op: 'advance'; ms: number }
@@ -96,6 +97,16 @@ function opArb(sizes: fc.Arbitrary<Size>, often: number): fc.Arbitrary<Op> {
         key,
         bytes: fc.boolean(),
         size: sizes,
+        ttl: fc.option(fc.integer({ min: -2, max: 30 }), { nil: undefined }),
+      }),
+    },
+    {
+      // A key recorded as missing: the same LRU and expiry, and a later set
+      // (or setNil over a value) must turn the mark off (or on).
+      weight: 2 * often,
+      arbitrary: fc.record({
+        op: fc.constant('setNil' as const),
+        key,
         ttl: fc.option(fc.integer({ min: -2, max: 30 }), { nil: undefined }),
       }),
     },
@@ -175,6 +186,7 @@ function check(setup: Setup): void {
           const { buffer, start, end } = framed(key)
           const slot = real.peekBytes(buffer, start, end)
           if (slot < 0) return null
+          if (real.isNil(slot)) return NIL
           const out = new Uint8Array(real.valueLength(slot) + 2)
           expect(real.copyValue(slot, out, 2)).toBe(out.length)
           return out.subarray(2)
@@ -191,13 +203,15 @@ function check(setup: Setup): void {
                 const slot = real.getBytes(buffer, start, end)
                 got = null
                 if (slot >= 0) {
-                  got = new Uint8Array(real.valueLength(slot))
-                  real.copyValue(slot, got)
+                  got = real.isNil(slot) ? NIL : new Uint8Array(real.valueLength(slot))
+                  if (got !== NIL) real.copyValue(slot, got)
                 }
               } else {
                 got = real.get(key)
               }
-              expect(sameBytes(got, model.get(key)), where).toBe(true)
+              const expected = model.get(key)
+              expect(got === NIL, where).toBe(expected === NIL)
+              expect(sameBytes(got, expected), where).toBe(true)
               break
             }
             case 'set': {
@@ -218,6 +232,13 @@ function check(setup: Setup): void {
               else model.delete(key)
               // The cache holds a copy: the caller may reuse its buffer.
               value.fill(0xee)
+              break
+            }
+            case 'setNil': {
+              const key = KEYS[o.key] as string
+              const stored = real.setNil(key, o.ttl)
+              expect(stored, where).toBe(o.ttl === undefined || o.ttl > 0)
+              model.set(key, NIL, o.ttl)
               break
             }
             case 'delete': {
@@ -253,8 +274,8 @@ function check(setup: Setup): void {
           for (const [i, key] of KEYS.entries()) {
             const expected = model.peek(key)
             const peeked = peekReal(key, (i + step) % 2 === 0)
-            if (!sameBytes(peeked, expected))
-              expect(peeked, `${where}, peek ${i}`).toEqual(expected)
+            if (!sameBytes(peeked, expected) || (peeked === NIL) !== (expected === NIL))
+              expect(peeked, `${where}, peek ${i}`).toBe(expected)
             if (real.has(key) !== (expected !== null)) {
               expect(real.has(key), `${where}, has ${i}`).toBe(expected !== null)
             }

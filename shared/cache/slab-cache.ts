@@ -105,6 +105,19 @@ const FIRST_PAGE_BYTES = 4096
 const OCCUPIED = 0x80000000 | 0
 const HIGH_BYTE = 0xff000000 | 0
 const SLOT_BITS = 0xffffff
+// A slot's fields, side by side in one record of SLOT_WORDS 32-bit words (24
+// bytes), so a hit reads one or two cache lines of them instead of one line
+// per array: where its entry is (page index << 16 | chunk index), its key's
+// hash, its LRU links, and its expiry as a float64 in words 4-5, whose sign
+// bit says the entry records a missing key (setNil; expiries are > 0).
+const SLOT_WORDS = 6
+const W_LOC = 0
+const W_HASH = 1
+const W_PREV = 2
+const W_NEXT = 3
+// The expiry's index in the Float64Array view of the records.
+const SLOT_F64 = SLOT_WORDS / 2
+const F_EXPIRY = 2
 // Per-page fields in `#meta`, META of them per page.
 const META = 8
 const M_CHUNK = 0 // chunk size (0 for a dedicated allocation)
@@ -141,22 +154,18 @@ export class SlabCache {
   // A slot's loc and expiry mean something only while it is in the table.
   readonly #table: Int32Array
   readonly #tableSize: number
-  // Where a slot's entry is: page index << 16 | chunk index.
-  readonly #loc: Uint32Array
-  // Each slot's key hash. Recomputing it from the key instead would save 4
-  // bytes per entry but cost a slab read and a hash for every entry of the
-  // probe run that a deletion or eviction shifts back (several at load 0.75).
-  readonly #hashes: Int32Array
-  readonly #expiresAt: Float64Array
-  // 1 for an entry that records that the key does not exist (setNil).
-  readonly #nil: Uint8Array
-  /** Set around the store of a nil entry, read by #write. */
+  // The slot records (see SLOT_WORDS), capacity + 1 of them (the last is the
+  // sentinel's), as 32-bit words and as float64s. A slot's hash is kept:
+  // recomputing it from the key instead would save 4 bytes per entry but
+  // cost a slab read and a hash for every entry of the probe run that a
+  // deletion or eviction shifts back (several at load 0.75).
+  readonly #slots: Uint32Array
+  readonly #slotsF64: Float64Array
+  /** Set around the store of a nil entry, read by setBytes. */
   #storingNil = false
-  // Circular LRU list through the sentinel: next[sentinel] is the most
-  // recently used slot, prev[sentinel] the least. Free slots are a stack
+  // Circular LRU list through the sentinel: next(sentinel) is the most
+  // recently used slot, prev(sentinel) the least. Free slots are a stack
   // threaded through `next`, ending at the sentinel.
-  readonly #prev: Uint32Array
-  readonly #next: Uint32Array
   readonly #sentinel: number
   #freeSlot: number
   // Slots 0..fill-1 have been handed out at least once.
@@ -236,16 +245,13 @@ export class SlabCache {
     // Always one empty bucket more than keys, so every probe ends.
     this.#tableSize = Math.max(capacity + 1, Math.ceil(capacity / 0.75))
     this.#table = new Int32Array(this.#tableSize)
-    this.#loc = new Uint32Array(capacity)
-    this.#hashes = new Int32Array(capacity)
-    this.#expiresAt = new Float64Array(capacity)
-    this.#nil = new Uint8Array(capacity)
-    this.#prev = new Uint32Array(capacity + 1)
-    this.#next = new Uint32Array(capacity + 1)
+    const records = new ArrayBuffer((capacity + 1) * SLOT_WORDS * 4)
+    this.#slots = new Uint32Array(records)
+    this.#slotsF64 = new Float64Array(records)
     this.#sentinel = capacity
     this.#freeSlot = capacity
-    this.#prev[capacity] = capacity
-    this.#next[capacity] = capacity
+    this.#setPrev(capacity, capacity)
+    this.#setNext(capacity, capacity)
 
     const sizes = sizeClasses(pageBytes)
     this.#maxChunk = sizes[sizes.length - 1]!
@@ -278,7 +284,7 @@ export class SlabCache {
       return -1
     }
     const slot = this.#table[bucket]! & SLOT_BITS
-    if (this.#clock.now() >= this.#expiresAt[slot]!) {
+    if (this.#clock.now() >= this.#expiry(slot)) {
       this.#expirations++
       this.#misses++
       this.#removeAt(bucket, slot)
@@ -294,7 +300,7 @@ export class SlabCache {
     const bucket = this.#find(key, start, end, this.#hash(key, start, end))
     if (bucket < 0) return -1
     const slot = this.#table[bucket]! & SLOT_BITS
-    return this.#clock.now() >= this.#expiresAt[slot]! ? -1 : slot
+    return this.#clock.now() >= this.#expiry(slot) ? -1 : slot
   }
 
   /** Whether the key `key[start..end)` has a live entry. Changes nothing. */
@@ -307,7 +313,7 @@ export class SlabCache {
    * that the key does not exist (see `setNil`) rather than a value.
    */
   isNil(slot: number): boolean {
-    return this.#nil[slot] === 1
+    return this.#slotsF64[slot * SLOT_F64 + F_EXPIRY]! < 0
   }
 
   /** Length of the value of a slot returned by `getBytes`/`peekBytes` (valid until the next change). */
@@ -362,8 +368,8 @@ export class SlabCache {
       const slot = this.#table[bucket]! & SLOT_BITS
       // An expired entry is gone as far as callers know; replacing it still
       // counts its expiry, so the counters match a remove-then-insert.
-      if (now >= this.#expiresAt[slot]!) this.#expirations++
-      const old = this.#loc[slot]!
+      if (now >= this.#expiry(slot)) this.#expirations++
+      const old = this.#slots[slot * SLOT_WORDS + W_LOC]!
       this.#locate(slot)
       const oldBytes = this.#entryBytes
       if (!this.#fitsInPlace(old, cls, need)) {
@@ -374,43 +380,43 @@ export class SlabCache {
           return false
         }
         // The new location first: releasing may move other entries of the old page.
-        this.#loc[slot] = fresh
+        this.#slots[slot * SLOT_WORDS + W_LOC] = fresh
         this.#release(old)
       }
       this.#usedBytes += need - oldBytes
       this.#write(slot, key, start, end, value)
-      this.#expiresAt[slot] = expiry
+      this.#setExpiry(slot, expiry)
       this.#moveToFront(slot)
       return true
     }
     let slot: number
     if (this.#freeSlot !== this.#sentinel) {
       slot = this.#freeSlot
-      this.#freeSlot = this.#next[slot]!
+      this.#freeSlot = this.#next(slot)
     } else if (this.#fill < this.capacity) {
       slot = this.#fill++
     } else {
       // Full: the least recently used entry makes room (plain LRU, as LruCache).
-      slot = this.#prev[this.#sentinel]!
-      if (now >= this.#expiresAt[slot]!) this.#expirations++
+      slot = this.#prev(this.#sentinel)
+      if (now >= this.#expiry(slot)) this.#expirations++
       else this.#evictions++
       this.#removeAt(this.#bucketOfSlot(slot), slot)
-      this.#freeSlot = this.#next[slot]!
+      this.#freeSlot = this.#next(slot)
     }
     // Allocated only once the slot is settled: releasing the evicted entry's
     // chunk may move entries, and a chunk no slot owns yet must not be among them.
     const fresh = this.#allocate(cls, need)
     if (fresh < 0) {
-      this.#next[slot] = this.#freeSlot
+      this.#setNext(slot, this.#freeSlot)
       this.#freeSlot = slot
       return false
     }
-    this.#loc[slot] = fresh
+    this.#slots[slot * SLOT_WORDS + W_LOC] = fresh
     this.#usedBytes += need
     this.#write(slot, key, start, end, value)
-    this.#expiresAt[slot] = expiry
+    this.#setExpiry(slot, expiry)
     this.#linkFront(slot)
-    this.#hashes[slot] = hash
+    this.#slots[slot * SLOT_WORDS + W_HASH] = hash
     this.#insert(hash, slot)
     this.#size++
     return true
@@ -421,7 +427,7 @@ export class SlabCache {
     const bucket = this.#find(key, start, end, this.#hash(key, start, end))
     if (bucket < 0) return false
     const slot = this.#table[bucket]! & SLOT_BITS
-    const live = this.#clock.now() < this.#expiresAt[slot]!
+    const live = this.#clock.now() < this.#expiry(slot)
     if (!live) this.#expirations++
     this.#removeAt(bucket, slot)
     return live
@@ -437,14 +443,14 @@ export class SlabCache {
   get(key: string): Uint8Array | null {
     const slot = this.getBytes(this.#encode(key), 0, key.length)
     if (slot < 0) return null
-    return this.#nil[slot] === 1 ? NIL : this.#copyOut(slot)
+    return this.isNil(slot) ? NIL : this.#copyOut(slot)
   }
 
   /** A copy of the live value (NIL for a nil entry), without marking it used or counting anything. */
   peek(key: string): Uint8Array | null {
     const slot = this.peekBytes(this.#encode(key), 0, key.length)
     if (slot < 0) return null
-    return this.#nil[slot] === 1 ? NIL : this.#copyOut(slot)
+    return this.isNil(slot) ? NIL : this.#copyOut(slot)
   }
 
   /**
@@ -497,8 +503,8 @@ export class SlabCache {
     this.#fill = 0
     this.#size = 0
     this.#freeSlot = this.#sentinel
-    this.#prev[this.#sentinel] = this.#sentinel
-    this.#next[this.#sentinel] = this.#sentinel
+    this.#setPrev(this.#sentinel, this.#sentinel)
+    this.#setNext(this.#sentinel, this.#sentinel)
     this.#pages = []
     this.#meta = new Int32Array(16 * META)
     this.#pageTop = 0
@@ -532,14 +538,7 @@ export class SlabCache {
       usedBytes: this.#usedBytes,
       dedicatedBytes: this.#dedicatedBytes,
       pages: this.#heldPages,
-      indexBytes:
-        this.#table.byteLength +
-        this.#loc.byteLength +
-        this.#hashes.byteLength +
-        this.#expiresAt.byteLength +
-        this.#prev.byteLength +
-        this.#next.byteLength +
-        this.#meta.byteLength,
+      indexBytes: this.#table.byteLength + this.#slots.byteLength + this.#meta.byteLength,
     }
   }
 
@@ -614,7 +613,7 @@ export class SlabCache {
   }
 
   #keyIs(slot: number, key: Uint8Array, start: number, end: number): boolean {
-    const loc = this.#loc[slot]!
+    const loc = this.#slots[slot * SLOT_WORDS + W_LOC]!
     const page = loc >>> 16
     const buf = this.#pages[page]!
     let at = (loc & 0xffff) * this.#meta[page * META + M_CHUNK]!
@@ -651,7 +650,7 @@ export class SlabCache {
   }
 
   #slotHash(slot: number): number {
-    return this.#hashes[slot]!
+    return this.#slots[slot * SLOT_WORDS + W_HASH]!
   }
 
   /**
@@ -684,8 +683,8 @@ export class SlabCache {
     this.#unlink(slot)
     this.#locate(slot)
     this.#usedBytes -= this.#entryBytes
-    this.#release(this.#loc[slot]!)
-    this.#next[slot] = this.#freeSlot
+    this.#release(this.#slots[slot * SLOT_WORDS + W_LOC]!)
+    this.#setNext(slot, this.#freeSlot)
     this.#freeSlot = slot
     this.#size--
   }
@@ -694,7 +693,7 @@ export class SlabCache {
 
   /** Sets #buf, #valueAt, #valueLength and #entryBytes for `slot`. */
   #locate(slot: number): void {
-    const loc = this.#loc[slot]!
+    const loc = this.#slots[slot * SLOT_WORDS + W_LOC]!
     const page = loc >>> 16
     const buf = this.#pages[page]!
     const begin = (loc & 0xffff) * this.#meta[page * META + M_CHUNK]!
@@ -718,8 +717,7 @@ export class SlabCache {
   }
 
   #write(slot: number, key: Uint8Array, start: number, end: number, value: Uint8Array): void {
-    this.#nil[slot] = this.#storingNil ? 1 : 0
-    const loc = this.#loc[slot]!
+    const loc = this.#slots[slot * SLOT_WORDS + W_LOC]!
     const page = loc >>> 16
     const buf = this.#pages[page]!
     let at = (loc & 0xffff) * this.#meta[page * META + M_CHUNK]!
@@ -930,7 +928,7 @@ export class SlabCache {
       const toPage = to >>> 16
       const toAt = (to & 0xffff) * this.#meta[toPage * META + M_CHUNK]!
       this.#pages[toPage]!.set(buf.subarray(at, at + length), toAt)
-      this.#loc[slot] = to
+      this.#slots[slot * SLOT_WORDS + W_LOC] = to
     }
     this.#dropClassPage(page, cls)
   }
@@ -953,7 +951,11 @@ export class SlabCache {
     const tag = OCCUPIED | ((hash & 0x7f) << 24)
     for (let i = this.#home(hash); ; ) {
       const word = table[i]!
-      if ((word & HIGH_BYTE) === tag && this.#loc[word & SLOT_BITS] === loc) return word & SLOT_BITS
+      if (
+        (word & HIGH_BYTE) === tag &&
+        this.#slots[(word & SLOT_BITS) * SLOT_WORDS + W_LOC]! === loc
+      )
+        return word & SLOT_BITS
       if (++i === size) i = 0
     }
   }
@@ -999,30 +1001,55 @@ export class SlabCache {
     if (next >= 0) meta[next * META + M_PREV] = prev
   }
 
-  // ---- The LRU list. ----
+  // ---- Slot records and the LRU list. ----
+
+  #expiry(slot: number): number {
+    return Math.abs(this.#slotsF64[slot * SLOT_F64 + F_EXPIRY]!)
+  }
+
+  /** The expiry, negated for a nil entry (see SLOT_WORDS). */
+  #setExpiry(slot: number, expiry: number): void {
+    this.#slotsF64[slot * SLOT_F64 + F_EXPIRY] = this.#storingNil ? -expiry : expiry
+  }
+
+  #prev(slot: number): number {
+    return this.#slots[slot * SLOT_WORDS + W_PREV]!
+  }
+
+  #next(slot: number): number {
+    return this.#slots[slot * SLOT_WORDS + W_NEXT]!
+  }
+
+  #setPrev(slot: number, to: number): void {
+    this.#slots[slot * SLOT_WORDS + W_PREV] = to
+  }
+
+  #setNext(slot: number, to: number): void {
+    this.#slots[slot * SLOT_WORDS + W_NEXT] = to
+  }
 
   #unlink(slot: number): void {
-    const prev = this.#prev
-    const next = this.#next
-    const before = prev[slot]!
-    const after = next[slot]!
-    next[before] = after
-    prev[after] = before
+    const slots = this.#slots
+    const at = slot * SLOT_WORDS
+    const before = slots[at + W_PREV]!
+    const after = slots[at + W_NEXT]!
+    slots[before * SLOT_WORDS + W_NEXT] = after
+    slots[after * SLOT_WORDS + W_PREV] = before
   }
 
   #linkFront(slot: number): void {
-    const prev = this.#prev
-    const next = this.#next
-    const sentinel = this.#sentinel
-    const first = next[sentinel]!
-    prev[slot] = sentinel
-    next[slot] = first
-    prev[first] = slot
-    next[sentinel] = slot
+    const slots = this.#slots
+    const sentinel = this.#sentinel * SLOT_WORDS
+    const first = slots[sentinel + W_NEXT]!
+    const at = slot * SLOT_WORDS
+    slots[at + W_PREV] = this.#sentinel
+    slots[at + W_NEXT] = first
+    slots[first * SLOT_WORDS + W_PREV] = slot
+    slots[sentinel + W_NEXT] = slot
   }
 
   #moveToFront(slot: number): void {
-    if (this.#next[this.#sentinel] === slot) return
+    if (this.#next(this.#sentinel) === slot) return
     this.#unlink(slot)
     this.#linkFront(slot)
   }
