@@ -20,6 +20,7 @@ import {
   type KeyReader,
   keyFromTarget,
 } from './app.js'
+import { createFastPath } from './http-fast-path.js'
 
 export type HttpServerOptions = {
   service: ReadThrough
@@ -111,6 +112,17 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
       if (!serveKey(readKey, req, res, record)) void viaApp(req, res)
     },
   )
+  // Plain TCP connections start on the fast path, which hands them to
+  // http.Server at their first request that is not a plain key request.
+  const fast = createFastPath({
+    readKey,
+    http,
+    record,
+    headersTimeoutMs: options.headersTimeoutMs,
+    keepAliveTimeoutMs: options.keepAliveTimeoutMs,
+    maxHeaderBytes: MAX_HEADER_BYTES,
+    checkIntervalMs: checkingInterval(options),
+  })
   // With TLS, http.Server sees a connection only once its handshake is done;
   // the client slot is held from the accept (`sockets` holds raw sockets,
   // which close with their TLS socket). A refused client completes the
@@ -130,7 +142,9 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
             log,
           }),
         }
-  const front = createServer({ noDelay: true }, (socket) => {
+  // allowHalfOpen: a client that half-closes after its requests still gets
+  // the answers the fast path owes it (node:http decides for its own).
+  const front = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
     if (draining) {
       socket.destroy()
       return
@@ -145,7 +159,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     }
     sockets.add(socket)
     socket.once('close', () => sockets.delete(socket))
-    if (tls === undefined) http.emit('connection', socket)
+    if (tls === undefined) fast.accept(socket)
     else {
       // Before the TLS socket exists a reset would be an unhandled error.
       socket.on('error', () => {})
@@ -181,10 +195,13 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
       // connections are closed now and again as requests in flight finish.
       const deadline = Date.now() + options.shutdownTimeoutMs
       http.closeIdleConnections()
+      fast.closeIdle()
       while (sockets.size > 0 && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 20))
         http.closeIdleConnections()
+        fast.closeIdle()
       }
+      fast.close()
       for (const socket of sockets) socket.destroy()
       http.close()
       tls?.admitted.close()

@@ -1,0 +1,241 @@
+import { connect } from 'node:net'
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { parseKeyRequest } from '../functions/http-fast-path.js'
+import { MAX_HEADER_BYTES } from '../functions/node.js'
+import { startHttpProxy, type TestHttpProxy } from './harness/proxy.js'
+import { startRedis, type TestRedis } from './harness/redis-server.js'
+
+let redis: TestRedis
+let proxy: TestHttpProxy
+
+beforeAll(async () => {
+  redis = await startRedis()
+  proxy = await startHttpProxy(redis.url, { CACHE_CAPACITY: '1000', CACHE_GLOBAL_EXPIRY: '60000' })
+})
+
+afterAll(async () => {
+  await proxy?.close()
+  await redis?.stop()
+})
+
+beforeEach(async () => {
+  await redis.command('FLUSHALL')
+  proxy.service.clear()
+  await redis.command('SET', 'k', 'value of k')
+  await redis.command('SET', 'a b', 'spaced')
+  // Warm, so both paths answer hits (X-Cache is part of what is compared).
+  for (const key of ['k', 'a b']) await proxy.get(key).then((r) => r.arrayBuffer())
+})
+
+const QUIET_MS = 300
+const HEALTHZ = 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n'
+
+/**
+ * Everything the proxy sends on one connection after `parts` (written one
+ * after the other, `gapMs` apart), until it closes or stays quiet. With
+ * `viaNode`, the connection first asks for /healthz, which the fast path
+ * leaves to node:http, so `parts` are answered there; that answer is left out.
+ */
+function exchange(parts: string[], options: { viaNode?: boolean; gapMs?: number } = {}) {
+  return new Promise<string>((resolve, reject) => {
+    const socket = connect(proxy.port, '127.0.0.1')
+    let received = ''
+    let skipped = options.viaNode !== true
+    let quiet: NodeJS.Timeout | undefined
+    const done = () => {
+      socket.destroy()
+      resolve(received)
+    }
+    const send = async () => {
+      for (const part of parts) {
+        socket.write(part)
+        if (options.gapMs !== undefined) await new Promise((r) => setTimeout(r, options.gapMs))
+      }
+    }
+    socket.on('data', (chunk: Buffer) => {
+      received += chunk.toString('latin1')
+      if (!skipped && received.endsWith('ok\n')) {
+        skipped = true
+        received = ''
+        void send()
+      }
+      clearTimeout(quiet)
+      quiet = setTimeout(done, QUIET_MS)
+    })
+    socket.on('error', reject)
+    socket.on('close', () => {
+      clearTimeout(quiet)
+      resolve(received)
+    })
+    socket.on('connect', () => {
+      if (options.viaNode === true) socket.write(HEALTHZ)
+      else void send()
+      quiet = setTimeout(done, QUIET_MS * 3)
+    })
+  })
+}
+
+/** Date changes from second to second: the one header the two paths need not share. */
+function undated(text: string): string {
+  return text.replace(/^Date: .*\r\n/gm, 'Date: -\r\n')
+}
+
+const LONG_KEY = 'x'.repeat(70 * 1024)
+
+// Requests the fast path answers, and requests it must leave to node:http
+// (odd framing, bodies, other versions, bad bytes, and percent-encoded keys,
+// which node:http's path also leaves to the app): either way the client
+// gets exactly what node:http alone would have sent.
+const CORPUS: Record<string, string> = {
+  hit: 'GET /get/k HTTP/1.1\r\nHost: x\r\n\r\n',
+  'hit, closing': 'GET /get/k HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+  'hit, keep-alive asked': 'GET /get/k HTTP/1.1\r\nhost: x:5000\r\nconnection: Keep-Alive\r\n\r\n',
+  HEAD: 'HEAD /get/k HTTP/1.1\r\nHost: x\r\n\r\n',
+  'percent-encoded key': 'GET /get/a%20b HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\n\r\n',
+  'bad percent-encoding': 'GET /get/%zz HTTP/1.1\r\nHost: x\r\n\r\n',
+  absent: 'GET /get/nothing-here HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n',
+  'empty key': 'GET /get/ HTTP/1.1\r\nHost: x\r\n\r\n',
+  'two pipelined': 'GET /get/k HTTP/1.1\r\nHost: x\r\n\r\nHEAD /get/k HTTP/1.1\r\nHost: x\r\n\r\n',
+  'key then percent-encoded key':
+    'GET /get/k HTTP/1.1\r\nHost: x\r\n\r\nGET /get/a%20b HTTP/1.1\r\nHost: x\r\n\r\n',
+  'HTTP/1.0': 'GET /get/k HTTP/1.0\r\nHost: x\r\n\r\n',
+  'no Host': 'GET /get/k HTTP/1.1\r\n\r\n',
+  'two Hosts': 'GET /get/k HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n',
+  'Host with a path': 'GET /get/k HTTP/1.1\r\nHost: x/y\r\n\r\n',
+  'lower-case method': 'get /get/k HTTP/1.1\r\nHost: x\r\n\r\n',
+  POST: 'POST /get/k HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n',
+  'dot segment': 'GET /get/../healthz HTTP/1.1\r\nHost: x\r\n\r\n',
+  'absolute form': 'GET http://x/get/k HTTP/1.1\r\nHost: x\r\n\r\n',
+  'Content-Length body then a request':
+    'GET /get/k HTTP/1.1\r\nHost: x\r\nContent-Length: 27\r\n\r\nGET /get/a%20b HTTP/1.1\r\n\r\n',
+  'chunked body': 'GET /get/k HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+  'Expect 100-continue': 'GET /get/k HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n',
+  Upgrade: 'GET /get/k HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n',
+  'bare LF': 'GET /get/k HTTP/1.1\nHost: x\n\n',
+  'bare LF in a header': 'GET /get/k HTTP/1.1\r\nHost: x\r\nX-A: 1\nX-B: 2\r\n\r\n',
+  'obs-fold': 'GET /get/k HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n 2\r\n\r\n',
+  'space before colon': 'GET /get/k HTTP/1.1\r\nHost : x\r\n\r\n',
+  'NUL in a header': 'GET /get/k HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n',
+  'CR in a header': 'GET /get/k HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n',
+  'two spaces in the request line': 'GET  /get/k HTTP/1.1\r\nHost: x\r\n\r\n',
+  'head over 64 KiB': `GET /get/${LONG_KEY} HTTP/1.1\r\nHost: x\r\n\r\n`,
+  'unknown Connection option': 'GET /get/k HTTP/1.1\r\nHost: x\r\nConnection: foo\r\n\r\n',
+}
+
+// The corpus entries the fast path answers itself (every head of them is a
+// plain key request); it hands the others to node:http.
+const FAST = new Set([
+  'hit',
+  'hit, closing',
+  'hit, keep-alive asked',
+  'HEAD',
+  'absent',
+  'empty key',
+  'two pipelined',
+])
+
+/** Whether every head in `request` is one the fast path answers. */
+function allFast(request: string): boolean {
+  const bytes = Buffer.from(request, 'latin1')
+  let at = 0
+  while (at < bytes.length) {
+    const end = bytes.indexOf('\r\n\r\n', at)
+    if (end < 0 || end + 4 - at > MAX_HEADER_BYTES) return false
+    if (parseKeyRequest(bytes, at, end) === null) return false
+    at = end + 4
+  }
+  return true
+}
+
+describe('HTTP fast path against node:http', () => {
+  for (const [name, request] of Object.entries(CORPUS)) {
+    it(`answers ${name} exactly as node:http does (${FAST.has(name) ? 'fast path' : 'handed over'})`, async () => {
+      expect(allFast(request)).toBe(FAST.has(name))
+      const fast = await exchange([request])
+      const viaNode = await exchange([request], { viaNode: true })
+      expect(viaNode.length).toBeGreaterThan(0)
+      expect(undated(fast)).toBe(undated(viaNode))
+    })
+  }
+
+  it('leaves a head that comes in pieces to node:http, which answers it and what follows in order', async () => {
+    const parts = [
+      'GET /get/k HT',
+      'TP/1.1\r\nHo',
+      'st: x\r\n',
+      '\r\nGET /get/a%20b HTTP/1.1\r\nHost: x\r\n\r\n',
+    ]
+    const pieces = await exchange(parts, { gapMs: 30 })
+    const whole = await exchange([parts.join('')], { viaNode: true })
+    expect(undated(pieces)).toBe(undated(whole))
+    expect(pieces.match(/HTTP\/1\.1 200 OK/g)).toHaveLength(2)
+    expect(pieces.indexOf('value of k')).toBeLessThan(pieces.indexOf('spaced'))
+  })
+
+  it('hands over at the first other request and answers everything before and after it in order', async () => {
+    const got = await exchange([
+      `GET /get/k HTTP/1.1\r\nHost: x\r\n\r\n${HEALTHZ}GET /get/a%20b HTTP/1.1\r\nHost: x\r\n\r\n`,
+    ])
+    const statuses = [...got.matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => m[1])
+    expect(statuses).toEqual(['200', '200', '200'])
+    const at = ['value of k', 'ok\n', 'spaced'].map((body) => got.indexOf(body))
+    expect(at).toEqual([...at].sort((x, y) => x - y))
+    expect(at.every((i) => i >= 0)).toBe(true)
+  })
+
+  it('answers what a client that half-closes after its requests is owed, then closes', async () => {
+    await redis.command('SET', 'cold', 'from redis')
+    proxy.service.clear()
+    const got = await new Promise<string>((resolve, reject) => {
+      const socket = connect({ port: proxy.port, host: '127.0.0.1', allowHalfOpen: true })
+      let received = ''
+      socket.on('data', (chunk: Buffer) => {
+        received += chunk.toString('latin1')
+      })
+      socket.on('error', reject)
+      socket.on('close', () => resolve(received))
+      socket.on('connect', () => {
+        socket.end(
+          'GET /get/cold HTTP/1.1\r\nHost: x\r\n\r\nGET /get/k HTTP/1.1\r\nHost: x\r\n\r\n',
+        )
+      })
+    })
+    expect([...got.matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => m[1])).toEqual(['200', '200'])
+    expect(got.endsWith('value of k')).toBe(true)
+  })
+
+  it('answers 3000 pipelined requests of a client that reads only after sending them all', async () => {
+    // Answers pass the socket's buffers: the client is paused and resumed as they drain.
+    const count = 3000
+    const request = 'GET /get/k HTTP/1.1\r\nHost: x\r\n\r\n'
+    const got = await new Promise<string>((resolve, reject) => {
+      const socket = connect(proxy.port, '127.0.0.1')
+      const chunks: Buffer[] = []
+      let seen = 0
+      socket.pause()
+      socket.on('data', (chunk: Buffer) => {
+        chunks.push(chunk)
+        seen += chunk.toString('latin1').split('value of k').length - 1
+        if (seen >= count) socket.end()
+      })
+      socket.on('error', reject)
+      socket.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')))
+      socket.on('connect', () => {
+        socket.write(request.repeat(count), () => setTimeout(() => socket.resume(), 200))
+      })
+    })
+    expect(got.match(/HTTP\/1\.1 200 OK/g)).toHaveLength(count)
+  })
+
+  it('keeps request order when a miss waits on Redis and hits follow it', async () => {
+    await redis.command('SET', 'cold', 'from redis')
+    proxy.service.clear()
+    await proxy.get('k').then((r) => r.arrayBuffer())
+    const got = await exchange([
+      'GET /get/cold HTTP/1.1\r\nHost: x\r\n\r\nGET /get/k HTTP/1.1\r\nHost: x\r\n\r\nGET /get/k HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+    ])
+    expect([...got.matchAll(/X-Cache: (\w+)/g)].map((m) => m[1])).toEqual(['MISS', 'HIT', 'HIT'])
+    expect(got.indexOf('from redis')).toBeLessThan(got.indexOf('value of k'))
+    expect(got.endsWith('value of k')).toBe(true)
+  })
+})
