@@ -20,12 +20,14 @@ import { type KeyAnswer, type KeyReader, keyFromTarget } from './app.js'
  * it.
  *
  * The bounds node:http enforces hold here too: a head must be complete
- * within `headersTimeoutMs` of its first byte (of the accept, for the first
- * one), or the client gets node's 408 and the close; a connection idle after
- * its answers for `keepAliveTimeoutMs` is closed; a head longer than
- * `maxHeaderBytes` goes to node:http, which answers 431. They are checked by
- * one sweep every `checkIntervalMs` over the connections here, as node:http
- * sweeps its own.
+ * within `headersTimeoutMs` of the accept, or the client gets node's 408
+ * and the close; a connection idle after its answers for
+ * `keepAliveTimeoutMs` (and node's second of grace) is closed; a head longer
+ * than `maxHeaderBytes` goes to node:http, which answers 431. A head cut off
+ * by the end of what was read goes to node:http at once, which judges its
+ * bytes as they come and bounds it from then on, as it bounds a kept-alive
+ * connection's next head. The deadlines are checked by one sweep every
+ * `checkIntervalMs` over the connections here, as node:http sweeps its own.
  */
 export type FastPathOptions = {
   readKey: KeyReader
@@ -63,6 +65,11 @@ const MAX_HEADER_LINES = 100
  * reading is paused, not buffered without bound.
  */
 const MAX_OWED = 256
+/**
+ * node:http closes an idle connection this long after the Keep-Alive timeout
+ * it advertises, so a client reusing it at the limit does not race the close.
+ */
+const KEEP_ALIVE_GRACE_MS = 1000
 /** Bodies from this size are written as they are after the head, not copied next to it. */
 const COPY_BODY_LIMIT = 16 * 1024
 
@@ -394,7 +401,7 @@ class FastConnection {
 
   #armIdle(): void {
     const ms = this.#path.options.keepAliveTimeoutMs
-    this.idleDeadline = ms > 0 ? Date.now() + ms : 0
+    this.idleDeadline = ms > 0 ? Date.now() + ms + KEEP_ALIVE_GRACE_MS : 0
   }
 
   #write(parts: Buffer[]): void {
