@@ -153,8 +153,16 @@ export const memoryScenario: Scenario = {
           fullKeys,
         redisUsed: (redisFull.used - redisEmpty.used) / redisKeys,
       }
-      const memoryLimit = `of the proxy's ${formatNumber(perKey.proxyAdded)} B of RSS added per entry, ${formatNumber(perKey.proxyLive)} B is live V8 heap and Buffer storage after a full GC (key string, value Buffer and the cache's own slots), against Redis's ${formatNumber(perKey.redisUsed)} B per key of used_memory (dictEntry, key sds, value object); the rest is heap V8 keeps beyond the live data.`
-      const memoryCheck = (name: string, proxy: number, redisPerKey: number): Check => ({
+      // Each check says what its own figure is made of: the total carries the
+      // runtime's empty footprint, the part above empty only what the entries add.
+      const emptyLimit = `the proxy's RSS before it caches anything is ${formatBytes(empty?.rss ?? Number.NaN)} (the Node runtime: the node binary's mapped pages, V8's heap spaces, the cache's preallocated tables) against redis-server's ${formatBytes(redisEmpty.rss)}: ${formatNumber(((empty?.rss ?? Number.NaN) - redisEmpty.rss) / fullKeys)} B per entry at ${formatNumber(fullKeys)} entries before the first key; above empty the proxy adds ${formatNumber(perKey.proxyAdded)} B per entry against Redis's ${formatNumber(perKey.redisAdded)}.`
+      const addedLimit = `of the proxy's ${formatNumber(perKey.proxyAdded)} B of RSS added per entry, ${formatNumber(perKey.proxyLive)} B is live V8 heap and ArrayBuffer storage after a full GC (the slab cache's key and value bytes and slot records), against Redis's ${formatNumber(perKey.redisUsed)} B per key of used_memory (dictEntry, key sds, value object); the rest is heap V8 keeps beyond the live data.`
+      const memoryCheck = (
+        name: string,
+        proxy: number,
+        redisPerKey: number,
+        memoryLimit: string,
+      ): Check => ({
         name,
         measured: `${formatNumber(proxy)} B against ${formatNumber(redisPerKey)} B`,
         ratio: redisPerKey / proxy,
@@ -171,11 +179,13 @@ export const memoryScenario: Scenario = {
           `RSS per cached entry at ${formatNumber(fullKeys)} entries, total: redis-server / proxy`,
           perKey.proxyTotal,
           perKey.redisTotal,
+          emptyLimit,
         ),
         memoryCheck(
           `RSS per cached entry at ${formatNumber(fullKeys)} entries, above empty: redis-server / proxy`,
           perKey.proxyAdded,
           perKey.redisAdded,
+          addedLimit,
         ),
         {
           name: `RSS over a ${soakSeconds} s churn soak after warm-up`,
