@@ -16,6 +16,7 @@ export default defineConfig({
           name: 'integration',
           include: ['test/**/*.test.ts'],
           exclude: ['test/workerd/**'],
+          setupFiles: ['test/harness/setup.ts'],
           testTimeout: 30_000,
           hookTimeout: 30_000,
         },

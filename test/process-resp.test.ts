@@ -48,10 +48,10 @@ describe('the sidecar process (npm run start:sidecar)', () => {
     const coalescedBefore = await figure('coalesced')
 
     // Hold the backend so the GETs are still in flight when the signal lands.
-    await redis.command('CLIENT', 'PAUSE', '1500', 'ALL')
+    await redis.command('CLIENT', 'PAUSE', '3000', 'ALL')
     conn.send(Buffer.concat(Array.from({ length: 20 }, () => command('GET', 'slow'))))
     // The signal lands once the sidecar has read all 20: one backend GET, 19 joining it.
-    const deadline = Date.now() + 1200
+    const deadline = Date.now() + 2500
     while (
       ((await figure('inflight')) !== 1 || (await figure('coalesced')) - coalescedBefore !== 19) &&
       Date.now() < deadline

@@ -107,8 +107,20 @@ describe('ReplyFramer', () => {
     ['a header that is not a number', '*a\r\n'],
     ['a bulk not ended by CRLF', '$1\r\naXY'],
     ['a header without end', `*${'1'.repeat(40)}`],
-  ])('refuses %s', (_, bytes) => {
-    expect(() => frame([Buffer.from(bytes, 'latin1')])).toThrow(FrameError)
+    ['a header with no digits', '$\r\n'],
+    ['a header of a sign alone', '$-\r\n'],
+    ['a header with two signs', '$--1\r\n'],
+    ['a header with a sign after a digit', '*1-\r\n'],
+    ['a header whose CR is not last', '*1\r2\r\n'],
+    ['a header with two CRs', '$1\r\r\n'],
+    ['a header ended by LF alone', '$1\na\r\n'],
+    ['a length above 2^32', `$${2 ** 32 + 1}\r\n`],
+  ])('refuses %s, whole or cut at any byte', (_, bytes) => {
+    const wire = Buffer.from(bytes, 'latin1')
+    expect(() => frame([wire])).toThrow(FrameError)
+    for (let cut = 1; cut < wire.length; cut++) {
+      expect(() => frame([wire.subarray(0, cut), wire.subarray(cut)])).toThrow(FrameError)
+    }
   })
 
   it('frames any sequence of RESP3 replies exactly, however it is chunked', () => {

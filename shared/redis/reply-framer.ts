@@ -51,8 +51,17 @@ export class ReplyFramer {
   #push = false
   // Where the current item stands: reading its type and header line, its
   // payload (bulk bytes + CRLF), or the rest of a simple line.
-  #header: number[] | null = null
+  #inHeader = false
   #type = 0
+  // The header line read so far, as numbers, not bytes kept: its length, the
+  // value of its digits, its sign, whether the last byte was the CR, and
+  // whether a byte made it malformed (said at its LF, as a whole line).
+  #headerLength = 0
+  #headerValue = 0
+  #headerDigits = 0
+  #headerSign = 1
+  #headerCR = false
+  #headerBad = false
   #lineLength = 0
   #payload = 0
   #inLine = false
@@ -69,7 +78,7 @@ export class ReplyFramer {
     return (
       this.#open.length > 0 ||
       this.#parts.length > 0 ||
-      this.#header !== null ||
+      this.#inHeader ||
       this.#inLine ||
       this.#payload > 0
     )
@@ -96,7 +105,7 @@ export class ReplyFramer {
     this.#open = []
     this.#parts = []
     this.#push = false
-    this.#header = null
+    this.#inHeader = false
     this.#payload = 0
     this.#inLine = false
     this.#lineLength = 0
@@ -133,7 +142,7 @@ export class ReplyFramer {
         continue
       }
       // A new item: its type byte, then (for counted types) a header line.
-      if (this.#header === null) {
+      if (!this.#inHeader) {
         const type = chunk[pos] as number
         if (this.#open.length === 0 && this.#parts.length === 0 && pos === frameStart) {
           this.#push = type === PUSH
@@ -157,28 +166,24 @@ export class ReplyFramer {
           throw new FrameError(`unexpected reply type byte ${type}`)
         }
         this.#type = type
-        this.#header = []
+        this.#inHeader = true
+        this.#headerLength = 0
+        this.#headerValue = 0
+        this.#headerDigits = 0
+        this.#headerSign = 1
+        this.#headerCR = false
+        this.#headerBad = false
         continue
       }
       // The header's digits, up to its LF.
-      const header = this.#header
-      let lf = -1
-      for (let i = pos; i < end; i++) {
-        const byte = chunk[i] as number
-        if (byte === LF) {
-          lf = i
-          break
-        }
-        if (header.length >= MAX_HEADER) throw new FrameError('reply header too long')
-        header.push(byte)
-      }
+      const lf = this.#headerBytes(chunk, pos, end)
       if (lf === -1) {
         pos = end
         continue
       }
       pos = lf + 1
-      const count = headerNumber(header)
-      this.#header = null
+      const count = this.#headerNumber()
+      this.#inHeader = false
       const type = this.#type
       if (type === BLOB_STRING || type === VERBATIM_STRING || type === BLOB_ERROR) {
         if (count < 0) {
@@ -207,6 +212,59 @@ export class ReplyFramer {
     if (frameStart < end && this.partial()) this.#parts.push(chunk.subarray(frameStart, end))
   }
 
+  /**
+   * Reads header bytes from `pos` up to the line's LF, or to `end` when the
+   * chunk ends first; returns the LF's position, or -1. A line is `-`?, digits,
+   * CR: anything else is malformed, said at the LF as for the whole line.
+   */
+  #headerBytes(chunk: Buffer, pos: number, end: number): number {
+    let length = this.#headerLength
+    let value = this.#headerValue
+    let digits = this.#headerDigits
+    let cr = this.#headerCR
+    let bad = this.#headerBad
+    let lf = -1
+    for (let i = pos; i < end; i++) {
+      const byte = chunk[i] as number
+      if (byte === LF) {
+        lf = i
+        break
+      }
+      if (length >= MAX_HEADER) throw new FrameError('reply header too long')
+      length++
+      // Something after a CR: the CR was not the line's end.
+      if (cr) bad = true
+      cr = byte === CR
+      if (cr) continue
+      if (length === 1 && byte === 45) {
+        this.#headerSign = -1
+        continue
+      }
+      const d = byte - 48
+      if (d < 0 || d > 9) {
+        bad = true
+      } else {
+        value = value * 10 + d
+        digits++
+      }
+    }
+    this.#headerLength = length
+    this.#headerValue = value
+    this.#headerDigits = digits
+    this.#headerCR = cr
+    this.#headerBad = bad
+    return lf
+  }
+
+  /** The header line just ended, as its number. */
+  #headerNumber(): number {
+    if (this.#headerBad || !this.#headerCR || this.#headerDigits === 0) {
+      throw new FrameError('malformed reply header')
+    }
+    if (this.#headerValue > 2 ** 32) throw new FrameError('reply length out of range')
+    return this.#headerSign * this.#headerValue
+  }
+
   /** One item ended: close every aggregate it completes. True when a whole reply ended. */
   #itemDone(): boolean {
     const open = this.#open
@@ -232,24 +290,4 @@ export class ReplyFramer {
     onFrame(parts, push)
     return pos
   }
-}
-
-function headerNumber(digits: number[]): number {
-  let at = 0
-  let sign = 1
-  if (digits[0] === 45) {
-    sign = -1
-    at = 1
-  }
-  // CR before the LF.
-  const stop = digits[digits.length - 1] === CR ? digits.length - 1 : -1
-  if (stop <= at) throw new FrameError('malformed reply header')
-  let value = 0
-  for (let i = at; i < stop; i++) {
-    const d = (digits[i] as number) - 48
-    if (d < 0 || d > 9) throw new FrameError('malformed reply header')
-    value = value * 10 + d
-  }
-  if (value > 2 ** 32) throw new FrameError('reply length out of range')
-  return sign * value
 }

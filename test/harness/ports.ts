@@ -12,11 +12,24 @@ export function listenOnLoopback(server: Server): Promise<number> {
   })
 }
 
-/** A port the kernel just handed out on loopback; free unless someone races us for it. */
+// Ports this process has handed out. The kernel may offer a port again as
+// soon as its probe closes, so two calls in a row (a proxy's HTTP and RESP
+// ports) could get the same one; seen once as EADDRINUSE on the second bind.
+const handedOut = new Set<number>()
+
+/**
+ * A port the kernel just handed out on loopback, never one this process
+ * handed out before; free unless another process races us for it.
+ */
 export async function freePort(): Promise<number> {
-  const server = createServer()
-  server.unref()
-  const port = await listenOnLoopback(server)
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
+  for (;;) {
+    const server = createServer()
+    server.unref()
+    const port = await listenOnLoopback(server)
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+    if (!handedOut.has(port)) {
+      handedOut.add(port)
+      return port
+    }
+  }
 }

@@ -11,6 +11,17 @@ export type ProxyProcess = {
   exited(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>
 }
 
+// Every proxy process a test file spawned and that has not exited: a test
+// that fails before its own cleanup must not leave one running (see
+// killLeftovers, run after each file by test/harness/setup.ts).
+const running = new Set<ChildProcess>()
+
+/** SIGKILLs the proxy processes this test file spawned that are still running. */
+export function killLeftovers(): void {
+  for (const child of running) child.kill('SIGKILL')
+  running.clear()
+}
+
 /** The built proxy (`npm run build` output) as its own process, as an operator runs it. */
 export function spawnProxy(args: string[], env: Record<string, string>): ProxyProcess {
   const child = spawn(process.execPath, ['dist/main.js', ...args], {
@@ -23,8 +34,12 @@ export function spawnProxy(args: string[], env: Record<string, string>): ProxyPr
     logs += chunk.toString()
   })
   child.stdout?.resume()
+  running.add(child)
   const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once('exit', (code, signal) => resolve({ code, signal })),
+    child.once('exit', (code, signal) => {
+      running.delete(child)
+      resolve({ code, signal })
+    }),
   )
   process.once('exit', () => child.kill('SIGKILL'))
   return { child, logs: () => logs, exited: () => exit }
