@@ -282,9 +282,17 @@ export class ReplyFramer {
 
   /** Hands over the reply ending at `pos`; returns where the next one starts. */
   #emit(chunk: Buffer, frameStart: number, pos: number, onFrame: OnFrame): number {
-    const parts = this.#parts
-    parts.push(chunk.subarray(frameStart, pos))
-    this.#parts = []
+    const held = this.#parts
+    let parts: Buffer[]
+    if (held.length === 0) {
+      // A reply within one chunk, nearly every one: a one-slot array, where
+      // a push onto an empty one would allocate room for 16.
+      parts = [chunk.subarray(frameStart, pos)]
+    } else {
+      held.push(chunk.subarray(frameStart, pos))
+      parts = held
+      this.#parts = []
+    }
     const push = this.#push
     this.#push = false
     onFrame(parts, push)
