@@ -4,7 +4,7 @@ import { BackendError, BackendTimeoutError, OverloadedError } from './errors.js'
 import { Fifo } from './fifo.js'
 import type { InvalidationChannel, InvalidationMode, InvalidationTarget } from './invalidation.js'
 import { keyFromBytes } from './keys.js'
-import type { Loaded, RedisSource, SourceState } from './redis/source.js'
+import type { LoadDone, Loaded, RedisSource, SourceState } from './redis/source.js'
 
 export type ReadThroughOptions = {
   cache: SlabCache
@@ -66,8 +66,10 @@ class PromiseWaiter implements FetchWaiter {
  * answer still goes to the waiters (it was true when they asked) but is not
  * stored, so a write that raced the read can never be hidden behind the cache.
  */
-class Flight {
+class Flight implements LoadDone {
   stale = false
+  /** When its backend read was sent: the PTTL is counted from then. */
+  startedAt = 0
   // The first waiter inline: most fetches have one.
   #first: FetchWaiter | null = null
   #rest: FetchWaiter[] | null = null
@@ -79,7 +81,30 @@ class Flight {
     readonly key: string,
     /** When it was asked plus the timeout: its answer is due by then, queue included. */
     readonly deadline: number,
+    /** The service's settle, which the source's answer goes to (LoadDone). */
+    readonly settle: FlightSettle,
   ) {}
+
+  loaded(loaded: Loaded | null): void {
+    this.#settled(true, loaded, undefined)
+  }
+
+  failed(err: Error): void {
+    this.#settled(false, null, err)
+  }
+
+  #settled(ok: boolean, loaded: Loaded | null, err: unknown): void {
+    // The source calls back from its own read loop: a bug here is thrown
+    // on its own, as a rejected .then would be, and does not become a
+    // failure of that connection and of every other read on it.
+    try {
+      this.settle(this, ok, loaded, err)
+    } catch (thrown) {
+      queueMicrotask(() => {
+        throw thrown
+      })
+    }
+  }
 
   join(waiter: FetchWaiter): void {
     if (this.#first === null) this.#first = waiter
@@ -108,6 +133,8 @@ class Flight {
     if (rest !== null) for (const waiter of rest) answer(waiter, null, err)
   }
 }
+
+type FlightSettle = (flight: Flight, ok: boolean, loaded: Loaded | null, err: unknown) => void
 
 function overloaded(): OverloadedError {
   return new OverloadedError('too many backend fetches waiting')
@@ -290,7 +317,7 @@ export class ReadThrough implements InvalidationTarget {
       return running
     }
     if (this.#active >= this.#maxParallel && this.#queue.length >= this.#maxQueue) return undefined
-    const flight = new Flight(key, this.#now() + this.#timeoutMs)
+    const flight = new Flight(key, this.#now() + this.#timeoutMs, this.#settleFlight)
     this.#inflight.set(key, flight)
     if (this.#active < this.#maxParallel) {
       this.#start(flight)
@@ -373,26 +400,34 @@ export class ReadThrough implements InvalidationTarget {
 
   #start(flight: Flight): void {
     this.#active++
-    const startedAt = this.#now()
+    flight.startedAt = this.#now()
+    const source = this.#source
+    if (source.getTo !== undefined) {
+      // By callback: the flight is the source's LoadDone (see RedisSource.getTo).
+      try {
+        source.getTo(flight.key, flight.deadline, flight)
+      } catch (err) {
+        queueMicrotask(() => flight.failed(err as Error))
+      }
+      return
+    }
     let pending: Promise<Loaded | null>
     try {
-      pending = this.#source.get(flight.key, flight.deadline)
+      pending = source.get(flight.key, flight.deadline)
     } catch (err) {
       pending = Promise.reject(err)
     }
     pending.then(
-      (loaded) => this.#settle(flight, true, loaded, undefined, startedAt),
-      (err: unknown) => this.#settle(flight, false, null, err, startedAt),
+      (loaded) => flight.loaded(loaded),
+      (err: unknown) => flight.failed(err as Error),
     )
   }
 
-  #settle(
-    flight: Flight,
-    ok: boolean,
-    loaded: Loaded | null,
-    err: unknown,
-    startedAt: number,
-  ): void {
+  /** Every flight's answer from the source (made once, not per flight). */
+  readonly #settleFlight: FlightSettle = (flight, ok, loaded, err) =>
+    this.#settle(flight, ok, loaded, err)
+
+  #settle(flight: Flight, ok: boolean, loaded: Loaded | null, err: unknown): void {
     this.#active--
     if (this.#inflight.get(flight.key) === flight) this.#inflight.delete(flight.key)
     if (ok) {
@@ -409,7 +444,9 @@ export class ReadThrough implements InvalidationTarget {
           // Redis read the TTL some time after the GET left: counted from
           // then, the entry ends no later than the key does in Redis.
           const ttl =
-            loaded.ttlMs === null ? this.#cache.ttlMs : loaded.ttlMs - (this.#now() - startedAt)
+            loaded.ttlMs === null
+              ? this.#cache.ttlMs
+              : loaded.ttlMs - (this.#now() - flight.startedAt)
           this.#cache.set(flight.key, loaded.value, ttl)
         } else {
           this.#unstoredLoads++

@@ -6,6 +6,7 @@ import { silentLogger } from '../shared/log.js'
 import type { ReadThrough } from '../shared/read-through.js'
 import { nativeBackend } from '../shared/redis/native-backend.js'
 import { RespSource, type RespSourceOptions } from '../shared/redis/resp-source.js'
+import type { Loaded } from '../shared/redis/source.js'
 import { waitReady } from './harness/proxy.js'
 import { sleep, startRedis, type TestRedis } from './harness/redis-server.js'
 import { type ScriptedRedis, startScriptedRedis } from './harness/scripted-redis.js'
@@ -148,6 +149,26 @@ describe('native RESP source: slow replies', () => {
     const askedAt = performance.now()
     await expect(reader.get('k', askedAt + 300)).rejects.toBeInstanceOf(BackendTimeoutError)
     expect(performance.now() - askedAt).toBeLessThan(950)
+  })
+
+  it('answers getTo once, never before it returns: a value, and a failure found at once', async () => {
+    await redis.command('SET', 'k', 'v')
+    const reader = await openSource({ url: redis.url })
+    const answers: string[] = []
+    const done = (name: string) => ({
+      loaded: (loaded: Loaded | null) => answers.push(`${name}: ${text(loaded?.value)}`),
+      failed: (err: Error) => answers.push(`${name}: ${err.name}`),
+    })
+    reader.getTo('k', performance.now() + 1000, done('value'))
+    reader.getTo('k', performance.now() - 1, done('late'))
+    expect(answers).toEqual([])
+    await sleep(100)
+    expect(answers).toEqual(['late: BackendTimeoutError', 'value: v'])
+    await reader.close()
+    reader.getTo('k', performance.now() + 1000, done('closed'))
+    expect(answers).toHaveLength(2)
+    await sleep(0)
+    expect(answers[2]).toBe('closed: BackendUnavailableError')
   })
 })
 

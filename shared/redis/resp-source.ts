@@ -13,6 +13,7 @@ import { Push, type Reply, ReplyDecoder, ReplyError, ReplyProtocolError } from '
 import { FrameError, ReplyFramer, STREAM_AFTER } from './reply-framer.js'
 import {
   type Address,
+  type LoadDone,
   type Loaded,
   type RedisSource,
   type ReplyStream,
@@ -136,13 +137,7 @@ type Waiter = {
   | { readonly get: false; readonly raw: false; resolve(reply: Reply): void }
   /** A forwarded command: its reply's bytes as received, never decoded. */
   | RawWaiter
-  | {
-      readonly get: true
-      readonly raw: false
-      /** The GET's reply, kept until its PTTL arrives. */
-      value: Reply | undefined
-      resolve(loaded: Loaded | null): void
-    }
+  | GetWaiter
 )
 
 /** Answers a forwarded command: its reply's bytes, or why there are none. */
@@ -172,6 +167,29 @@ class RawWaiter {
   }
   reject(err: Error): void {
     this.done(null, err)
+  }
+}
+
+/**
+ * A read (GET and PTTL of one key): answered once both replies are in. A
+ * class, not an object with closures: the miss path makes one per miss.
+ */
+class GetWaiter {
+  readonly get = true
+  readonly raw = false
+  owed = 2
+  settled = false
+  /** The GET's reply, kept until its PTTL arrives. */
+  value: Reply | undefined = undefined
+  constructor(
+    readonly deadline: number,
+    readonly done: LoadDone,
+  ) {}
+  resolve(loaded: Loaded | null): void {
+    this.done.loaded(loaded)
+  }
+  reject(err: Error): void {
+    this.done.failed(err)
   }
 }
 
@@ -254,28 +272,27 @@ export class RespSource implements RedisSource {
   }
 
   get(key: string, deadline: number): Promise<Loaded | null> {
+    return new Promise<Loaded | null>((resolve, reject) =>
+      this.getTo(key, deadline, { loaded: resolve, failed: reject }),
+    )
+  }
+
+  getTo(key: string, deadline: number, done: LoadDone): void {
     if (!this.#ready) {
-      return Promise.reject(new BackendUnavailableError(`backing redis is ${this.#state}`))
+      const err = new BackendUnavailableError(`backing redis is ${this.#state}`)
+      queueMicrotask(() => done.failed(err))
+      return
     }
     const now = performance.now()
     if (deadline <= now) {
-      return Promise.reject(new BackendTimeoutError('deadline passed before the read was sent'))
+      const err = new BackendTimeoutError('deadline passed before the read was sent')
+      queueMicrotask(() => done.failed(err))
+      return
     }
-    return new Promise<Loaded | null>((resolve, reject) => {
-      // The command is queued before its waiter: a waiter without a command
-      // behind it would take the next command's reply, and every later one.
-      this.#sendGet(key)
-      this.#owe(now, {
-        resolve,
-        reject,
-        deadline,
-        owed: 2,
-        settled: false,
-        get: true,
-        raw: false,
-        value: undefined,
-      })
-    })
+    // The command is queued before its waiter: a waiter without a command
+    // behind it would take the next command's reply, and every later one.
+    this.#sendGet(key)
+    this.#owe(now, new GetWaiter(deadline, done))
   }
 
   state(): SourceState {
