@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { CommandTable, keyPositions } from '../shared/redis/command-table.js'
+import { CommandTable, keyPositions, keyPositionsBySpecs } from '../shared/redis/command-table.js'
 import type { Reply } from '../shared/redis/reply-decoder.js'
 import { startRedis, type TestRedis } from './harness/redis-server.js'
 
@@ -81,6 +81,26 @@ describe('the command table read from the backend (COMMAND)', () => {
       }
     },
   )
+
+  it('answers, for every command and 1 to 12 arguments, what walking its key specs answers', async () => {
+    const names = ((await redis.command('COMMAND', 'LIST')) as Buffer[]).map(String)
+    let fixedAnswers = 0
+    for (const name of names) {
+      for (let argc = 1; argc <= 12; argc++) {
+        // Small numbers, so key counts (EVAL's numkeys) are read as counts.
+        const args = [name, ...Array.from({ length: argc - 1 }, () => '1')].map((a) =>
+          Buffer.from(a),
+        )
+        const spec = table.lookup(args)
+        if (spec === undefined) continue
+        const fast = keyPositions(spec, args)
+        expect(fast, `${name} with ${argc} arguments`).toEqual(keyPositionsBySpecs(spec, args))
+        if (spec.keySpecs.length > 0 && fast === keyPositions(spec, args)) fixedAnswers++
+      }
+    }
+    // The fixed answers are shared, made once per command (SET, GET, INCR...).
+    expect(fixedAnswers).toBeGreaterThan(100)
+  })
 
   it('is exact wherever the key specs say enough, and conservative only where they do not', () => {
     const exact = (args: string[]) => {

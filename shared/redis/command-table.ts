@@ -131,6 +131,53 @@ export class CommandTable {
  */
 export function keyPositions(command: CommandSpec, args: readonly Uint8Array[]): KeyPositions {
   if (command.keySpecs.length === 0) return NO_KEYS
+  let fixed = fixedKeys.get(command)
+  if (fixed === undefined) {
+    fixed = fixedPositions(command)
+    fixedKeys.set(command, fixed)
+  }
+  if (fixed !== null && args.length >= fixed.needs) return fixed.keys
+  return keyPositionsBySpecs(command, args)
+}
+
+/**
+ * Commands whose keys sit at the same positions whatever the arguments
+ * (every spec an `index` begin and a `range` with a fixed last key: GET,
+ * SET, INCR, LPUSH, RENAME...): their answer, made once, for any call with
+ * at least `needs` arguments. The forwarding path asks for every command's
+ * keys; this spares it two arrays and an object per command.
+ */
+const fixedKeys = new WeakMap<CommandSpec, { keys: KeyPositions; needs: number } | null>()
+
+function fixedPositions(command: CommandSpec): { keys: KeyPositions; needs: number } | null {
+  const positions: number[] = []
+  const writes: boolean[] = []
+  let needs = 0
+  for (const spec of command.keySpecs) {
+    if (spec.flags.has('not_key')) continue
+    const { begin, find } = spec
+    if (begin.type !== 'index' || find.type !== 'range' || spec.flags.has('incomplete')) {
+      return null
+    }
+    if (find.lastKey < 0 || find.keyStep < 1) return null
+    const last = begin.index + find.lastKey
+    for (let i = begin.index; i <= last; i += find.keyStep) {
+      positions.push(i)
+      writes.push(!spec.flags.has('ro'))
+    }
+    needs = Math.max(needs, last + 1)
+  }
+  // Shared by every call: read-only by type. The arrays are not frozen: V8
+  // iterates a frozen array with for-of through an iterator object per step.
+  return { keys: Object.freeze({ positions, writes, exact: true }), needs }
+}
+
+/** keyPositions by walking the specs for these arguments (see keyPositions). */
+export function keyPositionsBySpecs(
+  command: CommandSpec,
+  args: readonly Uint8Array[],
+): KeyPositions {
+  if (command.keySpecs.length === 0) return NO_KEYS
   const argc = args.length
   const found: number[] = []
   const writes: boolean[] = []

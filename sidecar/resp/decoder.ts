@@ -94,6 +94,9 @@ export const DEFAULT_DECODER_LIMITS: Readonly<DecoderLimits> = Object.freeze({
  * `-ERR Protocol error: `; the caller replies with that and closes the
  * connection, as Redis does.
  */
+
+/** Argument counts up to this get an array of exactly their size. */
+const PRESIZED_ARGS = 16
 export class ProtocolError extends Error {
   override readonly name = 'ProtocolError'
 }
@@ -138,6 +141,7 @@ export class RequestDecoder {
   // The multibulk request being read.
   #argsLeft = 0
   #args: Buffer[] = []
+  #argAt = 0
   #argsBytes = 0
 
   // The bulk argument being read: slices of the chunks it arrived in.
@@ -242,6 +246,11 @@ export class RequestDecoder {
           const count = this.#number
           if (count > 0) {
             this.#argsLeft = count
+            // Sized for a small count (every common command): a push onto an
+            // empty array would reserve 16 slots. A large one grows with the
+            // arguments that arrive, never with the count a client declared.
+            if (count <= PRESIZED_ARGS) this.#args = new Array(count)
+            this.#argAt = 0
             this.#state = BULK_PREFIX
           } else {
             this.#state = REQUEST_START
@@ -325,7 +334,8 @@ export class RequestDecoder {
   }
 
   #addArg(arg: Buffer, onCommand: OnCommand): void {
-    this.#args.push(arg)
+    // At its index: fills a presized array, appends to a growing one.
+    this.#args[this.#argAt++] = arg
     if (--this.#argsLeft > 0) {
       this.#argsBytes += arg.length + ARG_OVERHEAD
       this.#state = BULK_PREFIX
