@@ -284,7 +284,7 @@ export class SlabCache {
       return -1
     }
     const slot = this.#table[bucket]! & SLOT_BITS
-    if (this.#clock.now() >= this.#expiry(slot)) {
+    if (this.#expired(slot, this.#clock.now())) {
       this.#expirations++
       this.#misses++
       this.#removeAt(bucket, slot)
@@ -300,7 +300,7 @@ export class SlabCache {
     const bucket = this.#find(key, start, end, this.#hash(key, start, end))
     if (bucket < 0) return -1
     const slot = this.#table[bucket]! & SLOT_BITS
-    return this.#clock.now() >= this.#expiry(slot) ? -1 : slot
+    return this.#expired(slot, this.#clock.now()) ? -1 : slot
   }
 
   /** Whether the key `key[start..end)` has a live entry. Changes nothing. */
@@ -1005,6 +1005,15 @@ export class SlabCache {
 
   #expiry(slot: number): number {
     return Math.abs(this.#slotsF64[slot * SLOT_F64 + F_EXPIRY]!)
+  }
+
+  /**
+   * Whether the slot's entry has expired at `now`: the hit path's test, a
+   * boolean, so no double leaves the function to be boxed (seen as 16 B
+   * allocated per hit).
+   */
+  #expired(slot: number, now: number): boolean {
+    return now >= Math.abs(this.#slotsF64[slot * SLOT_F64 + F_EXPIRY]!)
   }
 
   /** The expiry, negated for a nil entry (see SLOT_WORDS). */
