@@ -15,6 +15,34 @@ function frame(chunks: Buffer[]): string[] {
   return out
 }
 
+/**
+ * As `frame`, with an `onWhole` that takes every other reply it is offered:
+ * what it takes must lie within one chunk, and with what `onFrame` gets be
+ * every reply, in order.
+ */
+function frameOffered(chunks: Buffer[]): string[] {
+  const framer = new ReplyFramer()
+  const out: string[] = []
+  let offers = 0
+  for (const chunk of chunks) {
+    framer.push(
+      chunk,
+      (parts, push) => {
+        out.push((push ? '>' : '') + Buffer.concat(parts).toString('latin1'))
+      },
+      (whole, start, end, push) => {
+        expect(whole).toBe(chunk)
+        expect(0 <= start && start < end && end <= chunk.length).toBe(true)
+        if (offers++ % 2 === 1) return false
+        out.push((push ? '>' : '') + whole.toString('latin1', start, end))
+        return true
+      },
+    )
+  }
+  expect(framer.partial()).toBe(false)
+  return out
+}
+
 /** Every way the table cases are cut: whole, byte by byte, and at every boundary. */
 function cuts(bytes: Buffer): Buffer[][] {
   const ways: Buffer[][] = [[bytes], [...bytes].map((b) => Buffer.from([b]))]
@@ -160,6 +188,7 @@ describe('ReplyFramer', () => {
             at += size
           }
           expect(frame(chunks)).toEqual(replies)
+          expect(frameOffered(chunks)).toEqual(replies)
         },
       ),
       { numRuns: 300 },

@@ -44,6 +44,9 @@ export class FrameError extends Error {
 /** One complete reply: its bytes as slices of the received chunks, in order. */
 export type OnFrame = (parts: Buffer[], push: boolean) => void
 
+/** A complete reply within one chunk, `chunk[start, end)`: true when taken (see push). */
+export type OnWhole = (chunk: Buffer, start: number, end: number, push: boolean) => boolean
+
 export class ReplyFramer {
   // Items still owed by each open aggregate, innermost last.
   #open: number[] = []
@@ -111,7 +114,13 @@ export class ReplyFramer {
     this.#lineLength = 0
   }
 
-  push(chunk: Buffer, onFrame: OnFrame): void {
+  /**
+   * Walks `chunk`, handing over each reply that ends in it. `onWhole`, when
+   * given, is offered first each reply that lies within this one chunk, as
+   * its bounds: one that takes it (true) makes no slice and no array (the
+   * read path's GET and PTTL replies); otherwise `onFrame` gets it.
+   */
+  push(chunk: Buffer, onFrame: OnFrame, onWhole?: OnWhole): void {
     let pos = 0
     let frameStart = 0
     const end = chunk.length
@@ -123,7 +132,7 @@ export class ReplyFramer {
         this.#payload -= take
         if (this.#payload === 0) {
           if (chunk[pos - 1] !== LF) throw new FrameError('bulk reply not ended by CRLF')
-          if (this.#itemDone()) frameStart = this.#emit(chunk, frameStart, pos, onFrame)
+          if (this.#itemDone()) frameStart = this.#emit(chunk, frameStart, pos, onFrame, onWhole)
         }
         continue
       }
@@ -138,7 +147,7 @@ export class ReplyFramer {
         this.#lineLength = 0
         this.#inLine = false
         pos = lf + 1
-        if (this.#itemDone()) frameStart = this.#emit(chunk, frameStart, pos, onFrame)
+        if (this.#itemDone()) frameStart = this.#emit(chunk, frameStart, pos, onFrame, onWhole)
         continue
       }
       // A new item: its type byte, then (for counted types) a header line.
@@ -187,7 +196,7 @@ export class ReplyFramer {
       const type = this.#type
       if (type === BLOB_STRING || type === VERBATIM_STRING || type === BLOB_ERROR) {
         if (count < 0) {
-          if (this.#itemDone()) frameStart = this.#emit(chunk, frameStart, pos, onFrame)
+          if (this.#itemDone()) frameStart = this.#emit(chunk, frameStart, pos, onFrame, onWhole)
         } else {
           this.#payload = count + 2
         }
@@ -199,12 +208,12 @@ export class ReplyFramer {
         // The attribute's entries, then the reply it annotates (one more item).
         this.#open.push(items + 1)
         if (items + 1 === 0 && this.#itemDone()) {
-          frameStart = this.#emit(chunk, frameStart, pos, onFrame)
+          frameStart = this.#emit(chunk, frameStart, pos, onFrame, onWhole)
         }
         continue
       }
       if (count <= 0) {
-        if (this.#itemDone()) frameStart = this.#emit(chunk, frameStart, pos, onFrame)
+        if (this.#itemDone()) frameStart = this.#emit(chunk, frameStart, pos, onFrame, onWhole)
         continue
       }
       this.#open.push(items)
@@ -281,10 +290,20 @@ export class ReplyFramer {
   }
 
   /** Hands over the reply ending at `pos`; returns where the next one starts. */
-  #emit(chunk: Buffer, frameStart: number, pos: number, onFrame: OnFrame): number {
+  #emit(
+    chunk: Buffer,
+    frameStart: number,
+    pos: number,
+    onFrame: OnFrame,
+    onWhole: OnWhole | undefined,
+  ): number {
     const held = this.#parts
     let parts: Buffer[]
     if (held.length === 0) {
+      if (onWhole?.(chunk, frameStart, pos, this.#push) === true) {
+        this.#push = false
+        return pos
+      }
       // A reply within one chunk, nearly every one: a one-slot array, where
       // a push onto an empty one would allocate room for 16.
       parts = [chunk.subarray(frameStart, pos)]

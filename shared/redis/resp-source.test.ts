@@ -27,6 +27,14 @@ describe('quickReply (the read path’s GET and PTTL replies)', () => {
     expect(decoded(frame)).toEqual([quick])
   })
 
+  it('reads a reply inside a larger buffer by its bounds as it reads it alone', () => {
+    for (const text of ['$5\r\nhello\r\n', ':-2\r\n', ':3599999\r\n', '$3\r\nabcd\r\n']) {
+      const chunk = Buffer.from(`:1\r\n${text}+OK\r\n`, 'latin1')
+      const alone = quickReply(Buffer.from(text, 'latin1'))
+      expect(quickReply(chunk, 4, 4 + text.length)).toEqual(alone)
+    }
+  })
+
   it('hands a bulk back as a view of the frame, not a copy', () => {
     const frame = Buffer.from('$3\r\nabc\r\n')
     const quick = quickReply(frame) as Buffer

@@ -653,7 +653,7 @@ export class RespSource implements RedisSource {
     if (socket !== this.#socket) return
     this.#heardAt = performance.now()
     try {
-      this.#framer.push(chunk, this.#onFrame)
+      this.#framer.push(chunk, this.#onFrame, this.#onWhole)
       if (this.#framer.pendingBytes >= STREAM_AFTER) this.#relayHeld(socket)
     } catch (err) {
       // Not RESP: nothing more on this connection can be trusted.
@@ -711,6 +711,21 @@ export class RespSource implements RedisSource {
       return
     }
     this.#onReply(this.#decode(parts))
+  }
+
+  /**
+   * A reply within one chunk, offered before it is sliced: a read's GET or
+   * PTTL reply is taken from its bounds (no slice, no array); anything else
+   * is left to #onFrame.
+   */
+  readonly #onWhole = (chunk: Buffer, start: number, end: number, push: boolean): boolean => {
+    if (push) return false
+    const head = this.#waiters.peek()
+    if (head === undefined || !head.get) return false
+    const quick = quickReply(chunk, start, end)
+    if (quick === undefined) return false
+    this.#onReply(quick)
+    return true
   }
 
   /** One framed reply as a value. */
@@ -857,12 +872,15 @@ const LF = 10
  * one integer of at most 15 digits, or undefined for anything else,
  * well-formed or not: the general decoder then reads it (and refuses it).
  */
-export function quickReply(frame: Buffer): Buffer | number | undefined {
-  const type = frame[0]
-  const end = frame.length
-  if (end < 4 || frame[end - 2] !== CR || frame[end - 1] !== LF) return undefined
+export function quickReply(
+  frame: Buffer,
+  start = 0,
+  end = frame.length,
+): Buffer | number | undefined {
+  const type = frame[start]
+  if (end - start < 4 || frame[end - 2] !== CR || frame[end - 1] !== LF) return undefined
   if (type === COLON) {
-    let at = 1
+    let at = start + 1
     const negative = frame[at] === MINUS
     if (negative) at++
     const digitsEnd = end - 2
@@ -876,15 +894,15 @@ export function quickReply(frame: Buffer): Buffer | number | undefined {
     return negative ? -n : n
   }
   if (type !== DOLLAR) return undefined
-  let at = 1
+  let at = start + 1
   let length = 0
   for (; at < end && frame[at] !== CR; at++) {
     const digit = (frame[at] as number) - 48
     // A sign (the RESP2 nil, `$-1`) or anything else: the decoder's.
-    if (digit < 0 || digit > 9 || at > 10) return undefined
+    if (digit < 0 || digit > 9 || at - start > 10) return undefined
     length = length * 10 + digit
   }
-  if (at === 1 || frame[at + 1] !== LF) return undefined
+  if (at === start + 1 || frame[at + 1] !== LF) return undefined
   const body = at + 2
   if (body + length + 2 !== end) return undefined
   return frame.subarray(body, body + length)
