@@ -52,6 +52,7 @@ type Slot = { reply: Reply | undefined; early: Buffer[] | null }
 /** What a LaterSlot asks of its connection (see Connection.#slotOwner). */
 type SlotOwner = {
   settle(slot: Slot, reply: Reply, startedAt: number): void
+  settleBulk(slot: Slot, value: Uint8Array, startedAt: number): void
   write(slot: Slot, parts: Buffer[], resume: () => void): boolean
   abort(reason: string): void
 }
@@ -71,6 +72,9 @@ class LaterSlot implements Slot, Later {
   ) {}
   settle(reply: Reply): void {
     this.owner.settle(this, reply, this.startedAt)
+  }
+  settleBulk(value: Uint8Array): void {
+    this.owner.settleBulk(this, value, this.startedAt)
   }
   write(parts: Buffer[], resume: () => void): boolean {
     return this.owner.write(this, parts, resume)
@@ -305,6 +309,17 @@ export class Connection {
     settle: (slot, reply, startedAt) => {
       this.#server.recordDuration?.(startedAt)
       this.#settle(slot, reply)
+    },
+    settleBulk: (slot, value, startedAt) => {
+      this.#server.recordDuration?.(startedAt)
+      if (this.#closed || this.#slots.peek() !== slot || slot.early !== null) {
+        this.#settle(slot, bulkReply(value))
+        return
+      }
+      // First in line: its bytes go into the output now, and the slot
+      // settles as answered (nothing left to write) for those behind it.
+      this.#output.writeBulk(value)
+      this.#settle(slot, EMPTY)
     },
     write: (slot, parts, resume) => {
       if (this.#closed) return true

@@ -71,14 +71,16 @@ class MissReply implements FetchWaiter {
     readonly resp3: boolean,
   ) {}
   loaded(value: Uint8Array | null): void {
-    let reply: Reply
+    if (value === null) {
+      this.later.settle(nullReply(this.resp3))
+      return
+    }
     try {
-      reply = value === null ? nullReply(this.resp3) : bulkReply(value)
+      this.later.settleBulk(value)
     } catch (err) {
       // A bug, not the client's doing: still an answer, never a crash.
-      reply = failureReply(err, this.key)
+      this.later.settle(failureReply(err, this.key))
     }
-    this.later.settle(reply)
   }
   failed(err: Error): void {
     this.later.settle(failureReply(err, this.key))

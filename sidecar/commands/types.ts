@@ -93,7 +93,15 @@ export type CommandContext = {
 }
 
 /** A reply owed in order, settled once (see CommandContext.later). */
-export type Later = ReplyStream & { settle(reply: Reply): void }
+export type Later = ReplyStream & {
+  settle(reply: Reply): void
+  /**
+   * Settles with `value` as a bulk reply: written straight into the
+   * connection's output when nothing is owed before it, with no reply
+   * buffer of its own (a GET miss's answer); encoded and kept otherwise.
+   */
+  settleBulk(value: Uint8Array): void
+}
 
 /** A subcommand of a container command (CLIENT ID, ACL WHOAMI): what ACL rules and COMMAND see. */
 export type Subcommand = {
