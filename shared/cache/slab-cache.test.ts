@@ -470,6 +470,26 @@ describe('SlabCache', () => {
   }
 
   describe('keys as bytes', () => {
+    it('reads the value of any slot found since the last change, not only the last one found', () => {
+      const { cache: c } = slab({ capacity: 64 })
+      const values = [1, 100, 200, 5000].map((length, i) => pattern(length, i))
+      values.forEach((value, i) => c.setBytes(bytes(`k${i}`), 0, 2, value))
+      // Found in turn; then read back in another order (getBytes, peekBytes).
+      const slots = values.map((_, i) =>
+        i % 2 === 0 ? c.getBytes(bytes(`k${i}`)) : c.peekBytes(bytes(`k${i}`)),
+      )
+      for (const i of [2, 0, 3, 1, 3]) {
+        const slot = slots[i] as number
+        expect(c.valueLength(slot)).toBe(values[i]?.length)
+        const out = new Uint8Array(c.valueLength(slot) + 3)
+        expect(c.copyValue(slot, out, 3)).toBe(out.length)
+        expect(out.subarray(3)).toEqual(values[i])
+      }
+      // A miss in between changes nothing of what was found.
+      expect(c.getBytes(bytes('absent'))).toBe(-1)
+      expect(c.valueLength(slots[3] as number)).toBe(5000)
+    })
+
     it('keeps every single-byte key, 0x00 to 0xff, apart', () => {
       const { cache: c } = slab({ capacity: 256 })
       for (let b = 0; b < 256; b++) c.setBytes(Uint8Array.of(b), 0, 1, Uint8Array.of(b, b))

@@ -207,6 +207,15 @@ export class SlabCache {
   #valueLength = 0
   #entryBytes = 0
 
+  // Where the value of the last key getBytes/peekBytes found lies, read
+  // while its key was compared (#keyIs), so valueLength and copyValue of
+  // that slot do not decode the entry again. Valid only while #hitSlot names
+  // it: every change to the cache resets it first (#changing).
+  #hitSlot = -1
+  #hitBuf: Uint8Array = this.#scratch
+  #hitValueAt = 0
+  #hitValueLength = 0
+
   #hits = 0
   #misses = 0
   #evictions = 0
@@ -287,11 +296,14 @@ export class SlabCache {
     if (this.#expired(slot, this.#clock.now())) {
       this.#expirations++
       this.#misses++
+      this.#changing()
       this.#removeAt(bucket, slot)
       return -1
     }
     this.#hits++
     this.#moveToFront(slot)
+    // #keyIs just read where its value lies.
+    this.#hitSlot = slot
     return slot
   }
 
@@ -300,7 +312,9 @@ export class SlabCache {
     const bucket = this.#find(key, start, end, this.#hash(key, start, end))
     if (bucket < 0) return -1
     const slot = this.#table[bucket]! & SLOT_BITS
-    return this.#expired(slot, this.#clock.now()) ? -1 : slot
+    if (this.#expired(slot, this.#clock.now())) return -1
+    this.#hitSlot = slot
+    return slot
   }
 
   /** Whether the key `key[start..end)` has a live entry. Changes nothing. */
@@ -318,6 +332,7 @@ export class SlabCache {
 
   /** Length of the value of a slot returned by `getBytes`/`peekBytes` (valid until the next change). */
   valueLength(slot: number): number {
+    if (slot === this.#hitSlot) return this.#hitValueLength
     this.#locate(slot)
     return this.#valueLength
   }
@@ -329,10 +344,19 @@ export class SlabCache {
    * unchanged.
    */
   copyValue(slot: number, target: Uint8Array, offset = 0): number {
-    this.#locate(slot)
-    const buf = this.#buf
-    const from = this.#valueAt
-    const length = this.#valueLength
+    let buf: Uint8Array
+    let from: number
+    let length: number
+    if (slot === this.#hitSlot) {
+      buf = this.#hitBuf
+      from = this.#hitValueAt
+      length = this.#hitValueLength
+    } else {
+      this.#locate(slot)
+      buf = this.#buf
+      from = this.#valueAt
+      length = this.#valueLength
+    }
     if (length <= LOOP_COPY && offset >= 0 && offset + length <= target.length) {
       for (let i = 0; i < length; i++) target[offset + i] = buf[from + i]!
     } else {
@@ -352,6 +376,7 @@ export class SlabCache {
     value: Uint8Array,
     ttlMs: number = this.ttlMs,
   ): boolean {
+    this.#changing()
     const keyLength = end - start
     const valueLength = value.length
     if (!(ttlMs > 0) || keyLength > MAX_KEY_BYTES || valueLength > this.maxValueBytes) {
@@ -424,6 +449,7 @@ export class SlabCache {
 
   /** Removes the key `key[start..end)`; see `delete`. */
   deleteBytes(key: Uint8Array, start = 0, end: number = key.length): boolean {
+    this.#changing()
     const bucket = this.#find(key, start, end, this.#hash(key, start, end))
     if (bucket < 0) return false
     const slot = this.#table[bucket]! & SLOT_BITS
@@ -499,6 +525,7 @@ export class SlabCache {
 
   /** Removes every entry and gives back every page, without counting anything. Counters are kept. */
   clear(): void {
+    this.#changing()
     this.#table.fill(0)
     this.#fill = 0
     this.#size = 0
@@ -612,6 +639,11 @@ export class SlabCache {
     }
   }
 
+  /** Before any change to entries: the location #keyIs read may no longer hold. */
+  #changing(): void {
+    this.#hitSlot = -1
+  }
+
   #keyIs(slot: number, key: Uint8Array, start: number, end: number): boolean {
     const loc = this.#slots[slot * SLOT_WORDS + W_LOC]!
     const page = loc >>> 16
@@ -624,8 +656,17 @@ export class SlabCache {
       length += (byte & 0x7f) * scale
     }
     if (length !== end - start) return false
-    while (buf[at++]! >= 0x80) {}
+    byte = buf[at++]!
+    let valueLength = byte & 0x7f
+    for (let scale = 128; byte >= 0x80; scale *= 128) {
+      byte = buf[at++]!
+      valueLength += (byte & 0x7f) * scale
+    }
     for (let i = start; i < end; i++, at++) if (buf[at] !== key[i]) return false
+    // For getBytes (see #hitSlot): the value follows the key.
+    this.#hitBuf = buf
+    this.#hitValueAt = at
+    this.#hitValueLength = valueLength
     return true
   }
 
