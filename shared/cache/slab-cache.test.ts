@@ -473,7 +473,7 @@ describe('SlabCache', () => {
     it('reads the value of any slot found since the last change, not only the last one found', () => {
       const { cache: c } = slab({ capacity: 64 })
       const values = [1, 100, 200, 5000].map((length, i) => pattern(length, i))
-      values.forEach((value, i) => c.setBytes(bytes(`k${i}`), 0, 2, value))
+      for (const [i, value] of values.entries()) c.setBytes(bytes(`k${i}`), 0, 2, value)
       // Found in turn; then read back in another order (getBytes, peekBytes).
       const slots = values.map((_, i) =>
         i % 2 === 0 ? c.getBytes(bytes(`k${i}`)) : c.peekBytes(bytes(`k${i}`)),
