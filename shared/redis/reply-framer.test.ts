@@ -83,10 +83,19 @@ describe('ReplyFramer', () => {
       const out: string[] = []
       let taken: Buffer[] = []
       for (const chunk of chunks) {
-        framer.push(chunk, (parts, push) => {
-          out.push((push ? '>' : '') + Buffer.concat([...taken, ...parts]).toString('latin1'))
-          taken = []
-        })
+        framer.push(
+          chunk,
+          (parts, push) => {
+            out.push((push ? '>' : '') + Buffer.concat([...taken, ...parts]).toString('latin1'))
+            taken = []
+          },
+          (whole, start, end, push) => {
+            // Offered whole: none of it was handed over before.
+            expect(taken).toEqual([])
+            out.push((push ? '>' : '') + whole.toString('latin1', start, end))
+            return true
+          },
+        )
         taken.push(...framer.takeHeld())
         expect(framer.pendingBytes).toBe(0)
       }

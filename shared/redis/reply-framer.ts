@@ -52,6 +52,9 @@ export class ReplyFramer {
   #open: number[] = []
   #parts: Buffer[] = []
   #push = false
+  // Part of the reply in progress was handed over (takeHeld): when it ends,
+  // what is left is not a whole reply, and is never offered to onWhole.
+  #heldTaken = false
   // Where the current item stands: reading its type and header line, its
   // payload (bulk bytes + CRLF), or the rest of a simple line.
   #inHeader = false
@@ -101,6 +104,7 @@ export class ReplyFramer {
   takeHeld(): Buffer[] {
     const parts = this.#parts
     this.#parts = []
+    if (parts.length > 0) this.#heldTaken = true
     return parts
   }
 
@@ -108,6 +112,7 @@ export class ReplyFramer {
     this.#open = []
     this.#parts = []
     this.#push = false
+    this.#heldTaken = false
     this.#inHeader = false
     this.#payload = 0
     this.#inLine = false
@@ -298,9 +303,11 @@ export class ReplyFramer {
     onWhole: OnWhole | undefined,
   ): number {
     const held = this.#parts
+    const taken = this.#heldTaken
+    this.#heldTaken = false
     let parts: Buffer[]
     if (held.length === 0) {
-      if (onWhole?.(chunk, frameStart, pos, this.#push) === true) {
+      if (!taken && onWhole?.(chunk, frameStart, pos, this.#push) === true) {
         this.#push = false
         return pos
       }

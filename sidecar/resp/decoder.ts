@@ -89,14 +89,14 @@ export const DEFAULT_DECODER_LIMITS: Readonly<DecoderLimits> = Object.freeze({
   maxArrayLength: 1024 * 1024,
 })
 
+/** Argument counts up to this get an array of exactly their size. */
+const PRESIZED_ARGS = 16
+
 /**
  * The client broke the protocol. `message` is what Redis puts after
  * `-ERR Protocol error: `; the caller replies with that and closes the
  * connection, as Redis does.
  */
-
-/** Argument counts up to this get an array of exactly their size. */
-const PRESIZED_ARGS = 16
 export class ProtocolError extends Error {
   override readonly name = 'ProtocolError'
 }
