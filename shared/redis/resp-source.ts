@@ -520,10 +520,14 @@ export class RespSource implements RedisSource {
       this.#header(ARRAY_BYTE, 2)
       this.#copy(GET_BULK)
       this.#header(BULK_BYTE, length)
+      const keyAt = this.#end
       this.#latin1(key)
       this.#copy(CRLF_PTTL_BULK)
       this.#header(BULK_BYTE, length)
-      this.#latin1(key)
+      // The PTTL's key: the GET's bytes again, moved within the slab rather
+      // than encoded a second time from the string.
+      this.#slab.copyWithin(this.#end, keyAt, keyAt + length)
+      this.#end += length
       this.#crlf()
       this.#scheduleFlush()
       return
