@@ -181,12 +181,11 @@ export function keyPositionsBySpecs(
   const argc = args.length
   const found: number[] = []
   const writes: boolean[] = []
-  const fallback = () => everyArgument(argc, command.flags.has('write'))
   for (const spec of command.keySpecs) {
     if (spec.flags.has('not_key')) continue
     const write = !spec.flags.has('ro')
     const first = beginning(spec.begin, args)
-    if (first === undefined) return fallback()
+    if (first === undefined) return everyArgument(command, argc)
     if (first === 0) continue // keyword absent: this spec names no key here
     let last: number
     let step: number
@@ -200,30 +199,30 @@ export function keyPositionsBySpecs(
       step = find.keyStep
       const at = first + find.keyNumIdx
       const count = at < argc ? integerArg(args[at] as Uint8Array) : undefined
-      if (count === undefined || count < 0) return fallback()
+      if (count === undefined || count < 0) return everyArgument(command, argc)
       const start = first + find.firstKey
       last = start + count - 1
       if (count === 0) continue
-      if (last >= argc || start >= argc) return fallback()
+      if (last >= argc || start >= argc) return everyArgument(command, argc)
       for (let i = start; i <= last; i += step) {
         found.push(i)
         writes.push(write)
       }
-      if (spec.flags.has('incomplete')) return fallback()
+      if (spec.flags.has('incomplete')) return everyArgument(command, argc)
       continue
     } else {
-      return fallback()
+      return everyArgument(command, argc)
     }
     if (last >= argc || last < first || first >= argc) {
       // Redis reports a syntax error for these; no key is touched then, but
       // a conservative answer costs nothing.
-      return fallback()
+      return everyArgument(command, argc)
     }
     for (let i = first; i <= last; i += step) {
       found.push(i)
       writes.push(write)
     }
-    if (spec.flags.has('incomplete')) return fallback()
+    if (spec.flags.has('incomplete')) return everyArgument(command, argc)
   }
   return { positions: found, writes, exact: true }
 }
@@ -246,7 +245,8 @@ function beginning(begin: BeginSearch, args: readonly Uint8Array[]): number | un
 }
 
 /** Every argument after the name, as written when the command writes at all. */
-function everyArgument(argc: number, write: boolean): KeyPositions {
+function everyArgument(command: CommandSpec, argc: number): KeyPositions {
+  const write = command.flags.has('write')
   const positions: number[] = []
   const writes: boolean[] = []
   for (let i = 1; i < argc; i++) {
