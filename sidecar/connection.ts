@@ -53,6 +53,7 @@ type Slot = { reply: Reply | undefined; early: Buffer[] | null }
 type SlotOwner = {
   settle(slot: Slot, reply: Reply, startedAt: number): void
   settleBulk(slot: Slot, value: Uint8Array, startedAt: number): void
+  settleIn(slot: Slot, chunk: Buffer, start: number, end: number, startedAt: number): void
   write(slot: Slot, parts: Buffer[], resume: () => void): boolean
   abort(reason: string): void
 }
@@ -75,6 +76,9 @@ class LaterSlot implements Slot, Later {
   }
   settleBulk(value: Uint8Array): void {
     this.owner.settleBulk(this, value, this.startedAt)
+  }
+  settleIn(chunk: Buffer, start: number, end: number): void {
+    this.owner.settleIn(this, chunk, start, end, this.startedAt)
   }
   write(parts: Buffer[], resume: () => void): boolean {
     return this.owner.write(this, parts, resume)
@@ -319,6 +323,16 @@ export class Connection {
       // First in line: its bytes go into the output now, and the slot
       // settles as answered (nothing left to write) for those behind it.
       this.#output.writeBulk(value)
+      this.#settle(slot, EMPTY)
+    },
+    settleIn: (slot, chunk, start, end, startedAt) => {
+      this.#server.recordDuration?.(startedAt)
+      if (this.#closed || this.#slots.peek() !== slot || slot.early !== null) {
+        this.#settle(slot, chunk.subarray(start, end))
+        return
+      }
+      // First in line, as settleBulk: the bytes go into the output now.
+      this.#output.writeFrom(chunk, start, end)
       this.#settle(slot, EMPTY)
     },
     write: (slot, parts, resume) => {

@@ -2,9 +2,10 @@ import type { User } from '../shared/auth/acl.js'
 import { BackendTimeoutError, BackendUnavailableError } from '../shared/errors.js'
 import { keyFromBytes } from '../shared/keys.js'
 import { type CommandSpec, type KeyPositions, keyPositions } from '../shared/redis/command-table.js'
+import type { RawDone } from '../shared/redis/source.js'
 import { NOAUTH } from './access.js'
 import { resetSession, wrongArity } from './commands/connection.js'
-import type { CommandContext, Reply } from './commands/types.js'
+import type { CommandContext, Later, Reply } from './commands/types.js'
 import type { Pinned } from './pinned.js'
 import { error } from './resp/encoder.js'
 
@@ -246,31 +247,68 @@ function relay(ctx: CommandContext, spec: CommandSpec, args: Buffer[], keys: Key
   const forwarder = ctx.server.forwarder as NonNullable<typeof ctx.server.forwarder>
   const later = ctx.later()
   if (!mayWrite(spec)) {
-    forwarder.send(
-      args,
-      session.resp3,
-      (parts, err) => {
-        later.settle(err === null ? (parts as Buffer[]) : forwardFailure(err))
-      },
-      later,
-    )
+    forwarder.send(args, session.resp3, new Relayed(later), later)
     return undefined
   }
-  const evict = written(ctx, spec, args, keys)
-  evict()
+  const write = new RelayedWrite(later, ctx, spec.keySpecs.length === 0, args, keys.positions)
+  write.evict()
   session.writesInFlight++
-  forwarder.send(
-    args,
-    session.resp3,
-    (parts, err) => {
-      // Not known to have run when it failed, but it may have: evicted anyway.
-      evict()
-      session.writesInFlight--
-      later.settle(err === null ? (parts as Buffer[]) : forwardFailure(err))
-    },
-    later,
-  )
+  forwarder.send(args, session.resp3, write, later)
   return undefined
+}
+
+/**
+ * A relayed command's answer, settling its place in the reply order: one
+ * object per command, the reply copied from the received chunk straight
+ * into the client's output when it is first in line.
+ */
+class Relayed implements RawDone {
+  constructor(readonly later: Later) {}
+  replied(parts: Buffer[]): void {
+    this.answered()
+    this.later.settle(parts)
+  }
+  repliedIn(chunk: Buffer, start: number, end: number): void {
+    this.answered()
+    this.later.settleIn(chunk, start, end)
+  }
+  failed(err: Error): void {
+    this.answered()
+    this.later.settle(forwardFailure(err))
+  }
+  /** Before the client hears the answer. */
+  answered(): void {}
+}
+
+/**
+ * A relayed write: its keys are evicted when it is sent and again when its
+ * answer comes, before the client sees it (see the top of this file).
+ */
+class RelayedWrite extends Relayed {
+  constructor(
+    later: Later,
+    readonly ctx: CommandContext,
+    /** A write that names no keys (FLUSHALL): everything is stale. */
+    readonly everything: boolean,
+    readonly args: readonly Buffer[],
+    readonly positions: readonly number[],
+  ) {
+    super(later)
+  }
+  evict(): void {
+    const service = this.ctx.server.service
+    if (this.everything) {
+      service.clear()
+      return
+    }
+    const args = this.args
+    for (const at of this.positions) service.invalidateBytes(args[at] as Buffer)
+  }
+  override answered(): void {
+    // Not known to have run when it failed, but it may have: evicted anyway.
+    this.evict()
+    this.ctx.session.writesInFlight--
+  }
 }
 
 /**
@@ -312,13 +350,6 @@ export function relayRead(ctx: CommandContext, args: Buffer[]): boolean {
     return false
   }
   const later = ctx.later()
-  forwarder.send(
-    args,
-    false,
-    (parts, err) => {
-      later.settle(err === null ? (parts as Buffer[]) : forwardFailure(err))
-    },
-    later,
-  )
+  forwarder.send(args, false, new Relayed(later), later)
   return true
 }

@@ -175,6 +175,39 @@ describe('native RESP source: slow replies', () => {
   })
 })
 
+describe('native RESP source: forwarded commands', () => {
+  it('answers a reply within one received chunk by its bounds, and one across chunks as its parts, byte for byte', async () => {
+    const big = 'x'.repeat(1 << 20)
+    await redis.command('SET', 'big', big)
+    const relay = await openSource({ url: redis.url, protocol: 2 })
+    const heard: { how: string; bytes: Buffer }[] = []
+    const done = {
+      replied: (parts: Buffer[]) => heard.push({ how: 'parts', bytes: Buffer.concat(parts) }),
+      repliedIn: (chunk: Buffer, start: number, end: number) =>
+        heard.push({ how: 'bounds', bytes: Buffer.from(chunk.subarray(start, end)) }),
+      failed: (err: Error) => heard.push({ how: err.name, bytes: Buffer.alloc(0) }),
+    }
+    const args = (...words: string[]) => words.map((word) => Buffer.from(word))
+    relay.send(args('SET', 'k', 'v'), performance.now() + 5000, done)
+    relay.send(args('INCR', 'n'), performance.now() + 5000, done)
+    relay.send(args('GET', 'big'), performance.now() + 5000, done)
+    relay.send(args('GET', 'k'), performance.now() + 5000, done)
+    for (const deadline = Date.now() + 5000; heard.length < 4 && Date.now() < deadline; ) {
+      await sleep(10)
+    }
+    expect(
+      heard.map(({ how, bytes }) => [how, bytes.length > 100 ? bytes.length : String(bytes)]),
+    ).toEqual([
+      ['bounds', '+OK\r\n'],
+      ['bounds', ':1\r\n'],
+      // A megabyte comes in many reads: its parts, in order.
+      ['parts', `$${big.length}\r\n${big}\r\n`.length],
+      ['bounds', '$1\r\nv\r\n'],
+    ])
+    expect(heard[2]?.bytes.toString()).toBe(`$${big.length}\r\n${big}\r\n`)
+  })
+})
+
 describe('native RESP source: a value with its TTL', () => {
   it('answers the TTL with the value: PTTL, null without expiry, nothing for a missing key', async () => {
     await redis.command('SET', 'expiring', 'e', 'PX', '10000')

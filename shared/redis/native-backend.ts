@@ -10,6 +10,7 @@ import { openDedicated } from './dedicated.js'
 import { RespSource } from './resp-source.js'
 import { RespTracking } from './resp-tracking.js'
 import { SentinelResolver } from './sentinel.js'
+import type { RawDone } from './source.js'
 
 /** OpenSSL's verification codes and Node's host-name check, as `err.code`. */
 const TLS_VERIFY_FAILURE = /^(?:CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_|ERR_TLS_CERT_ALTNAME)/
@@ -146,15 +147,7 @@ export function nativeBackend(
           to.send(args, deadline, done, stream)
           return
         }
-        to.send(
-          args,
-          deadline,
-          (parts, err) => {
-            if (parts !== null && isReadOnly(parts)) resolver?.check()
-            done(parts, err)
-          },
-          stream,
-        )
+        to.send(args, deadline, new ReadOnlyWatch(done, () => resolver?.check()), stream)
       },
       dedicated: async (resp3) => {
         const primary = resolver?.primary()
@@ -211,5 +204,33 @@ function isReadOnly(parts: readonly Buffer[]): boolean {
   const first = parts[0]
   if (first === undefined || first[0] !== 45) return false
   const head = first.length >= READONLY.length ? first : Buffer.concat(parts as Buffer[])
-  return head.subarray(0, READONLY.length).equals(READONLY)
+  return isReadOnlyIn(head, 0, head.length)
+}
+
+function isReadOnlyIn(chunk: Buffer, start: number, end: number): boolean {
+  const length = READONLY.length
+  return end - start >= length && chunk.compare(READONLY, 0, length, start, start + length) === 0
+}
+
+/**
+ * A forwarded command's answer, passed on once looked at: a primary demoted
+ * without our hearing of it yet refuses writes (READONLY), and the
+ * sentinels are asked then.
+ */
+class ReadOnlyWatch implements RawDone {
+  constructor(
+    readonly done: RawDone,
+    readonly check: () => void,
+  ) {}
+  replied(parts: Buffer[]): void {
+    if (isReadOnly(parts)) this.check()
+    this.done.replied(parts)
+  }
+  repliedIn(chunk: Buffer, start: number, end: number): void {
+    if (isReadOnlyIn(chunk, start, end)) this.check()
+    this.done.repliedIn(chunk, start, end)
+  }
+  failed(err: Error): void {
+    this.done.failed(err)
+  }
 }

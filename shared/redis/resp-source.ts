@@ -15,6 +15,7 @@ import {
   type Address,
   type LoadDone,
   type Loaded,
+  type RawDone,
   type RedisSource,
   type ReplyStream,
   type SourceState,
@@ -140,9 +141,6 @@ type Waiter = {
   | GetWaiter
 )
 
-/** Answers a forwarded command: its reply's bytes, or why there are none. */
-export type OnRaw = (parts: Buffer[] | null, err: Error | null) => void
-
 /**
  * A forwarded command: its reply's bytes as received, never decoded. A class,
  * not an object with closures: the forwarding path makes one per command.
@@ -159,14 +157,14 @@ class RawWaiter {
   streaming = false
   constructor(
     readonly deadline: number,
-    readonly done: OnRaw,
+    readonly done: RawDone,
     readonly stream: ReplyStream | undefined,
   ) {}
   resolve(parts: Buffer[]): void {
-    this.done(parts, null)
+    this.done.replied(parts)
   }
   reject(err: Error): void {
-    this.done(null, err)
+    this.done.failed(err)
   }
 }
 
@@ -315,7 +313,11 @@ export class RespSource implements RedisSource {
       this.send(
         args,
         deadline,
-        (parts, err) => (err === null ? resolve(parts as Buffer[]) : reject(err)),
+        {
+          replied: resolve,
+          repliedIn: (chunk, start, end) => resolve([chunk.subarray(start, end)]),
+          failed: reject,
+        },
         stream,
       )
     })
@@ -326,14 +328,14 @@ export class RespSource implements RedisSource {
    * before `send` returns when the command cannot be sent): the forwarding
    * path sends one per client command.
    */
-  send(args: readonly Uint8Array[], deadline: number, done: OnRaw, stream?: ReplyStream): void {
+  send(args: readonly Uint8Array[], deadline: number, done: RawDone, stream?: ReplyStream): void {
     if (!this.#ready) {
-      done(null, new BackendUnavailableError(`backing redis is ${this.#state}`))
+      done.failed(new BackendUnavailableError(`backing redis is ${this.#state}`))
       return
     }
     const now = performance.now()
     if (deadline <= now) {
-      done(null, new BackendTimeoutError('deadline passed before the command was sent'))
+      done.failed(new BackendTimeoutError('deadline passed before the command was sent'))
       return
     }
     this.#sendCommand(args)
@@ -718,14 +720,22 @@ export class RespSource implements RedisSource {
   }
 
   /**
-   * A reply within one chunk, offered before it is sliced: a read's GET or
-   * PTTL reply is taken from its bounds (no slice, no array); anything else
-   * is left to #onFrame.
+   * A reply within one chunk, offered before it is sliced: a forwarded
+   * command's goes to its caller as bounds, a read's GET or PTTL reply is
+   * read from them (no slice, no array); anything else is left to #onFrame.
    */
   readonly #onWhole = (chunk: Buffer, start: number, end: number, push: boolean): boolean => {
     if (push) return false
     const head = this.#waiters.peek()
-    if (head === undefined || !head.get) return false
+    if (head === undefined) return false
+    if (head.raw) {
+      this.#waiters.shift()
+      if (head.settled) return true
+      head.settled = true
+      head.done.repliedIn(chunk, start, end)
+      return true
+    }
+    if (!head.get) return false
     const quick = quickReply(chunk, start, end)
     if (quick === undefined) return false
     this.#onReply(quick)

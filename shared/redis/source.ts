@@ -92,6 +92,22 @@ export type ReplyStream = {
 }
 
 /**
+ * Who hears a forwarded command's answer (RedisForwarder.send), once: an
+ * object the caller already has, not a closure per command.
+ */
+export type RawDone = {
+  /** The reply's bytes as the server sent them, as slices of the received chunks. */
+  replied(parts: Buffer[]): void
+  /**
+   * The reply whole within one received chunk, `chunk[start, end)`, before
+   * any slice of it is made: copied from there when it can be written now.
+   * Received chunks are never reused, so a slice taken here stays intact.
+   */
+  repliedIn(chunk: Buffer, start: number, end: number): void
+  failed(err: Error): void
+}
+
+/**
  * Commands relayed to the backing Redis as clients sent them, their replies
  * relayed as the server sent them (the drop-in RESP interface). Node only.
  */
@@ -108,15 +124,11 @@ export type RedisForwarder = {
    */
   forward(args: readonly Uint8Array[], resp3: boolean, stream?: ReplyStream): Promise<Buffer[]>
   /**
-   * As `forward`, answered by `done` once (with the bytes, or the error)
-   * instead of a promise: what the sidecar uses for each client command.
+   * As `forward`, answered by `done` once (with the bytes, or the error;
+   * possibly before `send` returns) instead of a promise: what the sidecar
+   * uses for each client command.
    */
-  send(
-    args: readonly Uint8Array[],
-    resp3: boolean,
-    done: (parts: Buffer[] | null, err: Error | null) => void,
-    stream?: ReplyStream,
-  ): void
+  send(args: readonly Uint8Array[], resp3: boolean, done: RawDone, stream?: ReplyStream): void
   /**
    * A backend connection of one client's own (a transaction, a blocking
    * pop, a subscription), connected and authenticated, speaking the client's

@@ -101,6 +101,12 @@ export type Later = ReplyStream & {
    * buffer of its own (a GET miss's answer); encoded and kept otherwise.
    */
   settleBulk(value: Uint8Array): void
+  /**
+   * Settles with the reply bytes `chunk[start, end)` (a forwarded reply as
+   * received): copied straight into the connection's output when nothing is
+   * owed before it, else kept as a view (received chunks are never reused).
+   */
+  settleIn(chunk: Buffer, start: number, end: number): void
 }
 
 /** A subcommand of a container command (CLIENT ID, ACL WHOAMI): what ACL rules and COMMAND see. */

@@ -80,6 +80,28 @@ describe('Output', () => {
     expect(refs).toContain(big)
   })
 
+  it('copies a range of a received chunk as that view would be written, short or large', () => {
+    const { socket, writes, refs } = recordingSocket()
+    const out = new Output(socket)
+    const big = Buffer.alloc(100_000, 9)
+    const chunk = Buffer.concat([Buffer.from('xx+OK\r\n:42\r\n'), big, Buffer.from('yy')])
+    out.writeFrom(chunk, 2, 7)
+    out.write(Buffer.from('+A\r\n'))
+    out.writeFrom(chunk, 7, 12)
+    out.writeFrom(chunk, 12, 12 + big.length)
+    out.writeFrom(chunk, 12 + big.length, chunk.length)
+    out.flush()
+    expect(
+      Buffer.concat(writes).equals(
+        Buffer.concat([Buffer.from('+OK\r\n+A\r\n:42\r\n'), big, Buffer.from('yy')]),
+      ),
+    ).toBe(true)
+    // Large: written by reference (a view of the chunk), not copied.
+    expect(refs.some((ref) => ref.buffer === chunk.buffer && ref.length === big.length)).toBe(true)
+    // Short: copied into the slab, never a view of the chunk.
+    expect(refs.filter((ref) => ref.buffer === chunk.buffer)).toHaveLength(1)
+  })
+
   it('never overwrites bytes already handed to the socket', () => {
     const { socket, writes, refs } = recordingSocket()
     const out = new Output(socket)

@@ -58,6 +58,26 @@ export class Output {
     this.#end += length
   }
 
+  /** `bytes[start, end)`, as `write` would write that view, without making it. */
+  writeFrom(bytes: Buffer, start: number, end: number): void {
+    const length = end - start
+    if (length >= COPY_LIMIT) {
+      this.write(bytes.subarray(start, end))
+      return
+    }
+    if (this.#end + length > this.#slab.length) this.#renew()
+    const slab = this.#slab
+    const at = this.#end
+    if (length < 32) {
+      // Most replies (+OK, an integer): a loop makes no view, where
+      // Buffer#copy of part of a buffer makes one to set from.
+      for (let i = 0; i < length; i++) slab[at + i] = bytes[start + i] as number
+    } else {
+      slab.set(bytes.subarray(start, end), at)
+    }
+    this.#end = at + length
+  }
+
   /** A bulk reply of `value`: header, bytes and CRLF, with no intermediate buffer. */
   writeBulk(value: Uint8Array): void {
     const length = value.length

@@ -457,8 +457,8 @@ class Cluster implements RedisSource {
       // read to the end before anything is relayed.
       send: (args, resp3, done) => {
         this.#forward(args, resp3).then(
-          (parts) => done(parts, null),
-          (err: Error) => done(null, err),
+          (parts) => done.replied(parts),
+          (err: Error) => done.failed(err),
         )
       },
       dedicated: (resp3, slot) => this.#dedicated(resp3, slot),
