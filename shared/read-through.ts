@@ -1,5 +1,6 @@
 import type { CacheStats } from './cache/lru-cache.js'
 import { NIL, type SlabCache } from './cache/slab-cache.js'
+import { turnNow } from './clock.js'
 import { BackendError, BackendTimeoutError, OverloadedError } from './errors.js'
 import { Fifo } from './fifo.js'
 import type { InvalidationChannel, InvalidationMode, InvalidationTarget } from './invalidation.js'
@@ -20,7 +21,7 @@ export type ReadThroughOptions = {
   timeoutMs: number
   /** Tells the cache about writes (CACHE_INVALIDATION=on); without it, expiry only. */
   invalidation?: InvalidationChannel
-  /** Monotonic milliseconds for deadlines. @default performance.now */
+  /** Monotonic milliseconds for deadlines. @default turnNow (performance.now, read once per run of code) */
   now?: () => number
 }
 
@@ -196,7 +197,7 @@ export class ReadThrough implements InvalidationTarget {
     this.#maxParallel = options.maxParallel
     this.#maxQueue = options.maxQueue
     this.#timeoutMs = options.timeoutMs
-    this.#now = options.now ?? (() => performance.now())
+    this.#now = options.now ?? turnNow
     this.#channel = options.invalidation
     // Started here so a channel can never be wired to half a service.
     this.#channel?.start(this)

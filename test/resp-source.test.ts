@@ -94,8 +94,11 @@ describe('native RESP source: slow replies', () => {
     // large crosses the harness's own connection.
     await redis.command('SETRANGE', 'huge', String(size - 3), 'end')
     await redis.command('SETRANGE', 'huge', '0', 'start')
-    const reader = await openSource({ url: redis.url, commandTimeoutMs: 200 })
-    let loaded = await reader.get('huge', performance.now() + 200)
+    // Redis takes about 250 ms here to start the reply (it copies the value
+    // into its reply buffers first) and the transfer about 2 s: the deadline
+    // passes while the bytes are arriving, not before the first one.
+    const reader = await openSource({ url: redis.url, commandTimeoutMs: 500 })
+    let loaded = await reader.get('huge', performance.now() + 500)
     expect(loaded?.value.byteLength).toBe(size)
     const value = Buffer.from(loaded?.value as Uint8Array)
     expect(value.toString('latin1', 0, 5)).toBe('start')

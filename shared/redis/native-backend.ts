@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net'
+import { turnNow } from '../clock.js'
 import type { Config } from '../config.js'
 import { maskUrl } from '../config.js'
 import type { Backend } from '../create-service.js'
@@ -132,7 +133,7 @@ export function nativeBackend(
     backend.forwarder = {
       commands: () => source.commands(),
       forward: (args, resp3, stream) => {
-        const sent = (resp3 ? source : relay).forward(args, performance.now() + timeoutMs, stream)
+        const sent = (resp3 ? source : relay).forward(args, turnNow() + timeoutMs, stream)
         if (sentinel === undefined) return sent
         return sent.then((parts) => {
           // A primary demoted without our hearing of it yet: ask the sentinels.
@@ -142,7 +143,7 @@ export function nativeBackend(
       },
       send: (args, resp3, done, stream) => {
         const to = resp3 ? source : relay
-        const deadline = performance.now() + timeoutMs
+        const deadline = turnNow() + timeoutMs
         if (sentinel === undefined) {
           to.send(args, deadline, done, stream)
           return

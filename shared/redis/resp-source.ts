@@ -1,5 +1,6 @@
 import { connect as connectTcp, isIP, type Socket } from 'node:net'
 import { type ConnectionOptions, connect as connectTls } from 'node:tls'
+import { turnNow } from '../clock.js'
 import {
   BackendError,
   BackendReplyError,
@@ -281,7 +282,7 @@ export class RespSource implements RedisSource {
       queueMicrotask(() => done.failed(err))
       return
     }
-    const now = performance.now()
+    const now = turnNow()
     if (deadline <= now) {
       const err = new BackendTimeoutError('deadline passed before the read was sent')
       queueMicrotask(() => done.failed(err))
@@ -333,7 +334,7 @@ export class RespSource implements RedisSource {
       done.failed(new BackendUnavailableError(`backing redis is ${this.#state}`))
       return
     }
-    const now = performance.now()
+    const now = turnNow()
     if (deadline <= now) {
       done.failed(new BackendTimeoutError('deadline passed before the command was sent'))
       return
