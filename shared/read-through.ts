@@ -179,6 +179,7 @@ export class ReadThrough implements InvalidationTarget {
   #backendErrors = 0
   #invalidations = 0
   #unstoredLoads = 0
+  #flightsBegun = 0
   // False while a write could happen without the cache hearing of it (see shared/invalidation.ts).
   #storing = true
 
@@ -319,6 +320,7 @@ export class ReadThrough implements InvalidationTarget {
     }
     if (this.#active >= this.#maxParallel && this.#queue.length >= this.#maxQueue) return undefined
     const flight = new Flight(key, this.#now() + this.#timeoutMs, this.#settleFlight)
+    this.#flightsBegun++
     this.#inflight.set(key, flight)
     if (this.#active < this.#maxParallel) {
       this.#start(flight)
@@ -335,6 +337,17 @@ export class ReadThrough implements InvalidationTarget {
     this.#queueTimer = undefined
     await this.#channel?.close()
     await this.#source.close()
+  }
+
+  /**
+   * How many backend fetches have begun, ever. Only a fetch stores in the
+   * cache, and an invalidation makes every fetch of its key in progress
+   * store nothing: so while this count stands still, a key invalidated
+   * since it last changed cannot be back in the cache (a forwarded write's
+   * second eviction, at its reply, is then needless).
+   */
+  flightsBegun(): number {
+    return this.#flightsBegun
   }
 
   /**

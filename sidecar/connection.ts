@@ -183,6 +183,7 @@ export class Connection {
       hitSlot: this.#hitSlot,
       pin: this.#pin,
       later: this.#later,
+      wire: () => this.#decoder.wire(),
     }
 
     socket.on('data', (chunk: Buffer) => this.#onData(chunk))

@@ -19,9 +19,12 @@ import { error } from './resp/encoder.js'
  *
  * Read-your-writes: a write's keys (from its key specs; a write without keys,
  * FLUSHALL, clears everything) are evicted when it is sent and again when its
- * reply arrives, before the client sees it, and any read of them in flight
- * is not stored (ReadThrough.invalidate). Redis's own invalidation comes
- * after the write's reply, too late for the client that wrote.
+ * reply arrives, before the client sees it (needless, and skipped, when no
+ * backend read began in between: see ReadThrough.flightsBegun), and any read
+ * of them in flight is not stored (ReadThrough.invalidate). Redis's own
+ * invalidation comes after the write's reply, too late for the client that
+ * wrote. A relayed command goes out as the bytes the client sent
+ * (CommandContext.wire) when it came whole in one read.
  */
 
 /**
@@ -247,13 +250,13 @@ function relay(ctx: CommandContext, spec: CommandSpec, args: Buffer[], keys: Key
   const forwarder = ctx.server.forwarder as NonNullable<typeof ctx.server.forwarder>
   const later = ctx.later()
   if (!mayWrite(spec)) {
-    forwarder.send(args, session.resp3, new Relayed(later), later)
+    forwarder.send(args, session.resp3, new Relayed(later), later, ctx.wire())
     return undefined
   }
   const write = new RelayedWrite(later, ctx, spec.keySpecs.length === 0, args, keys.positions)
   write.evict()
   session.writesInFlight++
-  forwarder.send(args, session.resp3, write, later)
+  forwarder.send(args, session.resp3, write, later, ctx.wire())
   return undefined
 }
 
@@ -295,8 +298,11 @@ class RelayedWrite extends Relayed {
   ) {
     super(later)
   }
+  /** ReadThrough.flightsBegun when the keys were last evicted. */
+  #evictedAt = -1
   evict(): void {
     const service = this.ctx.server.service
+    this.#evictedAt = service.flightsBegun()
     if (this.everything) {
       service.clear()
       return
@@ -305,8 +311,10 @@ class RelayedWrite extends Relayed {
     for (const at of this.positions) service.invalidateBytes(args[at] as Buffer)
   }
   override answered(): void {
-    // Not known to have run when it failed, but it may have: evicted anyway.
-    this.evict()
+    // Not known to have run when it failed, but it may have: evicted anyway,
+    // unless no fetch has begun since the first eviction, which could have
+    // stored the keys again.
+    if (this.ctx.server.service.flightsBegun() !== this.#evictedAt) this.evict()
     this.ctx.session.writesInFlight--
   }
 }

@@ -141,14 +141,14 @@ export function nativeBackend(
           return parts
         })
       },
-      send: (args, resp3, done, stream) => {
+      send: (args, resp3, done, stream, wire) => {
         const to = resp3 ? source : relay
         const deadline = turnNow() + timeoutMs
         if (sentinel === undefined) {
-          to.send(args, deadline, done, stream)
+          to.send(args, deadline, done, stream, wire)
           return
         }
-        to.send(args, deadline, new ReadOnlyWatch(done, () => resolver?.check()), stream)
+        to.send(args, deadline, new ReadOnlyWatch(done, () => resolver?.check()), stream, wire)
       },
       dedicated: async (resp3) => {
         const primary = resolver?.primary()

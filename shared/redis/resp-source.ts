@@ -329,7 +329,13 @@ export class RespSource implements RedisSource {
    * before `send` returns when the command cannot be sent): the forwarding
    * path sends one per client command.
    */
-  send(args: readonly Uint8Array[], deadline: number, done: RawDone, stream?: ReplyStream): void {
+  send(
+    args: readonly Uint8Array[],
+    deadline: number,
+    done: RawDone,
+    stream?: ReplyStream,
+    wire?: Buffer | null,
+  ): void {
     if (!this.#ready) {
       done.failed(new BackendUnavailableError(`backing redis is ${this.#state}`))
       return
@@ -339,7 +345,8 @@ export class RespSource implements RedisSource {
       done.failed(new BackendTimeoutError('deadline passed before the command was sent'))
       return
     }
-    this.#sendCommand(args)
+    if (wire != null) this.#sendWire(wire)
+    else this.#sendCommand(args)
     this.#owe(now, new RawWaiter(deadline, done, stream))
   }
 
@@ -571,6 +578,20 @@ export class RespSource implements RedisSource {
       socket.write(arg)
       socket.write('\r\n', 'latin1')
     }
+  }
+
+  /** A command's bytes as a client sent them: batched when small, else written as they are. */
+  #sendWire(wire: Buffer): void {
+    if (wire.length <= INLINE_KEY_LIMIT) {
+      this.#room(wire.length)
+      this.#copy(wire)
+      this.#scheduleFlush()
+      return
+    }
+    const socket = this.#socket
+    if (socket === null) throw new BackendUnavailableError('connection to backing redis lost')
+    this.#flush()
+    socket.write(wire)
   }
 
   /** Makes room for `bytes` more in the slab: a full one is written now and replaced. */

@@ -126,9 +126,18 @@ export type RedisForwarder = {
   /**
    * As `forward`, answered by `done` once (with the bytes, or the error;
    * possibly before `send` returns) instead of a promise: what the sidecar
-   * uses for each client command.
+   * uses for each client command. With `wire`, those bytes are what goes
+   * out where a single connection takes the command (a cluster routes and
+   * splits by `args`).
    */
-  send(args: readonly Uint8Array[], resp3: boolean, done: RawDone, stream?: ReplyStream): void
+  send(
+    args: readonly Uint8Array[],
+    resp3: boolean,
+    done: RawDone,
+    stream?: ReplyStream,
+    /** `args` as the client sent them (RESP), to send as they are; else they are encoded. */
+    wire?: Buffer | null,
+  ): void
   /**
    * A backend connection of one client's own (a transaction, a blocking
    * pop, a subscription), connected and authenticated, speaking the client's

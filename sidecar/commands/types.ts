@@ -90,6 +90,12 @@ export type CommandContext = {
    * written through it while they arrive (it is a ReplyStream too).
    */
   later(): Later
+  /**
+   * The command's bytes as the client sent them (a multibulk request within
+   * one received chunk, as a view), or null: what a relayed command sends on
+   * as it is instead of encoding its arguments again.
+   */
+  wire(): Buffer | null
 }
 
 /** A reply owed in order, settled once (see CommandContext.later). */

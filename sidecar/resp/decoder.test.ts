@@ -248,6 +248,29 @@ describe('RequestDecoder', () => {
     expect(seen).toEqual(['PING', 'GET', 'ECHO'])
   })
 
+  it('offers a command whole in one chunk as its exact bytes (wire), and no bytes for any other', () => {
+    const decoder = new RequestDecoder()
+    const seen: (string | null)[] = []
+    const record = () => {
+      const wire = decoder.wire()
+      seen.push(wire === null ? null : wire.toString('latin1'))
+    }
+    const set = '*3\r\n$3\r\nset\r\n$1\r\nk\r\n$5\r\nv\r\nxy\r\n'
+    const big = `*2\r\n$4\r\nECHO\r\n$300\r\n${'z'.repeat(300)}\r\n`
+    // Two commands, an inline one, and a GET the fast path takes.
+    decoder.push(b(`${set}${big}PING\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`), record, record)
+    expect(seen).toEqual([set, big, null, null])
+    // Cut across chunks (anywhere in it): no wire, the arguments as ever.
+    for (let cut = 1; cut < set.length; cut++) {
+      seen.length = 0
+      decoder.push(b(set.slice(0, cut)), record)
+      decoder.push(b(set.slice(cut)), record)
+      expect(seen).toEqual([null])
+    }
+    // Outside onCommand there is none.
+    expect(decoder.wire()).toBeNull()
+  })
+
   it('ignores everything after a protocol error', () => {
     const decoder = new RequestDecoder()
     const seen: string[][] = []

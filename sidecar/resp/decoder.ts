@@ -150,6 +150,13 @@ export class RequestDecoder {
   #partsBytes = 0
   #completeBulk: Buffer = EMPTY
 
+  // Where the multibulk request being read began, if in the chunk being
+  // pushed (see wire()); null for an inline command or a fast-path GET.
+  #chunk: Buffer = EMPTY
+  #wireChunk: Buffer | null = null
+  #wireStart = 0
+  #wireEnd = 0
+
   // The inline line being read, without its `\n`.
   #lineParts: Buffer[] = []
   #lineBytes = 0
@@ -193,11 +200,16 @@ export class RequestDecoder {
   push(chunk: Buffer, onCommand: OnCommand, onGet?: OnGet): number {
     if (this.#state === DEAD) return chunk.length
     this.#stoppedAt = -1
+    this.#chunk = chunk
     try {
       this.#decode(chunk, onCommand, onGet)
     } catch (error) {
       this.#die()
       throw error
+    } finally {
+      // A command cut across chunks has no wire; and no chunk is pinned here.
+      this.#chunk = EMPTY
+      this.#wireChunk = null
     }
     const stoppedAt = this.#stoppedAt
     this.#stopRequested = false
@@ -214,6 +226,19 @@ export class RequestDecoder {
     this.#stopRequested = true
   }
 
+  /**
+   * During `onCommand`: the command's bytes as the client sent them, when it
+   * was a multibulk request that lay whole in the chunk being pushed (a view
+   * of it), else null. Valid RESP that Redis reads as the same command: the
+   * decoder accepts no more than Redis does.
+   */
+  wire(): Buffer | null {
+    const chunk = this.#wireChunk
+    return chunk !== null && chunk === this.#chunk
+      ? chunk.subarray(this.#wireStart, this.#wireEnd)
+      : null
+  }
+
   #decode(chunk: Buffer, onCommand: OnCommand, onGet: OnGet | undefined): void {
     const end = chunk.length
     let pos = 0
@@ -224,6 +249,7 @@ export class RequestDecoder {
             this.#stoppedAt = pos
             return
           }
+          this.#wireChunk = null
           if (onGet !== undefined && this.#fastGet) {
             const next = wholeGet(chunk, pos, this.#maxBulkLength, onGet)
             if (next > 0) {
@@ -232,6 +258,8 @@ export class RequestDecoder {
             }
           }
           if (chunk[pos] === ASTERISK) {
+            this.#wireChunk = chunk
+            this.#wireStart = pos
             pos++
             this.#startNumber()
             this.#state = MULTIBULK_COUNT
@@ -286,6 +314,7 @@ export class RequestDecoder {
             }
             const arg = chunk.subarray(pos, pos + missing)
             pos += missing + 2
+            this.#wireEnd = pos
             this.#addArg(arg, onCommand)
           } else if (available >= missing) {
             const last = chunk.subarray(pos, pos + missing)
@@ -318,6 +347,7 @@ export class RequestDecoder {
           pos++
           const arg = this.#completeBulk
           this.#completeBulk = EMPTY
+          this.#wireEnd = pos
           this.#addArg(arg, onCommand)
           break
         }
