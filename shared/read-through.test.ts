@@ -96,6 +96,25 @@ describe.each(['promise', 'callback'] as const)(
       expect(rt.stats()).toMatchObject({ hits: 1, misses: 1 })
     })
 
+    it('counts the fetches begun (flightsBegun), not reads that join one, as the only way a key gets stored', async () => {
+      const { source, pending } = scriptedSource()
+      const rt = service(source)
+      expect(rt.flightsBegun()).toBe(0)
+      const a = rt.load('k')
+      const b = rt.load('k')
+      expect(rt.flightsBegun()).toBe(1)
+      pending[0]?.resolve(bytes('v'))
+      await Promise.all([a, b])
+      // A hit begins nothing; an invalidated key read again does.
+      rt.get('k')
+      expect(rt.flightsBegun()).toBe(1)
+      rt.invalidateBytes(bytes('k'))
+      const c = rt.load('k')
+      expect(rt.flightsBegun()).toBe(2)
+      pending[1]?.resolve(bytes('w'))
+      expect(text(await c)).toBe('w')
+    })
+
     it('load() answers from the cache when a fetch stored the key since the caller looked', async () => {
       const { source, pending, calls } = scriptedSource()
       const rt = service(source)
