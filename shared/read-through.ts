@@ -5,7 +5,7 @@ import { BackendError, BackendTimeoutError, OverloadedError } from './errors.js'
 import { Fifo } from './fifo.js'
 import type { InvalidationChannel, InvalidationMode, InvalidationTarget } from './invalidation.js'
 import { keyFromBytes } from './keys.js'
-import type { LoadDone, Loaded, RedisSource, SourceState } from './redis/source.js'
+import type { KeyBytes, LoadDone, Loaded, RedisSource, SourceState } from './redis/source.js'
 
 export type ReadThroughOptions = {
   cache: SlabCache
@@ -84,6 +84,14 @@ class Flight implements LoadDone {
     readonly deadline: number,
     /** The service's settle, which the source's answer goes to (LoadDone). */
     readonly settle: FlightSettle,
+    /**
+     * The key's bytes where the request brought them (KeyBytes), or null:
+     * sent and stored from there. A view of a received chunk, which is
+     * never reused, held only until the flight settles.
+     */
+    readonly keyChunk: Uint8Array | null,
+    readonly keyStart: number,
+    readonly keyEnd: number,
   ) {}
 
   loaded(loaded: Loaded | null): void {
@@ -291,7 +299,7 @@ export class ReadThrough implements InvalidationTarget {
 
   /** Joins the key's fetch in progress, or starts one (or queues it for a slot). */
   #fetch(key: string): Promise<Uint8Array | null> {
-    const flight = this.#flight(key)
+    const flight = this.#flight(key, null, 0, 0)
     return flight === undefined ? Promise.reject(overloaded()) : flight.promise()
   }
 
@@ -301,8 +309,14 @@ export class ReadThrough implements InvalidationTarget {
    * an OverloadedError): the RESP miss path's way in, one reply slot and no
    * promise per miss.
    */
-  fetchTo(key: string, waiter: FetchWaiter): void {
-    const flight = this.#flight(key)
+  fetchTo(
+    key: string,
+    waiter: FetchWaiter,
+    keyChunk: Uint8Array | null = null,
+    keyStart = 0,
+    keyEnd = 0,
+  ): void {
+    const flight = this.#flight(key, keyChunk, keyStart, keyEnd)
     if (flight === undefined) waiter.failed(overloaded())
     else flight.join(waiter)
   }
@@ -312,14 +326,26 @@ export class ReadThrough implements InvalidationTarget {
    * slot); undefined when the queue is full. Never answered before its
    * caller joins it: the source answers in a later turn.
    */
-  #flight(key: string): Flight | undefined {
+  #flight(
+    key: string,
+    keyChunk: Uint8Array | null,
+    keyStart: number,
+    keyEnd: number,
+  ): Flight | undefined {
     const running = this.#inflight.get(key)
     if (running !== undefined) {
       this.#coalesced++
       return running
     }
     if (this.#active >= this.#maxParallel && this.#queue.length >= this.#maxQueue) return undefined
-    const flight = new Flight(key, this.#now() + this.#timeoutMs, this.#settleFlight)
+    const flight = new Flight(
+      key,
+      this.#now() + this.#timeoutMs,
+      this.#settleFlight,
+      keyChunk,
+      keyStart,
+      keyEnd,
+    )
     this.#flightsBegun++
     this.#inflight.set(key, flight)
     if (this.#active < this.#maxParallel) {
@@ -419,7 +445,12 @@ export class ReadThrough implements InvalidationTarget {
     if (source.getTo !== undefined) {
       // By callback: the flight is the source's LoadDone (see RedisSource.getTo).
       try {
-        source.getTo(flight.key, flight.deadline, flight)
+        source.getTo(
+          flight.key,
+          flight.deadline,
+          flight,
+          flight.keyChunk === null ? undefined : (flight as KeyBytes),
+        )
       } catch (err) {
         queueMicrotask(() => flight.failed(err as Error))
       }
@@ -451,7 +482,8 @@ export class ReadThrough implements InvalidationTarget {
         // the key evicts the nil. Otherwise a key written later would stay
         // hidden until the nil expired.
         if (!flight.stale && this.#storing && this.#channel?.mode() === 'on') {
-          this.#cache.setNil(flight.key)
+          if (flight.keyChunk === null) this.#cache.setNil(flight.key)
+          else this.#cache.setNilBytes(flight.keyChunk, flight.keyStart, flight.keyEnd)
         }
       } else {
         if (!flight.stale && this.#storing) {
@@ -461,7 +493,10 @@ export class ReadThrough implements InvalidationTarget {
             loaded.ttlMs === null
               ? this.#cache.ttlMs
               : loaded.ttlMs - (this.#now() - flight.startedAt)
-          this.#cache.set(flight.key, loaded.value, ttl)
+          if (flight.keyChunk === null) this.#cache.set(flight.key, loaded.value, ttl)
+          else {
+            this.#cache.setBytes(flight.keyChunk, flight.keyStart, flight.keyEnd, loaded.value, ttl)
+          }
         } else {
           this.#unstoredLoads++
         }

@@ -915,5 +915,17 @@ describe('SlabCache', () => {
       cache.set('c', Buffer.from('2'))
       expect(cache.get('a')).toBeNull()
     })
+
+    it('are stored from key bytes inside a larger buffer as from the string (setNilBytes)', () => {
+      const cache = new SlabCache({ capacity: 4, ttlMs: 100 })
+      const chunk = Buffer.from('xx*gone*yy')
+      expect(cache.setNilBytes(chunk, 3, 7)).toBe(true)
+      expect(cache.get('gone')).toBe(NIL)
+      expect(cache.size).toBe(1)
+      cache.set('gone', Buffer.from('v'))
+      expect(cache.setNilBytes(chunk, 3, 7, 50)).toBe(true)
+      expect(cache.get('gone')).toBe(NIL)
+      expect(cache.size).toBe(1)
+    })
   })
 })

@@ -494,6 +494,21 @@ export class SlabCache {
     }
   }
 
+  /** As `setNil`, for the key `key[start..end)`. */
+  setNilBytes(
+    key: Uint8Array,
+    start = 0,
+    end: number = key.length,
+    ttlMs: number = this.ttlMs,
+  ): boolean {
+    this.#storingNil = true
+    try {
+      return this.setBytes(key, start, end, NIL, ttlMs)
+    } finally {
+      this.#storingNil = false
+    }
+  }
+
   /** Whether `key` has a live entry. Changes nothing, like `peek`. */
   has(key: string): boolean {
     return this.peekBytes(this.#encode(key), 0, key.length) >= 0

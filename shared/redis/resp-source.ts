@@ -14,6 +14,7 @@ import { Push, type Reply, ReplyDecoder, ReplyError, ReplyProtocolError } from '
 import { FrameError, ReplyFramer, STREAM_AFTER } from './reply-framer.js'
 import {
   type Address,
+  type KeyBytes,
   type LoadDone,
   type Loaded,
   type RawDone,
@@ -276,7 +277,7 @@ export class RespSource implements RedisSource {
     )
   }
 
-  getTo(key: string, deadline: number, done: LoadDone): void {
+  getTo(key: string, deadline: number, done: LoadDone, bytes?: KeyBytes): void {
     if (!this.#ready) {
       const err = new BackendUnavailableError(`backing redis is ${this.#state}`)
       queueMicrotask(() => done.failed(err))
@@ -290,7 +291,7 @@ export class RespSource implements RedisSource {
     }
     // The command is queued before its waiter: a waiter without a command
     // behind it would take the next command's reply, and every later one.
-    this.#sendGet(key)
+    this.#sendGet(key, bytes)
     this.#owe(now, new GetWaiter(deadline, done))
   }
 
@@ -521,9 +522,10 @@ export class RespSource implements RedisSource {
   /**
    * GET then PTTL of the same key, back to back in the same write: Redis runs
    * them one after the other, so the TTL is the value's. Keys are byte
-   * strings: their length in latin1 is their length in bytes.
+   * strings: their length in latin1 is their length in bytes. The key is
+   * copied from `given` when the caller has its bytes, else encoded.
    */
-  #sendGet(key: string): void {
+  #sendGet(key: string, given: KeyBytes | undefined): void {
     const length = key.length
     if (length <= INLINE_KEY_LIMIT) {
       this.#room(2 * (length + 2 * HEADER_BYTES) + 8)
@@ -531,7 +533,8 @@ export class RespSource implements RedisSource {
       this.#copy(GET_BULK)
       this.#header(BULK_BYTE, length)
       const keyAt = this.#end
-      this.#latin1(key)
+      if (given === undefined) this.#latin1(key)
+      else this.#copyFrom(given.keyChunk, given.keyStart, given.keyEnd)
       this.#copy(CRLF_PTTL_BULK)
       this.#header(BULK_BYTE, length)
       // The PTTL's key: the GET's bytes again, moved within the slab rather
@@ -636,6 +639,18 @@ export class RespSource implements RedisSource {
       for (let i = 0; i < length; i++) slab[at + i] = bytes[i] as number
     } else {
       slab.set(bytes, at)
+    }
+    this.#end = at + length
+  }
+
+  #copyFrom(bytes: Uint8Array, start: number, end: number): void {
+    const length = end - start
+    const slab = this.#slab
+    const at = this.#end
+    if (length < 32) {
+      for (let i = 0; i < length; i++) slab[at + i] = bytes[start + i] as number
+    } else {
+      slab.set(bytes.subarray(start, end), at)
     }
     this.#end = at + length
   }

@@ -26,10 +26,21 @@ export type RedisSource = {
    * promise, no reactions and no microtask per read. ReadThrough uses it
    * where a source has it, `get` elsewhere.
    */
-  getTo?(key: string, deadline: number, done: LoadDone): void
+  getTo?(key: string, deadline: number, done: LoadDone, bytes?: KeyBytes): void
   /** What the connection is doing now, for status and readiness. */
   state(): SourceState
   close(): Promise<void>
+}
+
+/**
+ * A key's bytes (its latin1 encoding) where they already lie, `chunk[start,
+ * end)`, for a caller that has them (a request's key): sent and stored from
+ * there instead of encoded from the string again.
+ */
+export type KeyBytes = {
+  readonly keyChunk: Uint8Array
+  readonly keyStart: number
+  readonly keyEnd: number
 }
 
 /** Who a read answers by callback (RedisSource.getTo). */

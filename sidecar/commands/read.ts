@@ -56,7 +56,7 @@ export function readKey(
     if (service.nilServable()) return nullReply(ctx.session.resp3)
   }
   const key = bytes.toString('latin1', start, end)
-  service.fetchTo(key, new MissReply(ctx.later(), key, ctx.session.resp3))
+  service.fetchTo(key, new MissReply(ctx.later(), key, ctx.session.resp3), bytes, start, end)
   return undefined
 }
 
