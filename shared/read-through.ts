@@ -4,6 +4,7 @@ import { turnNow } from './clock.js'
 import { BackendError, BackendTimeoutError, OverloadedError } from './errors.js'
 import { Fifo } from './fifo.js'
 import type { InvalidationChannel, InvalidationMode, InvalidationTarget } from './invalidation.js'
+import { KeyTable } from './key-table.js'
 import { keyFromBytes } from './keys.js'
 import type { KeyBytes, LoadDone, Loaded, RedisSource, SourceState } from './redis/source.js'
 
@@ -80,6 +81,8 @@ class Flight implements LoadDone {
   #shared: PromiseWaiter | null = null
   constructor(
     readonly key: string,
+    /** The key's hash in the service's table of flights (KeyTable.hashOf). */
+    readonly keyHash: number,
     /** When it was asked plus the timeout: its answer is due by then, queue included. */
     readonly deadline: number,
     /** The service's settle, which the source's answer goes to (LoadDone). */
@@ -179,7 +182,7 @@ export class ReadThrough implements InvalidationTarget {
   // the FIFO: one timeout, one monotonic clock), so a queued read never waits
   // past its deadline for a slot.
   #queueTimer: ReturnType<typeof setTimeout> | undefined
-  readonly #inflight = new Map<string, Flight>()
+  readonly #inflight = new KeyTable<Flight>()
   // Flights waiting for a slot, oldest first.
   readonly #queue = new Fifo<Flight>()
   #active = 0
@@ -332,7 +335,8 @@ export class ReadThrough implements InvalidationTarget {
     keyStart: number,
     keyEnd: number,
   ): Flight | undefined {
-    const running = this.#inflight.get(key)
+    const hash = this.#inflight.hashOf(key)
+    const running = this.#inflight.get(key, hash)
     if (running !== undefined) {
       this.#coalesced++
       return running
@@ -340,6 +344,7 @@ export class ReadThrough implements InvalidationTarget {
     if (this.#active >= this.#maxParallel && this.#queue.length >= this.#maxQueue) return undefined
     const flight = new Flight(
       key,
+      hash,
       this.#now() + this.#timeoutMs,
       this.#settleFlight,
       keyChunk,
@@ -347,7 +352,7 @@ export class ReadThrough implements InvalidationTarget {
       keyEnd,
     )
     this.#flightsBegun++
-    this.#inflight.set(key, flight)
+    this.#inflight.add(flight)
     if (this.#active < this.#maxParallel) {
       this.#start(flight)
     } else {
@@ -395,10 +400,10 @@ export class ReadThrough implements InvalidationTarget {
 
   /** The key's fetch in progress, if any, is answered but not stored, and not joined. */
   #dropFlight(key: string): void {
-    const flight = this.#inflight.get(key)
+    const flight = this.#inflight.get(key, this.#inflight.hashOf(key))
     if (flight !== undefined) {
       flight.stale = true
-      this.#inflight.delete(key)
+      this.#inflight.remove(flight)
     }
   }
 
@@ -474,7 +479,7 @@ export class ReadThrough implements InvalidationTarget {
 
   #settle(flight: Flight, ok: boolean, loaded: Loaded | null, err: unknown): void {
     this.#active--
-    if (this.#inflight.get(flight.key) === flight) this.#inflight.delete(flight.key)
+    this.#inflight.remove(flight)
     if (ok) {
       if (loaded === null) {
         // A missing key is cached only while Redis tells of every write:
@@ -512,8 +517,7 @@ export class ReadThrough implements InvalidationTarget {
   }
 
   #dropFlights(): void {
-    for (const flight of this.#inflight.values()) flight.stale = true
-    this.#inflight.clear()
+    for (const flight of this.#inflight.drain()) flight.stale = true
   }
 
   /** Fails the queued flights whose deadline has passed; re-arms for the next one. */
@@ -532,7 +536,7 @@ export class ReadThrough implements InvalidationTarget {
   }
 
   #timeOut(flight: Flight): void {
-    if (this.#inflight.get(flight.key) === flight) this.#inflight.delete(flight.key)
+    this.#inflight.remove(flight)
     this.#backendErrors++
     flight.reject(
       new BackendTimeoutError(`no backend slot within ${this.#timeoutMs} ms (MAX_PARALLEL)`),
