@@ -229,7 +229,8 @@ export class RespSource implements RedisSource {
   readonly #framer = new ReplyFramer()
   readonly #decoder = new ReplyDecoder()
   #commands: CommandTable | undefined
-  readonly #waiters = new Fifo<Waiter>()
+  // Filled and emptied by every loop turn's reads: keeps room for thousands.
+  readonly #waiters = new Fifo<Waiter>(4096)
   /** When the last byte arrived, or replies began to be owed after none were. */
   #heardAt = 0
   /** The streamed reply whose client is full: the socket is not read until it takes more. */
@@ -237,7 +238,8 @@ export class RespSource implements RedisSource {
   #pausedAt = 0
   // The commands of this loop turn, encoded: slab[start, end) is not yet
   // written; what is before start is the socket's until it is sent, so a
-  // slab is only ever filled further, then replaced by a fresh one.
+  // slab is filled further, then replaced by a fresh one, unless the socket
+  // took every byte at once: then it is filled again from the start.
   #slab = Buffer.allocUnsafe(SLAB_SIZE)
   #start = 0
   #end = 0
@@ -689,7 +691,14 @@ export class RespSource implements RedisSource {
     const end = this.#end
     if (end === start) return
     this.#start = end
-    if (this.#socket !== null) this.#socket.write(this.#slab.subarray(start, end))
+    const socket = this.#socket
+    if (socket === null) return
+    socket.write(this.#slab.subarray(start, end))
+    // Taken by the kernel at once: nothing holds the slab, it is reused.
+    if (socket.writableLength === 0) {
+      this.#start = 0
+      this.#end = 0
+    }
   }
 
   #onData(socket: Socket, chunk: Buffer): void {

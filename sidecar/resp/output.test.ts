@@ -102,6 +102,29 @@ describe('Output', () => {
     expect(refs.filter((ref) => ref.buffer === chunk.buffer)).toHaveLength(1)
   })
 
+  it('reuses its slab from the start once the socket took every byte at once, and only then', () => {
+    const { socket, writes, refs } = recordingSocket()
+    let pending = 0
+    Object.defineProperty(socket, 'writableLength', { get: () => pending })
+    const out = new Output(socket)
+    out.write(Buffer.from('+1\r\n'))
+    out.flush()
+    out.write(Buffer.from('+2\r\n'))
+    out.flush()
+    // Both batches at the slab's first byte: the first was in the kernel already.
+    expect([refs[0]?.byteOffset, refs[1]?.byteOffset]).toEqual([0, 0])
+    expect(refs[0]?.buffer).toBe(refs[1]?.buffer)
+    // Bytes still queued in the socket: the next batch goes after them.
+    pending = 5
+    out.write(Buffer.from('+3\r\n'))
+    out.flush()
+    out.write(Buffer.from('+4\r\n'))
+    out.flush()
+    expect(refs[3]?.byteOffset).toBe((refs[2]?.byteOffset ?? 0) + 4)
+    expect(Buffer.from(refs[2] as Uint8Array).toString()).toBe('+3\r\n')
+    expect(writes.map(String)).toEqual(['+1\r\n', '+2\r\n', '+3\r\n', '+4\r\n'])
+  })
+
   it('never overwrites bytes already handed to the socket', () => {
     const { socket, writes, refs } = recordingSocket()
     const out = new Output(socket)

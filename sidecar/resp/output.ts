@@ -29,6 +29,8 @@ function flushDue(): void {
  *
  * A flushed region stays owned by the socket until written; the next batch
  * starts after it, and a fresh slab is taken when the rest is too small.
+ * When the socket took every byte at once (nothing left queued in it), no
+ * part is owned any more and the next batch starts at the beginning again.
  */
 export class Output {
   readonly #socket: Socket
@@ -154,7 +156,17 @@ export class Output {
       this.#start = this.#end
       return
     }
-    this.#socket.write(this.#slab.subarray(this.#start, this.#end))
+    const socket = this.#socket
+    socket.write(this.#slab.subarray(this.#start, this.#end))
+    if (socket.writableLength === 0) {
+      // The kernel took every byte at once (the usual case): nothing holds
+      // any part of the slab now, so the next batch reuses it from the
+      // start. A fresh slab per few batches was tens of megabytes a second
+      // of buffers for V8 to account, which set off its full collections.
+      this.#start = 0
+      this.#end = 0
+      return
+    }
     this.#start = this.#end
     if (this.#slab.length - this.#end < COPY_LIMIT) this.#renew()
   }
