@@ -1,5 +1,6 @@
 import { connect as connectTcp, isIP, type Socket } from 'node:net'
 import { type ConnectionOptions, connect as connectTls } from 'node:tls'
+import { copyBytes } from '../bytes.js'
 import { turnNow } from '../clock.js'
 import {
   BackendError,
@@ -634,27 +635,11 @@ export class RespSource implements RedisSource {
   }
 
   #copy(bytes: Uint8Array): void {
-    const length = bytes.length
-    const slab = this.#slab
-    const at = this.#end
-    if (length < 32) {
-      for (let i = 0; i < length; i++) slab[at + i] = bytes[i] as number
-    } else {
-      slab.set(bytes, at)
-    }
-    this.#end = at + length
+    this.#end = copyBytes(bytes, 0, bytes.length, this.#slab, this.#end)
   }
 
   #copyFrom(bytes: Uint8Array, start: number, end: number): void {
-    const length = end - start
-    const slab = this.#slab
-    const at = this.#end
-    if (length < 32) {
-      for (let i = 0; i < length; i++) slab[at + i] = bytes[start + i] as number
-    } else {
-      slab.set(bytes.subarray(start, end), at)
-    }
-    this.#end = at + length
+    this.#end = copyBytes(bytes, start, end, this.#slab, this.#end)
   }
 
   /** A byte string (one char per byte) as its bytes. */

@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net'
+import { copyBytes } from '../../shared/bytes.js'
 import { BULK_COPY_THRESHOLD, bulkHeader } from './encoder.js'
 
 const CR = 13
@@ -68,16 +69,8 @@ export class Output {
       return
     }
     if (this.#end + length > this.#slab.length) this.#renew()
-    const slab = this.#slab
-    const at = this.#end
-    if (length < 32) {
-      // Most replies (+OK, an integer): a loop makes no view, where
-      // Buffer#copy of part of a buffer makes one to set from.
-      for (let i = 0; i < length; i++) slab[at + i] = bytes[start + i] as number
-    } else {
-      slab.set(bytes.subarray(start, end), at)
-    }
-    this.#end = at + length
+    // Most replies (+OK, an integer) are short: copied with no view made.
+    this.#end = copyBytes(bytes, start, end, this.#slab, this.#end)
   }
 
   /** A bulk reply of `value`: header, bytes and CRLF, with no intermediate buffer. */
