@@ -8,8 +8,11 @@
  * busy with one large value), where a command otherwise asked the OS for
  * the time two or three times.
  *
- * For code that runs in the Node event loop; a reading never outlives the
- * I/O callback or timer it was taken in.
+ * For code that runs in the Node event loop. A reading lasts until the
+ * microtask queue runs: past the I/O callback or timer it was taken in only
+ * by the nextTick callbacks Node runs before microtasks (a resumed stream
+ * can deliver several buffered chunks there). Readings never go back, so a
+ * duration is never negative; a deadline is at most that run early.
  */
 let reading = -1
 const forget = (): void => {

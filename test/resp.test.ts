@@ -137,6 +137,20 @@ describe('GET over RESP against a real redis-server', () => {
     conn.close()
   })
 
+  it('answers and caches a miss that came after a large argument in the same read, as any other', async () => {
+    await redis.command('SET', 'padded', 'value')
+    const before = await backendGetCount(redis)
+    const conn = await rawConnect(proxy.port)
+    // One write: an ECHO of 60 KB, then the GET (whose fetch then keeps no view of the chunk).
+    conn.send(Buffer.concat([command('ECHO', 'p'.repeat(60_000)), command('GET', 'padded')]))
+    const replies = await conn.replies(2)
+    expect(replies[1]).toEqual(Buffer.from('value'))
+    conn.send(command('GET', 'padded'))
+    expect(await conn.replies(1)).toEqual([Buffer.from('value')])
+    expect(await backendGetCount(redis)).toBe(before + 1)
+    conn.close()
+  })
+
   it('answers inline commands as telnet sends them', async () => {
     await redis.command('SET', 'k', 'v')
     const conn = await rawConnect(proxy.port)

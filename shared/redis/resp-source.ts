@@ -604,6 +604,8 @@ export class RespSource implements RedisSource {
   #room(bytes: number): void {
     if (this.#end + bytes <= this.#slab.length) return
     this.#flush()
+    // Emptied into the kernel at once (see #flush): room again from the start.
+    if (this.#end + bytes <= this.#slab.length) return
     this.#slab = Buffer.allocUnsafe(Math.max(SLAB_SIZE, bytes))
     this.#start = 0
     this.#end = 0

@@ -56,9 +56,17 @@ export function readKey(
     if (service.nilServable()) return nullReply(ctx.session.resp3)
   }
   const key = bytes.toString('latin1', start, end)
-  service.fetchTo(key, new MissReply(ctx.later(), key, ctx.session.resp3), bytes, start, end)
+  const reply = new MissReply(ctx.later(), key, ctx.session.resp3)
+  // The fetch keeps a view of the key's bytes, and with it the whole chunk
+  // they came in, until Redis answers: only a small chunk, so a client that
+  // pads its GETs with large arguments cannot make each miss hold 64 KiB.
+  if (bytes.length <= KEY_VIEW_CHUNK_LIMIT) service.fetchTo(key, reply, bytes, start, end)
+  else service.fetchTo(key, reply)
   return undefined
 }
+
+/** The largest received chunk a miss keeps a view of (see readKey). */
+const KEY_VIEW_CHUNK_LIMIT = 4096
 
 /**
  * GET's answer for a key the cache does not hold, in the command's reply

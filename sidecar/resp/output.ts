@@ -166,6 +166,8 @@ export class Output {
 
   #renew(): void {
     this.flush()
+    // Emptied into the kernel at once: the same slab serves again.
+    if (this.#end === 0) return
     this.#slab = Buffer.allocUnsafe(SLAB_SIZE)
     this.#start = 0
     this.#end = 0
