@@ -317,7 +317,7 @@ export class Connection {
     },
     settleBulk: (slot, value, startedAt) => {
       this.#server.recordDuration?.(startedAt)
-      if (this.#closed || this.#slots.peek() !== slot || slot.early !== null) {
+      if (!this.#writableNow(slot)) {
         this.#settle(slot, bulkReply(value))
         return
       }
@@ -328,7 +328,7 @@ export class Connection {
     },
     settleIn: (slot, chunk, start, end, startedAt) => {
       this.#server.recordDuration?.(startedAt)
-      if (this.#closed || this.#slots.peek() !== slot || slot.early !== null) {
+      if (!this.#writableNow(slot)) {
         this.#settle(slot, chunk.subarray(start, end))
         return
       }
@@ -471,6 +471,11 @@ export class Connection {
       this.#slots.push({ reply: parts, early: null })
     }
     if (this.#backlogged()) this.#pinned?.pause()
+  }
+
+  /** Whether `slot`'s answer can go into the output now: first in line, nothing of it early. */
+  #writableNow(slot: Slot): boolean {
+    return !this.#closed && this.#slots.peek() === slot && slot.early === null
   }
 
   /** The client takes its bytes again: read the dedicated connection again. */

@@ -1,6 +1,7 @@
 import type { User } from '../shared/auth/acl.js'
 import { BackendTimeoutError, BackendUnavailableError } from '../shared/errors.js'
 import { keyFromBytes } from '../shared/keys.js'
+import type { ReadThrough } from '../shared/read-through.js'
 import { type CommandSpec, type KeyPositions, keyPositions } from '../shared/redis/command-table.js'
 import type { RawDone } from '../shared/redis/source.js'
 import { NOAUTH } from './access.js'
@@ -303,12 +304,7 @@ class RelayedWrite extends Relayed {
   evict(): void {
     const service = this.ctx.server.service
     this.#evictedAt = service.flightsBegun()
-    if (this.everything) {
-      service.clear()
-      return
-    }
-    const args = this.args
-    for (const at of this.positions) service.invalidateBytes(args[at] as Buffer)
+    evictWritten(service, this.everything, this.args, this.positions)
   }
   override answered(): void {
     // Not known to have run when it failed, but it may have: evicted anyway,
@@ -340,11 +336,22 @@ function written(
   keys: Keys,
 ): () => void {
   const service = ctx.server.service
-  if (spec.keySpecs.length === 0) return () => service.clear()
-  const positions = keys.positions
-  return () => {
-    for (const at of positions) service.invalidateBytes(args[at] as Buffer)
+  const everything = spec.keySpecs.length === 0
+  return () => evictWritten(service, everything, args, keys.positions)
+}
+
+/** Evicts a write's keys (`args` at `positions`), or everything for a write that names none. */
+function evictWritten(
+  service: ReadThrough,
+  everything: boolean,
+  args: readonly Buffer[],
+  positions: readonly number[],
+): void {
+  if (everything) {
+    service.clear()
+    return
   }
+  for (const at of positions) service.invalidateBytes(args[at] as Buffer)
 }
 
 /**
