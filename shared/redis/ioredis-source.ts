@@ -9,6 +9,7 @@ import { keyToBytes } from '../keys.js'
 import { connectionPerRead } from './connection-per-read.js'
 import { timeLeft, untilDeadline } from './deadline.js'
 import { ownCopy } from './own-copy.js'
+import { backoff } from './reconnect-delay.js'
 import { type Loaded, type RedisSource, type SourceState, ttlFromPttl } from './source.js'
 
 export type IoredisSourceOptions = {
@@ -22,12 +23,6 @@ export type IoredisSourceOptions = {
   onError?: (err: Error) => void
   /** Extra ioredis options (tests and the invalidation channel use this). */
   redisOptions?: RedisOptions
-}
-
-/** Reconnection delay: 50 ms doubling to a 2 s ceiling, with jitter so replicas do not stampede. */
-export function backoff(attempt: number): number {
-  const base = Math.min(50 * 2 ** Math.min(attempt, 6), 2000)
-  return base + Math.floor(Math.random() * (base / 4))
 }
 
 export function createIoredisSource(

@@ -10,7 +10,7 @@ import {
 } from '../errors.js'
 import { Fifo } from '../fifo.js'
 import { CommandTable } from './command-table.js'
-import { backoff } from './ioredis-source.js'
+import { backoff } from './reconnect-delay.js'
 import { Push, type Reply, ReplyDecoder, ReplyError, ReplyProtocolError } from './reply-decoder.js'
 import { FrameError, ReplyFramer, STREAM_AFTER } from './reply-framer.js'
 import {

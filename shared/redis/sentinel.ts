@@ -1,6 +1,6 @@
 import { connect as connectTcp, type Socket } from 'node:net'
 import type { Logger } from '../log.js'
-import { backoff } from './ioredis-source.js'
+import { backoff } from './reconnect-delay.js'
 import { type Reply, ReplyDecoder, ReplyError } from './reply-decoder.js'
 import type { Address } from './source.js'
 

@@ -1,0 +1,49 @@
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { afterAll, describe, expect, it } from 'vitest'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const dir = mkdtempSync(join(tmpdir(), 'redis-proxy-modules-'))
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+/**
+ * The packages `node dist/main.js` loads, listed by a preload when the process
+ * exits. A bad setting makes main.ts exit once its static imports are in, so
+ * no server starts.
+ */
+function packagesLoaded(): string[] {
+  const preload = join(dir, 'list-packages.cjs')
+  writeFileSync(
+    preload,
+    `process.on('exit', () => {
+      const names = new Set()
+      for (const file of Object.keys(require.cache)) {
+        const m = /node_modules\\/((?:@[^/]+\\/)?[^/]+)\\//.exec(file)
+        if (m) names.add(m[1])
+      }
+      process.stderr.write('PACKAGES ' + JSON.stringify([...names]) + '\\n')
+    })\n`,
+  )
+  const run = spawnSync(process.execPath, ['--require', preload, 'dist/main.js'], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH, PROXY_PORT_TCP: 'not-a-port' },
+    encoding: 'utf8',
+    timeout: 20_000,
+  })
+  expect(run.status, run.stderr).not.toBe(0)
+  const line = /^PACKAGES (.*)$/m.exec(run.stderr)
+  expect(line, run.stderr).not.toBeNull()
+  return JSON.parse(line?.[1] ?? '[]') as string[]
+}
+
+describe('the Node runtime at start-up', () => {
+  it('does not load ioredis (the native backend needs none of it)', () => {
+    const packages = packagesLoaded()
+    // The preload sees CommonJS packages: one it lists proves it works.
+    expect(packages).toContain('prom-client')
+    expect(packages).not.toContain('ioredis')
+  })
+})
