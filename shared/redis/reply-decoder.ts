@@ -16,6 +16,7 @@
  * ReplyError values (not thrown), and RESP3 pushes Push values, which the
  * caller routes apart from command replies. Attributes are parsed and dropped.
  */
+import { viewAt } from '../buffer-view.js'
 
 const CR = 13
 const LF = 10
@@ -86,6 +87,9 @@ export class ReplyDecoder {
       buf = Buffer.concat([this.#line, chunk])
       this.#line = null
     }
+    // Read once per chunk for the bodies' views (see viewAt).
+    const bytes = buf.buffer
+    const base = buf.byteOffset
     while (pos < buf.length) {
       if (this.#bulkLength !== NO_BULK) {
         pos = this.#bulkBody(buf, pos, onReply)
@@ -113,7 +117,7 @@ export class ReplyDecoder {
             if (buf[pos + length] !== CR || buf[pos + length + 1] !== LF) {
               throw new ReplyProtocolError('bad bulk end')
             }
-            const body = buf.subarray(pos, pos + length)
+            const body = viewAt(bytes, base + pos, length)
             pos += length + 2
             this.#complete(bulkValue(type, body), onReply)
           } else {

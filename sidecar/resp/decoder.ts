@@ -21,6 +21,7 @@
  * `bufferedBytes` after each push, and a request that never completes by its
  * idle timeout: waiting for more bytes is not an error here.
  */
+import { viewAt } from '../../shared/buffer-view.js'
 
 const LF = 10 // \n
 const CR = 13 // \r
@@ -241,6 +242,9 @@ export class RequestDecoder {
 
   #decode(chunk: Buffer, onCommand: OnCommand, onGet: OnGet | undefined): void {
     const end = chunk.length
+    // Read once per chunk for the arguments' views (see viewAt).
+    const bytes = chunk.buffer
+    const base = chunk.byteOffset
     let pos = 0
     while (pos < end) {
       switch (this.#state) {
@@ -312,7 +316,7 @@ export class RequestDecoder {
             if (chunk[pos + missing] !== CR || chunk[pos + missing + 1] !== LF) {
               throw new ProtocolError(BAD_BULK_END)
             }
-            const arg = chunk.subarray(pos, pos + missing)
+            const arg = viewAt(bytes, base + pos, missing)
             pos += missing + 2
             this.#wireEnd = pos
             this.#addArg(arg, onCommand)
