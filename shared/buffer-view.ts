@@ -3,8 +3,10 @@ import { Buffer } from 'node:buffer'
 /**
  * A Uint8Array whose prototype chain runs through Buffer.prototype and whose
  * `constructor` is Buffer, as Node's own FastBuffer: a Buffer for every
- * method, `instanceof`, `Buffer.isBuffer` and deep equality, and its views
- * (`subarray`, by Buffer's species) are plain Buffers. Made directly, it skips
+ * method, `instanceof`, `Buffer.isBuffer` and equality by constructor and
+ * bytes (not `util.isDeepStrictEqual`, which compares prototypes), and its
+ * views (`subarray`, by Buffer's species) are plain Buffers. Made directly,
+ * it skips
  * what `buffer.subarray()` pays per view (the species lookup, then Buffer's
  * own constructor), and a view per argument was a quarter of MSET's busy
  * time.

@@ -34,6 +34,8 @@ function packagesLoaded(): string[] {
     timeout: 20_000,
   })
   expect(run.status, run.stderr).not.toBe(0)
+  // The exit is config's refusal, so every static import ran before it.
+  expect(run.stderr).toMatch(/Invalid PROXY_PORT_TCP="not-a-port"/)
   const line = /^PACKAGES (.*)$/m.exec(run.stderr)
   expect(line, run.stderr).not.toBeNull()
   return JSON.parse(line?.[1] ?? '[]') as string[]

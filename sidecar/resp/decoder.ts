@@ -115,8 +115,9 @@ export type OnGet = (chunk: Buffer, start: number, end: number) => void
 /**
  * Push parser of client requests. One per connection.
  *
- * Arguments are often views (`subarray`) of the chunk passed to `push`, not
- * copies: the common case, a whole command inside one chunk, copies nothing.
+ * Arguments are often views (`viewAt`, as `subarray` would make) of the
+ * chunk passed to `push`, not copies: the common case, a whole command
+ * inside one chunk, copies nothing.
  * A net.Socket hands out a fresh Buffer per 'data' event and never reuses it,
  * so the views stay valid after the callback and may be retained. Two caveats:
  * a caller that reuses its chunk buffers must copy the arguments it keeps; and
