@@ -6,10 +6,9 @@ import { Buffer } from 'node:buffer'
  * method, `instanceof`, `Buffer.isBuffer` and equality by constructor and
  * bytes (not `util.isDeepStrictEqual`, which compares prototypes), and its
  * views (`subarray`, by Buffer's species) are plain Buffers. Made directly,
- * it skips
- * what `buffer.subarray()` pays per view (the species lookup, then Buffer's
- * own constructor), and a view per argument was a quarter of MSET's busy
- * time.
+ * it skips what `buffer.subarray()` pays per view (the species lookup, then
+ * Buffer's own constructor), and a view per argument was a quarter of
+ * MSET's busy time.
  */
 class BufferView extends Uint8Array {}
 Object.setPrototypeOf(BufferView.prototype, Buffer.prototype)
