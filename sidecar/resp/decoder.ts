@@ -153,8 +153,8 @@ export class RequestDecoder {
   #completeBulk: Buffer = EMPTY
 
   // Where the multibulk request being read began, if in the chunk being
-  // pushed (see wire()); null for an inline command or a fast-path GET.
-  #chunk: Buffer = EMPTY
+  // pushed (see wire()); null for an inline command or a fast-path GET, and
+  // between pushes, so a request begun in an earlier chunk has none.
   #wireChunk: Buffer | null = null
   #wireStart = 0
   #wireEnd = 0
@@ -202,7 +202,6 @@ export class RequestDecoder {
   push(chunk: Buffer, onCommand: OnCommand, onGet?: OnGet): number {
     if (this.#state === DEAD) return chunk.length
     this.#stoppedAt = -1
-    this.#chunk = chunk
     try {
       this.#decode(chunk, onCommand, onGet)
     } catch (error) {
@@ -210,7 +209,6 @@ export class RequestDecoder {
       throw error
     } finally {
       // A command cut across chunks has no wire; and no chunk is pinned here.
-      this.#chunk = EMPTY
       this.#wireChunk = null
     }
     const stoppedAt = this.#stoppedAt
@@ -236,9 +234,7 @@ export class RequestDecoder {
    */
   wire(): Buffer | null {
     const chunk = this.#wireChunk
-    return chunk !== null && chunk === this.#chunk
-      ? chunk.subarray(this.#wireStart, this.#wireEnd)
-      : null
+    return chunk === null ? null : chunk.subarray(this.#wireStart, this.#wireEnd)
   }
 
   #decode(chunk: Buffer, onCommand: OnCommand, onGet: OnGet | undefined): void {
