@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net'
 import { Fifo } from '../shared/fifo.js'
 import type { Logger } from '../shared/log.js'
+import { readChunks } from '../shared/socket-read.js'
 import { getRefusal, refusal } from './access.js'
 import { resolve } from './commands/index.js'
 import { readKey } from './commands/read.js'
@@ -186,7 +187,7 @@ export class Connection {
       wire: () => this.#decoder.wire(),
     }
 
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk))
+    readChunks(socket, (chunk: Buffer) => this.#onData(chunk))
     socket.on('drain', () => {
       this.#maybeResume()
       this.#relieve()

@@ -9,6 +9,7 @@ import {
   BackendUnavailableError,
 } from '../errors.js'
 import { Fifo } from '../fifo.js'
+import { readOption } from '../socket-read.js'
 import { CommandTable } from './command-table.js'
 import { backoff } from './reconnect-delay.js'
 import { Push, type Reply, ReplyDecoder, ReplyError, ReplyProtocolError } from './reply-decoder.js'
@@ -403,6 +404,7 @@ export class RespSource implements RedisSource {
       return
     }
     const { host, port } = address
+    const onChunk = (chunk: Buffer): void => this.#onData(socket, chunk)
     const socket =
       url.protocol === 'rediss:'
         ? connectTls({
@@ -414,7 +416,7 @@ export class RespSource implements RedisSource {
             ...this.#options.tls,
             rejectUnauthorized: true,
           })
-        : connectTcp({ host, port, noDelay: true })
+        : connectTcp({ host, port, noDelay: true, onread: readOption(onChunk) })
     this.#socket = socket
     socket.setTimeout(this.#connectTimeoutMs, () => {
       socket.destroy(new Error(`connect timed out after ${this.#connectTimeoutMs} ms`))
@@ -435,7 +437,8 @@ export class RespSource implements RedisSource {
         (err: Error) => (this.#socket === socket ? socket.destroy(err) : socket.destroy()),
       )
     })
-    socket.on('data', (chunk: Buffer) => this.#onData(socket, chunk))
+    // A TLS socket has no onread: its bytes come by 'data'.
+    if (url.protocol === 'rediss:') socket.on('data', onChunk)
     socket.on('error', (err) => this.#options.onError?.(err))
     socket.on('close', () => this.#onClose(socket))
   }

@@ -57,9 +57,11 @@ export function readKey(
   }
   const key = bytes.toString('latin1', start, end)
   const reply = new MissReply(ctx.later(), key, ctx.session.resp3)
-  // The fetch keeps a view of the key's bytes, and with it the whole chunk
-  // they came in, until Redis answers: only a small chunk, so a client that
-  // pads its GETs with large arguments cannot make each miss hold 64 KiB.
+  // The fetch keeps a view of the key's bytes, and with it the buffer they
+  // came in (readChunks: a chunk of its own, or an 8 KiB slab of Node's pool
+  // filled by small chunks), until Redis answers: only a small chunk, so a
+  // client that pads its GETs with large arguments cannot make each miss
+  // hold 64 KiB.
   if (bytes.length <= KEY_VIEW_CHUNK_LIMIT) service.fetchTo(key, reply, bytes, start, end)
   else service.fetchTo(key, reply)
   return undefined

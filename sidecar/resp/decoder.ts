@@ -118,8 +118,9 @@ export type OnGet = (chunk: Buffer, start: number, end: number) => void
  * Arguments are often views (`viewAt`, as `subarray` would make) of the
  * chunk passed to `push`, not copies: the common case, a whole command
  * inside one chunk, copies nothing.
- * A net.Socket hands out a fresh Buffer per 'data' event and never reuses it,
- * so the views stay valid after the callback and may be retained. Two caveats:
+ * The connection's chunks (shared/socket-read.ts, as a 'data' event's) are
+ * Buffers never reused, so the views stay valid after the callback and may
+ * be retained. Two caveats:
  * a caller that reuses its chunk buffers must copy the arguments it keeps; and
  * a small view pins its whole chunk (up to 64 KiB), so copy what is kept long
  * term, such as a key stored in a cache (`Buffer.from(arg)` or `toString()`).
