@@ -96,6 +96,32 @@ describe('readChunks', () => {
     expect(await ended).toBe('last')
   })
 
+  it("falls back to 'data' for a socket that already holds bytes it read, and loses none", async () => {
+    const server = createServer()
+    servers.push(server)
+    const accepted = new Promise<Socket>((resolve) =>
+      server.once('connection', (socket: Socket) => {
+        sockets.push(socket)
+        // Read by the stream, not taken: the bytes wait in its buffer.
+        socket.pause()
+        resolve(socket)
+      }),
+    )
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    const port = (server.address() as { port: number }).port
+    const client = connect({ port, host: '127.0.0.1' })
+    sockets.push(client)
+    const socket = await accepted
+    client.write('early')
+    await until(() => socket.readableLength === 5)
+    const chunks: Buffer[] = []
+    expect(readChunks(socket, (chunk) => chunks.push(chunk))).toBe(false)
+    socket.resume()
+    client.write('|later')
+    await until(() => total(chunks) === 'early|later')
+  })
+
   it("falls back to 'data' for a TLS socket", async () => {
     const pki = makePki()
     const server = createTlsServer({ key: pki.read(pki.serverKey), cert: pki.read(pki.serverCert) })

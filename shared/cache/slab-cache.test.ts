@@ -490,6 +490,21 @@ describe('SlabCache', () => {
       expect(c.valueLength(slots[3] as number)).toBe(5000)
     })
 
+    it('reads a found slot right after a peek at another key that has expired', () => {
+      const { cache: c, clock } = slab({ capacity: 16, ttlMs: 1000 })
+      c.setBytes(bytes('old'), 0, 3, pattern(200, 1))
+      clock.t = 500
+      c.setBytes(bytes('new'), 0, 3, pattern(100, 2))
+      clock.t = 1200
+      const slot = c.getBytes(bytes('new'))
+      // The peek compares the expired key's bytes before it finds it expired.
+      expect(c.hasBytes(bytes('old'))).toBe(false)
+      expect(c.valueLength(slot)).toBe(100)
+      const out = new Uint8Array(100)
+      c.copyValue(slot, out)
+      expect(out).toEqual(pattern(100, 2))
+    })
+
     it('keeps every single-byte key, 0x00 to 0xff, apart', () => {
       const { cache: c } = slab({ capacity: 256 })
       for (let b = 0; b < 256; b++) c.setBytes(Uint8Array.of(b), 0, 1, Uint8Array.of(b, b))

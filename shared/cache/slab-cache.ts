@@ -320,7 +320,12 @@ export class SlabCache {
     const bucket = this.#find(key, start, end, this.#hash(key, start, end))
     if (bucket < 0) return -1
     const slot = this.#table[bucket]! & SLOT_BITS
-    if (this.#expired(slot, this.#clock.now())) return -1
+    if (this.#expired(slot, this.#clock.now())) {
+      // #keyIs just read this entry's location over the last hit's: that
+      // hit's slot must not find it in valueLength or copyValue.
+      this.#changing()
+      return -1
+    }
     this.#hitSlot = slot
     return slot
   }

@@ -437,7 +437,8 @@ export class RespSource implements RedisSource {
         (err: Error) => (this.#socket === socket ? socket.destroy(err) : socket.destroy()),
       )
     })
-    // A TLS socket has no onread: its bytes come by 'data'.
+    // A TLS backend reads by 'data', as before: only the plain TCP path was
+    // measured with onread (tls.connect takes the option too).
     if (url.protocol === 'rediss:') socket.on('data', onChunk)
     socket.on('error', (err) => this.#options.onError?.(err))
     socket.on('close', () => this.#onClose(socket))

@@ -57,18 +57,23 @@ export function readKey(
   }
   const key = bytes.toString('latin1', start, end)
   const reply = new MissReply(ctx.later(), key, ctx.session.resp3)
-  // The fetch keeps a view of the key's bytes, and with it the buffer they
-  // came in (readChunks: a chunk of its own, or an 8 KiB slab of Node's pool
-  // filled by small chunks), until Redis answers: only a small chunk, so a
+  // The fetch keeps a view of the key's bytes, and with it the whole
+  // ArrayBuffer they lie in, until Redis answers: only a small one, so a
   // client that pads its GETs with large arguments cannot make each miss
-  // hold 64 KiB.
-  if (bytes.length <= KEY_VIEW_CHUNK_LIMIT) service.fetchTo(key, reply, bytes, start, end)
-  else service.fetchTo(key, reply)
+  // hold 64 KiB. The buffer is measured, not `bytes`: the command table's
+  // GET hands over the key's own view of its chunk. A received chunk lies
+  // in a buffer of its own when it is 4 KiB or more, else in Node's 8 KiB
+  // pool (shared/socket-read.ts).
+  if (bytes.buffer.byteLength <= KEY_VIEW_BUFFER_LIMIT) {
+    service.fetchTo(key, reply, bytes, start, end)
+  } else {
+    service.fetchTo(key, reply)
+  }
   return undefined
 }
 
-/** The largest received chunk a miss keeps a view of (see readKey). */
-const KEY_VIEW_CHUNK_LIMIT = 4096
+/** The largest buffer a miss keeps a view into (see readKey): Node's pool size. */
+const KEY_VIEW_BUFFER_LIMIT = 8192
 
 /**
  * GET's answer for a key the cache does not hold, in the command's reply
