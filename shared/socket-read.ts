@@ -7,10 +7,11 @@ import { copyBytes } from './bytes.js'
  * A 'data' listener costs, per read, a 64 KiB allocation shrunk to what was
  * read (malloc, realloc, an ArrayBuffer and its Buffer), then the stream's
  * push, buffer bookkeeping and event emission. At one command per read
- * (pipeline 1) that was about half the user CPU of a bare node:net server
- * answering PING (redis-benchmark -c 50, 400,000 requests: 57-73 against
- * 41-45 ticks). Node's `onread` socket option reads into a buffer the
- * program owns and calls back with the byte count, skipping both.
+ * (pipeline 1) that was about a third of the user CPU of a bare node:net
+ * server answering PING (redis-benchmark -c 50, 400,000 requests: 57-73
+ * ticks by 'data' against 41-45 by the path below, copy included). Node's
+ * `onread` socket option reads into a buffer the program owns and calls
+ * back with the byte count, skipping both.
  *
  * Every socket reads into the one buffer below: a read callback runs to its
  * end before the next read of any socket, so the bytes are only valid during
