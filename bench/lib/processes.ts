@@ -79,11 +79,20 @@ export function rssOf(pid: number): number {
  * request, it is steadier than req/s when other work shares the machine.
  */
 export function cpuSecondsOf(pid: number): number {
+  const { user, system } = cpuTimesOf(pid)
+  return user + system
+}
+
+/**
+ * The same, as user and system seconds apart: system time is what the
+ * process's syscalls cost in the kernel (reads, writes, epoll), user time
+ * its own code, so the split tells a heavier runtime from more syscalls.
+ */
+export function cpuTimesOf(pid: number): { user: number; system: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
   // Fields after the parenthesised command name, which may contain spaces.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  const ticks = Number(fields[11]) + Number(fields[12])
-  return ticks / CLOCK_TICKS
+  return { user: Number(fields[11]) / CLOCK_TICKS, system: Number(fields[12]) / CLOCK_TICKS }
 }
 
 // sysconf(_SC_CLK_TCK): 100 on every Linux this runs on.

@@ -1,9 +1,10 @@
 import { startRedis } from '../../test/harness/redis-server.js'
-import { cpuSecondsOf } from '../lib/processes.js'
+import { cpuTimesOf } from '../lib/processes.js'
 import { formatNumber, interleave, median } from '../lib/stats.js'
 import { type RespLoadResult, redisBenchmarkTests } from '../load/redis-benchmark.js'
 import { type ProxyTarget, startProxy } from '../targets/start.js'
 import { startTwemproxy, type TwemproxyTarget } from '../targets/twemproxy.js'
+import { cpuSplit, type Served } from './limits.js'
 import {
   type Comparison,
   compare,
@@ -55,12 +56,20 @@ export const forwardingScenario: Scenario = {
           ['sidecar', []],
           ['twemproxy', []],
         ])
+        const userUs = new Map<string, number[]>([
+          ['sidecar', []],
+          ['twemproxy', []],
+        ])
+        const systemUs = new Map<string, number[]>([
+          ['sidecar', []],
+          ['twemproxy', []],
+        ])
         const busy = new Map<string, number[]>([
           ['sidecar', []],
           ['twemproxy', []],
         ])
         const load = async (side: string, port: number, pid?: number) => {
-          const before = pid === undefined ? 0 : cpuSecondsOf(pid)
+          const before = pid === undefined ? { user: 0, system: 0 } : cpuTimesOf(pid)
           const startedAt = performance.now()
           const result = await redisBenchmarkTests({
             port,
@@ -73,8 +82,14 @@ export const forwardingScenario: Scenario = {
             timeoutMs: 300_000,
           })
           if (pid !== undefined) {
-            const cpu = cpuSecondsOf(pid) - before
-            cpuUs.get(side)?.push((cpu * 1e6) / (requests * TESTS.length))
+            const after = cpuTimesOf(pid)
+            const user = after.user - before.user
+            const system = after.system - before.system
+            const cpu = user + system
+            const per = (seconds: number) => (seconds * 1e6) / (requests * TESTS.length)
+            cpuUs.get(side)?.push(per(cpu))
+            userUs.get(side)?.push(per(user))
+            systemUs.get(side)?.push(per(system))
             busy.get(side)?.push(cpu / ((performance.now() - startedAt) / 1000))
           }
           return result
@@ -92,8 +107,15 @@ export const forwardingScenario: Scenario = {
         )
         const cpuOf = (side: string) => median(cpuUs.get(side) ?? [])
         const busyOf = (side: string) => median(busy.get(side) ?? [])
+        const servedOf = (side: string): Served => ({
+          name: side,
+          rps: 0,
+          cpuUs: cpuOf(side),
+          userUs: median(userUs.get(side) ?? []),
+          systemUs: median(systemUs.get(side) ?? []),
+        })
         const limit = () =>
-          `over whole runs of the ${TESTS.length} commands the sidecar spent ${formatNumber(cpuOf('sidecar'), 2)} µs of CPU per request against twemproxy's ${formatNumber(cpuOf('twemproxy'), 2)} and kept ${formatNumber(busyOf('sidecar') * 100)}% of a core busy (twemproxy ${formatNumber(busyOf('twemproxy') * 100)}%): ${busyOf('sidecar') >= 0.85 ? "its one thread's CPU per command bounds the rate" : 'it also waited, for redis-benchmark, Redis or other work on the 2 cores'}.`
+          `over whole runs of the ${TESTS.length} commands the sidecar spent ${formatNumber(cpuOf('sidecar'), 2)} µs of CPU per request against twemproxy's ${formatNumber(cpuOf('twemproxy'), 2)}${cpuSplit(servedOf('sidecar'), servedOf('twemproxy'))}, and kept ${formatNumber(busyOf('sidecar') * 100)}% of a core busy (twemproxy ${formatNumber(busyOf('twemproxy') * 100)}%): ${busyOf('sidecar') >= 0.85 ? "its one thread's CPU per command bounds the rate" : 'it also waited, for redis-benchmark, Redis or other work on the 2 cores'}.`
         const rps = (side: string, test: (typeof TESTS)[number]) =>
           (samples.get(side) ?? []).map((run) => run.get(ROW_NAMES[test])?.rps ?? 0)
         const rows: string[][] = []

@@ -2,7 +2,21 @@ import { loadavg } from 'node:os'
 import { formatNumber } from '../lib/stats.js'
 
 /** One side of a comparison as the limit notes need it: medians of its runs. */
-export type Served = { name: string; rps: number; cpuUs: number }
+export type Served = {
+  name: string
+  rps: number
+  cpuUs: number
+  /** cpuUs split into user and system time, where the side measured them. */
+  userUs?: number
+  systemUs?: number
+}
+
+/** `; user time X against Y µs, system time X against Y` when both sides have the split. */
+export function cpuSplit(ours: Served, theirs: Served): string {
+  if (ours.userUs === undefined || theirs.userUs === undefined) return ''
+  if (ours.systemUs === undefined || theirs.systemUs === undefined) return ''
+  return `; user time ${formatNumber(ours.userUs, 2)} against ${formatNumber(theirs.userUs, 2)} µs, system time ${formatNumber(ours.systemUs, 2)} against ${formatNumber(theirs.systemUs, 2)}`
+}
 
 /**
  * What the CPU figures say limits a throughput that misses its target: the
@@ -17,8 +31,8 @@ export function cpuLimit(ours: Served, theirs: Served): string {
   const oursBusy = busy(ours)
   const perRequest =
     ours.cpuUs > theirs.cpuUs
-      ? `${ours.name} spends ${formatNumber(ours.cpuUs / theirs.cpuUs, 2)}x the CPU per request of ${theirs.name} (${formatNumber(ours.cpuUs, 2)} against ${formatNumber(theirs.cpuUs, 2)} µs)`
-      : `${ours.name} spends no more CPU per request than ${theirs.name} (${formatNumber(ours.cpuUs, 2)} against ${formatNumber(theirs.cpuUs, 2)} µs)`
+      ? `${ours.name} spends ${formatNumber(ours.cpuUs / theirs.cpuUs, 2)}x the CPU per request of ${theirs.name} (${formatNumber(ours.cpuUs, 2)} against ${formatNumber(theirs.cpuUs, 2)} µs${cpuSplit(ours, theirs)})`
+      : `${ours.name} spends no more CPU per request than ${theirs.name} (${formatNumber(ours.cpuUs, 2)} against ${formatNumber(theirs.cpuUs, 2)} µs${cpuSplit(ours, theirs)})`
   const bound =
     oursBusy >= 0.85
       ? `its one thread was ${formatNumber(oursBusy * 100)}% busy, so its CPU per request bounds the rate`

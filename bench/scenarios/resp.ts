@@ -1,11 +1,11 @@
 import { sendCommand, startRedis } from '../../test/harness/redis-server.js'
-import { cpuSecondsOf } from '../lib/processes.js'
+import { cpuTimesOf } from '../lib/processes.js'
 import { formatNumber, interleave, median } from '../lib/stats.js'
 import { type RespLoadResult, redisBenchmarkGet } from '../load/redis-benchmark.js'
 import { BENCH_KEY_BYTES, respKeysFill, respKeysGet } from '../load/resp-keys.js'
 import { type ProxyTarget, startProxy } from '../targets/start.js'
 import { startTwemproxy, type TwemproxyTarget } from '../targets/twemproxy.js'
-import { cpuLimit, loadNow } from './limits.js'
+import { cpuLimit, cpuSplit, loadNow, type Served } from './limits.js'
 import {
   type BenchContext,
   type Check,
@@ -30,7 +30,7 @@ const HIT_TARGETS: Record<Pipeline, number> = { 1: 1.0, 16: 0.9 }
 
 /** A server the load is pointed at: its RESP port and the PID whose CPU is counted. */
 type Side = { name: string; port: number; pid: number }
-type Sample = RespLoadResult & { cpuUs: number }
+type Sample = RespLoadResult & { cpuUs: number; userUs: number; systemUs: number }
 type Load = (
   port: number,
   pipeline: Pipeline,
@@ -53,10 +53,13 @@ async function measure(
   for (const pipeline of PIPELINES) {
     const requests = requestsAt(pipeline)
     const one = async (side: Side, n: number): Promise<Sample> => {
-      const cpuBefore = cpuSecondsOf(side.pid)
+      const before = cpuTimesOf(side.pid)
       const result = await load(side.port, pipeline, n)
       const served = result.requests ?? n
-      return { ...result, cpuUs: ((cpuSecondsOf(side.pid) - cpuBefore) * 1e6) / served }
+      const after = cpuTimesOf(side.pid)
+      const userUs = ((after.user - before.user) * 1e6) / served
+      const systemUs = ((after.system - before.system) * 1e6) / served
+      return { ...result, cpuUs: userUs + systemUs, userUs, systemUs }
     }
     ctx.progress(`${label} -P ${pipeline}: warm-up`)
     for (const side of sides) await one(side, Math.ceil(requests / 10))
@@ -72,8 +75,14 @@ async function measure(
 
 const med = (samples: readonly Sample[], pick: (s: Sample) => number) => median(samples.map(pick))
 
-function served(name: string, samples: readonly Sample[]) {
-  return { name, rps: med(samples, (s) => s.rps), cpuUs: med(samples, (s) => s.cpuUs) }
+function served(name: string, samples: readonly Sample[]): Served {
+  return {
+    name,
+    rps: med(samples, (s) => s.rps),
+    cpuUs: med(samples, (s) => s.cpuUs),
+    userUs: med(samples, (s) => s.userUs),
+    systemUs: med(samples, (s) => s.systemUs),
+  }
 }
 
 /** One row per pipeline: req/s, p50, p99 and CPU µs/req per side, then the given ratios. */
@@ -249,7 +258,7 @@ export const respHitsScenario: Scenario = {
             ...(pass
               ? {}
               : {
-                  limit: `the sidecar's work per hit in its one Node thread (RESP decode, cache lookup, reply write through libuv) costs ${formatNumber(oursServed.cpuUs - theirsServed.cpuUs, 2)} µs more than redis-server's C event loop does for the same GET.`,
+                  limit: `the sidecar's work per hit in its one Node thread (RESP decode, cache lookup, reply write through libuv) costs ${formatNumber(oursServed.cpuUs - theirsServed.cpuUs, 2)} µs more than redis-server's C event loop does for the same GET${cpuSplit(oursServed, theirsServed)}.`,
                 }),
           })
         }
