@@ -56,6 +56,18 @@ async function startProxy(env: Record<string, string>): Promise<Running> {
   return { proxy, http, resp, metrics }
 }
 
+/**
+ * Listening comes before the backend is ready: a read sooner fails, and so
+ * does a client that checks readiness on connect (ioredis sends INFO, which
+ * the proxy forwards, and closes the connection on its error).
+ */
+async function backendReady(running: Running): Promise<Running> {
+  await until('the backend', async () =>
+    running.proxy.logs().includes('backing redis ready') ? true : undefined,
+  )
+  return running
+}
+
 type Ran = { code: number; stdout: string; stderr: string }
 function run(file: string, args: string[]): Promise<Ran> {
   return new Promise((resolve) => {
@@ -171,14 +183,12 @@ describe('rediss:// to the backing Redis', () => {
 describe('TLS on the proxy’s own listeners', () => {
   let tls: Running
   beforeAll(async () => {
-    tls = await startProxy({
-      REDIS_URL: plain.url,
-      PROXY_TLS_CERT_FILE: pki.serverCert,
-      PROXY_TLS_KEY_FILE: pki.serverKey,
-    })
-    // Listening comes before the backend is ready: a read sooner fails.
-    await until('the backend', async () =>
-      tls.proxy.logs().includes('backing redis ready') ? true : undefined,
+    tls = await backendReady(
+      await startProxy({
+        REDIS_URL: plain.url,
+        PROXY_TLS_CERT_FILE: pki.serverCert,
+        PROXY_TLS_KEY_FILE: pki.serverKey,
+      }),
     )
   })
 
@@ -230,12 +240,14 @@ describe('TLS on the proxy’s own listeners', () => {
 describe('mutual TLS on the listeners (PROXY_TLS_CA_FILE)', () => {
   let mtls: Running
   beforeAll(async () => {
-    mtls = await startProxy({
-      REDIS_URL: plain.url,
-      PROXY_TLS_CERT_FILE: pki.serverCert,
-      PROXY_TLS_KEY_FILE: pki.serverKey,
-      PROXY_TLS_CA_FILE: pki.ca,
-    })
+    mtls = await backendReady(
+      await startProxy({
+        REDIS_URL: plain.url,
+        PROXY_TLS_CERT_FILE: pki.serverCert,
+        PROXY_TLS_KEY_FILE: pki.serverKey,
+        PROXY_TLS_CA_FILE: pki.ca,
+      }),
+    )
   })
 
   it('refuses a client without a certificate and serves the client certificate', async () => {
@@ -353,11 +365,13 @@ describe('certificates that clients refuse, and reloading', () => {
     }
     use('server')
     keepTime()
-    const { proxy, resp } = await startProxy({
-      REDIS_URL: plain.url,
-      PROXY_TLS_CERT_FILE: cert,
-      PROXY_TLS_KEY_FILE: key,
-    })
+    const { proxy, resp } = await backendReady(
+      await startProxy({
+        REDIS_URL: plain.url,
+        PROXY_TLS_CERT_FILE: cert,
+        PROXY_TLS_KEY_FILE: key,
+      }),
+    )
     const open = new Redis({
       host: '127.0.0.1',
       port: resp,
@@ -407,14 +421,16 @@ describe('certificates that clients refuse, and reloading', () => {
 
 describe('client slots and start-up checks', () => {
   it('counts TLS clients against MAX_CLIENTS, refuses the next one in words, and frees a slot a silent handshake holds', async () => {
-    const { resp, http } = await startProxy({
-      REDIS_URL: plain.url,
-      PROXY_TLS_CERT_FILE: pki.serverCert,
-      PROXY_TLS_KEY_FILE: pki.serverKey,
-      MAX_CLIENTS: '1',
-      RESP_HANDSHAKE_TIMEOUT: '1000',
-      HTTP_HEADERS_TIMEOUT: '1000',
-    })
+    const { resp, http } = await backendReady(
+      await startProxy({
+        REDIS_URL: plain.url,
+        PROXY_TLS_CERT_FILE: pki.serverCert,
+        PROXY_TLS_KEY_FILE: pki.serverKey,
+        MAX_CLIENTS: '1',
+        RESP_HANDSHAKE_TIMEOUT: '1000',
+        HTTP_HEADERS_TIMEOUT: '1000',
+      }),
+    )
     const cli = ['--tls', '--cacert', pki.ca, '-h', '127.0.0.1', '-p', String(resp), 'get', 'k']
     for (const port of [resp, http]) {
       // A TCP connection that never starts its handshake takes the one slot.
@@ -456,12 +472,14 @@ describe('client slots and start-up checks', () => {
   })
 
   it('shuts down on SIGTERM with a TLS client open and handshakes pending, and exits 0', async () => {
-    const { proxy, resp, http } = await startProxy({
-      REDIS_URL: plain.url,
-      PROXY_TLS_CERT_FILE: pki.serverCert,
-      PROXY_TLS_KEY_FILE: pki.serverKey,
-      SHUTDOWN_TIMEOUT: '1000',
-    })
+    const { proxy, resp, http } = await backendReady(
+      await startProxy({
+        REDIS_URL: plain.url,
+        PROXY_TLS_CERT_FILE: pki.serverCert,
+        PROXY_TLS_KEY_FILE: pki.serverKey,
+        SHUTDOWN_TIMEOUT: '1000',
+      }),
+    )
     const open = new Redis({
       host: '127.0.0.1',
       port: resp,
