@@ -4,7 +4,7 @@ import { formatNumber, interleave, median } from '../lib/stats.js'
 import { type RespLoadResult, redisBenchmarkTests } from '../load/redis-benchmark.js'
 import { type ProxyTarget, startProxy } from '../targets/start.js'
 import { startTwemproxy, type TwemproxyTarget } from '../targets/twemproxy.js'
-import { cpuSplit, type Served } from './limits.js'
+import { type CpuSplit, cpuSplit } from './limits.js'
 import {
   type Comparison,
   compare,
@@ -107,15 +107,12 @@ export const forwardingScenario: Scenario = {
         )
         const cpuOf = (side: string) => median(cpuUs.get(side) ?? [])
         const busyOf = (side: string) => median(busy.get(side) ?? [])
-        const servedOf = (side: string): Served => ({
-          name: side,
-          rps: 0,
-          cpuUs: cpuOf(side),
+        const splitOf = (side: string): CpuSplit => ({
           userUs: median(userUs.get(side) ?? []),
           systemUs: median(systemUs.get(side) ?? []),
         })
         const limit = () =>
-          `over whole runs of the ${TESTS.length} commands the sidecar spent ${formatNumber(cpuOf('sidecar'), 2)} µs of CPU per request against twemproxy's ${formatNumber(cpuOf('twemproxy'), 2)}${cpuSplit(servedOf('sidecar'), servedOf('twemproxy'))}, and kept ${formatNumber(busyOf('sidecar') * 100)}% of a core busy (twemproxy ${formatNumber(busyOf('twemproxy') * 100)}%): ${busyOf('sidecar') >= 0.85 ? "its one thread's CPU per command bounds the rate" : 'it also waited, for redis-benchmark, Redis or other work on the 2 cores'}.`
+          `over whole runs of the ${TESTS.length} commands the sidecar spent ${formatNumber(cpuOf('sidecar'), 2)} µs of CPU per request against twemproxy's ${formatNumber(cpuOf('twemproxy'), 2)}${cpuSplit(splitOf('sidecar'), splitOf('twemproxy'))}, and kept ${formatNumber(busyOf('sidecar') * 100)}% of a core busy (twemproxy ${formatNumber(busyOf('twemproxy') * 100)}%): ${busyOf('sidecar') >= 0.85 ? "its one thread's CPU per command bounds the rate" : 'it also waited, for redis-benchmark, Redis or other work on the 2 cores'}.`
         const rps = (side: string, test: (typeof TESTS)[number]) =>
           (samples.get(side) ?? []).map((run) => run.get(ROW_NAMES[test])?.rps ?? 0)
         const rows: string[][] = []

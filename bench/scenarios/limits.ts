@@ -11,8 +11,11 @@ export type Served = {
   systemUs?: number
 }
 
+/** CPU µs per request as user and system time, where a side measured them apart. */
+export type CpuSplit = Pick<Served, 'userUs' | 'systemUs'>
+
 /** `; user time X against Y µs, system time X against Y` when both sides have the split. */
-export function cpuSplit(ours: Served, theirs: Served): string {
+export function cpuSplit(ours: CpuSplit, theirs: CpuSplit): string {
   if (ours.userUs === undefined || theirs.userUs === undefined) return ''
   if (ours.systemUs === undefined || theirs.systemUs === undefined) return ''
   return `; user time ${formatNumber(ours.userUs, 2)} against ${formatNumber(theirs.userUs, 2)} µs, system time ${formatNumber(ours.systemUs, 2)} against ${formatNumber(theirs.systemUs, 2)}`
