@@ -55,7 +55,7 @@ function onRead(onChunk: OnChunk): (length: number) => boolean {
 // first read, gives them the same path. Where a Node version names them
 // differently, or its handle cannot read into a user buffer, accepted
 // sockets fall back to 'data'.
-type OnreadFields = { buffer: symbol; callback: symbol; generator: symbol }
+type OnreadFields = { buffer: symbol; callback: symbol }
 let onreadFields: OnreadFields | null | undefined
 
 function findOnreadFields(): OnreadFields | null {
@@ -69,13 +69,15 @@ function findOnreadFields(): OnreadFields | null {
   const generator = named.get('kBufferGen')
   const record = probe as unknown as Record<symbol, unknown>
   if (buffer === undefined || callback === undefined || generator === undefined) return null
-  // The probe's fields must hold what the option gave, or these are not them.
+  // The probe's fields must hold what the option gave, or these are not them;
+  // the generator must be unset (null), as an accepted socket's is, for a
+  // read to take the buffer as it is.
   if (!Buffer.isBuffer(record[buffer]) || typeof record[callback] !== 'function') return null
   if (record[generator] !== null) return null
-  return { buffer, callback, generator }
+  return { buffer, callback }
 }
 
-type UserBufferHandle = { useUserBuffer?: (buffer: Uint8Array) => void; reading?: boolean }
+type UserBufferHandle = { useUserBuffer?: (buffer: Uint8Array) => void }
 
 /**
  * Has `socket`'s bytes go to `onChunk`: by `onread` when the socket is a

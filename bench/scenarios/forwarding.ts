@@ -50,21 +50,10 @@ export const forwardingScenario: Scenario = {
       const cpuRows: string[][] = []
       for (const pipeline of PIPELINES) {
         const requests = Math.round(ctx.budget.respRequests * (pipeline === 1 ? 0.25 : 1))
-        // CPU µs per request of the proxy process over a whole run (all the
-        // tests), and the share of a core it kept busy.
-        const cpuUs = new Map<string, number[]>([
-          ['sidecar', []],
-          ['twemproxy', []],
-        ])
-        const userUs = new Map<string, number[]>([
-          ['sidecar', []],
-          ['twemproxy', []],
-        ])
-        const systemUs = new Map<string, number[]>([
-          ['sidecar', []],
-          ['twemproxy', []],
-        ])
-        const busy = new Map<string, number[]>([
+        // Per whole run (all the tests) of a proxy process: its user and
+        // system CPU µs per request, and the share of a core it kept busy.
+        type Run = { userUs: number; systemUs: number; busy: number }
+        const runs = new Map<string, Run[]>([
           ['sidecar', []],
           ['twemproxy', []],
         ])
@@ -85,12 +74,12 @@ export const forwardingScenario: Scenario = {
             const after = cpuTimesOf(pid)
             const user = after.user - before.user
             const system = after.system - before.system
-            const cpu = user + system
             const per = (seconds: number) => (seconds * 1e6) / (requests * TESTS.length)
-            cpuUs.get(side)?.push(per(cpu))
-            userUs.get(side)?.push(per(user))
-            systemUs.get(side)?.push(per(system))
-            busy.get(side)?.push(cpu / ((performance.now() - startedAt) / 1000))
+            runs.get(side)?.push({
+              userUs: per(user),
+              systemUs: per(system),
+              busy: (user + system) / ((performance.now() - startedAt) / 1000),
+            })
           }
           return result
         }
@@ -105,11 +94,13 @@ export const forwardingScenario: Scenario = {
           ],
           (line) => ctx.progress(`forwarding -P ${pipeline}: ${line}`),
         )
-        const cpuOf = (side: string) => median(cpuUs.get(side) ?? [])
-        const busyOf = (side: string) => median(busy.get(side) ?? [])
+        const medianOf = (side: string, pick: (run: Run) => number) =>
+          median((runs.get(side) ?? []).map(pick))
+        const cpuOf = (side: string) => medianOf(side, (run) => run.userUs + run.systemUs)
+        const busyOf = (side: string) => medianOf(side, (run) => run.busy)
         const splitOf = (side: string): CpuSplit => ({
-          userUs: median(userUs.get(side) ?? []),
-          systemUs: median(systemUs.get(side) ?? []),
+          userUs: medianOf(side, (run) => run.userUs),
+          systemUs: medianOf(side, (run) => run.systemUs),
         })
         const limit = () =>
           `over whole runs of the ${TESTS.length} commands the sidecar spent ${formatNumber(cpuOf('sidecar'), 2)} µs of CPU per request against twemproxy's ${formatNumber(cpuOf('twemproxy'), 2)}${cpuSplit(splitOf('sidecar'), splitOf('twemproxy'))}, and kept ${formatNumber(busyOf('sidecar') * 100)}% of a core busy (twemproxy ${formatNumber(busyOf('twemproxy') * 100)}%): ${busyOf('sidecar') >= 0.85 ? "its one thread's CPU per command bounds the rate" : 'it also waited, for redis-benchmark, Redis or other work on the 2 cores'}.`
