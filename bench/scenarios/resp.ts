@@ -3,7 +3,7 @@ import { cpuTimesOf } from '../lib/processes.js'
 import { formatNumber, interleave, median } from '../lib/stats.js'
 import { type RespLoadResult, redisBenchmarkGet } from '../load/redis-benchmark.js'
 import { BENCH_KEY_BYTES, respKeysFill, respKeysGet } from '../load/resp-keys.js'
-import { type ProxyTarget, startProxy } from '../targets/start.js'
+import { type ProxyTarget, type RespTarget, startBareResp, startProxy } from '../targets/start.js'
 import { startTwemproxy, type TwemproxyTarget } from '../targets/twemproxy.js'
 import { cpuLimit, cpuSplit, loadNow, type Served } from './limits.js'
 import {
@@ -134,6 +134,20 @@ type HitCase = {
   load: Load
   /** Targets by pipeline (the issue's); none for the one-key reference. */
   targets?: Record<Pipeline, number>
+  /** Whether the bare Node floor (bare-resp.ts, 100 B values) runs beside the two. */
+  floor?: boolean
+}
+
+const FLOOR = 'bare node:net'
+
+/**
+ * What a figure that misses its target is up against: the bare Node server's
+ * CPU per request and rate in the same runs, when it ran.
+ */
+function floorLimit(floor: Served | undefined, theirs: Served): string {
+  if (floor === undefined) return ''
+  const split = `user ${formatNumber(floor.userUs ?? Number.NaN, 2)}, system ${formatNumber(floor.systemUs ?? Number.NaN, 2)}`
+  return ` The floor for any Node server here, a bare node:net server reading the same way and answering every GET with a fixed ${VALUE_BYTES} B bulk (bench/targets/bare-resp.ts: no cache, no decoder beyond framing), spent ${formatNumber(floor.cpuUs, 2)} µs per request (${split}) at ${formatNumber(floor.rps)} req/s in the same runs, ${formatNumber(theirs.cpuUs / floor.cpuUs, 2)}x in CPU and ${formatNumber(floor.rps / theirs.rps, 2)}x in rate of ${theirs.name}'s.`
 }
 
 /** Part 1: RESP cache hits, the sidecar against the redis-server behind it. */
@@ -144,6 +158,7 @@ export const respHitsScenario: Scenario = {
   async run(ctx): Promise<ScenarioResult> {
     const redis = await startRedis()
     let proxy: ProxyTarget | undefined
+    let bare: RespTarget | undefined
     try {
       ctx.progress(`resp hits: writing ${formatNumber(KEYSPACE)} keys of ${VALUE_BYTES} B`)
       await respKeysFill(redis.port, KEYSPACE, VALUE_BYTES)
@@ -175,12 +190,15 @@ export const respHitsScenario: Scenario = {
         { name: 'sidecar', port: proxy.respPort, pid: proxy.pid },
         { name: 'redis-server', port: redis.port, pid: redis.pid() as number },
       ]
+      bare = await startBareResp(VALUE_BYTES)
+      const withFloor: Side[] = [...sides, { name: FLOOR, port: bare.port, pid: bare.pid }]
       let zipfNils = 0
       const cases: HitCase[] = [
         {
           label: `RESP hit, ${formatNumber(KEYSPACE)} keys uniform`,
           tool: `redis-benchmark -t get -r ${formatNumber(KEYSPACE)}`,
           targets: HIT_TARGETS,
+          floor: true,
           load: (port, pipeline, requests) =>
             redisBenchmarkGet({
               port,
@@ -195,6 +213,7 @@ export const respHitsScenario: Scenario = {
           label: `RESP hit, ${formatNumber(KEYSPACE)} keys Zipf s=${ZIPF_S}`,
           tool: `bench/load/resp-keys.c -m zipf -s ${ZIPF_S} -k ${formatNumber(KEYSPACE)}`,
           targets: HIT_TARGETS,
+          floor: true,
           load: async (port, pipeline, requests) => {
             const result = await respKeysGet({
               port,
@@ -222,10 +241,11 @@ export const respHitsScenario: Scenario = {
       const comparisons: Comparison[] = []
       const checks: Check[] = []
       for (const hitCase of cases) {
+        const caseSides = hitCase.floor === true ? withFloor : sides
         const samples = await measure(
           ctx,
           hitCase.label,
-          sides,
+          caseSides,
           hitCase.load,
           (pipeline) => ctx.budget.respRequests * (pipeline === 1 ? 1 : 3),
         )
@@ -234,6 +254,8 @@ export const respHitsScenario: Scenario = {
           const theirs = samples.get(pipeline)?.get('redis-server') ?? []
           const oursServed = served('sidecar', ours)
           const theirsServed = served('redis-server', theirs)
+          const floorSamples = samples.get(pipeline)?.get(FLOOR)
+          const floor = floorSamples === undefined ? undefined : served(FLOOR, floorSamples)
           comparisons.push(
             compare(
               `${hitCase.label}, pipeline ${pipeline}`,
@@ -242,7 +264,7 @@ export const respHitsScenario: Scenario = {
               { name: 'redis-server', samples: theirs.map((s) => s.rps) },
               median,
               hitCase.targets?.[pipeline],
-              () => cpuLimit(oursServed, theirsServed),
+              () => cpuLimit(oursServed, theirsServed) + floorLimit(floor, theirsServed),
             ),
           )
           if (hitCase.targets === undefined) continue
@@ -258,14 +280,14 @@ export const respHitsScenario: Scenario = {
             ...(pass
               ? {}
               : {
-                  limit: `the sidecar's work per hit in its one Node thread (RESP decode, cache lookup, reply write through libuv) costs ${formatNumber(oursServed.cpuUs - theirsServed.cpuUs, 2)} µs more than redis-server's C event loop does for the same GET${cpuSplit(oursServed, theirsServed)}.`,
+                  limit: `the sidecar's work per hit in its one Node thread (RESP decode, cache lookup, reply write through libuv) costs ${formatNumber(oursServed.cpuUs - theirsServed.cpuUs, 2)} µs more than redis-server's C event loop does for the same GET${cpuSplit(oursServed, theirsServed)}.${floorLimit(floor, theirsServed)}`,
                 }),
           })
         }
         tables.push(
           respTable(
             `${hitCase.label}: ${hitCase.tool} -c ${CLIENTS}, req/s, latency (ms) and CPU µs per request of the serving process`,
-            sides,
+            caseSides,
             samples,
             [
               {
@@ -292,11 +314,13 @@ export const respHitsScenario: Scenario = {
         notes: [
           `${formatNumber(KEYSPACE)} keys of ${BENCH_KEY_BYTES} B (\`key:\` and 12 digits, redis-benchmark's \`-r\` names) with ${VALUE_BYTES} B values, written to Redis and then read once each through the sidecar (CACHE_CAPACITY=${formatNumber(KEYSPACE * 2)}, CACHE_GLOBAL_EXPIRY=1 h). During the measured runs the sidecar's cache counted ${formatNumber(after.hits - before.hits)} hits and ${formatNumber(after.misses - before.misses)} misses; the Zipf runs got ${formatNumber(zipfNils)} nil replies.`,
           `Uniform key choice is redis-benchmark's \`-r\`. Zipf (weight 1/rank^${ZIPF_S}, ranks shuffled over the keys by a fixed seed, the same sequence for both sides) is bench/load/resp-keys.c, compiled by the bench with gcc: redis-benchmark has no Zipf, and memtier_benchmark (Gaussian only) is not packaged in Debian. Both tools: ${CLIENTS} connections, one thread, pipelining by batches.`,
+          `${FLOOR} (bench/targets/bare-resp.ts, its own process) is the floor for a RESP server in Node on this machine, measured beside the two in the uniform and Zipf runs: it reads each socket as the sidecar does (shared/socket-read.ts), finds where each command ends, and answers every GET with a fixed ${VALUE_BYTES} B bulk, with its writes after the turn's reads as the sidecar's; no cache and no decoder. Whatever it spends per request, the sidecar spends before its own work.`,
           `The one-key case (${ONE_KEY_VALUE_BYTES} B value) is a reference, not a target. CPU µs/req is the serving process's user + system time from /proc over the run, divided by the requests; the redis-server column is the same redis-server that backs the sidecar. Medians of ${ctx.budget.rounds} interleaved runs.`,
           `The load generator and the server under test share the machine's two cores with each other and with other work (1-minute load ${loadNow()} at the end of this part).`,
         ],
       }
     } finally {
+      await bare?.stop()
       await proxy?.stop()
       await redis.stop()
     }
@@ -315,6 +339,7 @@ export const respMissScenario: Scenario = {
     const redis = await startRedis()
     let proxy: ProxyTarget | undefined
     let twemproxy: TwemproxyTarget | undefined
+    let bare: RespTarget | undefined
     try {
       ctx.progress(`resp miss: writing ${formatNumber(KEYSPACE)} keys`)
       await respKeysFill(redis.port, KEYSPACE, VALUE_BYTES)
@@ -322,10 +347,12 @@ export const respMissScenario: Scenario = {
       proxy = await startProxy(redis.url, { CACHE_CAPACITY: '1' }, { resp: true })
       ctx.progress('resp miss: starting twemproxy (installed with apt-get when missing)')
       twemproxy = await startTwemproxy(redis.port)
+      bare = await startBareResp(VALUE_BYTES)
       const sides: Side[] = [
         { name: 'sidecar', port: proxy.respPort, pid: proxy.pid },
         { name: 'twemproxy', port: twemproxy.port, pid: twemproxy.pid },
         { name: 'redis-server', port: redis.port, pid: redis.pid() as number },
+        { name: FLOOR, port: bare.port, pid: bare.pid },
       ]
       const before = (await proxy.status()).cache
       const samples = await measure(
@@ -359,7 +386,7 @@ export const respMissScenario: Scenario = {
             median,
             1.0,
             () =>
-              `${cpuLimit(served('sidecar', ours), served('twemproxy', twem))} A miss costs the sidecar a cache lookup, a backend GET on its own connection to Redis (decoded into a value) and a cache insert, where twemproxy only relays bytes.`,
+              `${cpuLimit(served('sidecar', ours), served('twemproxy', twem))} A miss costs the sidecar a cache lookup, a backend GET and PTTL on its own connection to Redis (decoded into a value) and a cache insert, where twemproxy only relays bytes.${floorLimit(served(FLOOR, pick(pipeline, FLOOR)), served('twemproxy', twem))}`,
           ),
           compare(
             `RESP miss, pipeline ${pipeline} (reference)`,
@@ -397,10 +424,12 @@ export const respMissScenario: Scenario = {
         checks: [],
         notes: [
           `Keys drawn at random from ${formatNumber(KEYSPACE)} (\`-r\`, ${BENCH_KEY_BYTES} B names), all present with ${VALUE_BYTES} B values; CACHE_CAPACITY=1, so the sidecar counted ${formatNumber(after.misses - before.misses)} misses and ${formatNumber(after.hits - before.hits)} hits. Each miss is a backend GET (concurrent misses of one key coalesced). Medians of ${ctx.budget.rounds} interleaved runs.`,
-          'twemproxy (Debian nutcracker 0.5, no cache) and the sidecar forward to the same redis-server, which is also measured direct as a reference (no target). CPU µs/req counts each proxy process alone; the redis-server behind both does the same work for either.',
+          'twemproxy (Debian nutcracker 0.5, no cache) and the sidecar forward to the same redis-server, which is also measured direct as a reference (no target). CPU µs/req counts each proxy process alone. The redis-server behind them does more for the sidecar: a PTTL beside each GET (what keeps a cached entry from outliving the key) and a tracking entry per key read.',
+          `${FLOOR} (bench/targets/bare-resp.ts) answers every GET with a fixed ${VALUE_BYTES} B bulk and has no backend: the least a Node server spends per request here, before any forwarding.`,
         ],
       }
     } finally {
+      await bare?.stop()
       await twemproxy?.stop()
       await proxy?.stop()
       await redis.stop()

@@ -87,6 +87,27 @@ export async function startBareHttp(bodyBytes: number): Promise<HttpTarget> {
   )
 }
 
+/** A RESP server as the bench starts it: its port and the PID whose CPU is counted. */
+export type RespTarget = { readonly port: number; readonly pid: number; stop(): Promise<void> }
+
+/**
+ * The bare node:net RESP server (bare-resp.ts): every GET answered with a
+ * fixed bulk of `valueBytes` bytes, the floor under any Node RESP server.
+ */
+export async function startBareResp(valueBytes: number): Promise<RespTarget> {
+  const port = await freePort()
+  const target = await spawnTarget(
+    [here('./bare-resp.js'), String(port), String(valueBytes)],
+    { PATH: process.env.PATH ?? '' },
+    async () => {
+      const reply = await sendCommand(port, ['GET', 'probe'])
+      return Buffer.isBuffer(reply) && reply.length === valueBytes
+    },
+    port,
+  )
+  return { port, pid: target.pid, stop: () => target.stop() }
+}
+
 /**
  * The proxy as its own process, configured through its environment: always
  * its HTTP interface (the bench reads `GET /` and the process's memory), and

@@ -1,0 +1,122 @@
+/**
+ * The floor for a RESP server in Node on this machine: a bare node:net server
+ * that reads each socket the way the sidecar does (shared/socket-read.ts),
+ * frames the commands in each read, and answers every GET with one fixed
+ * bulk of the size under test, every other command with an empty array
+ * (redis-benchmark opens with CONFIG GET). No cache, no backend, no decoder
+ * beyond finding where each command ends: what is left is the cost of one
+ * read callback and one socket write per batch of commands, which every
+ * Node server pays before doing any work of its own.
+ *
+ *   node bare-resp.js <port> <valueBytes>
+ */
+import { createServer, type Socket } from 'node:net'
+import { readChunks } from '../../shared/socket-read.js'
+
+const port = Number(process.argv[2])
+const valueBytes = Number(process.argv[3])
+const BULK = Buffer.from(`$${valueBytes}\r\n${'v'.repeat(valueBytes)}\r\n`, 'latin1')
+const EMPTY_ARRAY = Buffer.from('*0\r\n')
+const SLAB_BYTES = 64 * 1024
+const CR = 13
+const STAR = 42
+const DOLLAR = 36
+
+/** Where the line starting at `at` ends (its CR), or -1 when not all of it is here. */
+function lineEnd(bytes: Buffer, at: number): number {
+  const cr = bytes.indexOf(CR, at)
+  return cr < 0 || cr + 1 >= bytes.length ? -1 : cr
+}
+
+function parseCount(bytes: Buffer, from: number, to: number): number {
+  let n = 0
+  for (let i = from; i < to; i++) n = n * 10 + (bytes[i] as number) - 48
+  return n
+}
+
+/**
+ * The end of the command at `at` and whether it is a GET, or -1 when the
+ * command is not all here yet. Multibulk only, as the load tools send.
+ */
+function frame(bytes: Buffer, at: number): { end: number; get: boolean } | null {
+  if (bytes[at] !== STAR) throw new Error('bare-resp: multibulk commands only')
+  const headEnd = lineEnd(bytes, at)
+  if (headEnd < 0) return null
+  const count = parseCount(bytes, at + 1, headEnd)
+  let cursor = headEnd + 2
+  let get = false
+  for (let arg = 0; arg < count; arg++) {
+    if (cursor >= bytes.length) return null
+    if (bytes[cursor] !== DOLLAR) throw new Error('bare-resp: bulk arguments only')
+    const lenEnd = lineEnd(bytes, cursor)
+    if (lenEnd < 0) return null
+    const length = parseCount(bytes, cursor + 1, lenEnd)
+    const body = lenEnd + 2
+    if (body + length + 2 > bytes.length) return null
+    if (arg === 0) get = length === 3 && ((bytes[body] as number) | 0x20) === 0x67
+    cursor = body + length + 2
+  }
+  return { end: cursor, get }
+}
+
+let pending: (() => void)[] = []
+function flushPending(): void {
+  const run = pending
+  pending = []
+  for (const flush of run) flush()
+}
+
+function serve(socket: Socket): void {
+  let slab = Buffer.allocUnsafe(SLAB_BYTES)
+  let start = 0
+  let end = 0
+  let held: Buffer | null = null
+  let due = false
+  const flushOne = (): void => {
+    due = false
+    flush()
+  }
+  const flush = (): void => {
+    if (end === start) return
+    socket.write(slab.subarray(start, end))
+    // Taken by the kernel at once: the slab is free again, as the sidecar's output reuses it.
+    if (socket.writableLength === 0) end = 0
+    start = end
+  }
+  readChunks(socket, (chunk) => {
+    const bytes = held === null ? chunk : Buffer.concat([held, chunk])
+    let at = 0
+    while (at < bytes.length) {
+      const command = frame(bytes, at)
+      if (command === null) break
+      const reply = command.get ? BULK : EMPTY_ARRAY
+      if (end + reply.length > slab.length) {
+        flush()
+        if (end + reply.length > slab.length) {
+          slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, reply.length))
+          start = 0
+          end = 0
+        }
+      }
+      slab.set(reply, end)
+      end += reply.length
+      at = command.end
+    }
+    held = at < bytes.length ? bytes.subarray(at) : null
+    // As the sidecar: every client read in this loop turn is answered in one
+    // run of writes after the reads (see sidecar/resp/output.ts flushSoon).
+    if (end > start && !due) {
+      due = true
+      pending.push(flushOne)
+      if (pending.length === 1) setImmediate(flushPending)
+    }
+  })
+  socket.on('error', () => {})
+}
+
+const server = createServer({ noDelay: true }, serve)
+server.listen(port, '127.0.0.1')
+process.on('SIGTERM', () => {
+  server.close()
+  process.exit(0)
+})
