@@ -1,3 +1,5 @@
+import { soon } from './soon.js'
+
 /**
  * performance.now() read at most once per synchronous run of code: the
  * reading is kept until the microtask queue next runs, so every command of
@@ -22,7 +24,7 @@ const forget = (): void => {
 export function turnNow(): number {
   if (reading < 0) {
     reading = performance.now()
-    queueMicrotask(forget)
+    soon(forget)
   }
   return reading
 }

@@ -2,6 +2,7 @@ import type { Socket } from 'node:net'
 import { Fifo } from '../shared/fifo.js'
 import type { Logger } from '../shared/log.js'
 import { readChunks } from '../shared/socket-read.js'
+import { soon } from '../shared/soon.js'
 import { getRefusal, refusal } from './access.js'
 import { resolve } from './commands/index.js'
 import { readKey } from './commands/read.js'
@@ -466,7 +467,7 @@ export class Connection {
       this.#write(parts)
       if (!this.#flushQueued) {
         this.#flushQueued = true
-        queueMicrotask(this.#flushSettled)
+        soon(this.#flushSettled)
       }
     } else {
       this.#slots.push({ reply: parts, early: null })
@@ -565,7 +566,7 @@ export class Connection {
     // leave in one write (a microtask later) instead of one syscall each.
     if (!this.#flushQueued) {
       this.#flushQueued = true
-      queueMicrotask(this.#flushSettled)
+      soon(this.#flushSettled)
     }
   }
 
