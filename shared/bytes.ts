@@ -2,7 +2,7 @@
  * Up to this many bytes a loop beats `set` of a view: making the view
  * (`subarray`) costs more than copying a short reply or key byte by byte.
  */
-const LOOP_BELOW = 32
+export const LOOP_BELOW = 32
 
 /**
  * Copies `source[start, end)` into `target` at `at` and returns the offset

@@ -1,5 +1,5 @@
 import { type OnReadOpts, Socket, type SocketConstructorOpts } from 'node:net'
-import { copyBytes } from './bytes.js'
+import { copyBytes, LOOP_BELOW } from './bytes.js'
 
 /**
  * Reading a socket's bytes without Node's readable stream.
@@ -24,11 +24,17 @@ const READ_BUFFER = Buffer.allocUnsafe(64 * 1024)
 
 export type OnChunk = (chunk: Buffer) => void
 
+// Read once: a view of the read bytes is made over them, not by subarray,
+// which pays a species lookup and these two getters on every read.
+const READ_BYTES = READ_BUFFER.buffer
+const READ_OFFSET = READ_BUFFER.byteOffset
+
 function copyOut(length: number): Buffer {
   // Node's pool serves lengths under 4 KiB; longer ones get a buffer of
   // their own, as a 'data' chunk of that length had.
   const chunk = Buffer.allocUnsafe(length)
-  copyBytes(READ_BUFFER, 0, length, chunk, 0)
+  if (length < LOOP_BELOW) copyBytes(READ_BUFFER, 0, length, chunk, 0)
+  else chunk.set(new Uint8Array(READ_BYTES, READ_OFFSET, length))
   return chunk
 }
 

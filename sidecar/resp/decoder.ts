@@ -157,6 +157,9 @@ export class RequestDecoder {
   // pushed (see wire()); null for an inline command or a fast-path GET, and
   // between pushes, so a request begun in an earlier chunk has none.
   #wireChunk: Buffer | null = null
+  // Its ArrayBuffer and offset, as #decode read them once for the chunk.
+  #wireBytes: ArrayBufferLike = EMPTY.buffer
+  #wireBase = 0
   #wireStart = 0
   #wireEnd = 0
 
@@ -235,7 +238,9 @@ export class RequestDecoder {
    */
   wire(): Buffer | null {
     const chunk = this.#wireChunk
-    return chunk === null ? null : chunk.subarray(this.#wireStart, this.#wireEnd)
+    return chunk === null
+      ? null
+      : viewAt(this.#wireBytes, this.#wireBase + this.#wireStart, this.#wireEnd - this.#wireStart)
   }
 
   #decode(chunk: Buffer, onCommand: OnCommand, onGet: OnGet | undefined): void {
@@ -261,6 +266,8 @@ export class RequestDecoder {
           }
           if (chunk[pos] === ASTERISK) {
             this.#wireChunk = chunk
+            this.#wireBytes = bytes
+            this.#wireBase = base
             this.#wireStart = pos
             pos++
             this.#startNumber()

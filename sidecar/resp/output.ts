@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net'
+import { viewAt } from '../../shared/buffer-view.js'
 import { copyBytes } from '../../shared/bytes.js'
 import { BULK_COPY_THRESHOLD, bulkHeader } from './encoder.js'
 
@@ -36,6 +37,11 @@ function flushDue(): void {
 export class Output {
   readonly #socket: Socket
   #slab = Buffer.allocUnsafe(SLAB_SIZE)
+  // The slab's ArrayBuffer and offset, read once per slab: each flush's view
+  // is made over them (viewAt), not by subarray, which pays a species lookup
+  // and those two getters on every write.
+  #slabBuffer = this.#slab.buffer
+  #slabOffset = this.#slab.byteOffset
   #start = 0
   #end = 0
   #due = false
@@ -150,7 +156,7 @@ export class Output {
       return
     }
     const socket = this.#socket
-    socket.write(this.#slab.subarray(this.#start, this.#end))
+    socket.write(viewAt(this.#slabBuffer, this.#slabOffset + this.#start, this.#end - this.#start))
     if (socket.writableLength === 0) {
       // The kernel took every byte at once (the usual case): nothing holds
       // any part of the slab now, so the next batch reuses it from the
@@ -169,6 +175,8 @@ export class Output {
     // Emptied into the kernel at once: the same slab serves again.
     if (this.#end === 0) return
     this.#slab = Buffer.allocUnsafe(SLAB_SIZE)
+    this.#slabBuffer = this.#slab.buffer
+    this.#slabOffset = this.#slab.byteOffset
     this.#start = 0
     this.#end = 0
   }
