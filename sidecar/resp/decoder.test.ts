@@ -156,6 +156,36 @@ const cases: Case[] = [
     error: 'invalid multibulk length',
   },
   {
+    name: 'a small count over a small limit in a whole command',
+    input: '*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n',
+    commands: [],
+    error: 'invalid multibulk length',
+    limits: { maxArrayLength: 2 },
+  },
+  {
+    name: 'a bulk length with a leading zero',
+    input: '*1\r\n$04\r\nPING\r\n',
+    commands: [],
+    error: 'invalid bulk length',
+  },
+  {
+    name: 'a bulk length over a small limit in a whole command',
+    input: '*2\r\n$3\r\nGET\r\n$5\r\nlarge\r\n',
+    commands: [],
+    error: 'invalid bulk length',
+    limits: { maxBulkLength: 4 },
+  },
+  {
+    name: 'a command of more arguments than are presized, whole and split',
+    input: `*17\r\n$4\r\nMSET\r\n${'$1\r\nk\r\n$1\r\nv\r\n'.repeat(8)}`,
+    commands: [['MSET', ...Array.from({ length: 8 }, () => ['k', 'v']).flat()]],
+  },
+  {
+    name: 'an empty bulk as the last argument',
+    input: '*2\r\n$4\r\nECHO\r\n$0\r\n\r\n*1\r\n$4\r\nPING\r\n',
+    commands: [['ECHO', ''], ['PING']],
+  },
+  {
     name: 'a bulk length over 512 MB',
     input: '*1\r\n$536870913\r\n',
     commands: [],
@@ -218,6 +248,13 @@ describe('RequestDecoder', () => {
     expect(outcome.commands).toEqual([])
     expect(outcome.error).toBeUndefined()
     expect(outcome.buffered).toBe(3 + ARG_OVERHEAD)
+  })
+
+  it('waits for the rest of a command whose declared count the chunk cannot hold', () => {
+    const outcome = decode([b('*1000000\r\n$4\r\nPING\r\n')])
+    expect(outcome.commands).toEqual([])
+    expect(outcome.error).toBeUndefined()
+    expect(outcome.buffered).toBe(4 + ARG_OVERHEAD)
   })
 
   it('counts buffered bytes as they arrive, not as declared', () => {

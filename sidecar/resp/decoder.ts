@@ -269,6 +269,12 @@ export class RequestDecoder {
             this.#wireBytes = bytes
             this.#wireBase = base
             this.#wireStart = pos
+            const args = this.#whole(chunk, pos, bytes, base)
+            if (args !== null) {
+              pos = this.#wireEnd
+              onCommand(args)
+              break
+            }
             pos++
             this.#startNumber()
             this.#state = MULTIBULK_COUNT
@@ -370,6 +376,67 @@ export class RequestDecoder {
           return
       }
     }
+  }
+
+  /**
+   * The arguments of the multibulk request at `pos` (its `*`) when it lies
+   * whole in `chunk` and is well formed throughout, with `#wireEnd` set to the byte after it; else null, and the
+   * state machine reads the same bytes (waiting for the rest, or failing
+   * them with the exact error). Most reads hold whole commands: this reads
+   * each header in one pass instead of a state change per byte. Accepts
+   * exactly what the state machine accepts: no sign, no leading zero, the
+   * same limits.
+   */
+  #whole(chunk: Buffer, pos: number, bytes: ArrayBufferLike, base: number): Buffer[] | null {
+    const end = chunk.length
+    let at = pos + 1
+    let count = 0
+    const countStart = at
+    for (; at < end; at++) {
+      const byte = chunk[at] as number
+      if (byte < ZERO || byte > NINE) break
+      count = count * 10 + (byte - ZERO)
+      // Each argument takes at least 6 bytes ($0, CRLF, CRLF): a count the
+      // chunk cannot hold is not whole here, and the array made below is
+      // bounded by bytes received, never by a count declared.
+      if (count * 6 > end - at) return null
+    }
+    const countDigits = at - countStart
+    if (
+      countDigits === 0 ||
+      (countDigits > 1 && chunk[countStart] === ZERO) ||
+      count === 0 ||
+      count > this.#maxArrayLength ||
+      at + 1 >= end ||
+      chunk[at] !== CR ||
+      chunk[at + 1] !== LF
+    ) {
+      return null
+    }
+    at += 2
+    const args: Buffer[] = new Array(count)
+    for (let i = 0; i < count; i++) {
+      if (at >= end || chunk[at] !== DOLLAR) return null
+      at++
+      let length = 0
+      const lengthStart = at
+      for (; at < end; at++) {
+        const byte = chunk[at] as number
+        if (byte < ZERO || byte > NINE) break
+        length = length * 10 + (byte - ZERO)
+        if (length > this.#maxBulkLength) return null
+      }
+      const lengthDigits = at - lengthStart
+      if (lengthDigits === 0 || (lengthDigits > 1 && chunk[lengthStart] === ZERO)) return null
+      if (at + 1 >= end || chunk[at] !== CR || chunk[at + 1] !== LF) return null
+      at += 2
+      const argEnd = at + length
+      if (argEnd + 1 >= end || chunk[argEnd] !== CR || chunk[argEnd + 1] !== LF) return null
+      args[i] = viewAt(bytes, base + at, length)
+      at = argEnd + 2
+    }
+    this.#wireEnd = at
+    return args
   }
 
   #addArg(arg: Buffer, onCommand: OnCommand): void {
