@@ -380,12 +380,12 @@ export class RequestDecoder {
 
   /**
    * The arguments of the multibulk request at `pos` (its `*`) when it lies
-   * whole in `chunk` and is well formed throughout, with `#wireEnd` set to the byte after it; else null, and the
-   * state machine reads the same bytes (waiting for the rest, or failing
-   * them with the exact error). Most reads hold whole commands: this reads
-   * each header in one pass instead of a state change per byte. Accepts
-   * exactly what the state machine accepts: no sign, no leading zero, the
-   * same limits.
+   * whole in `chunk` and is well formed throughout, with `#wireEnd` set to
+   * the byte after it; else null, and the state machine reads the same
+   * bytes (waiting for the rest, or failing them with its exact error).
+   * Most reads hold whole commands: this reads each header in one pass
+   * instead of a state change per byte. It takes nothing the state machine
+   * would refuse: no sign, no leading zero, the same limits.
    */
   #whole(chunk: Buffer, pos: number, bytes: ArrayBufferLike, base: number): Buffer[] | null {
     const end = chunk.length
