@@ -35,8 +35,10 @@ function parseCount(bytes: Buffer, from: number, to: number): number {
 }
 
 /**
- * The end of the command at `at` and whether it is a GET, or -1 when the
- * command is not all here yet. Multibulk only, as the load tools send.
+ * The end of the command at `at` and whether it is a GET (any case), or
+ * null when the command is not all here yet. Multibulk only, as the load
+ * tools send; anything else throws, which ends this process and the bench
+ * part with it.
  */
 function frame(bytes: Buffer, at: number): { end: number; get: boolean } | null {
   if (bytes[at] !== STAR) throw new Error('bare-resp: multibulk commands only')
@@ -53,7 +55,13 @@ function frame(bytes: Buffer, at: number): { end: number; get: boolean } | null 
     const length = parseCount(bytes, cursor + 1, lenEnd)
     const body = lenEnd + 2
     if (body + length + 2 > bytes.length) return null
-    if (arg === 0) get = length === 3 && ((bytes[body] as number) | 0x20) === 0x67
+    if (arg === 0) {
+      get =
+        length === 3 &&
+        ((bytes[body] as number) | 0x20) === 0x67 &&
+        ((bytes[body + 1] as number) | 0x20) === 0x65 &&
+        ((bytes[body + 2] as number) | 0x20) === 0x74
+    }
     cursor = body + length + 2
   }
   return { end: cursor, get }
