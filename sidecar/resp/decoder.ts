@@ -385,7 +385,11 @@ export class RequestDecoder {
    * bytes (waiting for the rest, or failing them with its exact error).
    * Most reads hold whole commands: this reads each header in one pass
    * instead of a state change per byte. It takes nothing the state machine
-   * would refuse: no sign, no leading zero, the same limits.
+   * would refuse: no sign, no leading zero, the same limits. The count and
+   * the bulk lengths are read by two loops written out: one helper shared by
+   * both (and by wholeGet), handing its number back through a module
+   * variable, decoded 16 pipelined SETs in 1,364-1,504 against 1,269-1,286
+   * ns, MSETs of 10 keys in 505-541 against 494-507.
    */
   #whole(chunk: Buffer, pos: number, bytes: ArrayBufferLike, base: number): Buffer[] | null {
     const end = chunk.length
