@@ -34,27 +34,30 @@ function parseCount(bytes: Buffer, from: number, to: number): number {
   return n
 }
 
+// Whether the command frame() last read whole is a GET.
+let framedGet = false
+
 /**
- * The end of the command at `at` and whether it is a GET (any case), or
- * null when the command is not all here yet. Multibulk only, as the load
- * tools send; anything else throws, which ends this process and the bench
- * part with it.
+ * The end of the command at `at` (with `framedGet` set), or -1 when the
+ * command is not all here yet. No allocation per command, so the floor
+ * counts none. Multibulk only, as the load tools send; anything else
+ * throws, which ends this process and the bench part with it.
  */
-function frame(bytes: Buffer, at: number): { end: number; get: boolean } | null {
+function frame(bytes: Buffer, at: number): number {
   if (bytes[at] !== STAR) throw new Error('bare-resp: multibulk commands only')
   const headEnd = lineEnd(bytes, at)
-  if (headEnd < 0) return null
+  if (headEnd < 0) return -1
   const count = parseCount(bytes, at + 1, headEnd)
   let cursor = headEnd + 2
   let get = false
   for (let arg = 0; arg < count; arg++) {
-    if (cursor >= bytes.length) return null
+    if (cursor >= bytes.length) return -1
     if (bytes[cursor] !== DOLLAR) throw new Error('bare-resp: bulk arguments only')
     const lenEnd = lineEnd(bytes, cursor)
-    if (lenEnd < 0) return null
+    if (lenEnd < 0) return -1
     const length = parseCount(bytes, cursor + 1, lenEnd)
     const body = lenEnd + 2
-    if (body + length + 2 > bytes.length) return null
+    if (body + length + 2 > bytes.length) return -1
     if (arg === 0) {
       get =
         length === 3 &&
@@ -64,7 +67,8 @@ function frame(bytes: Buffer, at: number): { end: number; get: boolean } | null 
     }
     cursor = body + length + 2
   }
-  return { end: cursor, get }
+  framedGet = get
+  return cursor
 }
 
 let pending: (() => void)[] = []
@@ -95,9 +99,9 @@ function serve(socket: Socket): void {
     const bytes = held === null ? chunk : Buffer.concat([held, chunk])
     let at = 0
     while (at < bytes.length) {
-      const command = frame(bytes, at)
-      if (command === null) break
-      const reply = command.get ? BULK : EMPTY_ARRAY
+      const next = frame(bytes, at)
+      if (next < 0) break
+      const reply = framedGet ? BULK : EMPTY_ARRAY
       if (end + reply.length > slab.length) {
         flush()
         if (end + reply.length > slab.length) {
@@ -108,7 +112,7 @@ function serve(socket: Socket): void {
       }
       slab.set(reply, end)
       end += reply.length
-      at = command.end
+      at = next
     }
     held = at < bytes.length ? bytes.subarray(at) : null
     // As the sidecar: every client read in this loop turn is answered in one
