@@ -7,6 +7,7 @@ import { ConfigError, describeConfig, loadConfig } from './shared/config.js'
 import { createService } from './shared/create-service.js'
 import { readEnv } from './shared/env-file.js'
 import { backendConnected, invalidationEstablished, type ReadinessCheck } from './shared/health.js'
+import { IdleGc, nodeIdleGcParts } from './shared/idle-gc.js'
 import { createPinoLogger } from './shared/log-pino.js'
 import { createMetricsRegistry } from './shared/metrics.js'
 import { startMetricsServer } from './shared/metrics-server.js'
@@ -186,6 +187,18 @@ async function main(args: string[]): Promise<void> {
     }
     // SIGHUP or a changed file: new connections get the new certificate.
     tls?.watch()
+    if (config.idleGcIntervalMs > 0) {
+      new IdleGc(
+        {
+          intervalMs: config.idleGcIntervalMs,
+          onCollect: ({ youngBefore, youngAfter, ms }) => {
+            metrics.idleCollected(youngBefore - youngAfter)
+            log.debug('idle gc', { youngBefore, youngAfter, ms: Math.round(ms * 10) / 10 })
+          },
+        },
+        nodeIdleGcParts(),
+      ).start()
+    }
     if (worker === undefined) {
       // Every listener is up: what `make run` and other supervisors wait for.
       log.info('serving', { interfaces: [...wanted] })

@@ -60,6 +60,7 @@ describe('loadConfig', () => {
         livenessTimeoutMs: 5000,
       },
       shutdownTimeoutMs: 10_000,
+      idleGcIntervalMs: 5000,
       logLevel: 'info',
       metrics: { host: '127.0.0.1', port: undefined },
       tls: { listener: undefined, backend: {} },
@@ -270,15 +271,24 @@ describe('loadConfig', () => {
     expect(loadConfig({ REDIS_URL: url }).tcp.redisUrl).toBe(url)
   })
 
-  it.each(['REDIS_COMMAND_TIMEOUT', 'REDIS_CONNECT_TIMEOUT', 'IDLE_TIMEOUT', 'SHUTDOWN_TIMEOUT'])(
-    'refuses a %s that Node timers would overflow',
-    (name) => {
-      expect(() => loadConfig({ [name]: String(MAX_TIMER_MS) })).not.toThrow()
-      expect(() => loadConfig({ [name]: String(MAX_TIMER_MS + 1) })).toThrow(
-        `Invalid ${name}="2147483648": expected an integer from`,
-      )
-    },
-  )
+  it.each([
+    'REDIS_COMMAND_TIMEOUT',
+    'REDIS_CONNECT_TIMEOUT',
+    'IDLE_TIMEOUT',
+    'SHUTDOWN_TIMEOUT',
+    'IDLE_GC_INTERVAL',
+  ])('refuses a %s that Node timers would overflow', (name) => {
+    expect(() => loadConfig({ [name]: String(MAX_TIMER_MS) })).not.toThrow()
+    expect(() => loadConfig({ [name]: String(MAX_TIMER_MS + 1) })).toThrow(
+      `Invalid ${name}="2147483648": expected an integer from`,
+    )
+  })
+
+  it('takes IDLE_GC_INTERVAL in ms, 0 turning the idle collection off', () => {
+    expect(loadConfig({ IDLE_GC_INTERVAL: '0' }).idleGcIntervalMs).toBe(0)
+    expect(loadConfig({ IDLE_GC_INTERVAL: '60000' }).idleGcIntervalMs).toBe(60_000)
+    expect(() => loadConfig({ IDLE_GC_INTERVAL: '-1' })).toThrow('Invalid IDLE_GC_INTERVAL="-1"')
+  })
 
   it('takes WORKERS as a count of processes from 1, or auto for one per core', () => {
     expect(loadConfig({ WORKERS: '1' }).workers).toBe(1)

@@ -43,6 +43,12 @@ export type MetricsRegistry = {
    * `limited` (the address failed too often lately).
    */
   authRefused(name: InterfaceName, reason: 'wrongpass' | 'limited'): void
+  /**
+   * Counts a full collection run because the process was idle
+   * (`redis_proxy_idle_gc_total`) and the young-generation bytes it gave back
+   * (`redis_proxy_idle_gc_released_bytes_total`).
+   */
+  idleCollected(releasedBytes: number): void
   /** The Prometheus text exposition. */
   render(): Promise<string>
 }
@@ -180,6 +186,17 @@ export function createMetricsRegistry(options: { defaultMetrics?: boolean } = {}
     registers: [prom],
   })
 
+  const idleCollections = new Counter({
+    name: 'redis_proxy_idle_gc_total',
+    help: 'Full garbage collections run because the event loop was idle for IDLE_GC_INTERVAL.',
+    registers: [prom],
+  })
+  const idleReleased = new Counter({
+    name: 'redis_proxy_idle_gc_released_bytes_total',
+    help: "Bytes of V8's young generation given back by those collections.",
+    registers: [prom],
+  })
+
   const durations = new DurationHistogram(
     'redis_proxy_request_duration_seconds',
     'Time from a request arriving to its answer being ready to write.',
@@ -205,6 +222,10 @@ export function createMetricsRegistry(options: { defaultMetrics?: boolean } = {}
     },
     requestTimer: (name) => durations.timer(name),
     authRefused: (name, reason) => authFailures.inc({ interface: name, reason }),
+    idleCollected: (releasedBytes) => {
+      idleCollections.inc()
+      idleReleased.inc(Math.max(0, releasedBytes))
+    },
     render: () => prom.metrics(),
   }
 }

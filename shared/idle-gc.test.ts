@@ -1,0 +1,107 @@
+import { describe, expect, it } from 'vitest'
+import { IdleGc, type IdleGcParts } from './idle-gc.js'
+
+const MiB = 1024 * 1024
+
+/** Parts whose readings the test sets; `collect` shrinks the young generation to `shrinkTo`. */
+function fakeParts(young: number) {
+  const state = { busy: 0, young, shrinkTo: 1 * MiB, collections: 0, clock: 0 }
+  const parts: IdleGcParts = {
+    busy: () => state.busy,
+    youngBytes: () => state.young,
+    collect: () => {
+      state.collections++
+      state.clock += 7
+      state.young = state.shrinkTo
+    },
+    now: () => state.clock,
+  }
+  return { state, parts }
+}
+
+describe('IdleGc', () => {
+  it('collects once after an idle interval while the young generation is large', () => {
+    const { state, parts } = fakeParts(32 * MiB)
+    const seen: unknown[] = []
+    const gc = new IdleGc({ intervalMs: 5000, onCollect: (r) => seen.push(r) }, parts)
+    expect(gc.check()).toEqual({ youngBefore: 32 * MiB, youngAfter: 1 * MiB, ms: 7 })
+    expect(seen).toEqual([{ youngBefore: 32 * MiB, youngAfter: 1 * MiB, ms: 7 }])
+    // Given back: the next idle intervals have nothing to do.
+    expect(gc.check()).toBeNull()
+    expect(gc.check()).toBeNull()
+    expect(state.collections).toBe(1)
+  })
+
+  it('leaves a busy process alone however large its young generation', () => {
+    const { state, parts } = fakeParts(32 * MiB)
+    const gc = new IdleGc({ intervalMs: 5000 }, parts)
+    for (const busy of [0.01, 0.2, 1]) {
+      state.busy = busy
+      expect(gc.check()).toBeNull()
+    }
+    expect(state.collections).toBe(0)
+  })
+
+  it('leaves a young generation of youngAbove or less alone', () => {
+    const { state, parts } = fakeParts(4 * MiB)
+    const gc = new IdleGc({ intervalMs: 5000 }, parts)
+    expect(gc.check()).toBeNull()
+    state.young = 4 * MiB + 1
+    expect(gc.check()).not.toBeNull()
+    expect(state.collections).toBe(1)
+  })
+
+  it('takes its idle bar and size bar from the options', () => {
+    const { state, parts } = fakeParts(3 * MiB)
+    const gc = new IdleGc({ intervalMs: 5000, idleBelow: 0.5, youngAbove: 2 * MiB }, parts)
+    state.busy = 0.4
+    expect(gc.check()).not.toBeNull()
+  })
+
+  it('waits twice as many idle intervals after each collection that gave nothing back', () => {
+    const { state, parts } = fakeParts(32 * MiB)
+    state.shrinkTo = 32 * MiB
+    const gc = new IdleGc({ intervalMs: 5000 }, parts)
+    const ran = Array.from({ length: 16 }, () => gc.check() !== null)
+    // Collections at intervals 0, 2, 5, 10: skipping 1, then 2, then 4.
+    expect(ran.flatMap((r, i) => (r ? [i] : []))).toEqual([0, 2, 5, 10])
+  })
+
+  it('starts the backoff over once traffic comes back', () => {
+    const { state, parts } = fakeParts(32 * MiB)
+    state.shrinkTo = 32 * MiB
+    const gc = new IdleGc({ intervalMs: 5000 }, parts)
+    gc.check() // collects, gives nothing back
+    gc.check() // skipped
+    gc.check() // collects, gives nothing back: now two to skip
+    state.busy = 0.5
+    gc.check()
+    state.busy = 0
+    expect(gc.check()).not.toBeNull()
+  })
+
+  it('caps the backoff at 64 idle intervals', () => {
+    const { state, parts } = fakeParts(32 * MiB)
+    state.shrinkTo = 32 * MiB
+    const gc = new IdleGc({ intervalMs: 5000 }, parts)
+    let last = -1
+    const gaps: number[] = []
+    for (let i = 0; i < 600; i++) {
+      if (gc.check() !== null) {
+        if (last >= 0) gaps.push(i - last - 1)
+        last = i
+      }
+    }
+    expect(gaps.slice(0, 8)).toEqual([1, 2, 4, 8, 16, 32, 64, 64])
+    expect(Math.max(...gaps)).toBe(64)
+  })
+
+  it('refuses an interval that is not a whole number of ms from 1', () => {
+    const { parts } = fakeParts(0)
+    for (const intervalMs of [0, -1, 1.5, Number.NaN]) {
+      expect(() => new IdleGc({ intervalMs }, parts)).toThrow(
+        `Expected \`intervalMs\` to be an integer from 1 and up, got \`${intervalMs}\``,
+      )
+    }
+  })
+})

@@ -1,0 +1,90 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { sample } from './harness/metrics.js'
+import { freePort } from './harness/ports.js'
+import { spawnProxy, waitForHttp } from './harness/process.js'
+import { startRedis, type TestRedis } from './harness/redis-server.js'
+
+let redis: TestRedis
+
+beforeAll(async () => {
+  redis = await startRedis()
+  await redis.command('SET', 'k', 'v')
+})
+afterAll(async () => redis?.stop())
+
+const MiB = 1024 * 1024
+
+async function start(idleGcInterval: string) {
+  const port = await freePort()
+  const proxy = spawnProxy(['http'], {
+    REDIS_URL: redis.url,
+    PROXY_HOST_HTTP: '127.0.0.1',
+    PROXY_PORT_HTTP: String(port),
+    IDLE_GC_INTERVAL: idleGcInterval,
+  })
+  const base = `http://127.0.0.1:${port}`
+  await waitForHttp(`${base}/`)
+  const metrics = async () => {
+    const text = await (await fetch(`${base}/metrics`)).text()
+    return {
+      young: sample(text, 'nodejs_heap_space_size_total_bytes', { space: 'new' }) ?? Number.NaN,
+      collections: sample(text, 'redis_proxy_idle_gc_total') ?? Number.NaN,
+      released: sample(text, 'redis_proxy_idle_gc_released_bytes_total') ?? Number.NaN,
+    }
+  }
+  /** Requests from 16 clients at once for `ms`: enough for V8 to grow its young generation. */
+  const load = async (ms: number) => {
+    const until = Date.now() + ms
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        while (Date.now() < until) await (await fetch(`${base}/get/k`)).text()
+      }),
+    )
+  }
+  return { proxy, metrics, load }
+}
+
+describe('the idle collection (IDLE_GC_INTERVAL)', () => {
+  it("gives V8's young generation back once the proxy is idle, and counts it", async () => {
+    const { proxy, metrics, load } = await start('1000')
+    try {
+      await load(1500)
+      const loaded = await metrics()
+      // Start-up alone leaves 8 MiB here; the load may grow it further.
+      expect(loaded.young).toBeGreaterThan(4 * MiB)
+      // V8 shrinks only once its last 5 s of allocation look quiet: the
+      // first idle collections may give nothing back (then back off).
+      const deadline = Date.now() + 25_000
+      let now = loaded
+      while (!(now.released > 0 && now.young <= 4 * MiB) && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 500))
+        now = await metrics()
+      }
+      expect(now.collections).toBeGreaterThanOrEqual(1)
+      expect(now.released).toBeGreaterThan(0)
+      expect(now.young).toBeLessThanOrEqual(4 * MiB)
+      // Busy again: every interval with traffic is left alone.
+      const before = now.collections
+      await load(2500)
+      expect((await metrics()).collections).toBe(before)
+    } finally {
+      proxy.child.kill('SIGTERM')
+      await proxy.exited()
+    }
+  }, 40_000)
+
+  it('never collects with IDLE_GC_INTERVAL=0', async () => {
+    const { proxy, metrics } = await start('0')
+    try {
+      const young = (await metrics()).young
+      expect(young).toBeGreaterThan(4 * MiB)
+      await new Promise((resolve) => setTimeout(resolve, 3000))
+      const now = await metrics()
+      expect(now.collections).toBe(0)
+      expect(now.young).toBeGreaterThan(4 * MiB)
+    } finally {
+      proxy.child.kill('SIGTERM')
+      await proxy.exited()
+    }
+  }, 20_000)
+})
