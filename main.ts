@@ -1,6 +1,5 @@
 import cluster from 'node:cluster'
 import { availableParallelism } from 'node:os'
-import { startHttpServer } from './functions/node.js'
 import { AuthGate } from './shared/auth/gate.js'
 import { readTextFile } from './shared/auth/read-file-node.js'
 import { ConfigError, describeConfig, loadConfig } from './shared/config.js'
@@ -132,6 +131,11 @@ async function main(args: string[]): Promise<void> {
   const servers: Closable[] = []
   try {
     if (wanted.has('http')) {
+      // Imported only when served: Hono's Node adapter reads the global
+      // Request and Response as it loads, which loads Node's fetch
+      // implementation (undici), 7 MiB of RSS that the sidecar run alone
+      // (`node dist/main.js resp`) never uses.
+      const { startHttpServer } = await import('./functions/node.js')
       servers.push(
         await startHttpServer({
           service: serviceFor(config.http.redisUrl),

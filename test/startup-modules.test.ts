@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, it } from 'vitest'
+import { freePort } from './harness/ports.js'
+import { spawnProxy, waitServing } from './harness/process.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const dir = mkdtempSync(join(tmpdir(), 'redis-proxy-modules-'))
@@ -48,4 +50,46 @@ describe('the Node runtime at start-up', () => {
     expect(packages).toContain('prom-client')
     expect(packages).not.toContain('ioredis')
   })
+})
+
+/**
+ * Whether a proxy serving `interfaces` loaded Node's fetch implementation
+ * (undici, which the global Request and Response load), as a preload lists
+ * Node's own modules when the process exits after SIGTERM.
+ */
+async function loadsUndici(interfaces: string[]): Promise<boolean> {
+  const preload = join(dir, 'list-builtins.cjs')
+  writeFileSync(
+    preload,
+    `process.on('exit', () => {
+      process.stderr.write('BUILTINS ' + JSON.stringify(process.moduleLoadList) + '\\n')
+    })\n`,
+  )
+  const proxy = spawnProxy(interfaces, {
+    NODE_OPTIONS: `--require ${preload}`,
+    // Nothing listens there: the servers start all the same.
+    REDIS_URL: 'redis://127.0.0.1:1',
+    PROXY_HOST_HTTP: '127.0.0.1',
+    PROXY_PORT_HTTP: String(await freePort()),
+    PROXY_HOST_TCP: '127.0.0.1',
+    PROXY_PORT_TCP: String(await freePort()),
+  })
+  await waitServing(proxy)
+  proxy.child.kill('SIGTERM')
+  await proxy.exited()
+  const line = /^BUILTINS (.*)$/m.exec(proxy.logs())
+  expect(line, proxy.logs()).not.toBeNull()
+  const builtins = JSON.parse(line?.[1] ?? '[]') as string[]
+  // The list is seen either way: what the process had to load to start.
+  expect(builtins).toContain('NativeModule net')
+  return builtins.some((name) => name.includes('undici'))
+}
+
+describe('the sidecar run alone', () => {
+  it("does not load the HTTP interface's fetch implementation (undici, about 5 MiB of RSS)", async () => {
+    expect(await loadsUndici(['resp'])).toBe(false)
+    // The HTTP interface does (Hono's adapter reads the global Request and
+    // Response), so the check can see it.
+    expect(await loadsUndici(['http'])).toBe(true)
+  }, 30_000)
 })

@@ -77,6 +77,8 @@ export function respKeysGet(options: {
   order: KeyOrder
   zipfS?: number
   seconds: number
+  /** The first key's number: keys are first..first+keyspace-1. @default 0 */
+  first?: number
 }): Promise<RespKeysResult> {
   return respKeys(
     [
@@ -96,6 +98,8 @@ export function respKeysGet(options: {
       String(options.zipfS ?? 0.99),
       '-t',
       String(options.seconds),
+      '-o',
+      String(options.first ?? 0),
     ],
     (options.seconds + 30) * 1000,
   )

@@ -2,14 +2,14 @@ import { sample } from '../../test/harness/metrics.js'
 import { startRedis, type TestRedis } from '../../test/harness/redis-server.js'
 import { rssOf, sleep } from '../lib/processes.js'
 import { formatBytes, formatNumber } from '../lib/stats.js'
-import { BENCH_KEY_BYTES, respKeysFill } from '../load/resp-keys.js'
-import { type ProxyTarget, startProxy } from '../targets/start.js'
+import { BENCH_KEY_BYTES, respKeysFill, respKeysGet } from '../load/resp-keys.js'
+import { type ProxyTarget, startSidecar } from '../targets/start.js'
 import type { BenchContext, Check, Scenario, ScenarioResult } from './types.js'
 
 const VALUE_BYTES = 100
-/** Keys are `key:` and 12 digits (16 B), as bench/load/resp-keys.c writes them. */
-const KEY_DIGITS = 12
 const CONNECTIONS = 50
+/** Misses pipelined while filling: the fill's speed, not what is measured. */
+const FILL_PIPELINE = 16
 /** The issue's bound on RSS growth over the soak once warm. */
 const SOAK_SPREAD_TARGET = 0.05
 
@@ -23,7 +23,7 @@ async function redisMemory(redis: TestRedis): Promise<{ rss: number; used: numbe
 const SOAK_KEYSPACE_FACTOR = 1.1
 
 /**
- * Requests every key of 0..count-1 through the proxy until the cache holds
+ * GETs every key of 0..count-1 through the sidecar until the cache holds
  * them all, or stops growing within 1% of that (Redis's tracking table, 1M keys
  * by default, invalidates keys of its own when full, and those leave the cache).
  */
@@ -36,12 +36,16 @@ async function fill(ctx: BenchContext, proxy: ProxyTarget, count: number): Promi
     if (Date.now() > deadline) throw new Error(`cache holds ${keys} keys, wanted ${count}`)
     last = keys
     ctx.progress(`memory: filling, ${formatNumber(keys)} of ${formatNumber(count)} keys cached`)
-    await ctx.httpLoad.run({
-      origin: proxy.origin,
-      // Keys are requested in order, so the first `keys` are (nearly all) cached.
-      path: { prefix: '/get/key:', count, order: 'cycle', from: keys, pad: KEY_DIGITS },
-      connections: CONNECTIONS,
-      seconds: Math.min(10, Math.max(2, Math.ceil((count - keys) / 20_000))),
+    // Keys are requested in order, so the first `keys` are (nearly all) cached.
+    await respKeysGet({
+      port: proxy.respPort,
+      clients: CONNECTIONS,
+      pipeline: FILL_PIPELINE,
+      requests: count - keys,
+      keyspace: count - keys,
+      first: keys,
+      order: 'each',
+      seconds: 120,
     })
   }
 }
@@ -106,7 +110,7 @@ async function idleCollections(proxy: ProxyTarget): Promise<number> {
 export const memoryScenario: Scenario = {
   part: 5,
   id: 'memory',
-  title: 'Memory of the running proxy (HTTP)',
+  title: 'Memory of the running proxy (the RESP sidecar alone)',
   async run(ctx): Promise<ScenarioResult> {
     const { memorySteps, soakSeconds, soakWarmupSeconds } = ctx.budget
     const capacity = Math.max(...memorySteps)
@@ -125,7 +129,7 @@ export const memoryScenario: Scenario = {
       const redisFull = await redisMemory(redis)
       // The rest of the soak's key space, so the soak also evicts and loads.
       await respKeysFill(redis.port, keyspace - capacity, VALUE_BYTES, capacity)
-      proxy = await startProxy(redis.url, {
+      proxy = await startSidecar(redis.url, {
         CACHE_CAPACITY: String(capacity),
         CACHE_GLOBAL_EXPIRY: '3600000',
       })
@@ -173,10 +177,13 @@ export const memoryScenario: Scenario = {
       ctx.progress(`memory: soak, ${soakWarmupSeconds} s warm-up + ${soakSeconds} s`)
       const samples: { t: number; rss: number }[] = []
       const pid = proxy.pid
-      const soak = ctx.httpLoad.run({
-        origin: proxy.origin,
-        path: { prefix: '/get/key:', count: keyspace, order: 'random', pad: KEY_DIGITS },
-        connections: CONNECTIONS,
+      const soak = respKeysGet({
+        port: proxy.respPort,
+        clients: CONNECTIONS,
+        pipeline: 1,
+        requests: 1_000_000_000,
+        keyspace,
+        order: 'uniform',
         seconds: soakWarmupSeconds + soakSeconds,
       })
       const start = Date.now()
@@ -327,7 +334,7 @@ export const memoryScenario: Scenario = {
             ],
           },
           {
-            title: `RSS during the soak: ${soakSeconds} s of ${ctx.httpLoad.name} at ${CONNECTIONS} connections after ${soakWarmupSeconds} s of warm-up, keys drawn at random from ${formatNumber(keyspace)} (the cache holds ${formatNumber(capacity)})`,
+            title: `RSS during the soak: ${soakSeconds} s of GETs by resp-keys from ${CONNECTIONS} clients (pipeline 1) after ${soakWarmupSeconds} s of warm-up, keys drawn at random from ${formatNumber(keyspace)} (the cache holds ${formatNumber(capacity)})`,
             columns: [
               'first',
               'last',
@@ -365,7 +372,7 @@ export const memoryScenario: Scenario = {
                 `The cache stopped growing just short of ${short.map((n) => formatNumber(n)).join(' and ')} keys: with CACHE_INVALIDATION=on Redis tracks every cached key, and when its tracking table (\`tracking-table-max-keys\`, 1,000,000 by default) is full it invalidates keys to make room, which evicts them from the cache.`,
               ]),
           `RSS every 10 s of the soak (warm-up included): ${series}.`,
-          `Keys \`key:000000000000\` and up (${BENCH_KEY_BYTES} B), values of ${VALUE_BYTES} B, written by bench/load/resp-keys.c. Redis's RSS was read empty and with the first ${formatNumber(redisKeys)} keys, before the proxy started (so before any key was tracked for invalidation); then the rest of the soak's key space was written. Each step requests every key through the proxy until \`GET /\` reports them cached. At the largest step the process held ${formatBytes(full?.rss ?? Number.NaN)} RSS. After the soak the cache held ${formatNumber(afterSoak.cache.keys)} keys (${formatNumber(afterSoak.cache.evictions)} evictions and ${formatNumber(afterSoak.cache.invalidations ?? 0)} invalidations from Redis so far).`,
+          `Keys \`key:000000000000\` and up (${BENCH_KEY_BYTES} B), values of ${VALUE_BYTES} B, written by bench/load/resp-keys.c. Redis's RSS was read empty and with the first ${formatNumber(redisKeys)} keys, before the proxy started (so before any key was tracked for invalidation); then the rest of the soak's key space was written. The proxy runs the RESP sidecar alone (\`node dist/main.js resp\`, METRICS_PORT for its /metrics), as a sidecar is deployed; the HTTP interface, when also served, loads Node's fetch implementation (undici) and holds about 5 MiB more. Each step GETs every key in order through the sidecar (resp-keys, ${CONNECTIONS} clients, pipeline ${FILL_PIPELINE}) until /metrics reports them cached. At the largest step the process held ${formatBytes(full?.rss ?? Number.NaN)} RSS. After the soak the cache held ${formatNumber(afterSoak.cache.keys)} keys (${formatNumber(afterSoak.cache.evictions)} evictions and ${formatNumber(afterSoak.cache.invalidations ?? 0)} invalidations from Redis so far).`,
         ],
       }
     } finally {

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { sample } from '../../test/harness/metrics.js'
 import { sendCommand } from '../../test/harness/redis-server.js'
 import { assertPortFree, freePort, stop, track, waitFor } from '../lib/processes.js'
 
@@ -18,9 +19,9 @@ export type ProxyStatus = {
 }
 
 export type ProxyTarget = HttpTarget & {
-  /** The sidecar's port when started with `resp: true`, else 0. */
+  /** The sidecar's port when started with `resp: true` or by startSidecar, else 0. */
   readonly respPort: number
-  /** The status document of `GET /`. */
+  /** The status document of `GET /` (startSidecar: its cache figures, from /metrics). */
   status(): Promise<ProxyStatus>
   /** process.memoryUsage() inside the proxy, after a full GC. */
   memory(): Promise<NodeJS.MemoryUsage>
@@ -149,15 +150,71 @@ export async function startProxy(
       const res = await fetch(`${target.origin}/`)
       return (await res.json()) as ProxyStatus
     },
-    memory() {
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error('no memory reply from the proxy')), 30_000)
-        target.child.once('message', (message) => {
-          clearTimeout(timer)
-          resolve((message as { memory: NodeJS.MemoryUsage }).memory)
-        })
-        target.child.send('memory')
-      })
+    memory: () => askMemory(target.child),
+  }
+}
+
+/** process.memoryUsage() from the proxy's probe (bench/targets/proxy.ts), after a full GC. */
+function askMemory(child: ChildProcess): Promise<NodeJS.MemoryUsage> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no memory reply from the proxy')), 30_000)
+    child.once('message', (message) => {
+      clearTimeout(timer)
+      resolve((message as { memory: NodeJS.MemoryUsage }).memory)
+    })
+    child.send('memory')
+  })
+}
+
+/**
+ * The proxy running the RESP sidecar alone (`node dist/main.js resp`), as a
+ * sidecar is deployed: the HTTP interface's modules are never loaded. Its
+ * /metrics and /readyz are on METRICS_PORT, which is `origin` here, and
+ * `status()` reads the cache's figures from /metrics.
+ */
+export async function startSidecar(
+  redisUrl: string,
+  env: Record<string, string>,
+): Promise<ProxyTarget> {
+  const port = await freePort()
+  const respPort = await freePort()
+  const target = await spawnTarget(
+    ['--expose-gc', here('./proxy.js'), 'resp'],
+    {
+      PATH: process.env.PATH ?? '',
+      REDIS_URL: redisUrl,
+      PROXY_HOST_TCP: '127.0.0.1',
+      PROXY_PORT_TCP: String(respPort),
+      METRICS_HOST: '127.0.0.1',
+      METRICS_PORT: String(port),
+      LOG_LEVEL: 'warn',
+      ...env,
     },
+    async (origin) => {
+      const res = await fetch(`${origin}/readyz`)
+      await res.arrayBuffer()
+      return res.ok && (await sendCommand(respPort, ['PING'])) === 'PONG'
+    },
+    port,
+    true,
+    [respPort],
+  )
+  return {
+    ...target,
+    respPort,
+    async status() {
+      const text = await (await fetch(`${target.origin}/metrics`)).text()
+      const figure = (name: string) => sample(text, name, { interface: 'resp' }) ?? Number.NaN
+      return {
+        cache: {
+          keys: figure('redis_proxy_cache_keys'),
+          hits: figure('redis_proxy_cache_hits_total'),
+          misses: figure('redis_proxy_cache_misses_total'),
+          evictions: figure('redis_proxy_cache_evictions_total'),
+          invalidations: figure('redis_proxy_cache_invalidations_total'),
+        },
+      }
+    },
+    memory: () => askMemory(target.child),
   }
 }
