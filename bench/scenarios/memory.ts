@@ -279,7 +279,7 @@ export const memoryScenario: Scenario = {
           ...(spread <= SOAK_SPREAD_TARGET
             ? {}
             : {
-                limit: `RSS went from ${formatBytes(first)} to ${formatBytes(last)} while the heap and buffers live after a full GC went from ${formatBytes(beforeSoakLive)} before the soak to ${formatBytes(afterSoakLive)} after it (${formatNumber(liveGrowth * 100, 1)}%): ${liveGrowth > SOAK_SPREAD_TARGET ? 'live data grew with the churn, with the same number of keys cached' : 'live data stayed within the target, so the growth is memory V8 and the allocator keep after collecting the churned values'}.`,
+                limit: `RSS went from ${formatBytes(first)} to ${formatBytes(last)} while the heap and buffers live after a full GC went from ${formatBytes(beforeSoakLive)} before the soak to ${formatBytes(afterSoakLive)} after it (${formatNumber(liveGrowth * 100, 1)}%): ${liveGrowth > SOAK_SPREAD_TARGET ? 'live data grew with the churn, with the same number of keys cached' : 'live data stayed within the target, so the growth is memory V8 and the allocator keep after collecting the churned values'}${youngLast > youngFirst ? `; V8's young generation grew from ${formatBytes(youngFirst)} to ${formatBytes(youngLast)} within the measured part (the idle collection before the soak had given it back, and the warm-up was too short for it to grow back)` : ''}.`,
               }),
         },
       ]
