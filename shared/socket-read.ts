@@ -1,5 +1,5 @@
 import { type OnReadOpts, Socket, type SocketConstructorOpts } from 'node:net'
-import { copyBytes, LOOP_BELOW } from './bytes.js'
+import { copyBytes, LOOP_BELOW, putBytes } from './bytes.js'
 
 /**
  * Reading a socket's bytes without Node's readable stream.
@@ -34,7 +34,7 @@ function copyOut(length: number): Buffer {
   // their own, as a 'data' chunk of that length had.
   const chunk = Buffer.allocUnsafe(length)
   if (length < LOOP_BELOW) copyBytes(READ_BUFFER, 0, length, chunk, 0)
-  else chunk.set(new Uint8Array(READ_BYTES, READ_OFFSET, length))
+  else putBytes(chunk, new Uint8Array(READ_BYTES, READ_OFFSET, length))
   return chunk
 }
 

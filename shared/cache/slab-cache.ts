@@ -44,6 +44,7 @@
  * `'abc'` and `[0x61, 0x62, 0x63]` name the same entry.
  */
 
+import { putBytes } from '../bytes.js'
 import { type CacheStats, type Clock, MAX_CAPACITY, systemClock } from './lru-cache.js'
 
 /** Size of a full slab page. @default 1 MiB */
@@ -364,7 +365,7 @@ export class SlabCache {
       from = this.#hitValueAt
       length = this.#hitValueLength
       if (length > LOOP_COPY) {
-        target.set(new Uint8Array(this.#pageBuffers[this.#hitPage]!, from, length), offset)
+        putBytes(target, new Uint8Array(this.#pageBuffers[this.#hitPage]!, from, length), offset)
         return offset + length
       }
       buf = this.#hitBuf
@@ -377,7 +378,7 @@ export class SlabCache {
     if (length <= LOOP_COPY && offset >= 0 && offset + length <= target.length) {
       for (let i = 0; i < length; i++) target[offset + i] = buf[from + i]!
     } else {
-      target.set(buf.subarray(from, from + length), offset)
+      putBytes(target, buf.subarray(from, from + length), offset)
     }
     return offset + length
   }
@@ -801,13 +802,13 @@ export class SlabCache {
     if (end - start <= LOOP_COPY) {
       for (let i = start; i < end; i++) buf[at++] = key[i]!
     } else {
-      buf.set(key.subarray(start, end), at)
+      putBytes(buf, key.subarray(start, end), at)
       at += end - start
     }
     if (value.length <= LOOP_COPY) {
       for (let i = 0; i < value.length; i++) buf[at + i] = value[i]!
     } else {
-      buf.set(value, at)
+      putBytes(buf, value, at)
     }
   }
 

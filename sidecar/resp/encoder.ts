@@ -7,6 +7,8 @@
  * them.
  */
 
+import { putBytes } from '../../shared/bytes.js'
+
 const CR = 13
 const LF = 10
 
@@ -48,7 +50,7 @@ export function encodeBulk(value: Uint8Array): Buffer {
   } else {
     head.copy(out, 0)
   }
-  out.set(value, headLength)
+  putBytes(out, value, headLength)
   out[headLength + length] = CR
   out[headLength + length + 1] = LF
   return out
@@ -190,7 +192,7 @@ export function command(args: readonly Uint8Array[]): Buffer {
   let at = out.write(head, 0, 'latin1')
   for (const arg of args) {
     at += out.write(`$${arg.length}\r\n`, at, 'latin1')
-    out.set(arg, at)
+    putBytes(out, arg, at)
     at += arg.length
     out[at++] = 13
     out[at++] = 10

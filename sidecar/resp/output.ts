@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net'
 import { viewAt } from '../../shared/buffer-view.js'
-import { copyBytes } from '../../shared/bytes.js'
+import { copyBytes, putBytes } from '../../shared/bytes.js'
 import { BULK_COPY_THRESHOLD, bulkHeader } from './encoder.js'
 
 const CR = 13
@@ -63,7 +63,7 @@ export class Output {
       return
     }
     if (this.#end + length > this.#slab.length) this.#renew()
-    this.#slab.set(part, this.#end)
+    putBytes(this.#slab, part, this.#end)
     this.#end += length
   }
 
@@ -92,9 +92,9 @@ export class Output {
     if (this.#end + header.length + length + 2 > this.#slab.length) this.#renew()
     const slab = this.#slab
     let at = this.#end
-    slab.set(header, at)
+    putBytes(slab, header, at)
     at += header.length
-    slab.set(value, at)
+    putBytes(slab, value, at)
     at += length
     slab[at++] = CR
     slab[at++] = LF
@@ -123,7 +123,7 @@ export class Output {
     if (this.#end + header.length + length + 2 > this.#slab.length) this.#renew()
     const slab = this.#slab
     let at = this.#end
-    slab.set(header, at)
+    putBytes(slab, header, at)
     at = source.copyHit(slot, slab, at + header.length)
     slab[at++] = CR
     slab[at++] = LF
