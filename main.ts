@@ -199,6 +199,8 @@ async function main(args: string[]): Promise<void> {
             metrics.idleCollected(youngBefore - youngAfter)
             log.debug('idle gc', { youngBefore, youngAfter, ms: Math.round(ms * 10) / 10 })
           },
+          onError: (error) =>
+            log.warn('idle gc off: a collection failed', { error: String(error) }),
         },
         nodeIdleGcParts(),
       ).start()

@@ -52,7 +52,8 @@ const QUICK: Budget = {
   coherenceWrites: 200,
   memorySteps: [0, 10_000, 100_000],
   soakSeconds: 10,
-  soakWarmupSeconds: 3,
+  // Long enough for the young generation to grow back (see FULL).
+  soakWarmupSeconds: 30,
 }
 
 const SCENARIOS: Scenario[] = [

@@ -96,6 +96,53 @@ describe('IdleGc', () => {
     expect(Math.max(...gaps)).toBe(64)
   })
 
+  it('stops for good, and says why, when a collection throws', () => {
+    const { state, parts } = fakeParts(32 * MiB)
+    const failure = new ReferenceError('gc is not defined')
+    let calls = 0
+    parts.collect = () => {
+      calls++
+      throw failure
+    }
+    const errors: unknown[] = []
+    const gc = new IdleGc({ intervalMs: 5000, onError: (e) => errors.push(e) }, parts)
+    expect(gc.check()).toBeNull()
+    expect(errors).toEqual([failure])
+    for (let i = 0; i < 200; i++) gc.check()
+    expect(calls).toBe(1)
+    state.busy = 0.5
+    gc.check()
+    state.busy = 0
+    expect(gc.check()).toBeNull()
+    expect(calls).toBe(1)
+  })
+
+  it('takes an option given as undefined as its default', () => {
+    const { state, parts } = fakeParts(4 * MiB)
+    const gc = new IdleGc({ intervalMs: 5000, idleBelow: undefined, youngAbove: undefined }, parts)
+    // At the default youngAbove (4 MiB) nothing is collected; busy 0.5 is busy.
+    expect(gc.check()).toBeNull()
+    state.young = 8 * MiB
+    state.busy = 0.5
+    expect(gc.check()).toBeNull()
+    state.busy = 0
+    expect(gc.check()).not.toBeNull()
+  })
+
+  it('refuses an idle bar or a size bar that is not a number in range', () => {
+    const { parts } = fakeParts(0)
+    for (const idleBelow of [0, -0.1, 1.5, Number.NaN]) {
+      expect(() => new IdleGc({ intervalMs: 5000, idleBelow }, parts)).toThrow(
+        `Expected \`idleBelow\` to be a number above 0 up to 1, got \`${idleBelow}\``,
+      )
+    }
+    for (const youngAbove of [-1, Number.NaN]) {
+      expect(() => new IdleGc({ intervalMs: 5000, youngAbove }, parts)).toThrow(
+        `Expected \`youngAbove\` to be a number from 0 and up, got \`${youngAbove}\``,
+      )
+    }
+  })
+
   it('refuses an interval that is not a whole number of ms from 1', () => {
     const { parts } = fakeParts(0)
     for (const intervalMs of [0, -1, 1.5, Number.NaN]) {

@@ -3,14 +3,13 @@
  *
  * V8 doubles its young generation (two semi-spaces, up to 16 MiB each on
  * 64-bit) each time as many bytes have survived scavenges as it holds, which a
- * long-running server always reaches, and shrinks it only in a full collection
- * that finds the allocation rate low. A browser tells V8 when it is idle and
- * V8's memory reducer then runs that collection; Node never does, so a proxy
- * that has served one burst keeps 32 MiB of young generation for good.
- * Measured with 1M cached entries: 236 MiB of RSS right after the fill, still
- * that 45 s later, 209 MiB after one full collection once idle. The cache's
- * entries live outside the V8 heap, so that collection has a small heap to
- * walk (about 10 MiB: 10 ms here).
+ * long-running server always reaches, and shrinks it in a full collection
+ * that finds the allocation rate low. A browser prompts such collections by
+ * telling V8 when it is idle; Node does not. Measured with 1M entries filled
+ * through the sidecar: the young generation still 32 MiB and RSS 236 MiB 55 s
+ * after the fill, nothing running; 206-208 MiB after one full collection
+ * once idle. The cache's entries live outside the V8 heap, so that
+ * collection has a small heap to walk (about 10 MiB: 9-16 ms here).
  *
  * So every `intervalMs` this asks how busy the event loop was since the last
  * look. An interval busy under `idleBelow` of the time, with the young
@@ -26,7 +25,7 @@ import { runInNewContext } from 'node:vm'
 export type IdleGcParts = {
   /** The share of time (0..1) the event loop was busy since the previous call. */
   busy(): number
-  /** Bytes the young generation holds now. */
+  /** Bytes the young generation has committed now. */
   youngBytes(): number
   /** One full garbage collection, synchronous. */
   collect(): void
@@ -57,6 +56,12 @@ export type IdleGcOptions = {
    */
   youngAbove?: number
   onCollect?: (result: IdleGcResult) => void
+  /**
+   * A collection threw (`gc()` could not be had on this runtime): the checks
+   * stop for good, and this is told why. A memory saving must never take
+   * the process down.
+   */
+  onError?: (error: unknown) => void
 }
 
 /**
@@ -68,11 +73,17 @@ export type IdleGcOptions = {
 const MAX_BACKOFF = 64
 
 export class IdleGc {
-  readonly #options: Required<Omit<IdleGcOptions, 'onCollect'>> & Pick<IdleGcOptions, 'onCollect'>
+  readonly #intervalMs: number
+  readonly #idleBelow: number
+  readonly #youngAbove: number
+  readonly #onCollect: IdleGcOptions['onCollect']
+  readonly #onError: IdleGcOptions['onError']
   readonly #parts: IdleGcParts
   #timer: ReturnType<typeof setInterval> | undefined
   #backoff = 1
   #skip = 0
+  /** A collection failed: never again. */
+  #stopped = false
 
   constructor(options: IdleGcOptions, parts: IdleGcParts) {
     if (!Number.isInteger(options.intervalMs) || options.intervalMs < 1) {
@@ -80,7 +91,23 @@ export class IdleGc {
         `Expected \`intervalMs\` to be an integer from 1 and up, got \`${options.intervalMs}\``,
       )
     }
-    this.#options = { idleBelow: 0.01, youngAbove: 4 * 1024 * 1024, ...options }
+    const idleBelow = options.idleBelow ?? 0.01
+    if (!(idleBelow > 0 && idleBelow <= 1)) {
+      throw new TypeError(
+        `Expected \`idleBelow\` to be a number above 0 up to 1, got \`${idleBelow}\``,
+      )
+    }
+    const youngAbove = options.youngAbove ?? 4 * 1024 * 1024
+    if (!(youngAbove >= 0)) {
+      throw new TypeError(
+        `Expected \`youngAbove\` to be a number from 0 and up, got \`${youngAbove}\``,
+      )
+    }
+    this.#intervalMs = options.intervalMs
+    this.#idleBelow = idleBelow
+    this.#youngAbove = youngAbove
+    this.#onCollect = options.onCollect
+    this.#onError = options.onError
     this.#parts = parts
   }
 
@@ -89,42 +116,50 @@ export class IdleGc {
    * idle and the young generation is worth giving back. Returns what it did.
    */
   check(): IdleGcResult | null {
+    if (this.#stopped) return null
     const busy = this.#parts.busy()
-    if (busy >= this.#options.idleBelow) {
+    if (busy >= this.#idleBelow) {
       // Traffic came back: the next idle spell starts from a clean slate.
       this.#backoff = 1
       this.#skip = 0
       return null
     }
     const youngBefore = this.#parts.youngBytes()
-    if (youngBefore <= this.#options.youngAbove) return null
+    if (youngBefore <= this.#youngAbove) return null
     if (this.#skip > 0) {
       this.#skip--
       return null
     }
     const started = this.#parts.now()
-    this.#parts.collect()
+    try {
+      this.#parts.collect()
+    } catch (error) {
+      this.stop()
+      this.#stopped = true
+      this.#onError?.(error)
+      return null
+    }
     const result = {
       youngBefore,
       youngAfter: this.#parts.youngBytes(),
       ms: this.#parts.now() - started,
     }
-    if (result.youngAfter > this.#options.youngAbove) {
+    if (result.youngAfter > this.#youngAbove) {
       this.#skip = this.#backoff
       this.#backoff = Math.min(this.#backoff * 2, MAX_BACKOFF)
     } else {
       this.#backoff = 1
     }
-    this.#options.onCollect?.(result)
+    this.#onCollect?.(result)
     return result
   }
 
   /** Looks every `intervalMs` until `stop()`; the timer never keeps the process alive. */
   start(): void {
-    if (this.#timer !== undefined) return
+    if (this.#timer !== undefined || this.#stopped) return
     // The first interval is judged from now, not from process start.
     this.#parts.busy()
-    this.#timer = setInterval(() => this.check(), this.#options.intervalMs)
+    this.#timer = setInterval(() => this.check(), this.#intervalMs)
     this.#timer.unref()
   }
 
@@ -148,8 +183,11 @@ export function nodeIdleGcParts(): IdleGcParts {
     youngBytes() {
       let bytes = 0
       for (const space of getHeapSpaceStatistics()) {
+        // Committed size, what a shrink gives back (and what prom-client's
+        // nodejs_heap_space_size_total_bytes shows): the pages touched
+        // lag behind it, but a busy process touches them all in time.
         if (space.space_name === 'new_space' || space.space_name === 'new_large_object_space') {
-          bytes += space.physical_space_size
+          bytes += space.space_size
         }
       }
       return bytes

@@ -53,38 +53,20 @@ describe('the idle collection (IDLE_GC_INTERVAL)', () => {
       // Start-up alone leaves 8 MiB here; the load may grow it further.
       expect(loaded.young).toBeGreaterThan(4 * MiB)
       // V8 shrinks only once its last 5 s of allocation look quiet: the
-      // first idle collections may give nothing back (then back off).
-      const deadline = Date.now() + 25_000
+      // first idle collections may give nothing back (then back off). A
+      // scrape every 2 s keeps the proxy's loop far under 1% busy.
+      const deadline = Date.now() + 30_000
       let now = loaded
       while (!(now.released > 0 && now.young <= 4 * MiB) && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 500))
+        await new Promise((resolve) => setTimeout(resolve, 2000))
         now = await metrics()
       }
       expect(now.collections).toBeGreaterThanOrEqual(1)
       expect(now.released).toBeGreaterThan(0)
       expect(now.young).toBeLessThanOrEqual(4 * MiB)
-      // Busy again: every interval with traffic is left alone.
-      const before = now.collections
-      await load(2500)
-      expect((await metrics()).collections).toBe(before)
     } finally {
       proxy.child.kill('SIGTERM')
       await proxy.exited()
     }
-  }, 40_000)
-
-  it('never collects with IDLE_GC_INTERVAL=0', async () => {
-    const { proxy, metrics } = await start('0')
-    try {
-      const young = (await metrics()).young
-      expect(young).toBeGreaterThan(4 * MiB)
-      await new Promise((resolve) => setTimeout(resolve, 3000))
-      const now = await metrics()
-      expect(now.collections).toBe(0)
-      expect(now.young).toBeGreaterThan(4 * MiB)
-    } finally {
-      proxy.child.kill('SIGTERM')
-      await proxy.exited()
-    }
-  }, 20_000)
+  }, 45_000)
 })

@@ -13,11 +13,38 @@ const FILL_PIPELINE = 16
 /** The issue's bound on RSS growth over the soak once warm. */
 const SOAK_SPREAD_TARGET = 0.05
 
-/** RSS and used_memory of a redis-server, from /proc and INFO memory. */
-async function redisMemory(redis: TestRedis): Promise<{ rss: number; used: number }> {
+/** Redis's RSS right after a fill, then as read for the comparison. */
+type RedisMemory = { rss: number; used: number; loadedRss: number; settledSeconds: number }
+
+/**
+ * RSS and used_memory of a redis-server, from /proc and INFO memory, read
+ * as the proxy's are: once idle. Redis's allocator (jemalloc, with its
+ * background thread) gives pages back over the seconds after a fill (measured
+ * 210.3 -> 206.2 MiB about 8 s after writing 1M keys), as V8 gives back its
+ * young generation after the proxy's idle collection; so RSS is read every
+ * 2 s until it has held within 0.2% for 6 s, at least 10 s and at most 40 s.
+ */
+async function redisMemory(redis: TestRedis): Promise<RedisMemory> {
+  const pid = redis.pid() as number
+  const loadedRss = rssOf(pid)
+  const start = Date.now()
+  const readings = [loadedRss]
+  for (;;) {
+    await sleep(2000)
+    readings.push(rssOf(pid))
+    const last = readings.slice(-4)
+    const held = last.length === 4 && Math.max(...last) / Math.min(...last) - 1 <= 0.002
+    const waited = Date.now() - start
+    if ((held && waited >= 10_000) || waited >= 40_000) break
+  }
   const info = String(await redis.command('INFO', 'memory'))
   const used = Number(/^used_memory:(\d+)/m.exec(info)?.[1] ?? Number.NaN)
-  return { rss: rssOf(redis.pid() as number), used }
+  return {
+    rss: readings.at(-1) as number,
+    used,
+    loadedRss,
+    settledSeconds: (Date.now() - start) / 1000,
+  }
 }
 // Keys in Redis beyond the cache's capacity, so the soak also evicts and loads.
 const SOAK_KEYSPACE_FACTOR = 1.1
@@ -209,10 +236,12 @@ export const memoryScenario: Scenario = {
       const max = Math.max(...measured)
       const spread = max / min - 1
       const afterSoak = await proxy.status()
+      // RSS from /proc first: the probe after it forces a GC.
+      const afterSoakRss = rssOf(pid)
       const afterSoakMemory = await proxy.memory()
       rows.push([
         `${formatNumber(afterSoak.cache.keys)} after the soak`,
-        formatBytes(afterSoakMemory.rss),
+        formatBytes(afterSoakRss),
         '',
         formatBytes(afterSoakMemory.heapUsed),
         formatBytes(afterSoakMemory.arrayBuffers),
@@ -318,11 +347,18 @@ export const memoryScenario: Scenario = {
                 ),
               ],
               [
-                'redis-server RSS',
+                `redis-server RSS, settled (${formatNumber(redisFull.settledSeconds)} s after its fill)`,
                 formatBytes(redisEmpty.rss),
                 formatBytes(redisFull.rss),
                 formatNumber(perKey.redisTotal),
                 formatNumber(perKey.redisAdded),
+              ],
+              [
+                'redis-server RSS, right after its fill',
+                formatBytes(redisEmpty.loadedRss),
+                formatBytes(redisFull.loadedRss),
+                formatNumber(redisFull.loadedRss / redisKeys),
+                formatNumber((redisFull.loadedRss - redisEmpty.loadedRss) / redisKeys),
               ],
               [
                 'redis-server used_memory',
@@ -360,7 +396,7 @@ export const memoryScenario: Scenario = {
         comparisons: [],
         checks,
         notes: [
-          `The proxy's RSS is read from /proc twice at each step: right after the fill's last request, with V8's young generation as the load left it (it grows to 32 MiB under sustained load and V8 gives it back only in a full collection when it sees little allocation), and once idle: once the young generation is at ${formatBytes(YOUNG_IDLE_BYTES)} or less, which after a large fill takes the proxy's own idle collection (IDLE_GC_INTERVAL, default 5 s, on as a user runs it), the bench sending it nothing meanwhile but a scrape of /metrics every ${IDLE_POLL_MS / 1000} s. The checks use the idle figure, as Redis's is read idle after its fill; the bench's own probe (a forced GC, for the heap figures) runs only after that reading.`,
+          `The proxy's RSS is read from /proc twice at each step: right after the fill's last request, with V8's young generation as the load left it (it grows to 32 MiB under sustained load and V8 gives it back only in a full collection when it sees little allocation), and once idle: once the young generation is at ${formatBytes(YOUNG_IDLE_BYTES)} or less, which after a large fill takes the proxy's own idle collection (IDLE_GC_INTERVAL, default 5 s, on as a user runs it), the bench sending it nothing meanwhile but a scrape of /metrics every ${IDLE_POLL_MS / 1000} s. The checks use the idle figure, as Redis's is read once settled after its fill; the bench's own probe (a forced GC, for the heap figures) runs only after that reading.`,
           ...(notCollected.length === 0
             ? []
             : [
@@ -372,7 +408,7 @@ export const memoryScenario: Scenario = {
                 `The cache stopped growing just short of ${short.map((n) => formatNumber(n)).join(' and ')} keys: with CACHE_INVALIDATION=on Redis tracks every cached key, and when its tracking table (\`tracking-table-max-keys\`, 1,000,000 by default) is full it invalidates keys to make room, which evicts them from the cache.`,
               ]),
           `RSS every 10 s of the soak (warm-up included): ${series}.`,
-          `Keys \`key:000000000000\` and up (${BENCH_KEY_BYTES} B), values of ${VALUE_BYTES} B, written by bench/load/resp-keys.c. Redis's RSS was read empty and with the first ${formatNumber(redisKeys)} keys, before the proxy started (so before any key was tracked for invalidation); then the rest of the soak's key space was written. The proxy runs the RESP sidecar alone (\`node dist/main.js resp\`, METRICS_PORT for its /metrics), as a sidecar is deployed; the HTTP interface, when also served, loads Node's fetch implementation (undici) and holds about 5 MiB more. Each step GETs every key in order through the sidecar (resp-keys, ${CONNECTIONS} clients, pipeline ${FILL_PIPELINE}) until /metrics reports them cached. At the largest step the process held ${formatBytes(full?.rss ?? Number.NaN)} RSS. After the soak the cache held ${formatNumber(afterSoak.cache.keys)} keys (${formatNumber(afterSoak.cache.evictions)} evictions and ${formatNumber(afterSoak.cache.invalidations ?? 0)} invalidations from Redis so far).`,
+          `Keys \`key:000000000000\` and up (${BENCH_KEY_BYTES} B), values of ${VALUE_BYTES} B, written by bench/load/resp-keys.c. Redis's RSS was read empty and with the first ${formatNumber(redisKeys)} keys, before the proxy started (so before any key was tracked for invalidation): right after the fill, and again once it had held within 0.2% for 6 s (its allocator gives pages back over the seconds after a fill, as the proxy's idle collection does); the comparison uses that settled figure. Then the rest of the soak's key space was written. The proxy runs the RESP sidecar alone (its entry, dist/main.js, imported by the bench's probe, bench/targets/proxy.ts, without --expose-gc; METRICS_PORT for its /metrics), as a sidecar is deployed; the HTTP interface, when also served, loads Node's fetch implementation (undici) and holds about 5 MiB more. Each step GETs every key in order through the sidecar (resp-keys, ${CONNECTIONS} clients, pipeline ${FILL_PIPELINE}) until /metrics reports them cached. At the largest step the process held ${formatBytes(full?.rss ?? Number.NaN)} RSS. After the soak the cache held ${formatNumber(afterSoak.cache.keys)} keys (${formatNumber(afterSoak.cache.evictions)} evictions and ${formatNumber(afterSoak.cache.invalidations ?? 0)} invalidations from Redis so far).`,
         ],
       }
     } finally {

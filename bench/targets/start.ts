@@ -123,7 +123,7 @@ export async function startProxy(
   const resp = options.resp === true
   const respPort = resp ? await freePort() : 0
   const target = await spawnTarget(
-    ['--expose-gc', here('./proxy.js'), 'http', ...(resp ? ['resp'] : [])],
+    [here('./proxy.js'), 'http', ...(resp ? ['resp'] : [])],
     {
       PATH: process.env.PATH ?? '',
       REDIS_URL: redisUrl,
@@ -179,7 +179,7 @@ export async function startSidecar(
   const port = await freePort()
   const respPort = await freePort()
   const target = await spawnTarget(
-    ['--expose-gc', here('./proxy.js'), 'resp'],
+    [here('./proxy.js'), 'resp'],
     {
       PATH: process.env.PATH ?? '',
       REDIS_URL: redisUrl,
