@@ -58,13 +58,23 @@ describe('IdleGc', () => {
     expect(gc.check()).not.toBeNull()
   })
 
-  it('waits twice as many idle intervals after each collection that gave nothing back', () => {
+  it('tries again at the next idle interval, then waits twice as long after each failure', () => {
     const { state, parts } = fakeParts(32 * MiB)
     state.shrinkTo = 32 * MiB
     const gc = new IdleGc({ intervalMs: 5000 }, parts)
-    const ran = Array.from({ length: 16 }, () => gc.check() !== null)
-    // Collections at intervals 0, 2, 5, 10: skipping 1, then 2, then 4.
-    expect(ran.flatMap((r, i) => (r ? [i] : []))).toEqual([0, 2, 5, 10])
+    const ran = Array.from({ length: 20 }, () => gc.check() !== null)
+    // Collections at intervals 0, 1, 3, 7, 15: skipping 0, then 1, 3, 7.
+    expect(ran.flatMap((r, i) => (r ? [i] : []))).toEqual([0, 1, 3, 7, 15])
+  })
+
+  it('gives the young generation back at the second try, as V8 did after a fill', () => {
+    const { state, parts } = fakeParts(32 * MiB)
+    state.shrinkTo = 32 * MiB
+    const gc = new IdleGc({ intervalMs: 5000 }, parts)
+    expect(gc.check()?.youngAfter).toBe(32 * MiB)
+    state.shrinkTo = 1 * MiB
+    expect(gc.check()?.youngAfter).toBe(1 * MiB)
+    expect(state.collections).toBe(2)
   })
 
   it('starts the backoff over once traffic comes back', () => {
@@ -72,15 +82,14 @@ describe('IdleGc', () => {
     state.shrinkTo = 32 * MiB
     const gc = new IdleGc({ intervalMs: 5000 }, parts)
     gc.check() // collects, gives nothing back
-    gc.check() // skipped
-    gc.check() // collects, gives nothing back: now two to skip
+    gc.check() // collects again, gives nothing back: the next one would be skipped
     state.busy = 0.5
     gc.check()
     state.busy = 0
     expect(gc.check()).not.toBeNull()
   })
 
-  it('caps the backoff at 64 idle intervals', () => {
+  it('caps the wait at 63 idle intervals between tries', () => {
     const { state, parts } = fakeParts(32 * MiB)
     state.shrinkTo = 32 * MiB
     const gc = new IdleGc({ intervalMs: 5000 }, parts)
@@ -92,8 +101,8 @@ describe('IdleGc', () => {
         last = i
       }
     }
-    expect(gaps.slice(0, 8)).toEqual([1, 2, 4, 8, 16, 32, 64, 64])
-    expect(Math.max(...gaps)).toBe(64)
+    expect(gaps.slice(0, 8)).toEqual([0, 1, 3, 7, 15, 31, 63, 63])
+    expect(Math.max(...gaps)).toBe(63)
   })
 
   it('stops for good, and says why, when a collection throws', () => {

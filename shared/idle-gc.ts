@@ -65,10 +65,12 @@ export type IdleGcOptions = {
 }
 
 /**
- * After a collection that gave back nothing (V8 still saw allocation going
- * on), the next attempt waits twice as many idle intervals, up to this many,
- * so a process that stays just under the idle bar is not collected every
- * interval for nothing.
+ * After a collection that gave back nothing (V8 still counted the traffic
+ * that just ended in its allocation rate), the next attempt comes at the
+ * next idle interval: measured after a fill, the first collection 6 s after
+ * it gave nothing back and the next one did. Each further failure doubles
+ * the wait, up to this many intervals, so a process that stays just under
+ * the idle bar is not collected every interval for nothing.
  */
 const MAX_BACKOFF = 64
 
@@ -145,7 +147,8 @@ export class IdleGc {
       ms: this.#parts.now() - started,
     }
     if (result.youngAfter > this.#youngAbove) {
-      this.#skip = this.#backoff
+      // Skips 0, 1, 3, 7, ... 63 intervals after the 1st, 2nd, 3rd, ... failure.
+      this.#skip = this.#backoff - 1
       this.#backoff = Math.min(this.#backoff * 2, MAX_BACKOFF)
     } else {
       this.#backoff = 1
