@@ -19,6 +19,13 @@ function fakeParts(young: number) {
   return { state, parts }
 }
 
+/** A young generation of 32 MiB that collections give nothing back of (V8 still counting traffic). */
+function neverShrinks() {
+  const { state, parts } = fakeParts(32 * MiB)
+  state.shrinkTo = 32 * MiB
+  return { state, gc: new IdleGc({ intervalMs: 5000 }, parts) }
+}
+
 describe('IdleGc', () => {
   it('collects once after an idle interval while the young generation is large', () => {
     const { state, parts } = fakeParts(32 * MiB)
@@ -59,18 +66,14 @@ describe('IdleGc', () => {
   })
 
   it('tries again at the next idle interval, then waits twice as long after each failure', () => {
-    const { state, parts } = fakeParts(32 * MiB)
-    state.shrinkTo = 32 * MiB
-    const gc = new IdleGc({ intervalMs: 5000 }, parts)
+    const { gc } = neverShrinks()
     const ran = Array.from({ length: 20 }, () => gc.check() !== null)
     // Collections at intervals 0, 1, 3, 7, 15: skipping 0, then 1, 3, 7.
     expect(ran.flatMap((r, i) => (r ? [i] : []))).toEqual([0, 1, 3, 7, 15])
   })
 
   it('gives the young generation back at the second try, as V8 did after a fill', () => {
-    const { state, parts } = fakeParts(32 * MiB)
-    state.shrinkTo = 32 * MiB
-    const gc = new IdleGc({ intervalMs: 5000 }, parts)
+    const { state, gc } = neverShrinks()
     expect(gc.check()?.youngAfter).toBe(32 * MiB)
     state.shrinkTo = 1 * MiB
     expect(gc.check()?.youngAfter).toBe(1 * MiB)
@@ -78,9 +81,7 @@ describe('IdleGc', () => {
   })
 
   it('starts the backoff over once traffic comes back', () => {
-    const { state, parts } = fakeParts(32 * MiB)
-    state.shrinkTo = 32 * MiB
-    const gc = new IdleGc({ intervalMs: 5000 }, parts)
+    const { state, gc } = neverShrinks()
     gc.check() // collects, gives nothing back
     gc.check() // collects again, gives nothing back: the next one would be skipped
     state.busy = 0.5
@@ -90,9 +91,7 @@ describe('IdleGc', () => {
   })
 
   it('caps the wait at 63 idle intervals between tries', () => {
-    const { state, parts } = fakeParts(32 * MiB)
-    state.shrinkTo = 32 * MiB
-    const gc = new IdleGc({ intervalMs: 5000 }, parts)
+    const { gc } = neverShrinks()
     let last = -1
     const gaps: number[] = []
     for (let i = 0; i < 600; i++) {

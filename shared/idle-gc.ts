@@ -204,15 +204,21 @@ export function nodeIdleGcParts(): IdleGcParts {
 }
 
 /**
- * V8's `gc()`: the process's own when started with --expose-gc, else taken
- * from a fresh context created while the flag is on (V8 installs `gc` only in
- * contexts created after the flag is set; the flag is turned off again, so
- * nothing else sees it). The context stays alive with the function, about
- * 0.6 MiB, made on the first collection.
+ * V8's `gc()`: the process's own when started with --expose-gc, else a
+ * fresh one (newGc), made on the first collection and kept.
  */
 function exposedGc(): () => void {
   const own = (globalThis as { gc?: unknown }).gc
-  if (typeof own === 'function') return own as () => void
+  return typeof own === 'function' ? (own as () => void) : newGc()
+}
+
+/**
+ * A `gc()` taken from a fresh context created while --expose-gc is on (V8
+ * installs `gc` only in contexts created after the flag is set; the flag is
+ * turned off again, so nothing else sees it). The context lives as long as
+ * the function, about 0.6 MiB. Throws where the runtime refuses the flag.
+ */
+export function newGc(): () => void {
   setFlagsFromString('--expose-gc')
   try {
     return runInNewContext('gc') as () => void

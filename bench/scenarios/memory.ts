@@ -80,7 +80,11 @@ async function fill(ctx: BenchContext, proxy: ProxyTarget, count: number): Promi
 
 /** What the proxy's idle collection leaves V8's young generation at, or less (shared/idle-gc.ts). */
 const YOUNG_IDLE_BYTES = 4 * 1024 * 1024
-/** The default IDLE_GC_INTERVAL (5 s) collects 5 to 10 s into the quiet; its backoff can add 10 s more. */
+/**
+ * The default IDLE_GC_INTERVAL (5 s) collects 5 to 10 s into the quiet; when
+ * V8 still counts the fill, the retry comes one interval later (6-20 s in
+ * the runs so far).
+ */
 const IDLE_WAIT_MS = 40_000
 /** Rare enough that the scrapes leave the proxy's event loop idle (each is a few ms). */
 const IDLE_POLL_MS = 2000
@@ -107,9 +111,7 @@ async function rssOnceIdle(proxy: ProxyTarget, after: number): Promise<IdleReadi
   const start = Date.now()
   for (;;) {
     await sleep(IDLE_POLL_MS)
-    const text = await (await fetch(`${proxy.origin}/metrics`)).text()
-    const collections = sample(text, 'redis_proxy_idle_gc_total') ?? 0
-    const young = sample(text, 'nodejs_heap_space_size_total_bytes', { space: 'new' }) ?? Infinity
+    const { collections, young } = await scrape(proxy)
     // Small already (a light fill may never grow it), or given back.
     const settled = young <= YOUNG_IDLE_BYTES
     if (settled || Date.now() - start >= IDLE_WAIT_MS) {
@@ -123,15 +125,16 @@ async function rssOnceIdle(proxy: ProxyTarget, after: number): Promise<IdleReadi
   }
 }
 
-/** V8's young generation (new space) of the proxy, from its /metrics. */
-async function youngOf(proxy: ProxyTarget): Promise<number> {
+/**
+ * From the proxy's /metrics: its idle collections so far and V8's young
+ * generation (new space, committed bytes; NaN if absent).
+ */
+async function scrape(proxy: ProxyTarget): Promise<{ collections: number; young: number }> {
   const text = await (await fetch(`${proxy.origin}/metrics`)).text()
-  return sample(text, 'nodejs_heap_space_size_total_bytes', { space: 'new' }) ?? Number.NaN
-}
-
-async function idleCollections(proxy: ProxyTarget): Promise<number> {
-  const text = await (await fetch(`${proxy.origin}/metrics`)).text()
-  return sample(text, 'redis_proxy_idle_gc_total') ?? 0
+  return {
+    collections: sample(text, 'redis_proxy_idle_gc_total') ?? 0,
+    young: sample(text, 'nodejs_heap_space_size_total_bytes', { space: 'new' }) ?? Number.NaN,
+  }
 }
 
 /** Part 5: memory of the running proxy by cached keys, and RSS over a soak. */
@@ -172,7 +175,7 @@ export const memoryScenario: Scenario = {
       const notCollected: number[] = []
       for (const step of memorySteps) {
         if (step > 0 && (await fill(ctx, proxy, step)) < step) short.push(step)
-        const before = await idleCollections(proxy)
+        const before = (await scrape(proxy)).collections
         const loadedRss = rssOf(proxy.pid)
         ctx.progress(`memory: ${formatNumber(step)} keys, waiting for the proxy to go idle`)
         const idle = await rssOnceIdle(proxy, before)
@@ -224,12 +227,13 @@ export const memoryScenario: Scenario = {
           await sleep(1000)
           const t = (Date.now() - start) / 1000
           samples.push({ t, rss: rssOf(pid) })
-          if (t >= soakWarmupSeconds && Number.isNaN(youngFirst)) youngFirst = await youngOf(proxy)
+          if (t >= soakWarmupSeconds && Number.isNaN(youngFirst))
+            youngFirst = (await scrape(proxy)).young
         }
       })()
       const load = await soak
       await sampler
-      const youngLast = await youngOf(proxy)
+      const youngLast = (await scrape(proxy)).young
       const measured = samples.filter((s) => s.t >= soakWarmupSeconds).map((s) => s.rss)
       const first = measured[0] ?? Number.NaN
       const last = measured.at(-1) ?? Number.NaN

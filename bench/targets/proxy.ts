@@ -1,5 +1,4 @@
-import { setFlagsFromString } from 'node:v8'
-import { runInNewContext } from 'node:vm'
+import { newGc } from '../../shared/idle-gc.js'
 
 /**
  * The proxy's own entry (main.ts, unchanged) plus a probe the bench asks over
@@ -13,9 +12,7 @@ import { runInNewContext } from 'node:vm'
  */
 process.on('message', (message) => {
   if (message !== 'memory') return
-  setFlagsFromString('--expose-gc')
-  const gc = runInNewContext('gc') as () => void
-  setFlagsFromString('--no-expose-gc')
+  const gc = newGc()
   gc()
   gc()
   process.send?.({ memory: process.memoryUsage() })
