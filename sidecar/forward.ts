@@ -202,7 +202,7 @@ function selfView(ctx: CommandContext, spec: CommandSpec): Reply | undefined {
 function needsOwnConnection(spec: CommandSpec, args: readonly Buffer[]): boolean {
   const name = spec.name
   if (OWN_CONNECTION.has(name)) return true
-  if (!spec.flags.has('blocking')) return false
+  if (!spec.isBlocking) return false
   // XREAD and XREADGROUP block only with BLOCK.
   if (name === 'xread' || name === 'xreadgroup') {
     return args.some((arg) => arg.length === 5 && arg.toString('latin1').toUpperCase() === 'BLOCK')
@@ -324,8 +324,7 @@ class RelayedWrite extends Relayed {
  * connection than a RESP2 client's reply.
  */
 function mayWrite(spec: CommandSpec): boolean {
-  if (spec.flags.has('write')) return true
-  return !spec.flags.has('readonly') && spec.keySpecs.length > 0
+  return spec.isWrite || (!spec.isReadonly && spec.keySpecs.length > 0)
 }
 
 /** What a write makes stale in the cache: its keys, or everything when it names none. */

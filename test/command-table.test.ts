@@ -56,6 +56,40 @@ describe('the command table read from the backend (COMMAND)', () => {
     expect(table.lookup([Buffer.from('nosuch')])).toBeUndefined()
   })
 
+  it('reads the flags tested per command once, as the flags say, for every command and key spec', async () => {
+    const names = (await redis.command('COMMAND', 'LIST')) as Buffer[]
+    let checked = 0
+    let blocking = 0
+    for (const name of names) {
+      // Subcommands (`config|get`) are checked under their command.
+      if (name.includes('|')) continue
+      const command = table.lookup([name])
+      expect(command, name.toString()).toBeDefined()
+      for (const spec of [command, ...(command?.subcommands.values() ?? [])]) {
+        if (spec === undefined) continue
+        expect(spec.isWrite, spec.name).toBe(spec.flags.has('write'))
+        expect(spec.isReadonly, spec.name).toBe(spec.flags.has('readonly'))
+        expect(spec.isBlocking, spec.name).toBe(spec.flags.has('blocking'))
+        if (spec.isBlocking) blocking++
+        for (const keySpec of spec.keySpecs) {
+          expect(keySpec.notKey, spec.name).toBe(keySpec.flags.has('not_key'))
+          expect(keySpec.ro, spec.name).toBe(keySpec.flags.has('ro'))
+          expect(keySpec.incomplete, spec.name).toBe(keySpec.flags.has('incomplete'))
+        }
+        checked++
+      }
+    }
+    // COMMAND LIST names subcommands too: each was checked once.
+    expect(checked).toBe(names.length)
+    expect(blocking).toBeGreaterThan(0)
+    const set = table.lookup([Buffer.from('set')])
+    expect(set).toMatchObject({ isWrite: true, isReadonly: false, isBlocking: false })
+    expect(set?.fixedKeys?.keys.positions).toEqual([1])
+    // MSET's keys depend on its argument count: walked per call.
+    expect(table.lookup([Buffer.from('mset')])?.fixedKeys).toBeNull()
+    expect(table.lookup([Buffer.from('blpop')])?.isBlocking).toBe(true)
+  })
+
   it('finds subcommands by their second argument', () => {
     const sub = table.lookup([Buffer.from('CONFIG'), Buffer.from('get'), Buffer.from('x')])
     expect(sub).toMatchObject({ name: 'config|get', arity: -3 })

@@ -32,6 +32,10 @@ export type FindKeys =
 export type KeySpec = {
   /** RW, RO, OW, RM, access, update, insert, delete, not_key, incomplete, variable_flags... */
   readonly flags: ReadonlySet<string>
+  /** `flags` keyPositions tests for every command whose keys it walks (MSET), read once. */
+  readonly notKey: boolean
+  readonly ro: boolean
+  readonly incomplete: boolean
   readonly begin: BeginSearch
   readonly find: FindKeys
 }
@@ -47,7 +51,20 @@ export type CommandSpec = {
   readonly keySpecs: readonly KeySpec[]
   /** By subcommand name in lower case (`config|get` under `get`). */
   readonly subcommands: ReadonlyMap<string, CommandSpec>
+  /**
+   * `flags` the forwarding path tests for every command, read once here:
+   * a lookup in the set per test was 1.7% of the sidecar's samples under
+   * pipelined SETs.
+   */
+  readonly isWrite: boolean
+  readonly isReadonly: boolean
+  readonly isBlocking: boolean
+  /** keyPositions' answer when the keys sit at fixed positions (see fixedPositions), else null. */
+  readonly fixedKeys: FixedKeys | null
 }
+
+/** Key positions that hold for any call with at least `needs` arguments. */
+export type FixedKeys = { readonly keys: KeyPositions; readonly needs: number }
 
 /**
  * Which arguments are keys, and whether each is written (`writes[i]` for
@@ -131,11 +148,7 @@ export class CommandTable {
  */
 export function keyPositions(command: CommandSpec, args: readonly Uint8Array[]): KeyPositions {
   if (command.keySpecs.length === 0) return NO_KEYS
-  let fixed = fixedKeys.get(command)
-  if (fixed === undefined) {
-    fixed = fixedPositions(command)
-    fixedKeys.set(command, fixed)
-  }
+  const fixed = command.fixedKeys
   if (fixed !== null && args.length >= fixed.needs) return fixed.keys
   return keyPositionsBySpecs(command, args)
 }
@@ -143,27 +156,27 @@ export function keyPositions(command: CommandSpec, args: readonly Uint8Array[]):
 /**
  * Commands whose keys sit at the same positions whatever the arguments
  * (every spec an `index` begin and a `range` with a fixed last key: GET,
- * SET, INCR, LPUSH, RENAME...): their answer, made once, for any call with
- * at least `needs` arguments. The forwarding path asks for every command's
- * keys; this spares it two arrays and an object per command.
+ * SET, INCR, LPUSH, RENAME...): their answer, made once when the table is
+ * read, for any call with at least `needs` arguments. The forwarding path
+ * asks for every command's keys; this spares it two arrays and an object
+ * per command.
  */
-const fixedKeys = new WeakMap<CommandSpec, { keys: KeyPositions; needs: number } | null>()
-
-function fixedPositions(command: CommandSpec): { keys: KeyPositions; needs: number } | null {
+function fixedPositions(keySpecs: readonly KeySpec[]): FixedKeys | null {
+  if (keySpecs.length === 0) return null
   const positions: number[] = []
   const writes: boolean[] = []
   let needs = 0
-  for (const spec of command.keySpecs) {
-    if (spec.flags.has('not_key')) continue
+  for (const spec of keySpecs) {
+    if (spec.notKey) continue
     const { begin, find } = spec
-    if (begin.type !== 'index' || find.type !== 'range' || spec.flags.has('incomplete')) {
+    if (begin.type !== 'index' || find.type !== 'range' || spec.incomplete) {
       return null
     }
     if (find.lastKey < 0 || find.keyStep < 1) return null
     const last = begin.index + find.lastKey
     for (let i = begin.index; i <= last; i += find.keyStep) {
       positions.push(i)
-      writes.push(!spec.flags.has('ro'))
+      writes.push(!spec.ro)
     }
     needs = Math.max(needs, last + 1)
   }
@@ -182,8 +195,8 @@ export function keyPositionsBySpecs(
   const found: number[] = []
   const writes: boolean[] = []
   for (const spec of command.keySpecs) {
-    if (spec.flags.has('not_key')) continue
-    const write = !spec.flags.has('ro')
+    if (spec.notKey) continue
+    const write = !spec.ro
     const first = beginning(spec.begin, args)
     if (first === undefined) return everyArgument(command, argc)
     if (first === 0) continue // keyword absent: this spec names no key here
@@ -208,7 +221,7 @@ export function keyPositionsBySpecs(
         found.push(i)
         writes.push(write)
       }
-      if (spec.flags.has('incomplete')) return everyArgument(command, argc)
+      if (spec.incomplete) return everyArgument(command, argc)
       continue
     } else {
       return everyArgument(command, argc)
@@ -222,7 +235,7 @@ export function keyPositionsBySpecs(
       found.push(i)
       writes.push(write)
     }
-    if (spec.flags.has('incomplete')) return everyArgument(command, argc)
+    if (spec.incomplete) return everyArgument(command, argc)
   }
   return { positions: found, writes, exact: true }
 }
@@ -246,7 +259,7 @@ function beginning(begin: BeginSearch, args: readonly Uint8Array[]): number | un
 
 /** Every argument after the name, as written when the command writes at all. */
 function everyArgument(command: CommandSpec, argc: number): KeyPositions {
-  const write = command.flags.has('write')
+  const write = command.isWrite
   const positions: number[] = []
   const writes: boolean[] = []
   for (let i = 1; i < argc; i++) {
@@ -303,13 +316,19 @@ function parseCommand(entry: Reply): CommandSpec {
     const spec = parseCommand(sub)
     subcommands.set(spec.name.slice(spec.name.indexOf('|') + 1), spec)
   }
+  const flags = new Set(list(items[2]).map((f) => text(f).toLowerCase()))
+  const keySpecs = list(items[8]).map(parseKeySpec)
   return {
     name,
     arity: int(items[1]),
-    flags: new Set(list(items[2]).map((f) => text(f).toLowerCase())),
+    flags,
     categories: list(items[6]).map((c) => text(c).replace(/^@/, '')),
-    keySpecs: list(items[8]).map(parseKeySpec),
+    keySpecs,
     subcommands,
+    isWrite: flags.has('write'),
+    isReadonly: flags.has('readonly'),
+    isBlocking: flags.has('blocking'),
+    fixedKeys: fixedPositions(keySpecs),
   }
 }
 
@@ -321,8 +340,12 @@ function parseKeySpec(reply: Reply): KeySpec {
   const fk = fields(find.get('spec'))
   const beginType = text(begin.get('type'))
   const findType = text(find.get('type'))
+  const flags = new Set(list(spec.get('flags')).map((f) => text(f).toLowerCase()))
   return {
-    flags: new Set(list(spec.get('flags')).map((f) => text(f).toLowerCase())),
+    flags,
+    notKey: flags.has('not_key'),
+    ro: flags.has('ro'),
+    incomplete: flags.has('incomplete'),
     begin:
       beginType === 'index'
         ? { type: 'index', index: int(bs.get('index')) }
