@@ -2,7 +2,7 @@
  * One measurement of one cache in a fresh process, so JIT state and heap
  * left by the other implementation cannot colour it. Prints one JSON line.
  *
- *   node cache-worker.js ops  <impl> <uniform|zipf> <ops> <capacity> <keyspace>
+ *   node cache-worker.js ops  <impl> <uniform|zipf> <ops> <capacity> <keyspace> [<timedOps>]
  *   node --expose-gc cache-worker.js heap <impl> <entries> <valueBytes>
  *   node --expose-gc cache-worker.js whole <impl> <entries> <keyBytes> <valueBytes>
  *
@@ -26,9 +26,16 @@ const [mode, impl] = process.argv.slice(2, 4) as [string, Impl]
 if (!(IMPLS as readonly string[]).includes(impl)) throw new TypeError(`unknown cache \`${impl}\``)
 
 if (mode === 'ops') {
-  const [dist, ops, capacity, keyspace] = process.argv.slice(4)
+  const [dist, ops, capacity, keyspace, timedOps = ops] = process.argv.slice(4)
   report(
-    opsPerSecond(impl, dist as 'uniform' | 'zipf', +(ops ?? 0), +(capacity ?? 0), +(keyspace ?? 0)),
+    opsPerSecond(
+      impl,
+      dist as 'uniform' | 'zipf',
+      +(ops ?? 0),
+      +(capacity ?? 0),
+      +(keyspace ?? 0),
+      +(timedOps ?? 0),
+    ),
   )
 } else if (mode === 'heap') {
   const [entries, valueBytes] = process.argv.slice(4)
@@ -84,9 +91,10 @@ function keySequence(dist: 'uniform' | 'zipf', ops: number, keyspace: number): U
 }
 
 /**
- * get; on a miss, set: what the read-through does. One untimed pass fills the
- * cache and warms the JIT; then three timed passes over the same sequence,
- * reporting the median pass.
+ * get; on a miss, set: what the read-through does. One untimed pass of the
+ * `ops` long sequence fills the cache and warms the JIT; then three timed
+ * passes over its first `timedOps` (at most `ops`), reporting the median
+ * pass. A shorter timed pass reads the cache the whole sequence filled.
  */
 function opsPerSecond(
   impl: Impl,
@@ -94,7 +102,11 @@ function opsPerSecond(
   ops: number,
   capacity: number,
   keyspace: number,
+  timedOps: number,
 ): Record<string, number> {
+  if (!(timedOps >= 1 && timedOps <= ops)) {
+    throw new RangeError(`timedOps must be from 1 to ops (${ops}), got ${timedOps}`)
+  }
   const keys = Array.from({ length: keyspace }, (_, i) => `key:${i}`)
   const seq = keySequence(dist, ops, keyspace)
   const value = new Uint8Array(100)
@@ -106,14 +118,14 @@ function opsPerSecond(
         : impl === 'slab'
           ? slabPass(capacity, keys, seq, value)
           : lruPass(capacity, keys, seq, value)
-  pass()
-  const passes = [pass(), pass(), pass()].sort((a, b) => a.ms - b.ms)
+  pass(ops)
+  const passes = [pass(timedOps), pass(timedOps), pass(timedOps)].sort((a, b) => a.ms - b.ms)
   const mid = passes[1] as Pass
   const cpu = [...passes].sort((a, b) => a.cpuMs - b.cpuMs)[1] as Pass
   return {
-    opsPerSec: (ops / mid.ms) * 1000,
-    opsPerCpuSec: (ops / cpu.cpuMs) * 1000,
-    hitRatio: mid.hits / ops,
+    opsPerSec: (timedOps / mid.ms) * 1000,
+    opsPerCpuSec: (timedOps / cpu.cpuMs) * 1000,
+    hitRatio: mid.hits / timedOps,
   }
 }
 
@@ -131,10 +143,10 @@ function timed(body: () => number): Pass {
 
 function oursPass(capacity: number, keys: string[], seq: Uint32Array, value: Uint8Array) {
   const cache = new LruCache<Uint8Array>({ capacity, ttlMs: TTL_MS })
-  return () =>
+  return (count: number) =>
     timed(() => {
       let hits = 0
-      for (let i = 0; i < seq.length; i++) {
+      for (let i = 0; i < count; i++) {
         const key = keys[seq[i] as number] as string
         if (cache.get(key) === null) cache.set(key, value)
         else hits++
@@ -159,10 +171,10 @@ function oursDecodedPass(capacity: number, keys: string[], seq: Uint32Array, val
   const cache = new LruCache<Uint8Array>({ capacity, ttlMs: TTL_MS })
   const { bytes, starts } = packKeys(keys)
   const out = new Uint8Array(64 * 1024)
-  return () =>
+  return (count: number) =>
     timed(() => {
       let hits = 0
-      for (let i = 0; i < seq.length; i++) {
+      for (let i = 0; i < count; i++) {
         const k = seq[i] as number
         const key = bytes.toString('latin1', starts[k] as number, starts[k + 1] as number)
         const found = cache.get(key)
@@ -180,10 +192,10 @@ function slabPass(capacity: number, keys: string[], seq: Uint32Array, value: Uin
   const cache = new SlabCache({ capacity, ttlMs: TTL_MS })
   const { bytes, starts } = packKeys(keys)
   const out = new Uint8Array(64 * 1024)
-  return () =>
+  return (count: number) =>
     timed(() => {
       let hits = 0
-      for (let i = 0; i < seq.length; i++) {
+      for (let i = 0; i < count; i++) {
         const k = seq[i] as number
         const start = starts[k] as number
         const end = starts[k + 1] as number
@@ -200,10 +212,10 @@ function slabPass(capacity: number, keys: string[], seq: Uint32Array, value: Uin
 
 function lruPass(capacity: number, keys: string[], seq: Uint32Array, value: Uint8Array) {
   const cache = new LRUCache<string, Uint8Array>({ max: capacity, ttl: TTL_MS })
-  return () =>
+  return (count: number) =>
     timed(() => {
       let hits = 0
-      for (let i = 0; i < seq.length; i++) {
+      for (let i = 0; i < count; i++) {
         const key = keys[seq[i] as number] as string
         if (cache.get(key) === undefined) cache.set(key, value)
         else hits++
