@@ -249,6 +249,14 @@ export class ReadThrough implements InvalidationTarget {
     return this.#cache.getBytes(bytes, start, end)
   }
 
+  /**
+   * Readies the lookups of the keys `bytes[spans[2i], spans[2i+1])`, i <
+   * count, about to be asked of hitSlot (see SlabCache.prefetchBytes).
+   */
+  prefetchBytes(bytes: Uint8Array, spans: Int32Array, count: number): void {
+    this.#cache.prefetchBytes(bytes, spans, count)
+  }
+
   /** Whether the slot `hitSlot` answered records a key known to be missing. */
   hitIsNil(slot: number): boolean {
     return this.#cache.isNil(slot)

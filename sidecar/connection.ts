@@ -264,7 +264,7 @@ export class Connection {
     const record = this.#server.recordDuration
     if (record !== undefined) this.#chunkStartedAt = performance.now()
     try {
-      const consumed = this.#decoder.push(chunk, this.#onCommand, this.#onGet)
+      const consumed = this.#decoder.push(chunk, this.#onCommand, this.#onGet, this.#onGets)
       this.#held = consumed < chunk.length ? chunk.subarray(consumed) : null
       if (this.#decoder.bufferedBytes > this.#limits.maxRequestBytes) {
         this.#fail('ERR Protocol error: too big request')
@@ -369,6 +369,10 @@ export class Connection {
   // GET as the decoder's fast path hands it over: no argument buffers at all.
   readonly #onGet = (chunk: Buffer, start: number, end: number): void =>
     this.#execute(null, chunk, start, end)
+  // A pipelined run of GETs, before any of them: their cache entries are
+  // brought in together. Changes nothing, so no rule of #execute applies.
+  readonly #onGets = (chunk: Buffer, spans: Int32Array, count: number): void =>
+    this.#server.service.prefetchBytes(chunk, spans, count)
 
   /**
    * Every command's one way in: a decoded command (`args`), or a canonical

@@ -1,7 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { ModelCache } from './reference-model.js'
-import { entryBytes, NIL, PAGE_BYTES, SlabCache, sizeClasses } from './slab-cache.js'
+import { entryBytes, NIL, PAGE_BYTES, PREFETCH_MAX, SlabCache, sizeClasses } from './slab-cache.js'
 
 // Keys of every shape the layout cares about: empty, binary, prefixes of one
 // another, longer than the byte-loop copy, and enough of them (with a
@@ -38,6 +38,7 @@ type Op =
   | { op: 'sweep'; first: number; stride: number }
   | { op: 'advance'; ms: number }
   | { op: 'clear' }
+  | { op: 'prefetch'; keys: number[] }
 
 /**
  * Sizes around size class boundaries (an entry of exactly a class's chunk,
@@ -131,6 +132,15 @@ function opArb(sizes: fc.Arbitrary<Size>, often: number): fc.Arbitrary<Op> {
       }),
     },
     { weight: 1, arbitrary: fc.record({ op: fc.constant('clear' as const) }) },
+    {
+      // Readies lookups: changes nothing, whatever the keys (absent, repeated,
+      // more than PREFETCH_MAX of them).
+      weight: often,
+      arbitrary: fc.record({
+        op: fc.constant('prefetch' as const),
+        keys: fc.array(key, { minLength: 1, maxLength: PREFETCH_MAX + 8 }),
+      }),
+    },
   )
 }
 
@@ -267,6 +277,21 @@ function check(setup: Setup): void {
               model.clear()
               expect(real.memory().allocatedBytes, where).toBe(0)
               break
+            case 'prefetch': {
+              // The keys back to back after a byte of padding, as in a request chunk.
+              const names = o.keys.map((i) => latin1(KEYS[i] as string))
+              const spans = new Int32Array(2 * names.length)
+              const buffer = new Uint8Array(1 + names.reduce((n, k) => n + k.length, 0))
+              let at = 1
+              for (const [i, name] of names.entries()) {
+                buffer.set(name, at)
+                spans[2 * i] = at
+                at += name.length
+                spans[2 * i + 1] = at
+              }
+              real.prefetchBytes(buffer, spans, names.length)
+              break
+            }
           }
           // Peeking changes nothing, so probing every key after every step
           // observes the cache without steering the run.

@@ -47,6 +47,9 @@
 import { putBytes } from '../bytes.js'
 import { type CacheStats, type Clock, MAX_CAPACITY, systemClock } from './lru-cache.js'
 
+/** Most keys one `prefetchBytes` readies. */
+export const PREFETCH_MAX = 32
+
 /** Size of a full slab page. @default 1 MiB */
 export const PAGE_BYTES = 1024 * 1024
 /** Redis's largest string (and its default proto-max-bulk-len, as the proxy's decoder). */
@@ -225,6 +228,11 @@ export class SlabCache {
   #hitValueAt = 0
   #hitValueLength = 0
 
+  // prefetchBytes's scratch, and the sum of what it read.
+  readonly #prefetch = new Int32Array(PREFETCH_MAX)
+  // biome-ignore lint/correctness/noUnusedPrivateClassMembers: written, never read, so that the reads summed into it are not optimised away
+  #prefetched = 0
+
   #hits = 0
   #misses = 0
   #evictions = 0
@@ -314,6 +322,52 @@ export class SlabCache {
     // #keyIs just read where its value lies.
     this.#hitSlot = slot
     return slot
+  }
+
+  /**
+   * Readies the lookups of up to PREFETCH_MAX keys about to be asked of
+   * `getBytes` together: key `i` is `keys[spans[2i], spans[2i+1])`, for
+   * i < count (more are ignored). Changes nothing and counts nothing.
+   *
+   * Why: past the CPU's caches (100k entries and up), a lookup waits on
+   * memory several times in a row (its bucket, then its slot's record, then
+   * its entry's bytes and its LRU neighbours' records), and every wait is a
+   * full memory latency: measured here, 150-200 ns a load that depends on
+   * the one before, 10-40 ns each for loads that do not. This reads the
+   * buckets of all the keys, then all their records, then all their entries
+   * and neighbours: each step's loads are independent of one another, so
+   * the CPU waits on them together. A pipeline of 16 GETs over 100k keys
+   * (uniform) cost the sidecar 1.25 against 1.50 µs of CPU per hit (medians).
+   */
+  prefetchBytes(keys: Uint8Array, spans: Int32Array, count: number): void {
+    const n = Math.min(count, PREFETCH_MAX)
+    const table = this.#table
+    const records = this.#prefetch
+    for (let i = 0; i < n; i++) {
+      records[i] = table[this.#home(this.#hash(keys, spans[2 * i]!, spans[2 * i + 1]!))]!
+    }
+    const slots = this.#slots
+    // What was read is summed into a field, so the reads are not optimised away.
+    let sum = 0
+    for (let i = 0; i < n; i++) {
+      const word = records[i]!
+      // The bucket's slot: the key's own, or another key's (the key is then
+      // further along the probe, or absent); either way a valid slot.
+      const at = word === 0 ? -1 : (word & SLOT_BITS) * SLOT_WORDS
+      records[i] = at
+      if (at >= 0) sum += slots[at + W_LOC]!
+    }
+    for (let i = 0; i < n; i++) {
+      const at = records[i]!
+      if (at < 0) continue
+      const loc = slots[at + W_LOC]!
+      const page = loc >>> 16
+      sum +=
+        this.#pages[page]![(loc & 0xffff) * this.#meta[page * META + M_CHUNK]!]! +
+        slots[slots[at + W_PREV]! * SLOT_WORDS]! +
+        slots[slots[at + W_NEXT]! * SLOT_WORDS]!
+    }
+    this.#prefetched = sum | 0
   }
 
   /** As `getBytes` but changes nothing and counts nothing (like `peek`). */

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest'
 import {
   ARG_OVERHEAD,
   type DecoderLimits,
+  LOOK_AHEAD,
   ProtocolError,
   RequestDecoder,
   splitArgs,
@@ -14,8 +15,17 @@ type Outcome = { commands: string[][]; error?: string; buffered: number }
 const text = (arg: Buffer, i: number) =>
   i === 0 ? arg.toString('latin1').toUpperCase() : arg.toString('latin1')
 
-/** Feeds `chunks` to a fresh decoder and records commands (as latin1 text) and the error. */
-function decode(chunks: Buffer[], limits: Partial<DecoderLimits> = {}, fastGet = false): Outcome {
+/**
+ * Feeds `chunks` to a fresh decoder and records commands (as latin1 text) and
+ * the error. `fastGet`: the GET fast path on; `'ahead'`: with the read-ahead
+ * of pipelined GETs too, whose every announcement must name exactly the GETs
+ * then handed over (checked here).
+ */
+function decode(
+  chunks: Buffer[],
+  limits: Partial<DecoderLimits> = {},
+  fastGet: boolean | 'ahead' = false,
+): Outcome {
   const decoder = new RequestDecoder(limits)
   const commands: string[][] = []
   let error: string | undefined
@@ -24,13 +34,29 @@ function decode(chunks: Buffer[], limits: Partial<DecoderLimits> = {}, fastGet =
     ? (chunk: Buffer, start: number, end: number) =>
         commands.push(['GET', chunk.toString('latin1', start, end)])
     : undefined
+  const announced: { at: number; keys: string[] }[] = []
+  const onGets =
+    fastGet === 'ahead'
+      ? (chunk: Buffer, spans: Int32Array, count: number) => {
+          const keys: string[] = []
+          for (let i = 0; i < count; i++) {
+            keys.push(chunk.toString('latin1', spans[2 * i], spans[2 * i + 1]))
+          }
+          announced.push({ at: commands.length, keys })
+        }
+      : undefined
   for (const chunk of chunks) {
     try {
-      decoder.push(chunk, (args) => commands.push(args.map(text)), onGet)
+      decoder.push(chunk, (args) => commands.push(args.map(text)), onGet, onGets)
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err
       error ??= err.message
     }
+  }
+  for (const { at, keys } of announced) {
+    expect(keys.length).toBeGreaterThanOrEqual(2)
+    expect(keys.length).toBeLessThanOrEqual(LOOK_AHEAD)
+    expect(commands.slice(at, at + keys.length)).toEqual(keys.map((key) => ['GET', key]))
   }
   return error === undefined
     ? { commands, buffered: decoder.bufferedBytes }
@@ -234,7 +260,7 @@ describe('RequestDecoder', () => {
   for (const c of cases) {
     it(`decodes ${c.name} the same however the stream is cut, with or without the GET fast path`, () => {
       for (const chunks of everySplit(b(c.input))) {
-        for (const fastGet of [false, true]) {
+        for (const fastGet of [false, true, 'ahead'] as const) {
           const outcome = decode(chunks, c.limits, fastGet)
           expect(outcome.commands).toEqual(c.commands)
           expect(outcome.error).toBe(c.error)
@@ -283,6 +309,58 @@ describe('RequestDecoder', () => {
     const rest = decoder.push(bytes.subarray(consumed), (args) => seen.push(String(args[0])))
     expect(rest).toBe(bytes.length - consumed)
     expect(seen).toEqual(['PING', 'GET', 'ECHO'])
+  })
+
+  it('announces each run of pipelined GETs, up to LOOK_AHEAD at a time, before handing them over', () => {
+    const get = (key: string) => `*2\r\n$3\r\nGET\r\n$${key.length}\r\n${key}\r\n`
+    const set = '*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n'
+    const keys = Array.from({ length: 40 }, (_, i) => `key:${i}`)
+    const runs: number[] = []
+    const events: string[] = []
+    const decoder = new RequestDecoder()
+    const push = (text: string) =>
+      decoder.push(
+        b(text),
+        (args) => events.push(String(args[0])),
+        (chunk, start, end) => events.push(chunk.toString('latin1', start, end)),
+        (_chunk, _spans, count) => {
+          runs.push(count)
+          events.push(`ahead ${count}`)
+        },
+      )
+    push(keys.map(get).join(''))
+    expect(runs).toEqual([32, 8])
+    expect(events).toEqual(['ahead 32', ...keys.slice(0, 32), 'ahead 8', ...keys.slice(32)])
+    // A run ends at any other command; a lone GET is not announced.
+    runs.length = 0
+    events.length = 0
+    push(get('a') + get('b') + set + get('c') + set + get('d') + get('e') + get('f'))
+    expect(runs).toEqual([2, 3])
+    expect(events).toEqual(['ahead 2', 'a', 'b', 'SET', 'c', 'SET', 'ahead 3', 'd', 'e', 'f'])
+    // A GET cut by the chunk's end ends the run and waits for its tail.
+    runs.length = 0
+    events.length = 0
+    push(get('g') + get('h') + get('i').slice(0, 18))
+    push(get('i').slice(18))
+    expect(runs).toEqual([2])
+    expect(events).toEqual(['ahead 2', 'g', 'h', 'GET'])
+  })
+
+  it('stops inside a run of GETs when asked, and hands over the rest when pushed again', () => {
+    const get = (key: string) => `*2\r\n$3\r\nGET\r\n$1\r\n${key}\r\n`
+    const bytes = b(['a', 'b', 'c', 'd'].map(get).join(''))
+    const decoder = new RequestDecoder()
+    const seen: string[] = []
+    const onGet = (chunk: Buffer, start: number, end: number) => {
+      seen.push(chunk.toString('latin1', start, end))
+      if (seen.length === 2) decoder.stop()
+    }
+    const none = () => {}
+    const consumed = decoder.push(bytes, none, onGet, none)
+    expect(seen).toEqual(['a', 'b'])
+    expect(consumed).toBe(2 * get('a').length)
+    decoder.push(bytes.subarray(consumed), none, onGet, none)
+    expect(seen).toEqual(['a', 'b', 'c', 'd'])
   })
 
   it('offers a command whole in one chunk as its exact bytes (wire), and no bytes for any other', () => {
@@ -349,9 +427,11 @@ describe('RequestDecoder', () => {
           fc.array(fc.nat(), { maxLength: 8 }),
           (frames, cuts) => {
             const bytes = Buffer.concat(frames.map((f) => f.bytes))
-            const outcome = decode(cutAt(bytes, cuts))
-            expect(outcome.error).toBeUndefined()
-            expect(outcome.commands).toEqual(frames.map((f) => f.args))
+            for (const fastGet of [false, 'ahead'] as const) {
+              const outcome = decode(cutAt(bytes, cuts), {}, fastGet)
+              expect(outcome.error).toBeUndefined()
+              expect(outcome.commands).toEqual(frames.map((f) => f.args))
+            }
           },
         ),
         { numRuns: 500 },
@@ -382,6 +462,12 @@ describe('RequestDecoder', () => {
               { maxBulkLength: 1024, maxArrayLength: 16 },
               true,
             )
+            const ahead = decode(
+              cutAt(bytes, cuts),
+              { maxBulkLength: 1024, maxArrayLength: 16 },
+              'ahead',
+            )
+            expect(ahead).toEqual(whole)
             const bytewise = decode(
               Array.from(bytes, (byte) => Buffer.from([byte])),
               { maxBulkLength: 1024, maxArrayLength: 16 },
