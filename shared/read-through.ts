@@ -257,6 +257,11 @@ export class ReadThrough implements InvalidationTarget {
     this.#cache.prefetchBytes(bytes, spans, count)
   }
 
+  /** As prefetchBytes, for `keys[at[i]]`, about to be given to invalidateBytes. */
+  prefetchEach(keys: readonly Uint8Array[], at: readonly number[]): void {
+    this.#cache.prefetchEach(keys, at)
+  }
+
   /** Whether the slot `hitSlot` answered records a key known to be missing. */
   hitIsNil(slot: number): boolean {
     return this.#cache.isNil(slot)

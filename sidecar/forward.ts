@@ -350,6 +350,9 @@ function evictWritten(
     service.clear()
     return
   }
+  // Several keys (MSET, DEL): their entries are read together first, so
+  // the evictions do not wait on memory one key after another.
+  if (positions.length > 1) service.prefetchEach(args, positions)
   for (const at of positions) service.invalidateBytes(args[at] as Buffer)
 }
 

@@ -38,7 +38,7 @@ type Op =
   | { op: 'sweep'; first: number; stride: number }
   | { op: 'advance'; ms: number }
   | { op: 'clear' }
-  | { op: 'prefetch'; keys: number[] }
+  | { op: 'prefetch'; keys: number[]; each: boolean }
 
 /**
  * Sizes around size class boundaries (an entry of exactly a class's chunk,
@@ -139,6 +139,7 @@ function opArb(sizes: fc.Arbitrary<Size>, often: number): fc.Arbitrary<Op> {
       arbitrary: fc.record({
         op: fc.constant('prefetch' as const),
         keys: fc.array(key, { minLength: 1, maxLength: PREFETCH_MAX + 8 }),
+        each: fc.boolean(),
       }),
     },
   )
@@ -280,6 +281,15 @@ function check(setup: Setup): void {
             case 'prefetch': {
               // The keys back to back after a byte of padding, as in a request chunk.
               const names = o.keys.map((i) => latin1(KEYS[i] as string))
+              if (o.each) {
+                // A command's arguments at its key positions (every other one, as MSET's).
+                const args = names.flatMap((name) => [name, latin1('value')])
+                real.prefetchEach(
+                  args,
+                  names.map((_, i) => 2 * i),
+                )
+                break
+              }
               const spans = new Int32Array(2 * names.length)
               const buffer = new Uint8Array(1 + names.reduce((n, k) => n + k.length, 0))
               let at = 1

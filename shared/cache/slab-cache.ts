@@ -342,10 +342,32 @@ export class SlabCache {
   prefetchBytes(keys: Uint8Array, spans: Int32Array, count: number): void {
     const n = Math.min(count, PREFETCH_MAX)
     const table = this.#table
-    const records = this.#prefetch
+    const buckets = this.#prefetch
     for (let i = 0; i < n; i++) {
-      records[i] = table[this.#home(this.#hash(keys, spans[2 * i]!, spans[2 * i + 1]!))]!
+      buckets[i] = table[this.#home(this.#hash(keys, spans[2 * i]!, spans[2 * i + 1]!))]!
     }
+    this.#prefetchRecords(n)
+  }
+
+  /**
+   * As `prefetchBytes`, for keys each in a buffer of its own: `keys[at[i]]`
+   * for each i (a command's arguments at its key positions), ahead of their
+   * `deleteBytes` (a forwarded MSET's evictions) or lookups.
+   */
+  prefetchEach(keys: readonly Uint8Array[], at: readonly number[]): void {
+    const n = Math.min(at.length, PREFETCH_MAX)
+    const table = this.#table
+    const buckets = this.#prefetch
+    for (let i = 0; i < n; i++) {
+      const key = keys[at[i]!]!
+      buckets[i] = table[this.#home(this.#hash(key, 0, key.length))]!
+    }
+    this.#prefetchRecords(n)
+  }
+
+  /** The rest of a prefetch, from the words of the first `n` keys' home buckets in #prefetch. */
+  #prefetchRecords(n: number): void {
+    const records = this.#prefetch
     const slots = this.#slots
     // What was read is summed into a field, so the reads are not optimised away.
     let sum = 0
