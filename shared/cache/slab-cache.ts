@@ -384,10 +384,14 @@ export class SlabCache {
       if (at < 0) continue
       const loc = slots[at + W_LOC]!
       const page = loc >>> 16
-      sum +=
-        this.#pages[page]![(loc & 0xffff) * this.#meta[page * META + M_CHUNK]!]! +
-        slots[slots[at + W_PREV]! * SLOT_WORDS]! +
-        slots[slots[at + W_NEXT]! * SLOT_WORDS]!
+      const chunk = this.#meta[page * META + M_CHUNK]!
+      const bytes = this.#pages[page]!
+      const start = (loc & 0xffff) * chunk
+      // The entry's first line and, for a longer one, its second and last
+      // (a 100 B value spans two): the copy of the value reads them all.
+      sum += bytes[start]!
+      if (chunk > 64) sum += bytes[start + 64]! + bytes[start + Math.min(chunk, 4096) - 1]!
+      sum += slots[slots[at + W_PREV]! * SLOT_WORDS]! + slots[slots[at + W_NEXT]! * SLOT_WORDS]!
     }
     this.#prefetched = sum | 0
   }
