@@ -370,9 +370,14 @@ export class Connection {
   readonly #onGet = (chunk: Buffer, start: number, end: number): void =>
     this.#execute(null, chunk, start, end)
   // A pipelined run of GETs, before any of them: their cache entries are
-  // brought in together. Changes nothing, so no rule of #execute applies.
-  readonly #onGets = (chunk: Buffer, spans: Int32Array, count: number): void =>
-    this.#server.service.prefetchBytes(chunk, spans, count)
+  // brought in together. It changes nothing, so no rule of #execute needs to
+  // hold for it; it is skipped where those GETs cannot reach the cache (a
+  // client on its own backend connection, or not yet past its handshake).
+  readonly #onGets = (chunk: Buffer, spans: Int32Array, count: number): void => {
+    if (this.#pinned === null && this.session.established) {
+      this.#server.service.prefetchBytes(chunk, spans, count)
+    }
+  }
 
   /**
    * Every command's one way in: a decoded command (`args`), or a canonical

@@ -56,7 +56,7 @@ describe('the command table read from the backend (COMMAND)', () => {
     expect(table.lookup([Buffer.from('nosuch')])).toBeUndefined()
   })
 
-  it('reads the flags tested per command once, as the flags say, for every command and key spec', async () => {
+  it('gives the flags tested per command as fields that agree with the flags, for every command and key spec', async () => {
     const names = (await redis.command('COMMAND', 'LIST')) as Buffer[]
     let checked = 0
     let blocking = 0

@@ -105,7 +105,7 @@ function opsPerSecond(
   timedOps: number,
 ): Record<string, number> {
   if (!(timedOps >= 1 && timedOps <= ops)) {
-    throw new RangeError(`timedOps must be from 1 to ops (${ops}), got ${timedOps}`)
+    throw new RangeError(`Expected \`timedOps\` to be from 1 to ${ops}, got \`${timedOps}\``)
   }
   const keys = Array.from({ length: keyspace }, (_, i) => `key:${i}`)
   const seq = keySequence(dist, ops, keyspace)

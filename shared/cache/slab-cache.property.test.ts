@@ -31,7 +31,7 @@ function valueLengthFor(key: string, target: number): number {
 type Size = { kind: 'entry'; bytes: number } | { kind: 'value'; bytes: number }
 
 type Op =
-  | { op: 'get'; key: number; bytes: boolean }
+  | { op: 'get'; key: number; bytes: boolean; prefetch: boolean }
   | { op: 'set'; key: number; bytes: boolean; size: Size; ttl: number | undefined }
   | { op: 'setNil'; key: number; ttl: number | undefined }
   | { op: 'delete'; key: number; bytes: boolean }
@@ -89,7 +89,14 @@ function opArb(sizes: fc.Arbitrary<Size>, often: number): fc.Arbitrary<Op> {
   return fc.oneof(
     {
       weight: 4 * often,
-      arbitrary: fc.record({ op: fc.constant('get' as const), key, bytes: fc.boolean() }),
+      // `prefetch`: every key readied between the lookup and the copy of its
+      // value, which must still be the value looked up.
+      arbitrary: fc.record({
+        op: fc.constant('get' as const),
+        key,
+        bytes: fc.boolean(),
+        prefetch: fc.boolean(),
+      }),
     },
     {
       weight: 6 * often,
@@ -152,6 +159,23 @@ function framed(key: string): { buffer: Uint8Array; start: number; end: number }
   return { buffer, start: 3, end: 3 + key.length }
 }
 
+/** Every key of KEYS back to back after a byte of padding, with their spans, as in a request chunk. */
+function packed(indexes: readonly number[]): { buffer: Uint8Array; spans: Int32Array } {
+  const names = indexes.map((i) => latin1(KEYS[i] as string))
+  const spans = new Int32Array(2 * names.length)
+  const buffer = new Uint8Array(1 + names.reduce((n, k) => n + k.length, 0))
+  let at = 1
+  for (const [i, name] of names.entries()) {
+    buffer.set(name, at)
+    spans[2 * i] = at
+    at += name.length
+    spans[2 * i + 1] = at
+  }
+  return { buffer, spans }
+}
+
+const EVERY_KEY = packed(KEYS.map((_, i) => i))
+
 function sameBytes(actual: Uint8Array | null, expected: Uint8Array | null): boolean {
   if (actual === null || expected === null) return actual === expected
   return actual.length === expected.length && Buffer.compare(actual, expected) === 0
@@ -212,6 +236,10 @@ function check(setup: Setup): void {
               if (o.bytes) {
                 const { buffer, start, end } = framed(key)
                 const slot = real.getBytes(buffer, start, end)
+                if (o.prefetch) {
+                  real.prefetchBytes(EVERY_KEY.buffer, EVERY_KEY.spans, KEYS.length)
+                  expect(Number.isFinite(real.prefetchedSum), where).toBe(true)
+                }
                 got = null
                 if (slot >= 0) {
                   got = real.isNil(slot) ? NIL : new Uint8Array(real.valueLength(slot))
@@ -279,27 +307,18 @@ function check(setup: Setup): void {
               expect(real.memory().allocatedBytes, where).toBe(0)
               break
             case 'prefetch': {
-              // The keys back to back after a byte of padding, as in a request chunk.
-              const names = o.keys.map((i) => latin1(KEYS[i] as string))
               if (o.each) {
                 // A command's arguments at its key positions (every other one, as MSET's).
-                const args = names.flatMap((name) => [name, latin1('value')])
+                const args = o.keys.flatMap((i) => [latin1(KEYS[i] as string), latin1('value')])
                 real.prefetchEach(
                   args,
-                  names.map((_, i) => 2 * i),
+                  o.keys.map((_, i) => 2 * i),
                 )
-                break
+              } else {
+                const { buffer, spans } = packed(o.keys)
+                real.prefetchBytes(buffer, spans, o.keys.length)
               }
-              const spans = new Int32Array(2 * names.length)
-              const buffer = new Uint8Array(1 + names.reduce((n, k) => n + k.length, 0))
-              let at = 1
-              for (const [i, name] of names.entries()) {
-                buffer.set(name, at)
-                spans[2 * i] = at
-                at += name.length
-                spans[2 * i + 1] = at
-              }
-              real.prefetchBytes(buffer, spans, names.length)
+              expect(Number.isFinite(real.prefetchedSum), where).toBe(true)
               break
             }
           }

@@ -32,9 +32,13 @@ export type FindKeys =
 export type KeySpec = {
   /** RW, RO, OW, RM, access, update, insert, delete, not_key, incomplete, variable_flags... */
   readonly flags: ReadonlySet<string>
-  /** `flags` keyPositions tests for every command whose keys it walks (MSET), read once. */
+  // The flags keyPositions tests for every command whose keys it walks
+  // (MSET, DEL), read from `flags` once when the table is read.
+  /** `not_key`: the arguments it names are not keys (skipped, as Redis does). */
   readonly notKey: boolean
+  /** `RO`: its keys are only read. */
   readonly ro: boolean
+  /** `incomplete`: it may not find every key; every argument is then taken for one. */
   readonly incomplete: boolean
   readonly begin: BeginSearch
   readonly find: FindKeys

@@ -28,11 +28,15 @@ function decode(
 ): Outcome {
   const decoder = new RequestDecoder(limits)
   const commands: string[][] = []
+  // Which path handed over each command: the fast path's GETs are marked.
+  const fastPath: boolean[] = []
   let error: string | undefined
   // The GET fast path must be invisible: its commands are recorded as the general path's are.
   const onGet = fastGet
-    ? (chunk: Buffer, start: number, end: number) =>
+    ? (chunk: Buffer, start: number, end: number) => {
         commands.push(['GET', chunk.toString('latin1', start, end)])
+        fastPath.push(true)
+      }
     : undefined
   const announced: { at: number; keys: string[] }[] = []
   const onGets =
@@ -47,7 +51,15 @@ function decode(
       : undefined
   for (const chunk of chunks) {
     try {
-      decoder.push(chunk, (args) => commands.push(args.map(text)), onGet, onGets)
+      decoder.push(
+        chunk,
+        (args) => {
+          commands.push(args.map(text))
+          fastPath.push(false)
+        },
+        onGet,
+        onGets,
+      )
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err
       error ??= err.message
@@ -57,6 +69,7 @@ function decode(
     expect(keys.length).toBeGreaterThanOrEqual(2)
     expect(keys.length).toBeLessThanOrEqual(LOOK_AHEAD)
     expect(commands.slice(at, at + keys.length)).toEqual(keys.map((key) => ['GET', key]))
+    expect(fastPath.slice(at, at + keys.length)).toEqual(keys.map(() => true))
   }
   return error === undefined
     ? { commands, buffered: decoder.bufferedBytes }
@@ -351,16 +364,50 @@ describe('RequestDecoder', () => {
     const bytes = b(['a', 'b', 'c', 'd'].map(get).join(''))
     const decoder = new RequestDecoder()
     const seen: string[] = []
+    const announced: string[][] = []
     const onGet = (chunk: Buffer, start: number, end: number) => {
       seen.push(chunk.toString('latin1', start, end))
       if (seen.length === 2) decoder.stop()
     }
+    const onGets = (chunk: Buffer, spans: Int32Array, count: number) => {
+      const keys: string[] = []
+      for (let i = 0; i < count; i++) {
+        keys.push(chunk.toString('latin1', spans[2 * i], spans[2 * i + 1]))
+      }
+      announced.push(keys)
+    }
     const none = () => {}
-    const consumed = decoder.push(bytes, none, onGet, none)
+    const consumed = decoder.push(bytes, none, onGet, onGets)
     expect(seen).toEqual(['a', 'b'])
     expect(consumed).toBe(2 * get('a').length)
-    decoder.push(bytes.subarray(consumed), none, onGet, none)
+    decoder.push(bytes.subarray(consumed), none, onGet, onGets)
     expect(seen).toEqual(['a', 'b', 'c', 'd'])
+    // The GETs the first push did not hand over are announced again with the push that does.
+    expect(announced).toEqual([
+      ['a', 'b', 'c', 'd'],
+      ['c', 'd'],
+    ])
+  })
+
+  it('hands over none of a run whose announcement asks to stop', () => {
+    const get = (key: string) => `*2\r\n$3\r\nGET\r\n$1\r\n${key}\r\n`
+    const bytes = b(`${get('a')}${get('b')}`)
+    const decoder = new RequestDecoder()
+    const seen: string[] = []
+    const onGet = (chunk: Buffer, start: number, end: number) => {
+      seen.push(chunk.toString('latin1', start, end))
+    }
+    expect(
+      decoder.push(
+        bytes,
+        () => {},
+        onGet,
+        () => decoder.stop(),
+      ),
+    ).toBe(0)
+    expect(seen).toEqual([])
+    expect(decoder.push(bytes, () => {}, onGet)).toBe(bytes.length)
+    expect(seen).toEqual(['a', 'b'])
   })
 
   it('offers a command whole in one chunk as its exact bytes (wire), and no bytes for any other', () => {

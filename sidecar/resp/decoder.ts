@@ -119,12 +119,19 @@ export type OnGet = (chunk: Buffer, start: number, end: number) => void
  * their entries into the CPU's caches at once (SlabCache.prefetchBytes),
  * instead of waiting on memory once per lookup. `spans` is the decoder's:
  * read it during the call, never keep or change it.
+ *
+ * The run is then handed to OnGet in order, unless `stop()` ends the push
+ * first: the GETs not handed over are announced again by the push that
+ * takes them (a `stop()` from OnGets itself hands over none of the run).
+ * What the receiver makes of each GET is its own: an announced key may be
+ * refused and never looked up.
  */
 export type OnGets = (chunk: Buffer, spans: Int32Array, count: number) => void
 
 /**
  * Most GETs read ahead at once. A pipeline of 16 (a common client batch, and
  * the bench's) is one run; 32 entries' lines fit well within the L1 cache.
+ * No more than SlabCache's PREFETCH_MAX, which ignores keys past it.
  */
 export const LOOK_AHEAD = 32
 
@@ -274,9 +281,16 @@ export class RequestDecoder {
     const bytes = chunk.buffer
     const base = chunk.byteOffset
     let pos = 0
-    // GETs of the run read ahead (#readAhead), and how many were handed over.
+    // GETs of the run read ahead (#readAhead), how many were handed over,
+    // and where the read-ahead last found a request that is no whole GET
+    // (the general path takes it, without a second look).
     let ahead = 0
     let handed = 0
+    let noGetAt = -1
+    // Key positions go through Int32Arrays: a chunk of 2 GiB or more (never
+    // one read from a socket, at most 64 KiB) takes the general path.
+    const fast = this.#fastGet && end <= 0x7fffffff
+    const limit = onGets === undefined ? 1 : LOOK_AHEAD
     while (pos < end) {
       switch (this.#state) {
         case REQUEST_START:
@@ -285,10 +299,16 @@ export class RequestDecoder {
             return
           }
           this.#wireChunk = null
-          if (onGet !== undefined && this.#fastGet) {
-            if (handed === ahead) {
-              ahead = this.#readAhead(chunk, pos, onGets)
+          if (fast && onGet !== undefined) {
+            if (handed === ahead && pos !== noGetAt) {
+              ahead = this.#readAhead(chunk, pos, limit, onGets)
               handed = 0
+              if (ahead < limit) noGetAt = ahead === 0 ? pos : (this.#nexts[ahead - 1] as number)
+              // OnGets may have asked to stop.
+              if (this.#stopRequested) {
+                this.#stoppedAt = pos
+                return
+              }
             }
             if (handed < ahead) {
               // Each GET of the run is handed over where the read-ahead
@@ -480,14 +500,13 @@ export class RequestDecoder {
 
   /**
    * The canonical GETs that follow one another in `chunk` from `pos`, up to
-   * LOOK_AHEAD, into #spans and #nexts; a run of two or more is announced to
+   * `limit`, into #spans and #nexts; a run of two or more is announced to
    * `onGets` before any is handed over. Returns how many: 0 when the request
    * at `pos` is anything else, which then takes the general path.
    */
-  #readAhead(chunk: Buffer, pos: number, onGets: OnGets | undefined): number {
+  #readAhead(chunk: Buffer, pos: number, limit: number, onGets: OnGets | undefined): number {
     const spans = this.#spans
     const nexts = this.#nexts
-    const limit = onGets === undefined ? 1 : LOOK_AHEAD
     let count = 0
     let at = pos
     while (count < limit) {
@@ -496,7 +515,7 @@ export class RequestDecoder {
       nexts[count++] = next
       at = next
     }
-    if (count >= 2) (onGets as OnGets)(chunk, spans, count)
+    if (count >= 2 && onGets !== undefined) onGets(chunk, spans, count)
     return count
   }
 
