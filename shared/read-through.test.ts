@@ -361,6 +361,30 @@ describe.each(['promise', 'callback'] as const)(
       expect(rt.stats()).toMatchObject({ invalidations: 2, unstoredLoads: 1 })
     })
 
+    it('invalidateEach forgets every key named by its positions, and only those, loads in progress included', async () => {
+      const { source, pending } = scriptedSource()
+      const rt = service(source)
+      for (const [i, key] of ['a', 'b', 'c', 'd'].entries()) {
+        const loaded = rt.get(key)
+        pending[i]?.resolve(bytes(key))
+        await loaded
+      }
+      const loading = rt.get('e')
+      // MSET a 1 c 3 e 5: the keys at 1, 3 and 5.
+      const args = ['MSET', 'a', '1', 'c', '3', 'e', '5'].map(bytes)
+      rt.invalidateEach(args, [1, 3, 5])
+      pending[4]?.resolve(bytes('raced'))
+      expect(text(await loading)).toBe('raced')
+      expect(['a', 'b', 'c', 'd', 'e'].map((key) => rt.peek(key) !== null)).toEqual([
+        false,
+        true,
+        false,
+        true,
+        false,
+      ])
+      expect(rt.stats()).toMatchObject({ invalidations: 3, unstoredLoads: 1 })
+    })
+
     it('clear() empties the cache and drops what is loading', async () => {
       const { source, pending } = scriptedSource()
       const rt = service(source)

@@ -257,11 +257,6 @@ export class ReadThrough implements InvalidationTarget {
     this.#cache.prefetchBytes(bytes, spans, count)
   }
 
-  /** As prefetchBytes, for `keys[at[i]]`, about to be given to invalidateBytes. */
-  prefetchEach(keys: readonly Uint8Array[], at: readonly number[]): void {
-    this.#cache.prefetchEach(keys, at)
-  }
-
   /** Whether the slot `hitSlot` answered records a key known to be missing. */
   hitIsNil(slot: number): boolean {
     return this.#cache.isNil(slot)
@@ -402,6 +397,17 @@ export class ReadThrough implements InvalidationTarget {
     this.#invalidations++
     this.#cache.deleteBytes(key, 0, key.length)
     if (this.#inflight.size > 0) this.#dropFlight(keyFromBytes(key))
+  }
+
+  /**
+   * As `invalidateBytes`, for each key `keys[at[i]]` (a write's arguments at
+   * its key positions). Several keys (MSET, DEL) have the entries of up to
+   * PREFETCH_MAX of them read together first (SlabCache.prefetchEach), so
+   * their evictions do not wait on memory one key after another.
+   */
+  invalidateEach(keys: readonly Uint8Array[], at: readonly number[]): void {
+    if (at.length > 1) this.#cache.prefetchEach(keys, at)
+    for (const i of at) this.invalidateBytes(keys[i] as Uint8Array)
   }
 
   /** Forgets a key, including any fetch of it in progress (see Flight). */

@@ -350,11 +350,7 @@ function evictWritten(
     service.clear()
     return
   }
-  // Several keys (MSET, DEL): the entries of the first PREFETCH_MAX (32) are
-  // read together first, so those evictions do not wait on memory one key
-  // after another.
-  if (positions.length > 1) service.prefetchEach(args, positions)
-  for (const at of positions) service.invalidateBytes(args[at] as Buffer)
+  service.invalidateEach(args, positions)
 }
 
 /**

@@ -87,6 +87,9 @@ function everySplit(bytes: Buffer): Buffer[][] {
 
 const b = (text: string) => Buffer.from(text, 'latin1')
 
+/** A canonical `GET key`, as clients send it. */
+const get = (key: string) => `*2\r\n$3\r\nGET\r\n$${key.length}\r\n${key}\r\n`
+
 type Case = {
   name: string
   input: string
@@ -325,7 +328,6 @@ describe('RequestDecoder', () => {
   })
 
   it('announces each run of pipelined GETs, up to LOOK_AHEAD at a time, before handing them over', () => {
-    const get = (key: string) => `*2\r\n$3\r\nGET\r\n$${key.length}\r\n${key}\r\n`
     const set = '*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n'
     const keys = Array.from({ length: 40 }, (_, i) => `key:${i}`)
     const runs: number[] = []
@@ -360,7 +362,6 @@ describe('RequestDecoder', () => {
   })
 
   it('stops inside a run of GETs when asked, and hands over the rest when pushed again', () => {
-    const get = (key: string) => `*2\r\n$3\r\nGET\r\n$1\r\n${key}\r\n`
     const bytes = b(['a', 'b', 'c', 'd'].map(get).join(''))
     const decoder = new RequestDecoder()
     const seen: string[] = []
@@ -390,7 +391,6 @@ describe('RequestDecoder', () => {
   })
 
   it('hands over none of a run whose announcement asks to stop', () => {
-    const get = (key: string) => `*2\r\n$3\r\nGET\r\n$1\r\n${key}\r\n`
     const bytes = b(`${get('a')}${get('b')}`)
     const decoder = new RequestDecoder()
     const seen: string[] = []
