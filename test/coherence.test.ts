@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis'
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { createLogger } from '../shared/log.js'
+import { askUntil } from './harness/ask-until.js'
 import { type DelayRelay, startDelayRelay } from './harness/delay-relay.js'
 import {
   startHttpProxy,
@@ -17,24 +18,6 @@ type Answer = { status: number; body: string; cache: string | null }
 async function read(proxy: TestHttpProxy, path: string): Promise<Answer> {
   const res = await fetch(`${proxy.url}/get/${path}`)
   return { status: res.status, body: await res.text(), cache: res.headers.get('x-cache') }
-}
-
-/**
- * Asks until `ok` holds. The deadline is generous on purpose (a shared, noisy
- * machine); the write-to-read latency itself is measured by bench/coherence.ts.
- */
-async function until<T>(
-  ask: () => Promise<T> | T,
-  ok: (answer: T) => boolean,
-  timeoutMs = 2000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const answer = await ask()
-    if (ok(answer)) return answer
-    if (Date.now() > deadline) throw new Error(`still ${JSON.stringify(answer)}`)
-    await sleep(10)
-  }
 }
 
 async function invalidationMode(proxy: TestHttpProxy): Promise<string> {
@@ -72,7 +55,7 @@ describe('with CACHE_INVALIDATION=on, a write by another client reaches the cach
     await redis.command('SET', 'set-me', 'old')
     await cached(proxy, 'set-me', 'old')
     await redis.command('SET', 'set-me', 'new')
-    const fresh = await until(
+    const fresh = await askUntil(
       () => read(proxy, 'set-me'),
       (a) => a.body !== 'old',
     )
@@ -84,7 +67,7 @@ describe('with CACHE_INVALIDATION=on, a write by another client reaches the cach
     await redis.command('SET', 'del-me', 'here')
     await cached(proxy, 'del-me', 'here')
     await redis.command('DEL', 'del-me')
-    const gone = await until(
+    const gone = await askUntil(
       () => read(proxy, 'del-me'),
       (a) => a.status !== 200,
     )
@@ -94,7 +77,7 @@ describe('with CACHE_INVALIDATION=on, a write by another client reaches the cach
   it('EXPIRE firing in Redis: the key is gone, long before the cache expiry', async () => {
     await redis.command('SET', 'short-lived', 'soon gone', 'PX', '300')
     await cached(proxy, 'short-lived', 'soon gone')
-    const gone = await until(
+    const gone = await askUntil(
       () => read(proxy, 'short-lived'),
       (a) => a.status !== 200,
       3000,
@@ -111,7 +94,7 @@ describe('with CACHE_INVALIDATION=on, a write by another client reaches the cach
     await redis.command('FLUSHALL')
     for (const key of keys) {
       expect(
-        await until(
+        await askUntil(
           () => read(proxy, key),
           (a) => a.status !== 200,
         ),
@@ -130,13 +113,13 @@ describe('with CACHE_INVALIDATION=on, a write by another client reaches the cach
     await redis.command('SET', binary, 'b2')
     await redis.command('SET', utf8, 'u2')
     expect(
-      await until(
+      await askUntil(
         () => read(proxy, paths[0] as string),
         (a) => a.body !== 'b1',
       ),
     ).toMatchObject({ body: 'b2' })
     expect(
-      await until(
+      await askUntil(
         () => read(proxy, paths[1] as string),
         (a) => a.body !== 'u1',
       ),
@@ -158,7 +141,7 @@ describe('with CACHE_INVALIDATION=on, a write by another client reaches the cach
             sleep(1).then(() => read(proxy, key)),
           ])
           // Whatever the interleaving, the cache must not keep an older value.
-          await until(
+          await askUntil(
             () => read(proxy, key),
             (a) => a.body === value,
           )
@@ -198,14 +181,14 @@ describe('over RESP, the sidecar uses the same service and hears the same writes
 
     await redis.command('SET', 'r', 'new')
     expect(
-      await until(
+      await askUntil(
         () => client.get('r'),
         (v) => v !== 'old',
       ),
     ).toBe('new')
     await redis.command('DEL', 'r')
     expect(
-      await until(
+      await askUntil(
         () => client.get('r'),
         (v) => v !== 'new',
       ),
@@ -216,7 +199,7 @@ describe('over RESP, the sidecar uses the same service and hears the same writes
     expect(await client.get('r')).toBe('again')
     await redis.command('FLUSHALL')
     expect(
-      await until(
+      await askUntil(
         () => client.get('r'),
         (v) => v !== 'again',
       ),
@@ -253,7 +236,7 @@ describe('keys that do not exist', () => {
     expect((await backendGetCount(redis)) - before).toBe(1)
     await redis.command('SET', 'nil:a', 'now here')
     expect(
-      await until(
+      await askUntil(
         () => read(on, 'nil:a'),
         (answer) => answer.status === 200,
       ),
@@ -284,7 +267,7 @@ describe('keys that do not exist', () => {
       expect((await backendGetCount(redis)) - before).toBe(2)
       await redis.command('SET', 'nil:c', 'made')
       expect(
-        await until(
+        await askUntil(
           () => client.get('nil:c'),
           (value) => value !== null,
         ),
@@ -324,21 +307,21 @@ describe('a write that lands while the GET reading the old value is still in fli
     await redis.command('SET', 'slow', 'old')
     await cached(proxy, 'slow', 'old')
     await redis.command('SET', 'slow', 'before')
-    await until(
+    await askUntil(
       () => proxy.service.peek('slow'),
       (value) => value === null,
     )
     const gets = await backendGetCount(redis)
     const loading = read(proxy, 'slow')
     // Once Redis has answered the GET (with "before"), write again.
-    await until(
+    await askUntil(
       () => backendGetCount(redis),
       (count) => count > gets,
     )
     await redis.command('SET', 'slow', 'after')
     expect(await loading).toEqual({ status: 200, body: 'before', cache: 'MISS' })
     expect(
-      await until(
+      await askUntil(
         () => read(proxy, 'slow'),
         (a) => a.body !== 'before',
       ),
@@ -367,7 +350,7 @@ describe('backend faults with CACHE_INVALIDATION=on', () => {
     await cached(proxy, 'k', 'old')
 
     await redis.kill()
-    await until(
+    await askUntil(
       () => invalidationMode(proxy),
       (mode) => mode === 'lost',
     )
@@ -392,7 +375,7 @@ describe('backend faults with CACHE_INVALIDATION=on', () => {
     await cached(proxy, 'k', 'new')
     await redis.command('SET', 'k', 'newer')
     expect(
-      await until(
+      await askUntil(
         () => read(proxy, 'k'),
         (a) => a.body !== 'new',
       ),
@@ -437,7 +420,7 @@ describe('expiry only', () => {
       expect(await read(off, 'e')).toEqual({ status: 200, body: 'old', cache: 'HIT' })
       skipped += expiryMs
       expect(
-        await until(
+        await askUntil(
           () => read(off, 'e'),
           (a) => a.body !== 'old',
         ),
