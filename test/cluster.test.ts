@@ -3,6 +3,7 @@ import { Cluster, Redis } from 'ioredis'
 import { createCluster } from 'redis'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { slotOfKey } from '../shared/redis/cluster/slot.js'
+import { askUntil } from './harness/ask-until.js'
 import { freePort } from './harness/ports.js'
 import { spawnProxy, waitServing } from './harness/process.js'
 import { startRespProxy, type TestRespProxy } from './harness/proxy.js'
@@ -485,6 +486,12 @@ describe('a changing cluster', () => {
     expect(
       await cluster.command(from, 'MIGRATE', '127.0.0.1', String(to), moved, '0', '5000'),
     ).toBe('OK')
+    // `moved` is cached: MIGRATE's delete on the source evicts it through that
+    // node's tracking, which may come after MIGRATE's OK.
+    await askUntil(
+      () => proxy.service.peek(moved),
+      (value) => value === null,
+    )
     // The source still has `old`; `moved` and a new key are the target's, through ASK.
     const asked = await calls(to, 'asking')
     expect(await client.get(moved)).toBe('travels')
@@ -578,7 +585,16 @@ describe('a changing cluster', () => {
     expect(busy.wrong).toEqual([])
     // Written on the new primary directly: the proxy serves it, not what the old one had.
     for (const key of keys) await cluster.command(owner, 'SET', key, 'after')
-    for (const key of keys) expect(await client.get(key)).toBe('after')
+    // Keys the load read back are cached from the new primary: its
+    // invalidation may come after the SET's OK (what the old one had never would).
+    for (const key of keys) {
+      expect(
+        await askUntil(
+          () => client.get(key),
+          (v) => v === 'after',
+        ),
+      ).toBe('after')
+    }
   }, 60_000)
 })
 

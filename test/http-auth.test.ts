@@ -9,7 +9,7 @@ import { backendConnected } from '../shared/health.js'
 import { createLogger } from '../shared/log.js'
 import { startMetricsServer } from '../shared/metrics-server.js'
 import { sample } from './harness/metrics.js'
-import { startHttpProxy, type TestHttpProxy } from './harness/proxy.js'
+import { flushBackend, startHttpProxy, type TestHttpProxy } from './harness/proxy.js'
 import { backendGetCount, sleep, startRedis, type TestRedis } from './harness/redis-server.js'
 
 /**
@@ -71,8 +71,7 @@ afterAll(async () => {
 })
 
 beforeEach(async () => {
-  await redis.command('FLUSHALL')
-  proxy.service.clear()
+  await flushBackend(redis, proxy.service)
   logLines.length = 0
 })
 

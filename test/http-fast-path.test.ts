@@ -2,7 +2,7 @@ import { connect } from 'node:net'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { parseKeyRequest } from '../functions/http-fast-path.js'
 import { MAX_HEADER_BYTES } from '../functions/node.js'
-import { startHttpProxy, type TestHttpProxy } from './harness/proxy.js'
+import { flushBackend, startHttpProxy, type TestHttpProxy } from './harness/proxy.js'
 import { startRedis, type TestRedis } from './harness/redis-server.js'
 
 let redis: TestRedis
@@ -19,8 +19,7 @@ afterAll(async () => {
 })
 
 beforeEach(async () => {
-  await redis.command('FLUSHALL')
-  proxy.service.clear()
+  await flushBackend(redis, proxy.service)
   await redis.command('SET', 'k', 'value of k')
   await redis.command('SET', 'a b', 'spaced')
   // Warm, so both paths answer hits (X-Cache is part of what is compared).

@@ -6,7 +6,7 @@ import { createApp, keyFromTarget } from '../functions/app.js'
 import { FAST_PATH_ADAPTER_VERSION } from '../functions/node.js'
 import { AuthFailureLimiter } from '../shared/auth/failures.js'
 import { askUntil } from './harness/ask-until.js'
-import { startHttpProxy, type TestHttpProxy } from './harness/proxy.js'
+import { flushBackend, startHttpProxy, type TestHttpProxy } from './harness/proxy.js'
 import { backendGetCount, sleep, startRedis, type TestRedis } from './harness/redis-server.js'
 
 let redis: TestRedis
@@ -23,8 +23,7 @@ afterAll(async () => {
 })
 
 beforeEach(async () => {
-  await redis.command('FLUSHALL')
-  proxy.service.clear()
+  await flushBackend(redis, proxy.service)
 })
 
 describe('GET /get/{key} against a real redis-server', () => {

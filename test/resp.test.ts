@@ -1,7 +1,7 @@
 import { connect } from 'node:net'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { askUntil } from './harness/ask-until.js'
-import { startRespProxy, type TestRespProxy } from './harness/proxy.js'
+import { flushBackend, startRespProxy, type TestRespProxy } from './harness/proxy.js'
 import {
   backendGetCount,
   type RespValue,
@@ -25,8 +25,7 @@ afterAll(async () => {
 })
 
 beforeEach(async () => {
-  await redis.command('FLUSHALL')
-  proxy.service.clear()
+  await flushBackend(redis, proxy.service)
 })
 
 /** Sends one request to the proxy and one to Redis itself; returns both replies' raw bytes. */

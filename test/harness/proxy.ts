@@ -10,6 +10,7 @@ import { clusterBackend } from '../../shared/redis/cluster/cluster-backend.js'
 import { nativeBackend } from '../../shared/redis/native-backend.js'
 import type { ConnectionLimits } from '../../sidecar/connection.js'
 import { type RespServerHandle, startRespServer } from '../../sidecar/server.js'
+import type { TestRedis } from './redis-server.js'
 
 export type TestHttpProxy = {
   readonly url: string
@@ -146,4 +147,25 @@ export async function startRespProxy(
       await service.close()
     },
   }
+}
+
+/**
+ * FLUSHALL on the proxy's Redis, then an empty cache: once the flush's
+ * invalidation has reached the proxy when invalidation is on (it comes on the
+ * proxy's own connection, after FLUSHALL's OK; arriving during the next test
+ * it would empty the cache under that test's counts).
+ */
+export async function flushBackend(
+  redis: TestRedis,
+  service: ReadThrough,
+  timeoutMs = 2000,
+): Promise<void> {
+  const before = service.stats().invalidations
+  await redis.command('FLUSHALL')
+  const deadline = Date.now() + timeoutMs
+  while (service.invalidation() === 'on' && service.stats().invalidations === before) {
+    if (Date.now() > deadline) throw new Error('the FLUSHALL invalidation never came')
+    await new Promise((resolve) => setTimeout(resolve, 2))
+  }
+  service.clear()
 }
