@@ -138,6 +138,17 @@ function opArb(sizes: fc.Arbitrary<Size>, often: number): fc.Arbitrary<Op> {
         ms: fc.integer({ min: 0, max: 8 }),
       }),
     },
+    {
+      // A leap of about 12.4 days (the cache's REBASE_AFTER, 2^30 ms) or a
+      // little less: the next stores find the records' base due to move,
+      // with entries stored before the leap expired and those stored after
+      // it live, and those left move with it.
+      weight: 1,
+      arbitrary: fc.record({
+        op: fc.constant('advance' as const),
+        ms: fc.integer({ min: 0, max: 16 }).map((short) => 2 ** 30 - short),
+      }),
+    },
     { weight: 1, arbitrary: fc.record({ op: fc.constant('clear' as const) }) },
     {
       // Readies lookups: changes nothing, whatever the keys (absent, repeated,

@@ -825,9 +825,10 @@ describe('SlabCache', () => {
     it('counts its index by capacity, not by use', () => {
       const small = slab({ capacity: 1 }).cache.memory().indexBytes
       const large = slab({ capacity: 1000 }).cache.memory().indexBytes
-      // Table (4 B per bucket, load <= 0.75), two links, expiry, location, hash.
-      expect(large - small).toBeGreaterThan(999 * (4 + 4 + 4 + 8 + 4 + 4))
-      expect(large - small).toBeLessThan(999 * (6 + 4 + 4 + 8 + 4 + 4) + 16)
+      // Table (4 B per bucket, load <= 0.75), two links, expiry, location,
+      // home bucket: 4 B each.
+      expect(large - small).toBeGreaterThan(999 * (4 + 4 + 4 + 4 + 4 + 4))
+      expect(large - small).toBeLessThan(999 * (6 + 4 + 4 + 4 + 4 + 4) + 16)
     })
 
     it('has size classes from 16 bytes up to a sixteenth of a page, each at most about 10% apart', () => {
@@ -902,6 +903,58 @@ describe('SlabCache', () => {
       const c = new SlabCache({ capacity: 1, ttlMs: 1 })
       expect(c.pageBytes).toBe(PAGE_BYTES)
       expect(c.maxValueBytes).toBe(MAX_VALUE_BYTES)
+    })
+  })
+
+  describe('expiry in whole milliseconds', () => {
+    const DAY = 24 * 3600 * 1000
+    const A = bytes('A')
+
+    it('ends an entry at the start of the millisecond its expiry falls in, never after it', () => {
+      const { cache: c, clock } = slab({ ttlMs: 100 })
+      clock.t = 0.75
+      c.set('a', A)
+      // Expiry 100.75: live until 100, not a fraction later.
+      clock.t = 99.99
+      expect(c.get('a')).toEqual(A)
+      clock.t = 100
+      expect(c.get('a')).toBeNull()
+      expect(c.stats().expirations).toBe(1)
+    })
+
+    it('gives no entry more than 2^31 - 1 ms (24.8 days), whatever the ttl', () => {
+      const { cache: c, clock } = slab({ ttlMs: 60 * DAY })
+      c.set('a', A)
+      clock.t = 2 ** 31 - 2
+      expect(c.has('a')).toBe(true)
+      clock.t = 2 ** 31 - 1
+      expect(c.has('a')).toBe(false)
+    })
+
+    it('keeps every entry its expiry, and a nil its nil, when a store 12.4 days on moves the base', () => {
+      const { cache: c, clock } = slab({ ttlMs: 20 * DAY })
+      c.set('long', A)
+      c.setNil('nil', 20 * DAY)
+      c.set('short', A, DAY)
+      // Past 2^30 ms: the next store moves every expiry to a new base.
+      clock.t = 2 ** 30 + 0.5
+      expect(c.has('short')).toBe(false)
+      c.set('after', A)
+      expect(c.peek('nil')).toBe(NIL)
+      expect(c.has('short')).toBe(false)
+      clock.t = 20 * DAY - 1
+      expect(c.get('long')).toEqual(A)
+      expect(c.get('nil')).toBe(NIL)
+      clock.t = 20 * DAY
+      expect(c.get('long')).toBeNull()
+      expect(c.get('nil')).toBeNull()
+      // Stored at 2^30 + 0.5 (the base now 2^30): its full 20 days, to the ms.
+      clock.t = 2 ** 30 + 20 * DAY - 1
+      expect(c.get('after')).toEqual(A)
+      clock.t = 2 ** 30 + 20 * DAY
+      expect(c.get('after')).toBeNull()
+      // long, nil and after ran out; short was found expired twice but removed by neither has().
+      expect(c.stats().expirations).toBe(3)
     })
   })
 

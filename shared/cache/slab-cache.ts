@@ -16,7 +16,7 @@
  * probing, load at most 0.75, backward-shift deletion so there are no
  * tombstones): each bucket is one int32 holding the slot and 7 bits of the
  * key's hash, so a probe rejects almost every other key without touching its
- * bytes; each slot's full hash is kept beside it for the backward shift.
+ * bytes; each slot's home bucket is kept beside it for the backward shift.
  *
  * Allocation (after memcached). Entry sizes are rounded up to one of about 80
  * size classes, 16 bytes and then each about 10% above the last, up to a
@@ -37,7 +37,12 @@
  *
  * Expiry is lazy exactly as in LruCache (see there): an expired entry stays
  * stored (and counts in `size`) until `get`, `set` or `delete` touches it, or
- * until it is the least recently used entry when room is needed.
+ * until it is the least recently used entry when room is needed. An expiry
+ * is kept in whole milliseconds from a base time, in 31 bits (see
+ * EXPIRY_MAX): an entry whose expiry falls in a fraction of a millisecond
+ * expires at the start of that millisecond, and no entry lives longer than
+ * REBASE_AFTER (12.4 days) to 2^31 ms (24.8 days) past its store, whatever
+ * its ttl. Both only end an entry early, which a cache may always do.
  *
  * Keys are byte strings: a string key is the bytes of its latin1 encoding
  * (each UTF-16 code unit's low byte, as `Buffer.from(key, 'latin1')`), so
@@ -109,19 +114,29 @@ const FIRST_PAGE_BYTES = 4096
 const OCCUPIED = 0x80000000 | 0
 const HIGH_BYTE = 0xff000000 | 0
 const SLOT_BITS = 0xffffff
-// A slot's fields, side by side in one record of SLOT_WORDS 32-bit words (24
+// A slot's fields, side by side in one record of SLOT_WORDS 32-bit words (20
 // bytes), so a hit reads one or two cache lines of them instead of one line
 // per array: where its entry is (page index << 16 | chunk index), its key's
-// hash, its LRU links, and its expiry as a float64 in words 4-5, whose sign
-// bit says the entry records a missing key (setNil; expiries are > 0).
-const SLOT_WORDS = 6
+// home bucket (below 2^25) with NIL_HOME set when the entry records a
+// missing key (setNil), its LRU links, and its expiry in whole ms after
+// `#base` (at most EXPIRY_MAX). Every word stays below 2^31, a small
+// integer to V8. A float64 expiry and the full hash took 24 bytes: 4 MiB
+// more at a million entries.
+const SLOT_WORDS = 5
 const W_LOC = 0
-const W_HASH = 1
+const W_HOME = 1
 const W_PREV = 2
 const W_NEXT = 3
-// The expiry's index in the Float64Array view of the records.
-const SLOT_F64 = SLOT_WORDS / 2
-const F_EXPIRY = 2
+const W_EXPIRY = 4
+const NIL_HOME = 0x40000000
+const HOME_BITS = 0x3fffffff
+/** The largest expiry a record holds, in ms after the base: 24.8 days. */
+const EXPIRY_MAX = 2 ** 31 - 1
+/**
+ * A store this long (12.4 days) after the base first moves the base to now
+ * (#rebase), so every store can be given at least this much life.
+ */
+const REBASE_AFTER = 2 ** 30
 // Per-page fields in `#meta`, META of them per page.
 const META = 8
 const M_CHUNK = 0 // chunk size (0 for a dedicated allocation)
@@ -159,12 +174,13 @@ export class SlabCache {
   readonly #table: Int32Array
   readonly #tableSize: number
   // The slot records (see SLOT_WORDS), capacity + 1 of them (the last is the
-  // sentinel's), as 32-bit words and as float64s. A slot's hash is kept:
-  // recomputing it from the key instead would save 4 bytes per entry but
-  // cost a slab read and a hash for every entry of the probe run that a
-  // deletion or eviction shifts back (several at load 0.75).
+  // sentinel's). A slot's home bucket is kept: recomputing it from the key
+  // instead would save 4 bytes per entry but cost a slab read and a hash for
+  // every entry of the probe run that a deletion or eviction shifts back
+  // (several at load 0.75).
   readonly #slots: Uint32Array
-  readonly #slotsF64: Float64Array
+  /** Whole ms (the clock's) that the records' expiries count from. */
+  #base: number
   /** Set around the store of a nil entry, read by setBytes. */
   #storingNil = false
   // Circular LRU list through the sentinel: next(sentinel) is the most
@@ -271,9 +287,8 @@ export class SlabCache {
     // Always one empty bucket more than keys, so every probe ends.
     this.#tableSize = Math.max(capacity + 1, Math.ceil(capacity / 0.75))
     this.#table = new Int32Array(this.#tableSize)
-    const records = new ArrayBuffer((capacity + 1) * SLOT_WORDS * 4)
-    this.#slots = new Uint32Array(records)
-    this.#slotsF64 = new Float64Array(records)
+    this.#slots = new Uint32Array((capacity + 1) * SLOT_WORDS)
+    this.#base = Math.floor(clock.now())
     this.#sentinel = capacity
     this.#freeSlot = capacity
     this.#setPrev(capacity, capacity)
@@ -386,8 +401,8 @@ export class SlabCache {
       // further along the probe, or absent); either way a valid slot.
       const at = word === 0 ? -1 : (word & SLOT_BITS) * SLOT_WORDS
       records[i] = at
-      // The record's first and last words: a 24-byte record may cross a
-      // line, and its expiry, read on every hit, is in its last two.
+      // The record's first and last words: a 20-byte record may cross a
+      // line, and its expiry, read on every hit, is its last.
       if (at >= 0) sum += slots[at + W_LOC]! + slots[at + SLOT_WORDS - 1]!
     }
     for (let i = 0; i < n; i++) {
@@ -438,7 +453,7 @@ export class SlabCache {
    * that the key does not exist (see `setNil`) rather than a value.
    */
   isNil(slot: number): boolean {
-    return this.#slotsF64[slot * SLOT_F64 + F_EXPIRY]! < 0
+    return (this.#slots[slot * SLOT_WORDS + W_HOME]! & NIL_HOME) !== 0
   }
 
   /** Length of the value of a slot returned by `getBytes`/`peekBytes` (valid until the next change). */
@@ -501,6 +516,7 @@ export class SlabCache {
     const need = entryBytes(keyLength, valueLength)
     const cls = this.#classFor(need)
     const now = this.#clock.now()
+    if (now - this.#base >= REBASE_AFTER) this.#rebase(now)
     const expiry = now + Math.min(ttlMs, this.ttlMs)
     const hash = this.#hash(key, start, end)
     const bucket = this.#find(key, start, end, hash)
@@ -551,13 +567,14 @@ export class SlabCache {
       this.#freeSlot = slot
       return false
     }
+    const home = this.#home(hash)
     this.#slots[slot * SLOT_WORDS + W_LOC] = fresh
+    this.#slots[slot * SLOT_WORDS + W_HOME] = home
     this.#usedBytes += need
     this.#write(slot, key, start, end, value)
     this.#setExpiry(slot, expiry)
     this.#linkFront(slot)
-    this.#slots[slot * SLOT_WORDS + W_HASH] = hash
-    this.#insert(hash, slot)
+    this.#insert(hash, home, slot)
     this.#size++
     return true
   }
@@ -802,10 +819,10 @@ export class SlabCache {
     return true
   }
 
-  #insert(hash: number, slot: number): void {
+  #insert(hash: number, home: number, slot: number): void {
     const table = this.#table
     const size = this.#tableSize
-    let i = this.#home(hash)
+    let i = home
     while (table[i] !== 0) if (++i === size) i = 0
     table[i] = OCCUPIED | ((hash & 0x7f) << 24) | slot
   }
@@ -814,7 +831,7 @@ export class SlabCache {
   #bucketOfSlot(slot: number): number {
     const table = this.#table
     const size = this.#tableSize
-    let i = this.#home(this.#slotHash(slot))
+    let i = this.#slotHome(slot)
     for (;;) {
       const word = table[i]!
       if (word !== 0 && (word & SLOT_BITS) === slot) return i
@@ -822,8 +839,8 @@ export class SlabCache {
     }
   }
 
-  #slotHash(slot: number): number {
-    return this.#slots[slot * SLOT_WORDS + W_HASH]!
+  #slotHome(slot: number): number {
+    return this.#slots[slot * SLOT_WORDS + W_HOME]! & HOME_BITS
   }
 
   /**
@@ -840,7 +857,7 @@ export class SlabCache {
       if (++i === size) i = 0
       const word = table[i]!
       if (word === 0) break
-      const home = this.#home(this.#slotHash(word & SLOT_BITS))
+      const home = this.#slotHome(word & SLOT_BITS)
       // Stays if home is in (hole, i], cyclically.
       const stays = hole < i ? home > hole && home <= i : home > hole || home <= i
       if (!stays) {
@@ -1183,7 +1200,7 @@ export class SlabCache {
   // ---- Slot records and the LRU list. ----
 
   #expiry(slot: number): number {
-    return Math.abs(this.#slotsF64[slot * SLOT_F64 + F_EXPIRY]!)
+    return this.#base + this.#slots[slot * SLOT_WORDS + W_EXPIRY]!
   }
 
   /**
@@ -1192,12 +1209,39 @@ export class SlabCache {
    * allocated per hit).
    */
   #expired(slot: number, now: number): boolean {
-    return now >= Math.abs(this.#slotsF64[slot * SLOT_F64 + F_EXPIRY]!)
+    return now - this.#base >= this.#slots[slot * SLOT_WORDS + W_EXPIRY]!
   }
 
-  /** The expiry, negated for a nil entry (see SLOT_WORDS). */
+  /**
+   * The expiry, as whole ms after the base (rounded down, at most
+   * EXPIRY_MAX), and whether the entry is nil, both of a slot whose home is
+   * set (see SLOT_WORDS).
+   */
   #setExpiry(slot: number, expiry: number): void {
-    this.#slotsF64[slot * SLOT_F64 + F_EXPIRY] = this.#storingNil ? -expiry : expiry
+    const at = slot * SLOT_WORDS
+    const after = Math.floor(expiry - this.#base)
+    this.#slots[at + W_EXPIRY] = Math.max(0, Math.min(after, EXPIRY_MAX))
+    const home = this.#slots[at + W_HOME]! & HOME_BITS
+    this.#slots[at + W_HOME] = this.#storingNil ? home | NIL_HOME : home
+  }
+
+  /**
+   * Moves the base to `now` (rounded down), every live entry's expiry with
+   * it: an entry that had expired stays expired (0), one that had not keeps
+   * its time. A walk of the LRU list, once every REBASE_AFTER (12.4 days) at
+   * most, on the store that finds it due: about 10 ms at a million entries.
+   */
+  #rebase(now: number): void {
+    const base = Math.floor(now)
+    const shift = base - this.#base
+    const slots = this.#slots
+    const sentinel = this.#sentinel
+    for (let slot = this.#next(sentinel); slot !== sentinel; slot = this.#next(slot)) {
+      const at = slot * SLOT_WORDS + W_EXPIRY
+      const after = slots[at]!
+      slots[at] = after > shift ? after - shift : 0
+    }
+    this.#base = base
   }
 
   #prev(slot: number): number {
