@@ -1229,7 +1229,7 @@ export class SlabCache {
    * Moves the base to `now` (rounded down), every live entry's expiry with
    * it: an entry that had expired stays expired (0), one that had not keeps
    * its time. A walk of the LRU list, once every REBASE_AFTER (12.4 days) at
-   * most, on the store that finds it due: about 10 ms at a million entries.
+   * most, on the store that finds it due: 4-8 ms at a million entries here.
    */
   #rebase(now: number): void {
     const base = Math.floor(now)
