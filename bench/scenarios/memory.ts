@@ -227,8 +227,14 @@ export const memoryScenario: Scenario = {
           order: 'uniform',
           seconds,
         })
-      const soak = churn(16, soakWarmupSeconds).then(() => churn(1, soakSeconds))
+      // The measured part starts when its own run does, not at a fixed time:
+      // no sample of the warm-up's tail, or of the gap between the runs.
+      let measuredFrom = Number.POSITIVE_INFINITY
       const start = Date.now()
+      const soak = churn(16, soakWarmupSeconds).then(() => {
+        measuredFrom = (Date.now() - start) / 1000
+        return churn(1, soakSeconds)
+      })
       // V8's young generation at the start and the end of the measured part:
       // it starts small (the idle collection gave it back) and grows with the
       // load, which the warm-up is there to cover.
@@ -238,14 +244,14 @@ export const memoryScenario: Scenario = {
           await sleep(1000)
           const t = (Date.now() - start) / 1000
           samples.push({ t, rss: rssOf(pid) })
-          if (t >= soakWarmupSeconds && Number.isNaN(youngFirst))
+          if (t >= measuredFrom && Number.isNaN(youngFirst))
             youngFirst = (await scrape(proxy)).young
         }
       })()
       const load = await soak
       await sampler
       const youngLast = (await scrape(proxy)).young
-      const measured = samples.filter((s) => s.t >= soakWarmupSeconds).map((s) => s.rss)
+      const measured = samples.filter((s) => s.t >= measuredFrom).map((s) => s.rss)
       const first = measured[0] ?? Number.NaN
       const last = measured.at(-1) ?? Number.NaN
       const min = Math.min(...measured)

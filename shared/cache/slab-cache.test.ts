@@ -922,6 +922,29 @@ describe('SlabCache', () => {
       expect(c.stats().expirations).toBe(1)
     })
 
+    it('stores nothing, and forgets the key, when the expiry rounds down to now', () => {
+      const { cache: c, clock } = slab({ ttlMs: 100 })
+      c.set('a', A)
+      clock.t = 10.25
+      // Expiry 10.75: within the millisecond it is stored in.
+      expect(c.set('a', bytes('A2'), 0.5)).toBe(false)
+      expect(c.size).toBe(0)
+      expect(c.has('a')).toBe(false)
+      expect(c.set('a', bytes('A2'), 1)).toBe(true)
+      expect(c.get('a')).toEqual(bytes('A2'))
+    })
+
+    it('keeps an entry that expired before the base moved expired when an injected clock goes back', () => {
+      const { cache: c, clock } = slab({ ttlMs: 100 })
+      c.set('old', A)
+      clock.t = 2 ** 30 + 5000
+      c.set('x', A)
+      clock.t = 50
+      expect(c.has('old')).toBe(false)
+      expect(c.get('old')).toBeNull()
+      expect(c.get('x')).toEqual(A)
+    })
+
     it('gives no entry more than 2^31 - 1 ms (24.8 days), whatever the ttl', () => {
       const { cache: c, clock } = slab({ ttlMs: 60 * DAY })
       c.set('a', A)
