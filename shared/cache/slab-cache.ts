@@ -124,8 +124,8 @@ const SLOT_BITS = 0xffffff
 // home bucket (below 2^25) with NIL_HOME set when the entry records a
 // missing key (setNil), its LRU links, and its expiry in whole ms after
 // `#base` (at most EXPIRY_MAX; 0 always expired). The words read on every
-// hit (home, links, expiry) stay below 2^31, small integers to V8. A float64 expiry and the full hash took 24 bytes: 4 MiB
-// more at a million entries.
+// hit (home, links, expiry) stay below 2^31, small integers to V8. A float64
+// expiry and the full hash took 24 bytes: 4 MiB more at a million entries.
 const SLOT_WORDS = 5
 const W_LOC = 0
 const W_HOME = 1
