@@ -521,10 +521,10 @@ export class SlabCache {
     const cls = this.#classFor(need)
     const now = this.#clock.now()
     if (now - this.#base >= REBASE_AFTER) this.#rebase(now)
-    const expiry = now + Math.min(ttlMs, this.ttlMs)
+    // The expiry in whole ms after the base, rounded down (see SLOT_WORDS).
     // A ttl under a millisecond (the read-through passes what a PTTL left)
     // can round to an entry already over: stored, it would only take a slot.
-    const after = Math.floor(expiry - this.#base)
+    const after = Math.floor(now + Math.min(ttlMs, this.ttlMs) - this.#base)
     if (after <= 0 || after <= now - this.#base) {
       this.deleteBytes(key, start, end)
       return false
@@ -552,7 +552,7 @@ export class SlabCache {
       }
       this.#usedBytes += need - oldBytes
       this.#write(slot, key, start, end, value)
-      this.#setExpiry(slot, expiry)
+      this.#setExpiry(slot, after)
       this.#moveToFront(slot)
       return true
     }
@@ -583,7 +583,7 @@ export class SlabCache {
     this.#slots[slot * SLOT_WORDS + W_HOME] = home
     this.#usedBytes += need
     this.#write(slot, key, start, end, value)
-    this.#setExpiry(slot, expiry)
+    this.#setExpiry(slot, after)
     this.#linkFront(slot)
     this.#insert(hash, home, slot)
     this.#size++
@@ -1223,21 +1223,20 @@ export class SlabCache {
    */
   #expired(slot: number, now: number): boolean {
     const after = this.#slots[slot * SLOT_WORDS + W_EXPIRY]!
-    // 0 is always expired: an expiry at or before the base (one a rebase
-    // passed, or one set by a clock read before the base), so an injected
-    // clock set back cannot bring such an entry back to life.
+    // 0 is always expired: only a rebase writes it, for an entry whose
+    // expiry it passed, so an injected clock set back cannot bring such an
+    // entry back to life.
     return after === 0 || now - this.#base >= after
   }
 
   /**
-   * The expiry, as whole ms after the base (rounded down, at most
-   * EXPIRY_MAX), and whether the entry is nil, both of a slot whose home is
-   * set (see SLOT_WORDS).
+   * The expiry, `after` whole ms after the base (at least 1; at most
+   * EXPIRY_MAX is kept), and whether the entry is nil, both of a slot whose
+   * home is set (see SLOT_WORDS).
    */
-  #setExpiry(slot: number, expiry: number): void {
+  #setExpiry(slot: number, after: number): void {
     const at = slot * SLOT_WORDS
-    const after = Math.floor(expiry - this.#base)
-    this.#slots[at + W_EXPIRY] = Math.max(0, Math.min(after, EXPIRY_MAX))
+    this.#slots[at + W_EXPIRY] = Math.min(after, EXPIRY_MAX)
     const home = this.#slots[at + W_HOME]! & HOME_BITS
     this.#slots[at + W_HOME] = this.#storingNil ? home | NIL_HOME : home
   }
