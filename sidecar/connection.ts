@@ -155,7 +155,8 @@ export class Connection {
   }) {
     const socket = options.socket
     this.#socket = socket
-    this.#output = new Output(socket)
+    // Bytes the kernel did not take at once drain as the socket's own do.
+    this.#output = new Output(socket, () => this.#onDrain())
     this.#server = options.server
     this.#log = options.log
     this.#limits = { ...DEFAULT_CONNECTION_LIMITS, ...options.limits }
@@ -189,10 +190,7 @@ export class Connection {
     }
 
     readChunks(socket, (chunk: Buffer) => this.#onData(chunk))
-    socket.on('drain', () => {
-      this.#maybeResume()
-      this.#relieve()
-    })
+    socket.on('drain', () => this.#onDrain())
     // The client is done sending (half-close, as `nc -N` does): answer what it
     // sent, then close, as Redis does. Needs the server's allowHalfOpen.
     socket.on('end', () => this.shutdown())
@@ -208,6 +206,11 @@ export class Connection {
     } else {
       this.session.established = true
     }
+  }
+
+  #onDrain(): void {
+    this.#maybeResume()
+    this.#relieve()
   }
 
   readonly #onHandshakeTimeout = (): void => {
@@ -294,7 +297,7 @@ export class Connection {
   }
 
   #unsentBytes(): number {
-    return this.#socket.writableLength + this.#output.buffered + this.#earlyBytes
+    return this.#output.unsent + this.#output.buffered + this.#earlyBytes
   }
 
   /**
@@ -610,7 +613,7 @@ export class Connection {
       !this.#paused ||
       this.#ending ||
       this.#slots.length > this.#limits.maxPendingReplies / 2 ||
-      this.#socket.writableLength > this.#limits.maxUnsentBytes / 2
+      this.#output.unsent > this.#limits.maxUnsentBytes / 2
     ) {
       return
     }

@@ -1,7 +1,8 @@
 /**
  * The floor for a RESP server in Node on this machine: a bare node:net server
- * that reads each socket the way the sidecar does (shared/socket-read.ts),
- * frames the commands in each read, and answers every GET with one fixed
+ * that reads and writes each socket the way the sidecar does
+ * (shared/socket-read.ts, shared/socket-write.ts), frames the commands in
+ * each read, and answers every GET with one fixed
  * bulk of the size under test, every other command with an empty array
  * (redis-benchmark opens with CONFIG GET). No cache, no backend, no decoder
  * beyond finding where each command ends: what is left is the cost of one
@@ -12,6 +13,7 @@
  */
 import { createServer, type Socket } from 'node:net'
 import { readChunks } from '../../shared/socket-read.js'
+import { SocketWriter } from '../../shared/socket-write.js'
 
 const port = Number(process.argv[2])
 const valueBytes = Number(process.argv[3])
@@ -88,11 +90,13 @@ function serve(socket: Socket): void {
     due = false
     flush()
   }
+  // Written as the sidecar's output writes (shared/socket-write.ts).
+  const writer = new SocketWriter(socket, () => {})
   const flush = (): void => {
     if (end === start) return
-    socket.write(slab.subarray(start, end))
+    writer.write(slab.subarray(start, end))
     // Taken by the kernel at once: the slab is free again, as the sidecar's output reuses it.
-    if (socket.writableLength === 0) end = 0
+    if (writer.pending === 0) end = 0
     start = end
   }
   readChunks(socket, (chunk) => {

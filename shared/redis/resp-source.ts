@@ -10,6 +10,7 @@ import {
 } from '../errors.js'
 import { Fifo } from '../fifo.js'
 import { readOption } from '../socket-read.js'
+import { SocketWriter } from '../socket-write.js'
 import { CommandTable } from './command-table.js'
 import { backoff } from './reconnect-delay.js'
 import { Push, type Reply, ReplyDecoder, ReplyError, ReplyProtocolError } from './reply-decoder.js'
@@ -246,6 +247,8 @@ export class RespSource implements RedisSource {
   #start = 0
   #end = 0
   #flushScheduled = false
+  /** The connected socket's writer (see #flush); null while connecting. */
+  #writer: SocketWriter | null = null
   #attempt = 0
   #everReady = false
   #retry: NodeJS.Timeout | undefined
@@ -418,11 +421,14 @@ export class RespSource implements RedisSource {
           })
         : connectTcp({ host, port, noDelay: true, onread: readOption(onChunk) })
     this.#socket = socket
+    this.#writer = null
     socket.setTimeout(this.#connectTimeoutMs, () => {
       socket.destroy(new Error(`connect timed out after ${this.#connectTimeoutMs} ms`))
     })
     socket.once(url.protocol === 'rediss:' ? 'secureConnect' : 'connect', () => {
       socket.setTimeout(0)
+      // Redis reads what it is sent; nothing waits on a drain here.
+      if (this.#socket === socket) this.#writer = new SocketWriter(socket, () => {})
       this.#handshake(socket).then(
         () => {
           if (this.#socket !== socket || this.#state === 'closed') return
@@ -684,9 +690,12 @@ export class RespSource implements RedisSource {
     this.#start = end
     const socket = this.#socket
     if (socket === null) return
-    socket.write(this.#slab.subarray(start, end))
+    const bytes = this.#slab.subarray(start, end)
+    const writer = this.#writer
+    if (writer !== null) writer.write(bytes)
+    else socket.write(bytes)
     // Taken by the kernel at once: nothing holds the slab, it is reused.
-    if (socket.writableLength === 0) {
+    if ((writer === null ? socket.writableLength : writer.pending) === 0) {
       this.#start = 0
       this.#end = 0
     }
@@ -903,6 +912,7 @@ export class RespSource implements RedisSource {
   /** The current connection is no longer this source's: what it owes fails. */
   #lose(): void {
     this.#socket = null
+    this.#writer = null
     const wasReady = this.#ready
     this.#ready = false
     this.#failAll(new BackendUnavailableError('connection to backing redis lost'))

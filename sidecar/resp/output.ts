@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net'
 import { viewAt } from '../../shared/buffer-view.js'
 import { copyBytes, putBytes } from '../../shared/bytes.js'
+import { SocketWriter } from '../../shared/socket-write.js'
 import { BULK_COPY_THRESHOLD, bulkHeader } from './encoder.js'
 
 const CR = 13
@@ -36,6 +37,7 @@ function flushDue(): void {
  */
 export class Output {
   readonly #socket: Socket
+  readonly #writer: SocketWriter
   #slab = Buffer.allocUnsafe(SLAB_SIZE)
   // The slab's ArrayBuffer and offset, read once per slab: each flush's view
   // is made over them (viewAt), not by subarray, which pays a species lookup
@@ -46,8 +48,13 @@ export class Output {
   #end = 0
   #due = false
 
-  constructor(socket: Socket) {
+  /**
+   * @param onDrain called when bytes the kernel could not take at once have
+   *   all been written (see SocketWriter), as the socket's 'drain'.
+   */
+  constructor(socket: Socket, onDrain: () => void = () => {}) {
     this.#socket = socket
+    this.#writer = new SocketWriter(socket, onDrain)
   }
 
   /** Bytes written and not yet flushed to the socket. */
@@ -55,11 +62,16 @@ export class Output {
     return this.#end - this.#start
   }
 
+  /** Bytes flushed to the socket and not yet taken by the kernel. */
+  get unsent(): number {
+    return this.#writer.pending
+  }
+
   write(part: Uint8Array): void {
     const length = part.length
     if (length >= COPY_LIMIT) {
       this.flush()
-      this.#socket.write(part)
+      this.#writer.write(part)
       return
     }
     if (this.#end + length > this.#slab.length) this.#renew()
@@ -155,9 +167,9 @@ export class Output {
       this.#start = this.#end
       return
     }
-    const socket = this.#socket
-    socket.write(viewAt(this.#slabBuffer, this.#slabOffset + this.#start, this.#end - this.#start))
-    if (socket.writableLength === 0) {
+    const writer = this.#writer
+    writer.write(viewAt(this.#slabBuffer, this.#slabOffset + this.#start, this.#end - this.#start))
+    if (writer.pending === 0) {
       // The kernel took every byte at once (the usual case): nothing holds
       // any part of the slab now, so the next batch reuses it from the
       // start. A fresh slab per few batches was tens of megabytes a second

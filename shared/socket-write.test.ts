@@ -1,0 +1,176 @@
+import { once } from 'node:events'
+import { connect, createServer, type Server, type Socket } from 'node:net'
+import { connect as connectTls, createServer as createTlsServer } from 'node:tls'
+import { afterEach, describe, expect, it } from 'vitest'
+import { makePki } from '../test/harness/tls.js'
+import { SocketWriter } from './socket-write.js'
+
+const servers: Server[] = []
+const sockets: Socket[] = []
+
+afterEach(() => {
+  for (const socket of sockets.splice(0)) socket.destroy()
+  for (const server of servers.splice(0)) server.close()
+})
+
+/** A connected pair over loopback: `server` is the accepted side, `client` paused until asked. */
+async function pair(): Promise<{ client: Socket; server: Socket }> {
+  const server = createServer()
+  servers.push(server)
+  const accepted = once(server, 'connection') as Promise<[Socket]>
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const port = (server.address() as { port: number }).port
+  const client = connect({ port, host: '127.0.0.1' })
+  sockets.push(client)
+  client.pause()
+  await once(client, 'connect')
+  const [socket] = await accepted
+  sockets.push(socket)
+  return { client, server: socket }
+}
+
+async function until(check: () => boolean): Promise<void> {
+  const deadline = Date.now() + 10_000
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('timed out')
+    await new Promise((resolve) => setTimeout(resolve, 2))
+  }
+}
+
+/** Everything `socket` receives, as it comes. */
+function collect(socket: Socket): Buffer[] {
+  const chunks: Buffer[] = []
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+  return chunks
+}
+
+/** `count` distinct buffers of `size` bytes: buffer i holds i's bytes, so order shows. */
+function numbered(count: number, size: number): Buffer[] {
+  return Array.from({ length: count }, (_, i) => {
+    const bytes = Buffer.alloc(size)
+    for (let at = 0; at + 4 <= size; at += 4) bytes.writeUInt32LE(i, at)
+    return bytes
+  })
+}
+
+describe('SocketWriter', () => {
+  it('writes to a plain TCP socket through its handle on this Node', async () => {
+    const { client, server } = await pair()
+    const writer = new SocketWriter(server, () => {})
+    expect(writer.direct).toBe(true)
+    const chunks = collect(client)
+    client.resume()
+    writer.write(Buffer.from('+OK\r\n'))
+    writer.write(Buffer.from(':1\r\n'))
+    await until(() => Buffer.concat(chunks).length === 9)
+    expect(Buffer.concat(chunks).toString()).toBe('+OK\r\n:1\r\n')
+    // Taken by the kernel at once: nothing pending, neither here nor in the stream.
+    expect(writer.pending).toBe(0)
+    expect(server.writableLength).toBe(0)
+  })
+
+  it('keeps bytes the kernel could not take, in order, and calls onDrain once they are written', async () => {
+    const { client, server } = await pair()
+    let drains = 0
+    const writer = new SocketWriter(server, () => drains++)
+    // More than loopback's socket buffers hold while the client reads nothing.
+    const parts = numbered(64, 256 * 1024)
+    for (const part of parts) writer.write(part)
+    expect(writer.pending).toBeGreaterThan(0)
+    expect(drains).toBe(0)
+    const chunks = collect(client)
+    client.resume()
+    const total = Buffer.concat(parts).length
+    await until(() => Buffer.concat(chunks).length === total)
+    expect(Buffer.concat(chunks).equals(Buffer.concat(parts))).toBe(true)
+    await until(() => drains > 0)
+    expect(writer.pending).toBe(0)
+    expect(drains).toBe(1)
+  })
+
+  it('keeps order with socket.write on the same socket, whichever holds bytes', async () => {
+    const { client, server } = await pair()
+    const writer = new SocketWriter(server, () => {})
+    const parts = numbered(40, 200 * 1024)
+    // Alternated: the stream's writes queue behind the handle's, and while
+    // the stream holds some the writer goes through it too.
+    for (const [i, part] of parts.entries()) {
+      if (i % 3 === 0) server.write(part)
+      else writer.write(part)
+    }
+    expect(writer.pending).toBeGreaterThan(0)
+    const chunks = collect(client)
+    client.resume()
+    const total = Buffer.concat(parts).length
+    await until(() => Buffer.concat(chunks).length === total)
+    expect(Buffer.concat(chunks).equals(Buffer.concat(parts))).toBe(true)
+  })
+
+  it('ends after what it queued: socket.end() waits for the handle writes', async () => {
+    const { client, server } = await pair()
+    const writer = new SocketWriter(server, () => {})
+    const parts = numbered(16, 256 * 1024)
+    for (const part of parts) writer.write(part)
+    expect(writer.pending).toBeGreaterThan(0)
+    server.end()
+    const chunks = collect(client)
+    const ended = once(client, 'end')
+    client.resume()
+    await ended
+    expect(Buffer.concat(chunks).equals(Buffer.concat(parts))).toBe(true)
+  })
+
+  it('leaves a socket that has ended or been destroyed to the stream, which refuses the write', async () => {
+    const { server } = await pair()
+    const writer = new SocketWriter(server, () => {})
+    server.on('error', () => {})
+    server.end()
+    expect(() => writer.write(Buffer.from('late'))).not.toThrow()
+    server.destroy()
+    expect(() => writer.write(Buffer.from('later'))).not.toThrow()
+  })
+
+  it('destroys the socket with the write error when the peer is gone', async () => {
+    const { client, server } = await pair()
+    const writer = new SocketWriter(server, () => {})
+    const failed = new Promise<Error>((resolve) => server.on('error', resolve))
+    // Not reading, so the reset is found by a write, not by a read.
+    server.pause()
+    client.resetAndDestroy()
+    await once(client, 'close')
+    // Writes into a reset connection fail (EPIPE or ECONNRESET), at once or
+    // on completion; either way the socket goes, with the error named.
+    for (let i = 0; i < 100 && !server.destroyed; i++) {
+      writer.write(Buffer.alloc(64 * 1024))
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+    const error = (await failed) as NodeJS.ErrnoException
+    expect(server.destroyed).toBe(true)
+    expect(error.syscall).toBe('write')
+    expect(['EPIPE', 'ECONNRESET']).toContain(error.code)
+  })
+
+  it('writes a TLS socket through the stream', async () => {
+    const pki = makePki()
+    const tlsServer = createTlsServer({
+      key: pki.read(pki.serverKey),
+      cert: pki.read(pki.serverCert),
+    })
+    pki.remove()
+    servers.push(tlsServer)
+    const accepted = once(tlsServer, 'secureConnection') as Promise<[Socket]>
+    tlsServer.listen(0, '127.0.0.1')
+    await once(tlsServer, 'listening')
+    const port = (tlsServer.address() as { port: number }).port
+    const client = connectTls({ port, host: '127.0.0.1', rejectUnauthorized: false })
+    sockets.push(client)
+    const [socket] = await accepted
+    sockets.push(socket)
+    const writer = new SocketWriter(socket, () => {})
+    expect(writer.direct).toBe(false)
+    const chunks = collect(client)
+    writer.write(Buffer.from('+PONG\r\n'))
+    await until(() => Buffer.concat(chunks).toString() === '+PONG\r\n')
+  })
+})
