@@ -5,6 +5,7 @@ import { connect as connectTls } from 'node:tls'
 import { Redis } from 'ioredis'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { readYourWrites } from './drop-in/read-your-writes.js'
+import { askUntil } from './harness/ask-until.js'
 import { sample } from './harness/metrics.js'
 import { freePort } from './harness/ports.js'
 import { type ProxyProcess, spawnProxy, waitServing } from './harness/process.js'
@@ -467,17 +468,22 @@ describe('WORKERS=2 with CACHE_INVALIDATION=on', () => {
       const final = `v${round}`
       expect(await writer.get(keys[0] as string)).toBe(final)
 
-      // A short settle for the last invalidations to arrive; then nothing stale anywhere.
-      await sleep(500)
+      // The last invalidations reach each worker on its own connection, after
+      // the writer's replies: every reader sees the final value once they are
+      // in (asked until then, within a bound), and nothing stale after.
       const stale: string[] = []
       for (const [i, reader] of readers.entries()) {
+        const all = await askUntil(
+          () => reader.mget(...keys),
+          (values) => values.every((value) => value === final),
+          5000,
+        ).catch(() => reader.mget(...keys))
+        for (const [j, value] of all.entries()) {
+          if (value !== final) stale.push(`reader ${i} MGET ${keys[j]}=${value}`)
+        }
         for (const key of keys) {
           const value = await reader.get(key)
           if (value !== final) stale.push(`reader ${i} ${key}=${value}`)
-        }
-        const all = await reader.mget(...keys)
-        for (const [j, value] of all.entries()) {
-          if (value !== final) stale.push(`reader ${i} MGET ${keys[j]}=${value}`)
         }
       }
       expect(stale).toEqual([])
