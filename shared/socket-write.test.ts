@@ -151,6 +151,117 @@ describe('SocketWriter', () => {
     expect(['EPIPE', 'ECONNRESET']).toContain(error.code)
   })
 
+  it("restarts the socket's idle timer on each write, as socket.write does", async () => {
+    const { client, server } = await pair()
+    const writer = new SocketWriter(server, () => {})
+    client.resume()
+    let timedOutAt = 0
+    server.setTimeout(300, () => {
+      timedOutAt = Date.now()
+    })
+    const started = Date.now()
+    // A write every 50 ms for a second: the peer only receives, and is not idle.
+    while (Date.now() - started < 1000) {
+      writer.write(Buffer.from('+msg\r\n'))
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    expect(timedOutAt).toBe(0)
+    // Once the writes stop, the timer runs out.
+    await until(() => timedOutAt > 0)
+  })
+
+  it('restarts the idle timer when a queued write completes', async () => {
+    const { client, server } = await pair()
+    const writer = new SocketWriter(server, () => {})
+    server.setTimeout(60_000)
+    const timed = server as Socket & { _unrefTimer: () => void }
+    const restart = timed._unrefTimer.bind(server)
+    let restarts = 0
+    timed._unrefTimer = () => {
+      restarts++
+      restart()
+    }
+    // More than loopback's socket buffers hold: some writes are queued.
+    for (const part of numbered(64, 256 * 1024)) writer.write(part)
+    expect(writer.pending).toBeGreaterThan(0)
+    // Every write restarted it; from here on only completions can.
+    const afterWrites = restarts
+    expect(afterWrites).toBe(64)
+    client.resume()
+    await until(() => writer.pending === 0)
+    expect(restarts).toBeGreaterThan(afterWrites)
+  })
+
+  it('writes a socket still connecting through the stream, which sends it once connected', async () => {
+    const server = createServer()
+    servers.push(server)
+    const accepted = once(server, 'connection') as Promise<[Socket]>
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    const port = (server.address() as { port: number }).port
+    const client = connect({ port, host: '127.0.0.1' })
+    sockets.push(client)
+    const writer = new SocketWriter(client, () => {})
+    expect(client.connecting).toBe(true)
+    writer.write(Buffer.from('*1\r\n$4\r\nPING\r\n'))
+    const [socket] = await accepted
+    sockets.push(socket)
+    const chunks = collect(socket)
+    await until(() => Buffer.concat(chunks).toString() === '*1\r\n$4\r\nPING\r\n')
+    expect(client.destroyed).toBe(false)
+  })
+
+  it('refuses a write after end() as the stream does', async () => {
+    const { server } = await pair()
+    const writer = new SocketWriter(server, () => {})
+    const failed = new Promise<NodeJS.ErrnoException>((resolve) => server.on('error', resolve))
+    server.end()
+    writer.write(Buffer.from('late'))
+    expect((await failed).code).toBe('ERR_STREAM_WRITE_AFTER_END')
+  })
+
+  it("counts the stream's own bytes as pending, and drains only once they are written too", async () => {
+    const { client, server } = await pair()
+    let drains = 0
+    let pendingAtDrain = -1
+    const writer: SocketWriter = new SocketWriter(server, () => {
+      drains++
+      pendingAtDrain = writer.pending
+    })
+    // Queued direct writes, then writes the stream takes (it holds bytes
+    // once one of its own is queued behind them), one small enough that
+    // the stream emits no 'drain' of its own.
+    for (const part of numbered(64, 256 * 1024)) writer.write(part)
+    const queued = writer.pending
+    expect(queued).toBeGreaterThan(0)
+    server.write(Buffer.alloc(1024, 1))
+    expect(server.writableLength).toBe(1024)
+    writer.write(Buffer.alloc(10, 2))
+    expect(server.writableLength).toBe(1034)
+    expect(writer.pending).toBe(queued + 1034)
+    const chunks = collect(client)
+    client.resume()
+    const total = 64 * 256 * 1024 + 1034
+    await until(() => Buffer.concat(chunks).length === total)
+    await until(() => drains > 0)
+    expect(pendingAtDrain).toBe(0)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    expect(drains).toBe(1)
+  })
+
+  it('does not call onDrain for a socket destroyed with writes queued', async () => {
+    const { client, server } = await pair()
+    let drains = 0
+    const writer = new SocketWriter(server, () => drains++)
+    for (const part of numbered(64, 256 * 1024)) writer.write(part)
+    expect(writer.pending).toBeGreaterThan(0)
+    server.destroy()
+    client.resume()
+    await once(server, 'close')
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    expect(drains).toBe(0)
+  })
+
   it('writes a TLS socket through the stream', async () => {
     const pki = makePki()
     const tlsServer = createTlsServer({

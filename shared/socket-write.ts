@@ -28,6 +28,10 @@ import { getSystemErrorName } from 'node:util'
  * write would overtake them, so it goes through `socket.write` too. A socket
  * still connecting, ended or destroyed is left to `socket.write` as well,
  * which buffers, refuses or drops as it always did.
+ *
+ * Activity. `socket.write` restarts the socket's idle timer (`setTimeout`)
+ * on every write and again when a queued write completes, so a client that
+ * only receives (a subscriber) is not idle; a direct write does the same.
  */
 
 type WriteReq = {
@@ -37,6 +41,14 @@ type WriteReq = {
   bytes: number
   buffer: Uint8Array | null
   writer: SocketWriter | null
+}
+
+/** What a direct write asks of the socket beyond its public API. */
+type TimedSocket = Socket & {
+  /** The idle timeout in ms, when `setTimeout` set one. */
+  timeout?: number
+  /** Restarts the idle timer, as net.Socket does on its own writes. */
+  _unrefTimer?: () => void
 }
 
 type StreamHandle = {
@@ -80,16 +92,22 @@ function onComplete(this: WriteReq, status: number): void {
 
 /**
  * A socket's writes, straight to its handle where it can (see above).
- * `onDrain` is called when bytes libuv had queued are all written, as the
- * socket's own 'drain' after a write it buffered.
+ * `onDrain` is called once after a write libuv had to queue, when it and
+ * every write behind it (the stream's included) are written, as the
+ * socket's own 'drain' after a write it buffered; never for a socket
+ * destroyed or ended.
  */
 export class SocketWriter {
-  readonly #socket: Socket
+  readonly #socket: TimedSocket
   readonly #handle: StreamHandle | null
   readonly #onDrain: () => void
   #req: WriteReq | null = null
   /** Bytes of direct writes libuv has queued and not yet written. */
   #queued = 0
+  /** A direct write was queued: onDrain is owed once everything is written. */
+  #owed = false
+  /** The callback of a stream write made while onDrain is owed. */
+  readonly #streamWritten = (): void => this.#drained()
 
   constructor(socket: Socket, onDrain: () => void) {
     if (binding === undefined) binding = loadBinding()
@@ -124,7 +142,10 @@ export class SocketWriter {
       socket.destroyed ||
       (socket as unknown as { _handle: unknown })._handle !== handle
     ) {
-      socket.write(bytes)
+      // While onDrain is owed, whichever of these writes and the queued
+      // ones completes last calls it.
+      if (this.#owed) socket.write(bytes, this.#streamWritten)
+      else socket.write(bytes)
       return
     }
     const { WriteWrap, streamBaseState, kLastWriteWasAsync } = binding as Binding
@@ -141,9 +162,12 @@ export class SocketWriter {
     }
     const err = handle.writeBuffer(req, bytes)
     if (err !== 0) {
+      // The request may have been handed to libuv and disposed: not reused.
+      this.#req = null
       socket.destroy(writeError(err))
       return
     }
+    if (socket.timeout) socket._unrefTimer?.()
     if (streamBaseState[kLastWriteWasAsync] !== 0) {
       // libuv holds the request and reads `bytes` until it is done: both
       // stay referenced until its completion.
@@ -152,17 +176,36 @@ export class SocketWriter {
       req.writer = this
       this.#req = null
       this.#queued += bytes.length
+      this.#owed = true
     }
   }
 
   /** A queued write's completion (from its request). */
   completed(bytes: number, status: number): void {
     this.#queued -= bytes
+    const socket = this.#socket
     if (status < 0) {
-      this.#socket.destroy(writeError(status))
+      socket.destroy(writeError(status))
       return
     }
-    if (this.#queued === 0 && this.#socket.writableLength === 0) this.#onDrain()
+    // As net.Socket's own completions: nothing for a socket already gone or
+    // ending, whose owner must not be told it may write again.
+    if (socket.destroyed || socket.writableEnded) return
+    if (socket.timeout) socket._unrefTimer?.()
+    this.#drained()
+  }
+
+  /**
+   * onDrain, once owed and nothing is left: neither queued direct writes
+   * nor the stream's own bytes (a stream write that did not fill it emits
+   * no 'drain' of its own).
+   */
+  #drained(): void {
+    const socket = this.#socket
+    if (!this.#owed || this.#queued > 0 || socket.writableLength > 0) return
+    if (socket.destroyed || socket.writableEnded) return
+    this.#owed = false
+    this.#onDrain()
   }
 }
 

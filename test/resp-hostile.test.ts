@@ -286,6 +286,31 @@ describe('client limits', () => {
       await timed.close()
     }
   })
+
+  it('keeps a client that only receives under IDLE_TIMEOUT: what it is sent is activity', async () => {
+    const timed = await startRespProxy(redis.url, { IDLE_TIMEOUT: '1000' })
+    try {
+      const subscriber = await rawConnect(timed.port)
+      subscriber.send(command('SUBSCRIBE', 'idle:channel'))
+      await subscriber.replies(1)
+      const opened = Date.now()
+      let closedAt = 0
+      void subscriber.closed().then(() => {
+        closedAt = Date.now()
+      })
+      // A message every 100 ms for 3 s; the subscriber itself sends nothing.
+      let published = 0
+      while (closedAt === 0 && Date.now() - opened < 3000) {
+        await redis.command('PUBLISH', 'idle:channel', `m${published++}`)
+        await sleep(100)
+      }
+      expect(closedAt).toBe(0)
+      expect(await subscriber.replies(published)).toHaveLength(published)
+      subscriber.close()
+    } finally {
+      await timed.close()
+    }
+  })
 })
 
 describe('the handshake bound (RESP_HANDSHAKE_TIMEOUT)', () => {

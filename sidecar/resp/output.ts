@@ -26,14 +26,16 @@ function flushDue(): void {
 
 /**
  * A connection's outgoing bytes, as Redis keeps a reply buffer: small replies
- * are copied into a slab and a batch goes out in one `socket.write`, instead
- * of one write request (and one buffered entry) per reply. Large parts (a big
- * cached value) are written by reference after whatever precedes them.
+ * are copied into a slab and a batch goes out in one write (a SocketWriter's,
+ * straight to the socket's handle), instead of one write request per reply.
+ * Large parts (a big cached value) are written by reference after whatever
+ * precedes them.
  *
- * A flushed region stays owned by the socket until written; the next batch
- * starts after it, and a fresh slab is taken when the rest is too small.
- * When the socket took every byte at once (nothing left queued in it), no
- * part is owned any more and the next batch starts at the beginning again.
+ * A flushed region stays held by the writer (libuv, or the socket's stream)
+ * until written; the next batch starts after it, and a fresh slab is taken
+ * when the rest is too small. When the kernel took every byte at once
+ * (nothing pending), no part is held any more and the next batch starts at
+ * the beginning again.
  */
 export class Output {
   readonly #socket: Socket
