@@ -197,8 +197,20 @@ export class Connection {
     // A reset by the client is routine; the socket closes right after.
     socket.on('error', () => {})
     socket.on('close', () => this.#onClose())
-    if (options.idleTimeoutMs !== undefined && options.idleTimeoutMs > 0) {
-      socket.setTimeout(options.idleTimeoutMs, () => socket.destroy())
+    const idleTimeoutMs = options.idleTimeoutMs
+    if (idleTimeoutMs !== undefined && idleTimeoutMs > 0) {
+      socket.on('timeout', () => {
+        // As Redis's `timeout`: a client waiting on a reply (blocked in
+        // BLPOP, say) or subscribed or in MONITOR is not idle, whatever
+        // the time since it last sent or received; it is looked at again
+        // after another full period.
+        if (this.#slots.length > 0 || this.#pinned?.quiet() === true) {
+          socket.setTimeout(idleTimeoutMs)
+          return
+        }
+        socket.destroy()
+      })
+      socket.setTimeout(idleTimeoutMs)
     }
     if (options.handshakeTimeoutMs !== undefined && options.handshakeTimeoutMs > 0) {
       this.#handshakeTimer = setTimeout(this.#onHandshakeTimeout, options.handshakeTimeoutMs)

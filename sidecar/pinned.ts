@@ -16,6 +16,8 @@ type Owed = {
   stream?: ReplyStream | undefined
   /** Part of its reply went to `stream`: if the connection goes, the client's must too. */
   streaming?: boolean
+  /** A MONITOR: its +OK puts the connection in monitor mode. */
+  monitor?: true
 }
 
 export type PinnedOptions = {
@@ -91,6 +93,12 @@ export class Pinned {
   #queuedInMulti = 0
   #watching = false
   #sticky = false
+  // What Redis exempts from its idle timeout (see quiet()): subscriptions,
+  // as the last confirmation's counts say (channels and patterns apart from
+  // shard channels, as Redis counts them), and MONITOR.
+  #subscriptions = 0
+  #shardSubscriptions = 0
+  #monitoring = false
 
   constructor(options: PinnedOptions) {
     this.#options = options
@@ -123,9 +131,22 @@ export class Pinned {
         this.#owed.push({ resolve: DROPPED, evict: undefined, drop: true })
         this.#write(deferred)
       }
-      this.#owed.push({ resolve, evict, stream, streaming: false })
+      this.#owed.push(
+        isMonitor(args)
+          ? { resolve, evict, stream, streaming: false, monitor: true }
+          : { resolve, evict, stream, streaming: false },
+      )
       this.#write(bytes)
     })
+  }
+
+  /**
+   * Whether the client is in a mode where Redis expects it to send nothing
+   * and never times it out (`timeout`): subscribed to a channel, pattern or
+   * shard channel, or in MONITOR.
+   */
+  quiet(): boolean {
+    return this.#subscriptions + this.#shardSubscriptions > 0 || this.#monitoring
   }
 
   /**
@@ -292,7 +313,9 @@ export class Pinned {
   }
 
   readonly #onFrame = (parts: Buffer[]): void => {
+    this.#notePubSub(parts)
     const owed = this.#owed.shift()
+    if (owed?.monitor === true && isOk(parts)) this.#monitoring = true
     if (owed === undefined) {
       this.#options.onUnsolicited(parts)
       return
@@ -300,6 +323,34 @@ export class Pinned {
     if (owed.drop === true) return
     owed.evict?.()
     owed.resolve(parts)
+  }
+
+  /**
+   * Follows the subscription counts in Redis's confirmations (`subscribe`,
+   * `unsubscribe` and the pattern and shard forms, each with the count after
+   * it, in RESP2 arrays or RESP3 pushes) and RESET, which ends every mode.
+   * Messages and every other frame leave them as they are.
+   */
+  #notePubSub(parts: Buffer[]): void {
+    let frame = parts[0] as Buffer
+    if (parts.length > 1) {
+      // A frame split across reads. A confirmation is its channel's name and
+      // some 40 bytes; a longer frame is a message, not copied to be looked at.
+      let total = 0
+      for (const part of parts) total += part.length
+      if (total > CONFIRMATION_MAX) return
+      frame = Buffer.concat(parts)
+    }
+    if (frame.length === 8 && frame.toString('latin1') === '+RESET\r\n') {
+      this.#subscriptions = 0
+      this.#shardSubscriptions = 0
+      this.#monitoring = false
+      return
+    }
+    const confirmed = confirmation(frame)
+    if (confirmed === null) return
+    if (confirmed.shard) this.#shardSubscriptions = confirmed.count
+    else this.#subscriptions = confirmed.count
   }
 
   #fail(): void {
@@ -317,4 +368,57 @@ export class Pinned {
       owed.resolve(UNAVAILABLE)
     }
   }
+}
+
+/** Longest frame looked at as a confirmation (a channel name of up to 64 KiB). */
+const CONFIRMATION_MAX = 64 * 1024 + 64
+
+const SUBSCRIPTION_KINDS: ReadonlyMap<string, boolean> = new Map([
+  ['subscribe', false],
+  ['unsubscribe', false],
+  ['psubscribe', false],
+  ['punsubscribe', false],
+  ['ssubscribe', true],
+  ['sunsubscribe', true],
+])
+
+/**
+ * A subscription confirmation's count, and whether it counts shard channels:
+ * a 3-element array (`*3`) or push (`>3`) whose first element is one of the
+ * kinds above and whose last is an integer. Anything else is null.
+ */
+export function confirmation(frame: Buffer): { shard: boolean; count: number } | null {
+  if (frame.length < 20 || (frame[0] !== 0x2a && frame[0] !== 0x3e) || frame[1] !== 0x33)
+    return null
+  if (frame[2] !== 0x0d || frame[4] !== 0x24) return null
+  const lengthEnd = frame.indexOf(0x0d, 5)
+  if (lengthEnd < 0 || lengthEnd > 8) return null
+  const length = Number(frame.toString('latin1', 5, lengthEnd))
+  if (!(length >= 9 && length <= 12)) return null
+  const shard = SUBSCRIPTION_KINDS.get(
+    frame.toString('latin1', lengthEnd + 2, lengthEnd + 2 + length).toLowerCase(),
+  )
+  if (shard === undefined) return null
+  // The count is the last line: `:<digits>\r\n`.
+  if (frame[frame.length - 2] !== 0x0d || frame[frame.length - 1] !== 0x0a) return null
+  const lineStart = frame.lastIndexOf(0x0a, frame.length - 3) + 1
+  if (lineStart <= 0 || frame[lineStart] !== 0x3a) return null
+  const count = Number(frame.toString('latin1', lineStart + 1, frame.length - 2))
+  return Number.isSafeInteger(count) && count >= 0 ? { shard, count } : null
+}
+
+function isOk(parts: Buffer[]): boolean {
+  const first = parts[0]
+  return parts.length === 1 && first !== undefined && first.equals(OK)
+}
+
+const MONITOR = Buffer.from('monitor')
+
+function isMonitor(args: readonly Uint8Array[]): boolean {
+  const name = args[0]
+  if (args.length !== 1 || name === undefined || name.length !== MONITOR.length) return false
+  for (let i = 0; i < name.length; i++) {
+    if (((name[i] as number) | 0x20) !== MONITOR[i]) return false
+  }
+  return true
 }

@@ -1,3 +1,4 @@
+import { once } from 'node:events'
 import { connect, type Socket } from 'node:net'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { DEFAULT_CONNECTION_LIMITS } from '../sidecar/connection.js'
@@ -311,6 +312,113 @@ describe('client limits', () => {
       await timed.close()
     }
   })
+})
+
+describe('IDLE_TIMEOUT spares who Redis spares', () => {
+  /** Whether `conn` is still open `ms` from now. */
+  async function openAfter(conn: { socket: Socket }, ms: number): Promise<boolean> {
+    await sleep(ms)
+    return !conn.socket.destroyed && conn.socket.readyState === 'open'
+  }
+
+  it('keeps a silent subscriber (channel, pattern, shard channel, RESP2 and RESP3), a client blocked in BLPOP and one in MONITOR, as Redis with `timeout` does; closes a plain idle one', async () => {
+    const timed = await startRespProxy(redis.url, { IDLE_TIMEOUT: '500' })
+    // Redis's own `timeout` is in seconds: 1 s, against which the same
+    // clients are opened straight on Redis.
+    await redis.command('CONFIG', 'SET', 'timeout', '1')
+    try {
+      // Each client's commands, and how many replies to wait for (none for
+      // BLPOP, which blocks; none over RESP3, whose pushes the raw client
+      // does not parse: a short wait instead).
+      const open = async (port: number, replies: number, ...commands: Buffer[]) => {
+        const conn = await rawConnect(port)
+        for (const c of commands) conn.send(c)
+        if (replies > 0) await conn.replies(replies)
+        else await sleep(100)
+        return conn
+      }
+      // A RESP3 subscriber on a bare socket: what it is sent is not parsed.
+      const openResp3 = async (port: number) => {
+        const socket = connect(port, '127.0.0.1')
+        socket.on('error', () => {})
+        socket.on('data', () => {})
+        await once(socket, 'connect')
+        socket.write(Buffer.concat([command('HELLO', '3'), command('SUBSCRIBE', 'idle:r3')]))
+        await sleep(100)
+        return { socket, close: () => socket.destroy() }
+      }
+      const kinds = (port: number) =>
+        Promise.all([
+          open(port, 0),
+          open(port, 2, command('SUBSCRIBE', 'idle:a', 'idle:b')),
+          open(port, 1, command('PSUBSCRIBE', 'idle:*')),
+          open(port, 1, command('SSUBSCRIBE', 'idle:s')),
+          openResp3(port),
+          open(port, 0, command('BLPOP', `idle:list:${port}`, '0')),
+          open(port, 1, command('MONITOR')),
+        ])
+      const [viaProxy, direct] = await Promise.all([kinds(timed.port), kinds(redis.port)])
+      const names = ['plain', 'subscribe', 'psubscribe', 'ssubscribe', 'resp3', 'blpop', 'monitor']
+      // Redis closes idle clients from a cron: within about 2 s of its 1 s.
+      const [proxyOpen, redisOpen] = await Promise.all([
+        (async () => {
+          await sleep(2500)
+          return viaProxy.map((conn) => !conn.socket.destroyed)
+        })(),
+        (async () => {
+          await sleep(2500)
+          return direct.map((conn) => !conn.socket.destroyed)
+        })(),
+      ])
+      const expected = [false, true, true, true, true, true, true]
+      expect(Object.fromEntries(names.map((n, i) => [n, redisOpen[i]]))).toEqual(
+        Object.fromEntries(names.map((n, i) => [n, expected[i]])),
+      )
+      expect(Object.fromEntries(names.map((n, i) => [n, proxyOpen[i]]))).toEqual(
+        Object.fromEntries(names.map((n, i) => [n, expected[i]])),
+      )
+      for (const conn of [...viaProxy, ...direct]) conn.close()
+    } finally {
+      await redis.command('CONFIG', 'SET', 'timeout', '0')
+      await timed.close()
+    }
+  }, 15_000)
+
+  it('times a client out again once it has left those modes: UNSUBSCRIBE from all, RESET, a BLPOP answered', async () => {
+    const timed = await startRespProxy(redis.url, { IDLE_TIMEOUT: '500' })
+    try {
+      const unsubscribed = await rawConnect(timed.port)
+      unsubscribed.send(command('SUBSCRIBE', 'idle:x', 'idle:y'))
+      await unsubscribed.replies(2)
+      const reset = await rawConnect(timed.port)
+      reset.send(command('PSUBSCRIBE', 'idle:p*'))
+      await reset.replies(1)
+      const blocked = await rawConnect(timed.port)
+      blocked.send(command('BLPOP', 'idle:answered', '0'))
+      const partly = await rawConnect(timed.port)
+      partly.send(command('SUBSCRIBE', 'idle:x', 'idle:y'))
+      await partly.replies(2)
+      // Still in their modes after more than the timeout.
+      expect(await openAfter(unsubscribed, 800)).toBe(true)
+      expect([reset, blocked, partly].map((c) => !c.socket.destroyed)).toEqual([true, true, true])
+      unsubscribed.send(command('UNSUBSCRIBE'))
+      await unsubscribed.replies(2)
+      reset.send(command('RESET'))
+      expect(await reset.replies(1)).toEqual(['RESET'])
+      await redis.command('RPUSH', 'idle:answered', 'v')
+      expect(await blocked.replies(1)).toEqual([[Buffer.from('idle:answered'), Buffer.from('v')]])
+      // One channel left: still subscribed.
+      partly.send(command('UNSUBSCRIBE', 'idle:x'))
+      await partly.replies(1)
+      const left = Date.now()
+      await Promise.all([unsubscribed.closed(), reset.closed(), blocked.closed()])
+      expect(Date.now() - left).toBeLessThan(3000)
+      expect(partly.socket.destroyed).toBe(false)
+      partly.close()
+    } finally {
+      await timed.close()
+    }
+  }, 15_000)
 })
 
 describe('the handshake bound (RESP_HANDSHAKE_TIMEOUT)', () => {
