@@ -203,8 +203,11 @@ export class Connection {
         // As Redis's `timeout`: a client waiting on a reply (blocked in
         // BLPOP, say) or subscribed or in MONITOR is not idle, whatever
         // the time since it last sent or received; it is looked at again
-        // after another full period.
-        if (this.#slots.length > 0 || this.#pinned?.quiet() === true) {
+        // after another full period. Waiting means with nothing left to
+        // take: one that stopped reading what it is sent (a large reply
+        // half relayed) is idle, as Redis closes it.
+        const waiting = this.#slots.length > 0 && this.#unsentBytes() === 0
+        if (waiting || this.#pinned?.quiet() === true) {
           socket.setTimeout(idleTimeoutMs)
           return
         }

@@ -39,7 +39,12 @@ describe('confirmation (the subscription counts Redis confirms)', () => {
       { shard: false, count: 3 },
     ],
   ])('%s', (_, text, expected) => {
-    expect(confirmation(frame(text))).toEqual(expected)
+    expect(confirmation([frame(text)])).toEqual(expected)
+    // The same frame in pieces, as reads may cut it: at every byte.
+    const bytes = frame(text)
+    for (let cut = 1; cut < bytes.length; cut++) {
+      expect(confirmation([bytes.subarray(0, cut), bytes.subarray(cut)])).toEqual(expected)
+    }
   })
 
   it.each([
@@ -50,7 +55,27 @@ describe('confirmation (the subscription counts Redis confirms)', () => {
     ['a simple string', '+OK\r\n'],
     ['an array of two', '*2\r\n$9\r\nsubscribe\r\n:1\r\n'],
     ['a count that is not an integer reply', '*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n$1\r\n1\r\n'],
+    [
+      'a message on a channel named like a confirmation',
+      '*3\r\n$7\r\nmessage\r\n$9\r\nsubscribe\r\n$2\r\n:1\r\n',
+    ],
   ])('ignores %s', (_, text) => {
-    expect(confirmation(frame(text))).toBeNull()
+    expect(confirmation([frame(text)])).toBeNull()
+  })
+})
+
+describe('confirmation of a long frame', () => {
+  it('reads only its ends: a confirmation of a 100 KiB channel name, in three pieces', () => {
+    const name = 'c'.repeat(100 * 1024)
+    const bytes = Buffer.from(
+      `*3\r\n$9\r\nsubscribe\r\n$${name.length}\r\n${name}\r\n:4\r\n`,
+      'latin1',
+    )
+    const pieces = [
+      bytes.subarray(0, 5),
+      bytes.subarray(5, bytes.length - 3),
+      bytes.subarray(bytes.length - 3),
+    ]
+    expect(confirmation(pieces)).toEqual({ shard: false, count: 4 })
   })
 })

@@ -16,9 +16,17 @@ type Owed = {
   stream?: ReplyStream | undefined
   /** Part of its reply went to `stream`: if the connection goes, the client's must too. */
   streaming?: boolean
-  /** A MONITOR: its +OK puts the connection in monitor mode. */
-  monitor?: true
+  /**
+   * What its reply changes of the modes Redis spares from its idle timeout
+   * (see Pinned.quiet): a MONITOR's +OK starts monitoring, a subscription
+   * command's confirmation sets a count, RESET's reply ends every mode.
+   * Only those replies are looked at: any other reply may hold the same
+   * bytes (a GET of a value that reads like a confirmation).
+   */
+  mode?: CommandMode
 }
+
+type CommandMode = 'monitor' | 'subscription' | 'reset'
 
 export type PinnedOptions = {
   forwarder: RedisForwarder
@@ -131,10 +139,11 @@ export class Pinned {
         this.#owed.push({ resolve: DROPPED, evict: undefined, drop: true })
         this.#write(deferred)
       }
+      const mode = modeOf(args)
       this.#owed.push(
-        isMonitor(args)
-          ? { resolve, evict, stream, streaming: false, monitor: true }
-          : { resolve, evict, stream, streaming: false },
+        mode === undefined
+          ? { resolve, evict, stream, streaming: false }
+          : { resolve, evict, stream, streaming: false, mode },
       )
       this.#write(bytes)
     })
@@ -313,9 +322,11 @@ export class Pinned {
   }
 
   readonly #onFrame = (parts: Buffer[]): void => {
-    this.#notePubSub(parts)
     const owed = this.#owed.shift()
-    if (owed?.monitor === true && isOk(parts)) this.#monitoring = true
+    // Confirmations after a subscription command's first come unasked, as
+    // messages do; an asked-for reply is looked at only for its command.
+    if (owed === undefined) this.#notePubSub(parts)
+    else if (owed.mode !== undefined) this.#noteMode(owed.mode, parts)
     if (owed === undefined) {
       this.#options.onUnsolicited(parts)
       return
@@ -332,25 +343,20 @@ export class Pinned {
    * Messages and every other frame leave them as they are.
    */
   #notePubSub(parts: Buffer[]): void {
-    let frame = parts[0] as Buffer
-    if (parts.length > 1) {
-      // A frame split across reads. A confirmation is its channel's name and
-      // some 40 bytes; a longer frame is a message, not copied to be looked at.
-      let total = 0
-      for (const part of parts) total += part.length
-      if (total > CONFIRMATION_MAX) return
-      frame = Buffer.concat(parts)
-    }
-    if (frame.length === 8 && frame.toString('latin1') === '+RESET\r\n') {
-      this.#subscriptions = 0
-      this.#shardSubscriptions = 0
-      this.#monitoring = false
-      return
-    }
-    const confirmed = confirmation(frame)
+    const confirmed = confirmation(parts)
     if (confirmed === null) return
     if (confirmed.shard) this.#shardSubscriptions = confirmed.count
     else this.#subscriptions = confirmed.count
+  }
+
+  #noteMode(mode: CommandMode, parts: Buffer[]): void {
+    if (mode === 'subscription') this.#notePubSub(parts)
+    else if (mode === 'monitor') this.#monitoring ||= isSimple(parts, OK)
+    else if (isSimple(parts, RESET)) {
+      this.#subscriptions = 0
+      this.#shardSubscriptions = 0
+      this.#monitoring = false
+    }
   }
 
   #fail(): void {
@@ -370,8 +376,7 @@ export class Pinned {
   }
 }
 
-/** Longest frame looked at as a confirmation (a channel name of up to 64 KiB). */
-const CONFIRMATION_MAX = 64 * 1024 + 64
+const RESET = Buffer.from('+RESET\r\n')
 
 const SUBSCRIPTION_KINDS: ReadonlyMap<string, boolean> = new Map([
   ['subscribe', false],
@@ -382,43 +387,96 @@ const SUBSCRIPTION_KINDS: ReadonlyMap<string, boolean> = new Map([
   ['sunsubscribe', true],
 ])
 
+/** Commands whose replies change a mode, by their lower-case names. */
+const MODES: ReadonlyMap<string, CommandMode> = new Map([
+  ...[...SUBSCRIPTION_KINDS.keys()].map((name): [string, CommandMode] => [name, 'subscription']),
+  ['monitor', 'monitor'],
+  ['reset', 'reset'],
+])
+
+function modeOf(args: readonly Uint8Array[]): CommandMode | undefined {
+  const name = args[0]
+  if (name === undefined || name.length < 5 || name.length > 12) return undefined
+  return MODES.get(
+    Buffer.from(name.buffer, name.byteOffset, name.length).toString('latin1').toLowerCase(),
+  )
+}
+
+/** Bytes looked at from each end of a frame: a confirmation's kind is in its first, its count in its last. */
+const EDGE = 32
+
 /**
  * A subscription confirmation's count, and whether it counts shard channels:
  * a 3-element array (`*3`) or push (`>3`) whose first element is one of the
- * kinds above and whose last is an integer. Anything else is null.
+ * kinds above and whose last is an integer. Anything else is null. `parts`
+ * is one frame, in as many pieces as it arrived in; only its first and last
+ * bytes are read, so a long frame (a message) costs nothing more.
  */
-export function confirmation(frame: Buffer): { shard: boolean; count: number } | null {
-  if (frame.length < 20 || (frame[0] !== 0x2a && frame[0] !== 0x3e) || frame[1] !== 0x33)
+export function confirmation(parts: readonly Buffer[]): { shard: boolean; count: number } | null {
+  const first = head(parts)
+  if (first.length < 8) return null
+  // `*3\r\n$` then the kind's length, 9 to 12: a message (7 or 8) stops here.
+  if ((first[0] !== 0x2a && first[0] !== 0x3e) || first[1] !== 0x33 || first[2] !== 0x0d)
     return null
-  if (frame[2] !== 0x0d || frame[4] !== 0x24) return null
-  const lengthEnd = frame.indexOf(0x0d, 5)
-  if (lengthEnd < 0 || lengthEnd > 8) return null
-  const length = Number(frame.toString('latin1', 5, lengthEnd))
-  if (!(length >= 9 && length <= 12)) return null
+  if (first[4] !== 0x24) return null
+  let length: number
+  let kindAt: number
+  if (first[5] === 0x39 && first[6] === 0x0d) {
+    length = 9
+    kindAt = 8
+  } else if (
+    first[5] === 0x31 &&
+    first[6] !== undefined &&
+    first[6] >= 0x30 &&
+    first[6] <= 0x32 &&
+    first[7] === 0x0d
+  ) {
+    length = 10 + (first[6] - 0x30)
+    kindAt = 9
+  } else {
+    return null
+  }
+  if (first.length < kindAt + length) return null
   const shard = SUBSCRIPTION_KINDS.get(
-    frame.toString('latin1', lengthEnd + 2, lengthEnd + 2 + length).toLowerCase(),
+    first.toString('latin1', kindAt, kindAt + length).toLowerCase(),
   )
   if (shard === undefined) return null
-  // The count is the last line: `:<digits>\r\n`.
-  if (frame[frame.length - 2] !== 0x0d || frame[frame.length - 1] !== 0x0a) return null
-  const lineStart = frame.lastIndexOf(0x0a, frame.length - 3) + 1
-  if (lineStart <= 0 || frame[lineStart] !== 0x3a) return null
-  const count = Number(frame.toString('latin1', lineStart + 1, frame.length - 2))
-  return Number.isSafeInteger(count) && count >= 0 ? { shard, count } : null
-}
-
-function isOk(parts: Buffer[]): boolean {
-  const first = parts[0]
-  return parts.length === 1 && first !== undefined && first.equals(OK)
-}
-
-const MONITOR = Buffer.from('monitor')
-
-function isMonitor(args: readonly Uint8Array[]): boolean {
-  const name = args[0]
-  if (args.length !== 1 || name === undefined || name.length !== MONITOR.length) return false
-  for (let i = 0; i < name.length; i++) {
-    if (((name[i] as number) | 0x20) !== MONITOR[i]) return false
+  // The count is the last line, `:<digits>\r\n`: read from the frame's end.
+  const last = parts[parts.length - 1] as Buffer
+  const tail =
+    last.length >= EDGE || parts.length === 1
+      ? last.subarray(Math.max(0, last.length - EDGE))
+      : Buffer.concat(parts.map((part) => part.subarray(Math.max(0, part.length - EDGE)))).subarray(
+          -EDGE,
+        )
+  if (tail.length < 4 || tail[tail.length - 2] !== 0x0d || tail[tail.length - 1] !== 0x0a)
+    return null
+  const lineStart = tail.lastIndexOf(0x0a, tail.length - 3) + 1
+  if (lineStart <= 0 || tail[lineStart] !== 0x3a) return null
+  let count = 0
+  for (let i = lineStart + 1; i < tail.length - 2; i++) {
+    const digit = (tail[i] as number) - 0x30
+    if (digit < 0 || digit > 9) return null
+    count = count * 10 + digit
   }
-  return true
+  return lineStart + 1 < tail.length - 2 ? { shard, count } : null
+}
+
+/** The frame's first EDGE bytes (all of it if shorter), copied only when split. */
+function head(parts: readonly Buffer[]): Buffer {
+  const first = parts[0]
+  if (first === undefined) return Buffer.alloc(0)
+  if (first.length >= EDGE || parts.length === 1) return first
+  const pieces: Buffer[] = []
+  let length = 0
+  for (const part of parts) {
+    if (length >= EDGE) break
+    pieces.push(part.subarray(0, EDGE - length))
+    length += Math.min(part.length, EDGE - length)
+  }
+  return Buffer.concat(pieces)
+}
+
+function isSimple(parts: readonly Buffer[], reply: Buffer): boolean {
+  return head(parts).equals(reply)
 }

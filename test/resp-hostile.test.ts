@@ -323,9 +323,10 @@ describe('IDLE_TIMEOUT spares who Redis spares', () => {
 
   it('keeps a silent subscriber (channel, pattern, shard channel, RESP2 and RESP3), a client blocked in BLPOP and one in MONITOR, as Redis with `timeout` does; closes a plain idle one', async () => {
     const timed = await startRespProxy(redis.url, { IDLE_TIMEOUT: '500' })
-    // Redis's own `timeout` is in seconds: 1 s, against which the same
-    // clients are opened straight on Redis.
-    await redis.command('CONFIG', 'SET', 'timeout', '1')
+    // Redis's own `timeout` is in seconds: 1 s, on a redis-server of its
+    // own (on the proxy's backend it would close the proxy's connections).
+    const reference = await startRedis()
+    await reference.command('CONFIG', 'SET', 'timeout', '1')
     try {
       // Each client's commands, and how many replies to wait for (none for
       // BLPOP, which blocks; none over RESP3, whose pushes the raw client
@@ -357,7 +358,7 @@ describe('IDLE_TIMEOUT spares who Redis spares', () => {
           open(port, 0, command('BLPOP', `idle:list:${port}`, '0')),
           open(port, 1, command('MONITOR')),
         ])
-      const [viaProxy, direct] = await Promise.all([kinds(timed.port), kinds(redis.port)])
+      const [viaProxy, direct] = await Promise.all([kinds(timed.port), kinds(reference.port)])
       const names = ['plain', 'subscribe', 'psubscribe', 'ssubscribe', 'resp3', 'blpop', 'monitor']
       // Redis closes idle clients from a cron: within about 2 s of its 1 s.
       const [proxyOpen, redisOpen] = await Promise.all([
@@ -379,12 +380,12 @@ describe('IDLE_TIMEOUT spares who Redis spares', () => {
       )
       for (const conn of [...viaProxy, ...direct]) conn.close()
     } finally {
-      await redis.command('CONFIG', 'SET', 'timeout', '0')
+      await reference.stop()
       await timed.close()
     }
   }, 15_000)
 
-  it('times a client out again once it has left those modes: UNSUBSCRIBE from all, RESET, a BLPOP answered', async () => {
+  it('times a client out again once it has left those modes (UNSUBSCRIBE from all, RESET, a BLPOP answered), and one that only looks like them', async () => {
     const timed = await startRespProxy(redis.url, { IDLE_TIMEOUT: '500' })
     try {
       const unsubscribed = await rawConnect(timed.port)
@@ -398,24 +399,83 @@ describe('IDLE_TIMEOUT spares who Redis spares', () => {
       const partly = await rawConnect(timed.port)
       partly.send(command('SUBSCRIBE', 'idle:x', 'idle:y'))
       await partly.replies(2)
+      // Shard channels are counted apart: unsubscribing from every channel
+      // leaves the shard one.
+      const sharded = await rawConnect(timed.port)
+      sharded.send(command('SSUBSCRIBE', 'idle:s'))
+      sharded.send(command('SUBSCRIBE', 'idle:c'))
+      await sharded.replies(2)
+      // On its own backend connection (SELECT), a reply that reads like a
+      // subscription's confirmation is not one.
+      const lookalike = await rawConnect(timed.port)
+      lookalike.send(command('SELECT', '1'))
+      lookalike.send(command('EVAL', "return {'subscribe', 'c', 1}", '0'))
+      expect(await lookalike.replies(2)).toEqual([
+        'OK',
+        [Buffer.from('subscribe'), Buffer.from('c'), 1],
+      ])
       // Still in their modes after more than the timeout.
       expect(await openAfter(unsubscribed, 800)).toBe(true)
-      expect([reset, blocked, partly].map((c) => !c.socket.destroyed)).toEqual([true, true, true])
+      expect([reset, blocked, partly, sharded].map((c) => !c.socket.destroyed)).toEqual([
+        true,
+        true,
+        true,
+        true,
+      ])
+      expect(lookalike.socket.destroyed).toBe(true)
       unsubscribed.send(command('UNSUBSCRIBE'))
       await unsubscribed.replies(2)
       reset.send(command('RESET'))
       expect(await reset.replies(1)).toEqual(['RESET'])
       await redis.command('RPUSH', 'idle:answered', 'v')
       expect(await blocked.replies(1)).toEqual([[Buffer.from('idle:answered'), Buffer.from('v')]])
-      // One channel left: still subscribed.
       partly.send(command('UNSUBSCRIBE', 'idle:x'))
       await partly.replies(1)
-      const left = Date.now()
-      await Promise.all([unsubscribed.closed(), reset.closed(), blocked.closed()])
-      expect(Date.now() - left).toBeLessThan(3000)
-      expect(partly.socket.destroyed).toBe(false)
+      sharded.send(command('UNSUBSCRIBE'))
+      await sharded.replies(1)
+      // Closed within a few timeouts; the others stay.
+      await Promise.race([
+        Promise.all([unsubscribed.closed(), reset.closed(), blocked.closed()]),
+        sleep(3000),
+      ])
+      expect([unsubscribed, reset, blocked].map((c) => c.socket.destroyed)).toEqual([
+        true,
+        true,
+        true,
+      ])
+      expect([partly, sharded].map((c) => c.socket.destroyed)).toEqual([false, false])
       partly.close()
+      sharded.close()
     } finally {
+      await timed.close()
+    }
+  }, 15_000)
+
+  it('times out a client owed a large reply on its own connection that stopped reading it, as Redis does', async () => {
+    const timed = await startRespProxy(redis.url, { IDLE_TIMEOUT: '500' })
+    // In database 1: a client that SELECTs it gets a backend connection of its own.
+    const admin = await rawConnect(redis.port)
+    try {
+      admin.send(command('SELECT', '1'))
+      admin.send(command('SET', 'idle:big', 'x'.repeat(32 * 1024 * 1024)))
+      expect(await admin.replies(2, 10_000)).toEqual(['OK', 'OK'])
+      const stalled = await rawConnect(timed.port)
+      stalled.send(command('SELECT', '1'))
+      await stalled.replies(1)
+      stalled.socket.pause()
+      stalled.send(command('GET', 'idle:big'))
+      // A paused socket sees no close: it reads again after a few timeouts,
+      // and finds the connection closed with the reply cut short, where a
+      // client still served would get all of it and stay open.
+      await sleep(2000)
+      stalled.socket.resume()
+      await Promise.race([stalled.closed(), sleep(5000)])
+      expect(stalled.socket.destroyed).toBe(true)
+      expect(stalled.received().length).toBeLessThan(32 * 1024 * 1024)
+    } finally {
+      admin.send(command('DEL', 'idle:big'))
+      await admin.replies(1)
+      admin.close()
       await timed.close()
     }
   }, 15_000)
