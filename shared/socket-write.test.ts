@@ -13,14 +13,19 @@ afterEach(() => {
   for (const server of servers.splice(0)) server.close()
 })
 
-/** A connected pair over loopback: `server` is the accepted side, `client` paused until asked. */
-async function pair(): Promise<{ client: Socket; server: Socket }> {
+/** A server on a free loopback port, and its first accepted socket to come. */
+async function listening(): Promise<{ port: number; accepted: Promise<[Socket]> }> {
   const server = createServer()
   servers.push(server)
   const accepted = once(server, 'connection') as Promise<[Socket]>
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
-  const port = (server.address() as { port: number }).port
+  return { port: (server.address() as { port: number }).port, accepted }
+}
+
+/** A connected pair over loopback: `server` is the accepted side, `client` paused until asked. */
+async function pair(): Promise<{ client: Socket; server: Socket }> {
+  const { port, accepted } = await listening()
   const client = connect({ port, host: '127.0.0.1' })
   sockets.push(client)
   client.pause()
@@ -193,12 +198,7 @@ describe('SocketWriter', () => {
   })
 
   it('writes a socket still connecting through the stream, which sends it once connected', async () => {
-    const server = createServer()
-    servers.push(server)
-    const accepted = once(server, 'connection') as Promise<[Socket]>
-    server.listen(0, '127.0.0.1')
-    await once(server, 'listening')
-    const port = (server.address() as { port: number }).port
+    const { port, accepted } = await listening()
     const client = connect({ port, host: '127.0.0.1' })
     sockets.push(client)
     const writer = new SocketWriter(client, () => {})
