@@ -21,7 +21,7 @@ type Owed = {
    * (see Pinned.quiet): a MONITOR's +OK starts monitoring, a subscription
    * command's confirmation sets a count, RESET's reply ends every mode.
    * Only those replies are looked at: any other reply may hold the same
-   * bytes (a GET of a value that reads like a confirmation).
+   * bytes (an EVAL's or an EXEC's array that reads like a confirmation).
    */
   mode?: CommandMode
 }
