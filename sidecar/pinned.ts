@@ -139,7 +139,7 @@ export class Pinned {
         this.#owed.push({ resolve: DROPPED, evict: undefined, drop: true })
         this.#write(deferred)
       }
-      const mode = modeOf(args)
+      const mode = name === undefined ? undefined : MODES.get(name)
       this.#owed.push(
         mode === undefined
           ? { resolve, evict, stream, streaming: false }
@@ -387,20 +387,16 @@ const SUBSCRIPTION_KINDS: ReadonlyMap<string, boolean> = new Map([
   ['sunsubscribe', true],
 ])
 
-/** Commands whose replies change a mode, by their lower-case names. */
+/**
+ * Commands whose replies change a mode, by the names the command table gives
+ * them (a command it does not know, or of the wrong arity, Redis refuses:
+ * it changes no mode).
+ */
 const MODES: ReadonlyMap<string, CommandMode> = new Map([
   ...[...SUBSCRIPTION_KINDS.keys()].map((name): [string, CommandMode] => [name, 'subscription']),
   ['monitor', 'monitor'],
   ['reset', 'reset'],
 ])
-
-function modeOf(args: readonly Uint8Array[]): CommandMode | undefined {
-  const name = args[0]
-  if (name === undefined || name.length < 5 || name.length > 12) return undefined
-  return MODES.get(
-    Buffer.from(name.buffer, name.byteOffset, name.length).toString('latin1').toLowerCase(),
-  )
-}
 
 /** Bytes looked at from each end of a frame: a confirmation's kind is in its first, its count in its last. */
 const EDGE = 32
