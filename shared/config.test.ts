@@ -49,7 +49,7 @@ describe('loadConfig', () => {
         idleTimeoutMs: 0,
         handshakeTimeoutMs: 10_000,
       },
-      cache: { capacity: 100_000, ttlMs: 60_000, invalidation: 'on' },
+      cache: { capacity: 100_000, ttlMs: 60_000, invalidation: 'on', tracking: 'bcast' },
       maxClients: 10_000,
       maxBackendConnections: 1000,
       maxParallel: 4096,
@@ -191,6 +191,8 @@ describe('loadConfig', () => {
     ['LOG_LEVEL', 'loud'],
     ['CACHE_INVALIDATION', 'yes'],
     ['CACHE_INVALIDATION', ''],
+    ['CACHE_TRACKING', 'BCAST'],
+    ['CACHE_TRACKING', 'default'],
     ['PROXY_HOST_HTTP', ' '],
     ['REDIS_LIVENESS_TIMEOUT', '0'],
     ['REDIS_LIVENESS_TIMEOUT', '2147483648'],
@@ -401,6 +403,11 @@ describe('loadConfig', () => {
   it('turns invalidation off only when asked', () => {
     expect(loadConfig({ CACHE_INVALIDATION: 'off' }).cache.invalidation).toBe('off')
     expect(loadConfig({ CACHE_INVALIDATION: 'on' }).cache.invalidation).toBe('on')
+  })
+
+  it('tracks by broadcast unless asked to track the keys read', () => {
+    expect(loadConfig({}).cache.tracking).toBe('bcast')
+    expect(loadConfig({ CACHE_TRACKING: 'keys' }).cache.tracking).toBe('keys')
   })
 
   it('turns on the metrics listener with METRICS_PORT', () => {

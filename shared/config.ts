@@ -38,7 +38,12 @@ export type Config = Readonly<{
     /** A connection that has not completed its first command by then is closed; 0 never. */
     handshakeTimeoutMs: number
   }>
-  cache: Readonly<{ capacity: number; ttlMs: number; invalidation: InvalidationSetting }>
+  cache: Readonly<{
+    capacity: number
+    ttlMs: number
+    invalidation: InvalidationSetting
+    tracking: TrackingSetting
+  }>
   maxClients: number
   /** Clients on backend connections of their own at once (transactions, blocking pops, subscriptions). */
   maxBackendConnections: number
@@ -134,6 +139,16 @@ export type ClusterConfig = Readonly<{
 /** `on`: Redis tells the cache about every write (CLIENT TRACKING); `off`: expiry only. */
 export const INVALIDATION_SETTINGS = ['on', 'off'] as const
 export type InvalidationSetting = (typeof INVALIDATION_SETTINGS)[number]
+
+/**
+ * How Redis tracks for the cache (CLIENT TRACKING's two modes):
+ * - `bcast`: Redis tells about every write in the keyspace, remembering
+ *   nothing per key read (no CPU per read, no tracking table);
+ * - `keys`: Redis remembers each key the proxy read (its default mode) and
+ *   tells only about those: a table entry and its CPU per key read.
+ */
+export const TRACKING_SETTINGS = ['bcast', 'keys'] as const
+export type TrackingSetting = (typeof TRACKING_SETTINGS)[number]
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const
 export type LogLevel = (typeof LOG_LEVELS)[number]
@@ -314,6 +329,7 @@ const specs = {
   CACHE_CAPACITY: integer(1, MAX_CAPACITY)({ default: 100_000 }),
   CACHE_GLOBAL_EXPIRY: integer(1)({ default: 60_000 }),
   CACHE_INVALIDATION: str({ default: 'on', choices: INVALIDATION_SETTINGS }),
+  CACHE_TRACKING: str({ default: 'bcast', choices: TRACKING_SETTINGS }),
   MAX_CLIENTS: integer(1, 1_000_000)({ default: 10_000 }),
   MAX_BACKEND_CONNECTIONS: integer(0, 1_000_000)({ default: 1000 }),
   // As many misses as one pipelining client may have owed (4,096): reads
@@ -446,6 +462,7 @@ export function loadConfig(
       capacity: clean.CACHE_CAPACITY,
       ttlMs: clean.CACHE_GLOBAL_EXPIRY,
       invalidation: clean.CACHE_INVALIDATION as InvalidationSetting,
+      tracking: clean.CACHE_TRACKING as TrackingSetting,
     },
     maxClients: clean.MAX_CLIENTS,
     maxBackendConnections: clean.MAX_BACKEND_CONNECTIONS,

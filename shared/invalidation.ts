@@ -11,8 +11,8 @@ export type InvalidationMode = 'on' | 'off' | 'unsupported' | 'connecting' | 'lo
 
 /** What an invalidation channel may do to the read-through service. */
 export type InvalidationTarget = {
-  /** This key changed: forget it, and do not store a load of it already running. */
-  invalidate(key: string): void
+  /** This key (its bytes) changed: forget it, and do not store a load of it already running. */
+  invalidateBytes(key: Uint8Array): void
   /** Anything may have changed: forget everything, including loads running. */
   clear(): void
   /** Stop storing loaded values (answers still flow); the cache is kept. */

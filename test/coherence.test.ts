@@ -31,126 +31,152 @@ async function cached(proxy: TestHttpProxy, path: string, value: string): Promis
   expect(await read(proxy, path)).toEqual({ status: 200, body: value, cache: 'HIT' })
 }
 
-describe('with CACHE_INVALIDATION=on, a write by another client reaches the cache', () => {
-  let redis: TestRedis
-  let proxy: TestHttpProxy
+/** Redis's view of the proxy's tracking: the flags of its tracking client, the keys it remembers. */
+async function trackingSeenByRedis(redis: TestRedis): Promise<{ flags: string[]; keys: number }> {
+  const clients = String(await redis.command('CLIENT', 'LIST'))
+  const flags = [...clients.matchAll(/ flags=(\S*) /g)]
+    .map((m) => m[1] as string)
+    .filter((f) => f.includes('t'))
+  const stats = String(await redis.command('INFO', 'stats'))
+  const keys = Number(/tracking_total_keys:(\d+)/.exec(stats)?.[1])
+  return { flags, keys }
+}
 
-  beforeAll(async () => {
-    redis = await startRedis()
-    // A long expiry, so only an invalidation can explain a fresh value.
-    proxy = await startHttpProxy(redis.url, {
-      CACHE_GLOBAL_EXPIRY: '600000',
+describe.each([
+  ['bcast', ['tB'], 0],
+  ['keys', ['t'], 3],
+] as const)(
+  'with CACHE_INVALIDATION=on and CACHE_TRACKING=%s, a write by another client reaches the cache',
+  (tracking, flags, remembered) => {
+    let redis: TestRedis
+    let proxy: TestHttpProxy
+
+    beforeAll(async () => {
+      redis = await startRedis()
+      // A long expiry, so only an invalidation can explain a fresh value.
+      proxy = await startHttpProxy(redis.url, {
+        CACHE_GLOBAL_EXPIRY: '600000',
+        CACHE_TRACKING: tracking,
+      })
     })
-  })
-  afterAll(async () => {
-    await proxy?.close()
-    await redis?.stop()
-  })
+    afterAll(async () => {
+      await proxy?.close()
+      await redis?.stop()
+    })
 
-  it('reports the mode in GET /', async () => {
-    expect(await invalidationMode(proxy)).toBe('on')
-  })
+    it('reports the mode in GET /', async () => {
+      expect(await invalidationMode(proxy)).toBe('on')
+    })
 
-  it('SET: the next read answers the new value', async () => {
-    await redis.command('SET', 'set-me', 'old')
-    await cached(proxy, 'set-me', 'old')
-    await redis.command('SET', 'set-me', 'new')
-    const fresh = await askUntil(
-      () => read(proxy, 'set-me'),
-      (a) => a.body !== 'old',
-    )
-    expect(fresh).toEqual({ status: 200, body: 'new', cache: 'MISS' })
-    expect(await read(proxy, 'set-me')).toEqual({ status: 200, body: 'new', cache: 'HIT' })
-  })
+    it('asks Redis for the tracking named, which remembers keys read only when told to', async () => {
+      for (const key of ['seen-1', 'seen-2', 'never-set']) {
+        await redis.command('SET', `${key}`, 'v')
+        await read(proxy, key)
+      }
+      expect(await trackingSeenByRedis(redis)).toEqual({ flags, keys: remembered })
+    })
 
-  it('DEL: the key is gone', async () => {
-    await redis.command('SET', 'del-me', 'here')
-    await cached(proxy, 'del-me', 'here')
-    await redis.command('DEL', 'del-me')
-    const gone = await askUntil(
-      () => read(proxy, 'del-me'),
-      (a) => a.status !== 200,
-    )
-    expect(gone).toEqual({ status: 404, body: 'del-me not found!', cache: null })
-  })
+    it('SET: the next read answers the new value', async () => {
+      await redis.command('SET', 'set-me', 'old')
+      await cached(proxy, 'set-me', 'old')
+      await redis.command('SET', 'set-me', 'new')
+      const fresh = await askUntil(
+        () => read(proxy, 'set-me'),
+        (a) => a.body !== 'old',
+      )
+      expect(fresh).toEqual({ status: 200, body: 'new', cache: 'MISS' })
+      expect(await read(proxy, 'set-me')).toEqual({ status: 200, body: 'new', cache: 'HIT' })
+    })
 
-  it('EXPIRE firing in Redis: the key is gone, long before the cache expiry', async () => {
-    await redis.command('SET', 'short-lived', 'soon gone', 'PX', '300')
-    await cached(proxy, 'short-lived', 'soon gone')
-    const gone = await askUntil(
-      () => read(proxy, 'short-lived'),
-      (a) => a.status !== 200,
-      3000,
-    )
-    expect(gone.status).toBe(404)
-  })
+    it('DEL: the key is gone', async () => {
+      await redis.command('SET', 'del-me', 'here')
+      await cached(proxy, 'del-me', 'here')
+      await redis.command('DEL', 'del-me')
+      const gone = await askUntil(
+        () => read(proxy, 'del-me'),
+        (a) => a.status !== 200,
+      )
+      expect(gone).toEqual({ status: 404, body: 'del-me not found!', cache: null })
+    })
 
-  it('FLUSHALL: every cached key is gone', async () => {
-    const keys = ['f1', 'f2', 'f3']
-    for (const key of keys) {
-      await redis.command('SET', key, `v-${key}`)
-      await cached(proxy, key, `v-${key}`)
-    }
-    await redis.command('FLUSHALL')
-    for (const key of keys) {
-      expect(
-        await askUntil(
-          () => read(proxy, key),
-          (a) => a.status !== 200,
-        ),
-      ).toMatchObject({ status: 404 })
-    }
-  })
+    it('EXPIRE firing in Redis: the key is gone, long before the cache expiry', async () => {
+      await redis.command('SET', 'short-lived', 'soon gone', 'PX', '300')
+      await cached(proxy, 'short-lived', 'soon gone')
+      const gone = await askUntil(
+        () => read(proxy, 'short-lived'),
+        (a) => a.status !== 200,
+        3000,
+      )
+      expect(gone.status).toBe(404)
+    })
 
-  it('binary and UTF-8 keys are evicted by their raw bytes', async () => {
-    const binary = Buffer.from([0xff, 0x00, 0x2f, 0x41])
-    const utf8 = Buffer.from('clé/ключ', 'utf8')
-    const paths = ['%FF%00%2FA', encodeURIComponent('clé/ключ')]
-    await redis.command('SET', binary, 'b1')
-    await redis.command('SET', utf8, 'u1')
-    await cached(proxy, paths[0] as string, 'b1')
-    await cached(proxy, paths[1] as string, 'u1')
-    await redis.command('SET', binary, 'b2')
-    await redis.command('SET', utf8, 'u2')
-    expect(
-      await askUntil(
-        () => read(proxy, paths[0] as string),
-        (a) => a.body !== 'b1',
-      ),
-    ).toMatchObject({ body: 'b2' })
-    expect(
-      await askUntil(
-        () => read(proxy, paths[1] as string),
-        (a) => a.body !== 'u1',
-      ),
-    ).toMatchObject({ body: 'u2' })
-  })
-
-  it('GETs racing SETs never leave a stale entry behind', async () => {
-    const keys = Array.from({ length: 8 }, (_, i) => `race-${i}`)
-    const rounds = 40
-    for (let round = 0; round < rounds; round++) {
-      await Promise.all(
-        keys.map(async (key) => {
-          const value = `${key}:${round}`
-          // Reads in flight while the write lands: some start before it, some after.
-          await Promise.all([
-            read(proxy, key),
-            redis.command('SET', key, value),
-            read(proxy, key),
-            sleep(1).then(() => read(proxy, key)),
-          ])
-          // Whatever the interleaving, the cache must not keep an older value.
+    it('FLUSHALL: every cached key is gone', async () => {
+      const keys = ['f1', 'f2', 'f3']
+      for (const key of keys) {
+        await redis.command('SET', key, `v-${key}`)
+        await cached(proxy, key, `v-${key}`)
+      }
+      await redis.command('FLUSHALL')
+      for (const key of keys) {
+        expect(
           await askUntil(
             () => read(proxy, key),
-            (a) => a.body === value,
-          )
-          expect(await read(proxy, key)).toMatchObject({ body: value })
-        }),
-      )
-    }
-  })
-})
+            (a) => a.status !== 200,
+          ),
+        ).toMatchObject({ status: 404 })
+      }
+    })
+
+    it('binary and UTF-8 keys are evicted by their raw bytes', async () => {
+      const binary = Buffer.from([0xff, 0x00, 0x2f, 0x41])
+      const utf8 = Buffer.from('clé/ключ', 'utf8')
+      const paths = ['%FF%00%2FA', encodeURIComponent('clé/ключ')]
+      await redis.command('SET', binary, 'b1')
+      await redis.command('SET', utf8, 'u1')
+      await cached(proxy, paths[0] as string, 'b1')
+      await cached(proxy, paths[1] as string, 'u1')
+      await redis.command('SET', binary, 'b2')
+      await redis.command('SET', utf8, 'u2')
+      expect(
+        await askUntil(
+          () => read(proxy, paths[0] as string),
+          (a) => a.body !== 'b1',
+        ),
+      ).toMatchObject({ body: 'b2' })
+      expect(
+        await askUntil(
+          () => read(proxy, paths[1] as string),
+          (a) => a.body !== 'u1',
+        ),
+      ).toMatchObject({ body: 'u2' })
+    })
+
+    it('GETs racing SETs never leave a stale entry behind', async () => {
+      const keys = Array.from({ length: 8 }, (_, i) => `race-${i}`)
+      const rounds = 40
+      for (let round = 0; round < rounds; round++) {
+        await Promise.all(
+          keys.map(async (key) => {
+            const value = `${key}:${round}`
+            // Reads in flight while the write lands: some start before it, some after.
+            await Promise.all([
+              read(proxy, key),
+              redis.command('SET', key, value),
+              read(proxy, key),
+              sleep(1).then(() => read(proxy, key)),
+            ])
+            // Whatever the interleaving, the cache must not keep an older value.
+            await askUntil(
+              () => read(proxy, key),
+              (a) => a.body === value,
+            )
+            expect(await read(proxy, key)).toMatchObject({ body: value })
+          }),
+        )
+      }
+    })
+  },
+)
 
 describe('over RESP, the sidecar uses the same service and hears the same writes', () => {
   let redis: TestRedis
@@ -288,52 +314,59 @@ describe('keys that do not exist', () => {
 // Tracking is in-band: Redis writes a GET's reply and the invalidation of a
 // later write in order on one stream, so however late the reply reaches the
 // proxy, the invalidation comes after it and evicts what it stored.
-describe('a write that lands while the GET reading the old value is still in flight', () => {
-  let redis: TestRedis
-  let relay: DelayRelay
-  let proxy: TestHttpProxy
+describe.each(['bcast', 'keys'])(
+  'with CACHE_TRACKING=%s, a write that lands while the GET reading the old value is still in flight',
+  (tracking) => {
+    let redis: TestRedis
+    let relay: DelayRelay
+    let proxy: TestHttpProxy
 
-  beforeAll(async () => {
-    redis = await startRedis()
-    // Everything Redis sends the proxy arrives a second late: room for a
-    // noisy machine to get the write in while the GET's reply is on its way.
-    relay = await startDelayRelay(redis.port, 1000)
-    proxy = await startHttpProxy(relay.url, {
-      REDIS_COMMAND_TIMEOUT: '5000',
+    beforeAll(async () => {
+      redis = await startRedis()
+      // Everything Redis sends the proxy arrives a second late: room for a
+      // noisy machine to get the write in while the GET's reply is on its way.
+      // Written before the proxy connects: with BCAST, a write after it would
+      // reach the proxy as an invalidation a second later, while its first
+      // read is in flight, and keep that read from being stored.
+      await redis.command('SET', 'slow', 'old')
+      relay = await startDelayRelay(redis.port, 1000)
+      proxy = await startHttpProxy(relay.url, {
+        REDIS_COMMAND_TIMEOUT: '5000',
+        CACHE_TRACKING: tracking,
+      })
     })
-  })
-  afterAll(async () => {
-    await proxy?.close()
-    await relay?.close()
-    await redis?.stop()
-  })
+    afterAll(async () => {
+      await proxy?.close()
+      await relay?.close()
+      await redis?.stop()
+    })
 
-  it('is answered to the request that asked, and evicted by the invalidation that follows it', async () => {
-    // Cached, so Redis tracks `slow` for the proxy; then evicted by a write.
-    await redis.command('SET', 'slow', 'old')
-    await cached(proxy, 'slow', 'old')
-    await redis.command('SET', 'slow', 'before')
-    await askUntil(
-      () => proxy.service.peek('slow'),
-      (value) => value === null,
-    )
-    const gets = await backendGetCount(redis)
-    const loading = read(proxy, 'slow')
-    // Once Redis has answered the GET (with "before"), write again.
-    await askUntil(
-      () => backendGetCount(redis),
-      (count) => count > gets,
-    )
-    await redis.command('SET', 'slow', 'after')
-    expect(await loading).toEqual({ status: 200, body: 'before', cache: 'MISS' })
-    expect(
+    it('is answered to the request that asked, and evicted by the invalidation that follows it', async () => {
+      // Cached (so, without BCAST, Redis tracks `slow` for the proxy); then evicted by a write.
+      await cached(proxy, 'slow', 'old')
+      await redis.command('SET', 'slow', 'before')
       await askUntil(
-        () => read(proxy, 'slow'),
-        (a) => a.body !== 'before',
-      ),
-    ).toEqual({ status: 200, body: 'after', cache: 'MISS' })
-  })
-})
+        () => proxy.service.peek('slow'),
+        (value) => value === null,
+      )
+      const gets = await backendGetCount(redis)
+      const loading = read(proxy, 'slow')
+      // Once Redis has answered the GET (with "before"), write again.
+      await askUntil(
+        () => backendGetCount(redis),
+        (count) => count > gets,
+      )
+      await redis.command('SET', 'slow', 'after')
+      expect(await loading).toEqual({ status: 200, body: 'before', cache: 'MISS' })
+      expect(
+        await askUntil(
+          () => read(proxy, 'slow'),
+          (a) => a.body !== 'before',
+        ),
+      ).toEqual({ status: 200, body: 'after', cache: 'MISS' })
+    })
+  },
+)
 
 describe('backend faults with CACHE_INVALIDATION=on', () => {
   let redis: TestRedis

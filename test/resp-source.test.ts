@@ -178,6 +178,34 @@ describe('native RESP source: slow replies', () => {
   })
 })
 
+describe('native RESP source: setup commands', () => {
+  it('sends what onSetup answers a refusal with, and is ready only once that is answered', async () => {
+    const heard: string[][] = []
+    // Real refusals: BCAST prefixes that overlap, then one BCAST would take.
+    const plan = [
+      [['CLIENT', 'TRACKING', 'ON', 'BCAST', 'PREFIX', 'a', 'PREFIX', 'ab']],
+      [['CLIENT', 'TRACKING', 'ON']],
+    ]
+    await openSource({
+      url: redis.url,
+      setup: () => plan[0] as string[][],
+      onSetup: (replies) => {
+        heard.push(
+          replies.map((r) =>
+            r instanceof Error ? (r.message.split(' ')[0] as string) : String(r),
+          ),
+        )
+        return plan[heard.length]
+      },
+    })
+    expect(heard).toEqual([['ERR'], ['OK']])
+    const clients = String(await redis.command('CLIENT', 'LIST'))
+    // The source's connection tracks the keys it reads (t), not by broadcast (B).
+    expect([...clients.matchAll(/ flags=(\S*) /g)].map((m) => m[1])).toContain('t')
+    expect(clients).not.toMatch(/ flags=\S*B/)
+  })
+})
+
 describe('native RESP source: forwarded commands', () => {
   it('answers a reply within one received chunk by its bounds, and one across chunks as its parts, byte for byte', async () => {
     const big = 'x'.repeat(1 << 20)

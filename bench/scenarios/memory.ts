@@ -52,8 +52,9 @@ const SOAK_KEYSPACE_FACTOR = 1.1
 
 /**
  * GETs every key of 0..count-1 through the sidecar until the cache holds
- * them all, or stops growing within 1% of that (Redis's tracking table, 1M keys
- * by default, invalidates keys of its own when full, and those leave the cache).
+ * them all, or stops growing within 1% of that (with CACHE_TRACKING=keys,
+ * Redis's tracking table, 1M keys by default, invalidates keys of its own when
+ * full, and those leave the cache).
  */
 async function fill(ctx: BenchContext, proxy: ProxyTarget, count: number): Promise<number> {
   const deadline = Date.now() + 240_000
@@ -146,10 +147,9 @@ export const memoryScenario: Scenario = {
     const { memorySteps, soakSeconds, soakWarmupSeconds } = ctx.budget
     const capacity = Math.max(...memorySteps)
     const keyspace = Math.round(capacity * SOAK_KEYSPACE_FACTOR)
-    // Tracking every cached key needs a tracking table as large as the
-    // cache: Redis's default (1,000,000 keys) would invalidate keys of the
-    // cache to make room (see the README, Coherence).
-    const redis = await startRedis(['--tracking-table-max-keys', '0'])
+    // Redis as it comes: the proxy's default tracking (BCAST) keeps no
+    // tracking table, so its 1,000,000-key limit does not apply.
+    const redis = await startRedis()
     let proxy: ProxyTarget | undefined
     try {
       // Redis's own memory for the data the cache will hold, in this run:
@@ -427,7 +427,7 @@ export const memoryScenario: Scenario = {
           ...(short.length === 0
             ? []
             : [
-                `The cache stopped growing just short of ${short.map((n) => formatNumber(n)).join(' and ')} keys: with CACHE_INVALIDATION=on Redis tracks every cached key, and when its tracking table (\`tracking-table-max-keys\`, 1,000,000 by default) is full it invalidates keys to make room, which evicts them from the cache.`,
+                `The cache stopped growing just short of ${short.map((n) => formatNumber(n)).join(' and ')} keys: with CACHE_TRACKING=keys Redis tracks every cached key, and when its tracking table (\`tracking-table-max-keys\`, 1,000,000 by default) is full it invalidates keys to make room, which evicts them from the cache.`,
               ]),
           `RSS every 10 s of the soak (warm-up included): ${series}.`,
           `Keys \`key:000000000000\` and up (${BENCH_KEY_BYTES} B), values of ${VALUE_BYTES} B, written by bench/load/resp-keys.c. Redis's RSS was read empty and with the first ${formatNumber(redisKeys)} keys, before the proxy started (so before any key was tracked for invalidation): right after the fill, and again once it had held within 0.2% for 6 s (its allocator gives pages back over the seconds after a fill, as the proxy's idle collection does); the comparison uses that settled figure. Then the rest of the soak's key space was written. The proxy runs the RESP sidecar alone (its entry, dist/main.js, imported by the bench's probe, bench/targets/proxy.ts, without --expose-gc; METRICS_PORT for its /metrics), as a sidecar is deployed; the HTTP interface, when also served, loads Node's fetch implementation (undici) and holds about 5 MiB more. Each step GETs every key in order through the sidecar (resp-keys, ${CONNECTIONS} clients, pipeline ${FILL_PIPELINE}) until /metrics reports them cached. At the largest step the process held ${formatBytes(full?.rss ?? Number.NaN)} RSS. After the soak the cache held ${formatNumber(afterSoak.cache.keys)} keys (${formatNumber(afterSoak.cache.evictions)} evictions and ${formatNumber(afterSoak.cache.invalidations ?? 0)} invalidations from Redis so far).`,

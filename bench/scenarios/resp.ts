@@ -424,7 +424,7 @@ export const respMissScenario: Scenario = {
         checks: [],
         notes: [
           `Keys drawn at random from ${formatNumber(KEYSPACE)} (\`-r\`, ${BENCH_KEY_BYTES} B names), all present with ${VALUE_BYTES} B values; CACHE_CAPACITY=1, so the sidecar counted ${formatNumber(after.misses - before.misses)} misses and ${formatNumber(after.hits - before.hits)} hits. Each miss is a backend GET (concurrent misses of one key coalesced). Medians of ${ctx.budget.rounds} interleaved runs.`,
-          'twemproxy (Debian nutcracker 0.5, no cache) and the sidecar forward to the same redis-server, which is also measured direct as a reference (no target). CPU µs/req counts each proxy process alone. The redis-server behind them does more for the sidecar: a PTTL beside each GET (what keeps a cached entry from outliving the key) and a tracking entry per key read.',
+          'twemproxy (Debian nutcracker 0.5, no cache) and the sidecar forward to the same redis-server, which is also measured direct as a reference (no target). CPU µs/req counts each proxy process alone. The redis-server behind them does more for the sidecar: a PTTL beside each GET (what keeps a cached entry from outliving the key); with CACHE_TRACKING=bcast, the default, it remembers nothing per key read (with CACHE_TRACKING=keys it would add a tracking-table entry per key).',
           `${FLOOR} (bench/targets/bare-resp.ts) answers every GET with a fixed ${VALUE_BYTES} B bulk and has no backend: the least a Node server spends per request here, before any forwarding.`,
         ],
       }

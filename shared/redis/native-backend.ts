@@ -51,7 +51,8 @@ export function nativeBackend(
         }
   // A down backend reports the same error on every retry: log changes, not repeats.
   let lastError = ''
-  const tracking = config.cache.invalidation === 'on' ? new RespTracking(log) : undefined
+  const tracking =
+    config.cache.invalidation === 'on' ? new RespTracking(log, config.cache.tracking) : undefined
   const tls = backendTlsOptions(config)
   const source = new RespSource({
     url: redisUrl,

@@ -93,9 +93,11 @@ export type RespSourceOptions = {
    * Commands run on every new connection after the handshake and before it
    * is ready (CLIENT TRACKING ON, for example), chosen once the protocol is
    * known; their replies go to `onSetup` before the connection is ready.
+   * `onSetup` may answer with more commands (a fallback for one refused),
+   * whose replies come back to it in turn.
    */
   setup?: (resp3: boolean) => string[][]
-  onSetup?: (replies: Reply[], resp3: boolean) => void
+  onSetup?: (replies: Reply[], resp3: boolean) => string[][] | undefined
   /** RESP3 pushes that are not replies (client-tracking invalidations). */
   onPush?: (push: Push) => void
   /** Called when a ready connection is lost, before anything is retried. */
@@ -500,9 +502,13 @@ export class RespSource implements RedisSource {
       const table = await this.#call(socket, ['COMMAND'])
       this.#commands = readTable(table)
     }
-    const commands = this.#options.setup?.(this.#resp3) ?? []
-    const replies = await Promise.all(commands.map((args) => this.#call(socket, args)))
-    if (this.#socket === socket) this.#options.onSetup?.(replies, this.#resp3)
+    // onSetup hears at least once, no commands meaning nothing was asked.
+    let commands = this.#options.setup?.(this.#resp3) ?? []
+    do {
+      const replies = await Promise.all(commands.map((args) => this.#call(socket, args)))
+      if (this.#socket !== socket) return
+      commands = this.#options.onSetup?.(replies, this.#resp3) ?? []
+    } while (commands.length > 0)
   }
 
   /** A command on this socket regardless of readiness (the handshake's own). */

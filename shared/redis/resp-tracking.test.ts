@@ -1,16 +1,21 @@
 import { describe, expect, it } from 'vitest'
+import type { TrackingSetting } from '../config.js'
 import type { InvalidationTarget } from '../invalidation.js'
 import { createLogger } from '../log.js'
 import { Push, type Reply, ReplyDecoder, ReplyError } from './reply-decoder.js'
 import { RespTracking } from './resp-tracking.js'
 
 /** A channel with its source hooks, a target recording what it is told, and the warnings logged. */
-function setup() {
+function setup(mode: TrackingSetting = 'bcast') {
   const lines: string[] = []
-  const tracking = new RespTracking(createLogger('info', (line) => lines.push(line)))
+  const tracking = new RespTracking(
+    createLogger('info', (line) => lines.push(line)),
+    mode,
+  )
   const calls: string[] = []
   const target: InvalidationTarget = {
-    invalidate: (key) => calls.push(`invalidate ${JSON.stringify(key)}`),
+    invalidateBytes: (key) =>
+      calls.push(`invalidate ${JSON.stringify(Buffer.from(key).toString('latin1'))}`),
     clear: () => calls.push('clear'),
     suspendStores: () => calls.push('suspend'),
     resumeStores: () => calls.push('resume'),
@@ -26,13 +31,16 @@ function setup() {
   return { tracking, target, calls, hooks, warnings, receive }
 }
 
+const BCAST = ['CLIENT', 'TRACKING', 'ON', 'BCAST']
+const KEYS = ['CLIENT', 'TRACKING', 'ON']
+
 describe('RespTracking', () => {
   it('suspends stores from start-up until CLIENT TRACKING answers OK, then clears and resumes', () => {
     const { tracking, target, calls, hooks } = setup()
     tracking.start(target)
     expect(tracking.mode()).toBe('connecting')
     expect(calls).toEqual(['suspend'])
-    expect(hooks.setup?.(true)).toEqual([['CLIENT', 'TRACKING', 'ON']])
+    expect(hooks.setup?.(true)).toEqual([BCAST])
     hooks.onSetup?.(['OK'], true)
     expect(tracking.mode()).toBe('on')
     expect(calls).toEqual(['suspend', 'clear', 'resume'])
@@ -51,7 +59,7 @@ describe('RespTracking', () => {
     ])
     // A write may have been missed while disconnected: the new connection
     // asks for tracking again, and only its OK clears and resumes.
-    expect(hooks.setup?.(true)).toEqual([['CLIENT', 'TRACKING', 'ON']])
+    expect(hooks.setup?.(true)).toEqual([BCAST])
     expect(calls).toEqual(['suspend'])
     hooks.onSetup?.(['OK'], true)
     expect(tracking.mode()).toBe('on')
@@ -85,8 +93,40 @@ describe('RespTracking', () => {
     expect(calls).toEqual([])
   })
 
-  it('falls back to expiry only with one warning when the server refuses CLIENT TRACKING', () => {
+  it('asks Redis to track the keys read with CACHE_TRACKING=keys', () => {
+    const { tracking, target, calls, hooks } = setup('keys')
+    tracking.start(target)
+    expect(hooks.setup?.(true)).toEqual([KEYS])
+    expect(hooks.onSetup?.(['OK'], true)).toBeUndefined()
+    expect(tracking.mode()).toBe('on')
+    expect(calls).toEqual(['suspend', 'clear', 'resume'])
+  })
+
+  it('tracks the keys read, with one warning, on a server that refuses BCAST, and keeps to it', () => {
     const { tracking, target, calls, hooks, warnings } = setup()
+    tracking.start(target)
+    expect(hooks.setup?.(true)).toEqual([BCAST])
+    const refusal = new ReplyError('ERR BCAST not supported')
+    expect(hooks.onSetup?.([refusal], true)).toEqual([KEYS])
+    // Nothing stored until the fallback's OK.
+    expect(tracking.mode()).toBe('connecting')
+    expect(calls).toEqual(['suspend'])
+    expect(hooks.onSetup?.(['OK'], true)).toBeUndefined()
+    expect(tracking.mode()).toBe('on')
+    expect(calls).toEqual(['suspend', 'clear', 'resume'])
+    // The next connection asks for what worked, and nothing more is said.
+    hooks.onLost?.()
+    expect(hooks.setup?.(true)).toEqual([KEYS])
+    hooks.onSetup?.(['OK'], true)
+    expect(tracking.mode()).toBe('on')
+    expect(warnings().map((w) => [w.msg, w.error])).toEqual([
+      [expect.stringMatching(/refuses CLIENT TRACKING BCAST/), 'ERR BCAST not supported'],
+      [expect.stringMatching(/^invalidation channel lost/), undefined],
+    ])
+  })
+
+  it('falls back to expiry only with one warning when the server refuses CLIENT TRACKING', () => {
+    const { tracking, target, calls, hooks, warnings } = setup('keys')
     tracking.start(target)
     hooks.onSetup?.([new ReplyError("ERR unknown command 'CLIENT TRACKING'")], true)
     expect(tracking.mode()).toBe('unsupported')

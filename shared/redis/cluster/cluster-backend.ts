@@ -138,7 +138,10 @@ class Cluster implements RedisSource {
     this.#seeds = cluster.seeds
     this.#refreshMs = cluster.refreshMs
     this.#timeoutMs = config.redis.commandTimeoutMs
-    this.tracking = config.cache.invalidation === 'on' ? new ClusterTracking(log) : undefined
+    this.tracking =
+      config.cache.invalidation === 'on'
+        ? new ClusterTracking(log, config.cache.tracking)
+        : undefined
     this.#tick = setInterval(() => this.#maybeRefresh(), TICK_MS)
     this.#tick.unref()
     this.#maybeRefresh()

@@ -9,7 +9,7 @@ import { ClusterTracking } from './cluster-tracking.js'
 function recorder() {
   const calls: string[] = []
   const target: InvalidationTarget = {
-    invalidate: (key) => calls.push(`invalidate ${key}`),
+    invalidateBytes: (key) => calls.push(`invalidate ${Buffer.from(key).toString('latin1')}`),
     clear: () => calls.push('clear'),
     suspendStores: () => calls.push('suspend'),
     resumeStores: () => calls.push('resume'),
@@ -24,7 +24,7 @@ function establish(node: RespTracking): void {
 
 describe('ClusterTracking', () => {
   it('stores only once every node is tracked, and is on only then', () => {
-    const channel = new ClusterTracking(silentLogger)
+    const channel = new ClusterTracking(silentLogger, 'bcast')
     const { calls, target } = recorder()
     channel.start(target)
     const a = channel.add()
@@ -39,7 +39,7 @@ describe('ClusterTracking', () => {
   })
 
   it("passes every node's invalidations on", () => {
-    const channel = new ClusterTracking(silentLogger)
+    const channel = new ClusterTracking(silentLogger, 'bcast')
     const { calls, target } = recorder()
     channel.start(target)
     const a = channel.add()
@@ -50,7 +50,7 @@ describe('ClusterTracking', () => {
   })
 
   it('clears everything and stops storing when one node is lost, until it is back', () => {
-    const channel = new ClusterTracking(silentLogger)
+    const channel = new ClusterTracking(silentLogger, 'bcast')
     const { calls, target } = recorder()
     channel.start(target)
     const a = channel.add()
@@ -68,7 +68,7 @@ describe('ClusterTracking', () => {
   })
 
   it('clears what a primary gone from the topology served, and stores again without it', () => {
-    const channel = new ClusterTracking(silentLogger)
+    const channel = new ClusterTracking(silentLogger, 'bcast')
     const { calls, target } = recorder()
     channel.start(target)
     const a = channel.add()
@@ -83,11 +83,15 @@ describe('ClusterTracking', () => {
   })
 
   it('falls back to expiry-only caching when a node refuses tracking', () => {
-    const channel = new ClusterTracking(silentLogger)
+    const channel = new ClusterTracking(silentLogger, 'bcast')
     const { calls, target } = recorder()
     channel.start(target)
     const a = channel.add()
-    a.sourceHooks().onSetup?.([new ReplyError('ERR unknown subcommand')], true)
+    // BCAST refused, then tracking the keys read refused too.
+    const refused = new ReplyError('ERR unknown subcommand')
+    expect(a.sourceHooks().onSetup?.([refused], true)).toEqual([['CLIENT', 'TRACKING', 'ON']])
+    expect(channel.mode()).toBe('connecting')
+    a.sourceHooks().onSetup?.([refused], true)
     expect(channel.mode()).toBe('unsupported')
     expect(calls).toEqual(['suspend', 'resume'])
   })

@@ -1,3 +1,4 @@
+import type { TrackingSetting } from '../../config.js'
 import type {
   InvalidationChannel,
   InvalidationMode,
@@ -27,22 +28,24 @@ type Child = { readonly tracking: RespTracking; suspended: boolean }
  */
 export class ClusterTracking implements InvalidationChannel {
   readonly #log: Logger
+  readonly #tracking: TrackingSetting
   readonly #children = new Set<Child>()
   #target: InvalidationTarget | undefined
   #suspended = false
 
-  constructor(log: Logger) {
+  constructor(log: Logger, tracking: TrackingSetting) {
     this.#log = log
+    this.#tracking = tracking
   }
 
   /** A channel for one more primary's connection (its RespSource takes `sourceHooks()`). */
   add(): RespTracking {
-    const tracking = new RespTracking(this.#log)
+    const tracking = new RespTracking(this.#log, this.#tracking)
     const child: Child = { tracking, suspended: true }
     this.#children.add(child)
     const composite = this
     const target: InvalidationTarget = {
-      invalidate: (key) => composite.#target?.invalidate(key),
+      invalidateBytes: (key) => composite.#target?.invalidateBytes(key),
       clear: () => composite.#target?.clear(),
       suspendStores() {
         child.suspended = true
