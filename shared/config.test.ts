@@ -49,7 +49,13 @@ describe('loadConfig', () => {
         idleTimeoutMs: 0,
         handshakeTimeoutMs: 10_000,
       },
-      cache: { capacity: 100_000, ttlMs: 60_000, invalidation: 'on', tracking: 'bcast' },
+      cache: {
+        capacity: 100_000,
+        ttlMs: 60_000,
+        invalidation: 'on',
+        tracking: 'bcast',
+        prefixes: [],
+      },
       maxClients: 10_000,
       maxBackendConnections: 1000,
       maxParallel: 4096,
@@ -193,6 +199,10 @@ describe('loadConfig', () => {
     ['CACHE_INVALIDATION', ''],
     ['CACHE_TRACKING', 'BCAST'],
     ['CACHE_TRACKING', 'default'],
+    ['CACHE_PREFIXES', 'a,,b'],
+    ['CACHE_PREFIXES', 'a,'],
+    ['CACHE_PREFIXES', 'user:,user:1'],
+    ['CACHE_PREFIXES', 'k,k'],
     ['PROXY_HOST_HTTP', ' '],
     ['REDIS_LIVENESS_TIMEOUT', '0'],
     ['REDIS_LIVENESS_TIMEOUT', '2147483648'],
@@ -403,6 +413,22 @@ describe('loadConfig', () => {
   it('turns invalidation off only when asked', () => {
     expect(loadConfig({ CACHE_INVALIDATION: 'off' }).cache.invalidation).toBe('off')
     expect(loadConfig({ CACHE_INVALIDATION: 'on' }).cache.invalidation).toBe('on')
+  })
+
+  it('caches every key unless CACHE_PREFIXES names some, taken as written', () => {
+    expect(loadConfig({}).cache.prefixes).toEqual([])
+    expect(loadConfig({ CACHE_PREFIXES: '' }).cache.prefixes).toEqual([])
+    expect(loadConfig({ CACHE_PREFIXES: 'user:, page:,é' }).cache.prefixes).toEqual([
+      'user:',
+      ' page:',
+      'é',
+    ])
+  })
+
+  it('says which CACHE_PREFIXES overlap, as Redis would refuse them', () => {
+    expect(() => loadConfig({ CACHE_PREFIXES: 'user:,user:1' })).toThrow(
+      /CACHE_PREFIXES.*'user:1' overlaps 'user:'/,
+    )
   })
 
   it('tracks by broadcast unless asked to track the keys read', () => {

@@ -2,6 +2,7 @@ import { cleanEnv, makeValidator, str } from 'envalid'
 import type { Users } from './auth/acl.js'
 import { AUTH_CONFIG_NAMES, loadUsers, type ReadTextFile } from './auth/secrets.js'
 import { MAX_CAPACITY } from './cache/lru-cache.js'
+import { prefixOverlap } from './keys.js'
 import { splitAddress } from './redis/cluster/topology.js'
 import type { Address } from './redis/source.js'
 
@@ -43,6 +44,8 @@ export type Config = Readonly<{
     ttlMs: number
     invalidation: InvalidationSetting
     tracking: TrackingSetting
+    /** CACHE_PREFIXES: the keys the cache may hold; empty for every key. */
+    prefixes: readonly string[]
   }>
   maxClients: number
   /** Clients on backend connections of their own at once (transactions, blocking pops, subscriptions). */
@@ -171,6 +174,16 @@ function integer(min: number, max = Number.MAX_SAFE_INTEGER) {
 }
 
 const port = integer(1, 65535)
+
+// Comma-separated, taken as written (a key may hold spaces); none is all keys.
+const prefixes = makeValidator<readonly string[]>((raw: string) => {
+  if (raw === '') return []
+  const list = raw.split(',')
+  if (list.includes('')) throw new Error('expected key prefixes separated by commas, none empty')
+  const overlap = prefixOverlap(list)
+  if (overlap !== undefined) throw new Error(`${overlap} (Redis refuses overlapping prefixes)`)
+  return list
+})
 
 const workers = makeValidator<WorkersSetting>((raw: string) => {
   if (raw.trim() === 'auto') return 'auto'
@@ -330,6 +343,7 @@ const specs = {
   CACHE_GLOBAL_EXPIRY: integer(1)({ default: 60_000 }),
   CACHE_INVALIDATION: str({ default: 'on', choices: INVALIDATION_SETTINGS }),
   CACHE_TRACKING: str({ default: 'bcast', choices: TRACKING_SETTINGS }),
+  CACHE_PREFIXES: prefixes({ default: [] }),
   MAX_CLIENTS: integer(1, 1_000_000)({ default: 10_000 }),
   MAX_BACKEND_CONNECTIONS: integer(0, 1_000_000)({ default: 1000 }),
   // As many misses as one pipelining client may have owed (4,096): reads
@@ -463,6 +477,7 @@ export function loadConfig(
       ttlMs: clean.CACHE_GLOBAL_EXPIRY,
       invalidation: clean.CACHE_INVALIDATION as InvalidationSetting,
       tracking: clean.CACHE_TRACKING as TrackingSetting,
+      prefixes: clean.CACHE_PREFIXES,
     },
     maxClients: clean.MAX_CLIENTS,
     maxBackendConnections: clean.MAX_BACKEND_CONNECTIONS,

@@ -2,6 +2,7 @@ import type { Clock } from './cache/lru-cache.js'
 import { SlabCache } from './cache/slab-cache.js'
 import type { Config } from './config.js'
 import type { InvalidationChannel } from './invalidation.js'
+import { KeyPrefixes } from './keys.js'
 import { ReadThrough } from './read-through.js'
 import type { RedisForwarder, RedisSource } from './redis/source.js'
 
@@ -38,5 +39,6 @@ export function createService(
     maxQueue: config.maxQueue,
     timeoutMs: config.redis.commandTimeoutMs,
     ...(backend.invalidation !== undefined && { invalidation: backend.invalidation }),
+    ...(config.cache.prefixes.length > 0 && { prefixes: new KeyPrefixes(config.cache.prefixes) }),
   })
 }

@@ -1,6 +1,7 @@
 import { beforeEach, describe, expect, it } from 'vitest'
 import { SlabCache } from './cache/slab-cache.js'
 import { BackendError, BackendTimeoutError, OverloadedError } from './errors.js'
+import { KeyPrefixes, keyFromBytes } from './keys.js'
 import { ReadThrough, type ReadThroughOptions } from './read-through.js'
 import type { Loaded, RedisSource } from './redis/source.js'
 
@@ -263,6 +264,51 @@ describe.each(['promise', 'callback'] as const)(
       pending[1]?.resolve(bytes('later'))
       expect(text(await second)).toBe('later')
       expect(calls).toEqual(['k', 'k'])
+    })
+
+    it('stores only keys under CACHE_PREFIXES, values and nils, by string and by bytes', async () => {
+      const { source, pending, calls } = scriptedSource()
+      const on = { start() {}, mode: () => 'on' as const, close: async () => {} }
+      const rt = service(source, 4, 100, {
+        prefixes: new KeyPrefixes(['c:']),
+        invalidation: on,
+      })
+      const answer = (value: Uint8Array | null) => pending.shift()?.resolve(value)
+      for (const key of ['c:1', 'o:1', 'c:nil', 'o:nil']) {
+        const load = rt.load(key)
+        answer(key.endsWith('nil') ? null : bytes(key))
+        await load
+      }
+      // The bytes path, a key inside a larger chunk as the sidecar passes it.
+      const chunk = Buffer.from('**c:2**o:2**')
+      for (const [start, end] of [
+        [2, 5],
+        [7, 10],
+      ] as const) {
+        rt.fetchTo(
+          keyFromBytes(chunk.subarray(start, end)),
+          { loaded() {}, failed() {} },
+          chunk,
+          start,
+          end,
+        )
+        answer(bytes('v'))
+        await tick()
+      }
+      expect(
+        ['c:1', 'o:1', 'c:nil', 'o:nil', 'c:2', 'o:2'].map(
+          (k) => rt.peek(k) !== null || rt.cached(k) !== null,
+        ),
+      ).toEqual([true, false, true, false, true, false])
+      // Outside the prefixes every read goes to Redis; inside, the next is a hit.
+      for (const key of ['c:1', 'o:1', 'c:nil', 'o:nil', 'c:2', 'o:2']) {
+        const read = rt.get(key)
+        if (read instanceof Promise) {
+          answer(null)
+          await read
+        }
+      }
+      expect(calls.slice(6)).toEqual(['o:1', 'o:nil', 'o:2'])
     })
 
     it('does not cache an error and passes named errors through', async () => {

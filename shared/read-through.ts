@@ -5,7 +5,7 @@ import { BackendError, BackendTimeoutError, OverloadedError } from './errors.js'
 import { Fifo } from './fifo.js'
 import type { InvalidationChannel, InvalidationMode, InvalidationTarget } from './invalidation.js'
 import { KeyTable } from './key-table.js'
-import { keyFromBytes } from './keys.js'
+import { type KeyPrefixes, keyFromBytes } from './keys.js'
 import type { KeyBytes, LoadDone, Loaded, RedisSource, SourceState } from './redis/source.js'
 
 export type ReadThroughOptions = {
@@ -22,6 +22,8 @@ export type ReadThroughOptions = {
   timeoutMs: number
   /** Tells the cache about writes (CACHE_INVALIDATION=on); without it, expiry only. */
   invalidation?: InvalidationChannel
+  /** CACHE_PREFIXES: only keys under these are stored. @default every key */
+  prefixes?: KeyPrefixes
   /** Monotonic milliseconds for deadlines. @default turnNow (performance.now, read once per run of code) */
   now?: () => number
 }
@@ -174,6 +176,7 @@ export class ReadThrough implements InvalidationTarget {
   readonly #cache: SlabCache
   readonly #source: RedisSource
   readonly #channel: InvalidationChannel | undefined
+  readonly #prefixes: KeyPrefixes | undefined
   readonly #maxParallel: number
   readonly #maxQueue: number
   readonly #timeoutMs: number
@@ -211,6 +214,7 @@ export class ReadThrough implements InvalidationTarget {
     this.#timeoutMs = options.timeoutMs
     this.#now = options.now ?? turnNow
     this.#channel = options.invalidation
+    this.#prefixes = options.prefixes
     // Started here so a channel can never be wired to half a service.
     this.#channel?.start(this)
   }
@@ -496,20 +500,35 @@ export class ReadThrough implements InvalidationTarget {
   readonly #settleFlight: FlightSettle = (flight, ok, loaded, err) =>
     this.#settle(flight, ok, loaded, err)
 
+  /** Whether the flight's key may be stored (CACHE_PREFIXES). */
+  #storable(flight: Flight): boolean {
+    const prefixes = this.#prefixes
+    if (prefixes === undefined) return true
+    return flight.keyChunk === null
+      ? prefixes.has(flight.key)
+      : prefixes.hasBytes(flight.keyChunk, flight.keyStart, flight.keyEnd)
+  }
+
   #settle(flight: Flight, ok: boolean, loaded: Loaded | null, err: unknown): void {
     this.#active--
     this.#inflight.remove(flight)
     if (ok) {
       if (loaded === null) {
         // A missing key is cached only while Redis tells of every write:
-        // it tracks keys read even when missing, so the write that creates
-        // the key evicts the nil. Otherwise a key written later would stay
-        // hidden until the nil expired.
-        if (!flight.stale && this.#storing && this.#channel?.mode() === 'on') {
+        // it reports the write that creates the key (by broadcast, or as
+        // it tracks keys read even when missing), which evicts the nil.
+        // Otherwise a key written later would stay hidden until the nil
+        // expired.
+        if (
+          !flight.stale &&
+          this.#storing &&
+          this.#channel?.mode() === 'on' &&
+          this.#storable(flight)
+        ) {
           if (flight.keyChunk === null) this.#cache.setNil(flight.key)
           else this.#cache.setNilBytes(flight.keyChunk, flight.keyStart, flight.keyEnd)
         }
-      } else {
+      } else if (this.#storable(flight)) {
         if (!flight.stale && this.#storing) {
           // Redis read the TTL some time after the GET left: counted from
           // then, the entry ends no later than the key does in Redis.

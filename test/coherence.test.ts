@@ -178,6 +178,61 @@ describe.each([
   },
 )
 
+describe('with CACHE_PREFIXES, only keys under them are cached and heard of', () => {
+  let redis: TestRedis
+  let proxy: TestHttpProxy
+
+  beforeAll(async () => {
+    redis = await startRedis()
+    proxy = await startHttpProxy(redis.url, {
+      CACHE_GLOBAL_EXPIRY: '600000',
+      CACHE_PREFIXES: 'c:,é:',
+    })
+  })
+  afterAll(async () => {
+    await proxy?.close()
+    await redis?.stop()
+  })
+
+  it('caches a key under a prefix and evicts it on a write', async () => {
+    await redis.command('SET', 'c:k', 'old')
+    await cached(proxy, 'c:k', 'old')
+    await redis.command('SET', 'c:k', 'new')
+    expect(
+      await askUntil(
+        () => read(proxy, 'c:k'),
+        (a) => a.body !== 'old',
+      ),
+    ).toMatchObject({ body: 'new' })
+  })
+
+  it('reads a key outside them from Redis every time, found or missing', async () => {
+    await redis.command('SET', 'o:k', 'v')
+    const gets = await backendGetCount(redis)
+    for (let i = 0; i < 3; i++) {
+      expect(await read(proxy, 'o:k')).toEqual({ status: 200, body: 'v', cache: 'MISS' })
+      expect(await read(proxy, 'o:absent')).toMatchObject({ status: 404 })
+    }
+    expect((await backendGetCount(redis)) - gets).toBe(6)
+  })
+
+  it('hears of no write outside them: Redis broadcasts only under the prefixes', async () => {
+    await redis.command('SET', 'é:k', 'é')
+    await cached(proxy, '%C3%A9:k', 'é')
+    const before = proxy.service.stats().invalidations
+    await redis.command('SET', 'o:k', 'w')
+    await redis.command('SET', 'other', 'w')
+    await redis.command('SET', 'é:k', 'é2')
+    // Redis sends invalidations in order: once the last is in, any earlier one is too.
+    await askUntil(
+      // The service's keys are byte strings: é:k's UTF-8 bytes, one char each.
+      () => proxy.service.peek(Buffer.from('é:k').toString('latin1')),
+      (value) => value === null,
+    )
+    expect(proxy.service.stats().invalidations - before).toBe(1)
+  })
+})
+
 describe('over RESP, the sidecar uses the same service and hears the same writes', () => {
   let redis: TestRedis
   let proxy: TestRespProxy

@@ -52,7 +52,9 @@ export function nativeBackend(
   // A down backend reports the same error on every retry: log changes, not repeats.
   let lastError = ''
   const tracking =
-    config.cache.invalidation === 'on' ? new RespTracking(log, config.cache.tracking) : undefined
+    config.cache.invalidation === 'on'
+      ? new RespTracking(log, config.cache.tracking, config.cache.prefixes)
+      : undefined
   const tls = backendTlsOptions(config)
   const source = new RespSource({
     url: redisUrl,

@@ -6,11 +6,12 @@ import { Push, type Reply, ReplyDecoder, ReplyError } from './reply-decoder.js'
 import { RespTracking } from './resp-tracking.js'
 
 /** A channel with its source hooks, a target recording what it is told, and the warnings logged. */
-function setup(mode: TrackingSetting = 'bcast') {
+function setup(mode: TrackingSetting = 'bcast', prefixes: string[] = []) {
   const lines: string[] = []
   const tracking = new RespTracking(
     createLogger('info', (line) => lines.push(line)),
     mode,
+    prefixes,
   )
   const calls: string[] = []
   const target: InvalidationTarget = {
@@ -100,6 +101,15 @@ describe('RespTracking', () => {
     expect(hooks.onSetup?.(['OK'], true)).toBeUndefined()
     expect(tracking.mode()).toBe('on')
     expect(calls).toEqual(['suspend', 'clear', 'resume'])
+  })
+
+  it('asks for broadcasts under CACHE_PREFIXES only, and for the keys read without them on a refusal', () => {
+    const { tracking, target, hooks } = setup('bcast', ['user:', 'page:'])
+    tracking.start(target)
+    expect(hooks.setup?.(true)).toEqual([[...BCAST, 'PREFIX', 'user:', 'PREFIX', 'page:']])
+    expect(hooks.onSetup?.([new ReplyError('ERR no BCAST')], true)).toEqual([KEYS])
+    const keys = setup('keys', ['user:'])
+    expect(keys.hooks.setup?.(true)).toEqual([KEYS])
   })
 
   it('tracks the keys read, with one warning, on a server that refuses BCAST, and keeps to it', () => {

@@ -4,10 +4,10 @@ import type { Logger } from '../log.js'
 import { type Push, type Reply, ReplyError } from './reply-decoder.js'
 import type { RespSourceOptions } from './resp-source.js'
 
-/** CLIENT TRACKING ON for each CACHE_TRACKING setting. */
-const TRACK: Readonly<Record<TrackingSetting, string[]>> = {
-  bcast: ['CLIENT', 'TRACKING', 'ON', 'BCAST'],
-  keys: ['CLIENT', 'TRACKING', 'ON'],
+/** CLIENT TRACKING ON for each CACHE_TRACKING setting; BCAST under CACHE_PREFIXES only, if any. */
+function trackingCommand(tracking: TrackingSetting, prefixes: readonly string[]): string[] {
+  if (tracking === 'keys') return ['CLIENT', 'TRACKING', 'ON']
+  return ['CLIENT', 'TRACKING', 'ON', 'BCAST', ...prefixes.flatMap((prefix) => ['PREFIX', prefix])]
 }
 
 /**
@@ -38,16 +38,21 @@ export class RespTracking implements InvalidationChannel {
   #mode: InvalidationMode = 'connecting'
   /** What is asked of Redis: CACHE_TRACKING, or `keys` for good once BCAST was refused. */
   #tracking: TrackingSetting
+  readonly #prefixes: readonly string[]
 
-  constructor(log: Logger, tracking: TrackingSetting) {
+  constructor(log: Logger, tracking: TrackingSetting, prefixes: readonly string[] = []) {
     this.#log = log
     this.#tracking = tracking
+    this.#prefixes = prefixes
   }
 
   /** The hooks to pass to the RespSource this channel watches. */
   sourceHooks(): Pick<RespSourceOptions, 'setup' | 'onSetup' | 'onPush' | 'onLost'> {
     return {
-      setup: (resp3) => (resp3 && this.#mode !== 'unsupported' ? [TRACK[this.#tracking]] : []),
+      setup: (resp3) =>
+        resp3 && this.#mode !== 'unsupported'
+          ? [trackingCommand(this.#tracking, this.#prefixes)]
+          : [],
       onSetup: (replies, resp3) => this.#established(replies, resp3),
       onPush: (push) => this.#pushed(push),
       onLost: () => this.#lost(),
@@ -79,7 +84,7 @@ export class RespTracking implements InvalidationChannel {
         'backing redis refuses CLIENT TRACKING BCAST: it is asked to track the keys read instead',
         { error: refusal },
       )
-      return [TRACK.keys]
+      return [trackingCommand('keys', this.#prefixes)]
     }
     if (refusal !== undefined) {
       this.#mode = 'unsupported'

@@ -140,7 +140,7 @@ class Cluster implements RedisSource {
     this.#timeoutMs = config.redis.commandTimeoutMs
     this.tracking =
       config.cache.invalidation === 'on'
-        ? new ClusterTracking(log, config.cache.tracking)
+        ? new ClusterTracking(log, config.cache.tracking, config.cache.prefixes)
         : undefined
     this.#tick = setInterval(() => this.#maybeRefresh(), TICK_MS)
     this.#tick.unref()

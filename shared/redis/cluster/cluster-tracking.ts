@@ -29,18 +29,20 @@ type Child = { readonly tracking: RespTracking; suspended: boolean }
 export class ClusterTracking implements InvalidationChannel {
   readonly #log: Logger
   readonly #tracking: TrackingSetting
+  readonly #prefixes: readonly string[]
   readonly #children = new Set<Child>()
   #target: InvalidationTarget | undefined
   #suspended = false
 
-  constructor(log: Logger, tracking: TrackingSetting) {
+  constructor(log: Logger, tracking: TrackingSetting, prefixes: readonly string[] = []) {
     this.#log = log
     this.#tracking = tracking
+    this.#prefixes = prefixes
   }
 
   /** A channel for one more primary's connection (its RespSource takes `sourceHooks()`). */
   add(): RespTracking {
-    const tracking = new RespTracking(this.#log, this.#tracking)
+    const tracking = new RespTracking(this.#log, this.#tracking, this.#prefixes)
     const child: Child = { tracking, suspended: true }
     this.#children.add(child)
     const composite = this
