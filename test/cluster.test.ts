@@ -208,6 +208,14 @@ describe('routing by slot', () => {
 })
 
 describe('the cache in front of a cluster', () => {
+  test('every primary is asked for tracking by broadcast (CACHE_TRACKING=bcast)', async () => {
+    for (const port of await cluster.primaries()) {
+      const clients = String(await cluster.command(port, 'CLIENT', 'LIST'))
+      const flags = [...clients.matchAll(/ flags=(\S*) /g)].map((m) => m[1])
+      expect(flags.filter((f) => f?.includes('t'))).toEqual(['tB'])
+    }
+  })
+
   test('GET is cached per node, and a write on the owning node itself evicts it', async () => {
     expect(proxy.service.invalidation()).toBe('on')
     const keys = await keyPerPrimary('cached')

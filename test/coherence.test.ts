@@ -11,6 +11,7 @@ import {
   waitReady,
 } from './harness/proxy.js'
 import { backendGetCount, sleep, startRedis, type TestRedis } from './harness/redis-server.js'
+import { type RewriteRelay, startRewriteRelay } from './harness/rewrite-relay.js'
 import { type ScriptedRedis, startScriptedRedis } from './harness/scripted-redis.js'
 
 type Answer = { status: number; body: string; cache: string | null }
@@ -69,7 +70,7 @@ describe.each([
     })
 
     it('asks Redis for the tracking named, which remembers keys read only when told to', async () => {
-      for (const key of ['seen-1', 'seen-2', 'never-set']) {
+      for (const key of ['seen-1', 'seen-2', 'seen-3']) {
         await redis.command('SET', `${key}`, 'v')
         await read(proxy, key)
       }
@@ -177,6 +178,69 @@ describe.each([
     })
   },
 )
+
+describe('a server that refuses BCAST', () => {
+  let redis: TestRedis
+  let relay: RewriteRelay
+  let proxy: TestHttpProxy
+  const lines: string[] = []
+  const warnings = () =>
+    lines.filter((line) => line.includes('"level":"warn"')).map((line) => JSON.parse(line).msg)
+
+  beforeAll(async () => {
+    redis = await startRedis()
+    // Redis answers CLIENT TRACKING ON BCASX with a syntax error.
+    relay = await startRewriteRelay(redis.port, 'BCAST', 'BCASX')
+    proxy = await startHttpProxy(
+      relay.url,
+      { CACHE_GLOBAL_EXPIRY: '600000' },
+      createLogger('info', (line) => lines.push(line)),
+    )
+  })
+  afterAll(async () => {
+    await proxy?.close()
+    await relay?.close()
+    await redis?.stop()
+  })
+
+  it('is asked to track the keys read instead, with one warning, and its writes evict', async () => {
+    expect(await invalidationMode(proxy)).toBe('on')
+    expect(relay.rewrites()).toBe(1)
+    expect(warnings()).toEqual([expect.stringMatching(/refuses CLIENT TRACKING BCAST/)])
+    await redis.command('SET', 'fb', 'old')
+    await cached(proxy, 'fb', 'old')
+    expect(await trackingSeenByRedis(redis)).toEqual({ flags: ['t'], keys: 1 })
+    await redis.command('SET', 'fb', 'new')
+    expect(
+      await askUntil(
+        () => read(proxy, 'fb'),
+        (a) => a.body !== 'old',
+      ),
+    ).toMatchObject({ body: 'new' })
+  })
+
+  it('is not asked for BCAST again when the connection comes back', async () => {
+    const clients = String(await redis.command('CLIENT', 'LIST'))
+    const id = /(?:^|\n)id=(\d+) [^\n]* flags=t /.exec(clients)?.[1]
+    expect(id).toBeDefined()
+    await redis.command('CLIENT', 'KILL', 'ID', id as string)
+    await askUntil(
+      () => trackingSeenByRedis(redis),
+      (seen) => seen.flags.length === 1,
+    )
+    expect(
+      await askUntil(
+        () => invalidationMode(proxy),
+        (mode) => mode === 'on',
+      ),
+    ).toBe('on')
+    expect(relay.rewrites()).toBe(1)
+    expect(warnings()).toEqual([
+      expect.stringMatching(/refuses CLIENT TRACKING BCAST/),
+      expect.stringMatching(/^invalidation channel lost/),
+    ])
+  })
+})
 
 describe('with CACHE_PREFIXES, only keys under them are cached and heard of', () => {
   let redis: TestRedis
@@ -294,14 +358,17 @@ describe('over RESP, the sidecar uses the same service and hears the same writes
   })
 })
 
-describe('keys that do not exist', () => {
+describe.each(['bcast', 'keys'])('keys that do not exist, with CACHE_TRACKING=%s', (tracking) => {
   let redis: TestRedis
   let on: TestHttpProxy
   let off: TestHttpProxy
 
   beforeAll(async () => {
     redis = await startRedis()
-    on = await startHttpProxy(redis.url, { CACHE_GLOBAL_EXPIRY: '600000' })
+    on = await startHttpProxy(redis.url, {
+      CACHE_GLOBAL_EXPIRY: '600000',
+      CACHE_TRACKING: tracking,
+    })
     off = await startHttpProxy(redis.url, {
       CACHE_INVALIDATION: 'off',
       CACHE_GLOBAL_EXPIRY: '600000',
@@ -318,8 +385,9 @@ describe('keys that do not exist', () => {
     for (let i = 0; i < 20; i++) {
       expect(await read(on, 'nil:a')).toMatchObject({ status: 404, body: 'nil:a not found!' })
     }
-    // One backend read for twenty 404s: Redis tracks a key read even when
-    // it is missing, so the nil is as coherent as a value.
+    // One backend read for twenty 404s: Redis reports the write that
+    // creates the key (by broadcast, or as it tracks a key read even when
+    // missing), so the nil is as coherent as a value.
     expect((await backendGetCount(redis)) - before).toBe(1)
     await redis.command('SET', 'nil:a', 'now here')
     expect(
@@ -422,6 +490,70 @@ describe.each(['bcast', 'keys'])(
     })
   },
 )
+
+describe('a Redis busy with a script when the proxy connects', () => {
+  let redis: TestRedis
+  let close: (() => Promise<void>) | undefined
+  let client: Redis | undefined
+
+  beforeAll(async () => {
+    // BUSY for most commands once a script has run 100 ms.
+    redis = await startRedis(['--busy-reply-threshold', '100'])
+  })
+  afterEach(async () => {
+    client?.disconnect()
+    await close?.()
+    client = close = undefined
+  })
+  afterAll(async () => {
+    await redis?.stop()
+  })
+
+  /** `start`ed while Redis runs a script, which is killed half a second later. */
+  async function startWhileBusy<T>(start: () => Promise<T>, command: string): Promise<T> {
+    const rejected = async () => {
+      const stats = String(await redis.command('INFO', 'commandstats'))
+      return Number(
+        new RegExp(`cmdstat_${command.replace('|', '\\|')}:.*rejected_calls=(\\d+)`).exec(
+          stats,
+        )?.[1] ?? 0,
+      )
+    }
+    const before = await rejected()
+    const script = redis.command('EVAL', 'while true do end', '0')
+    await askUntil(
+      async () => String(await redis.command('PING')),
+      (reply) => reply.includes('BUSY'),
+    )
+    const starting = start()
+    // A busy Redis answers nothing that could tell when the proxy has met
+    // BUSY: its handshake is given the time to, and checked below to have.
+    await sleep(500)
+    await redis.command('SCRIPT', 'KILL')
+    await script
+    const started = await starting
+    expect(await rejected()).toBeGreaterThan(before)
+    return started
+  }
+
+  it('CLIENT TRACKING answered BUSY is asked again once it is done, not taken for a refusal', async () => {
+    const proxy = await startWhileBusy(() => startHttpProxy(redis.url), 'client|tracking')
+    close = () => proxy.close()
+    expect(await invalidationMode(proxy)).toBe('on')
+  })
+
+  it('COMMAND answered BUSY is asked again once it is done, so commands are forwarded', async () => {
+    const proxy = await startWhileBusy(
+      () => startRespProxy(redis.url, { CACHE_INVALIDATION: 'off' }),
+      'command',
+    )
+    close = () => proxy.close()
+    client = new Redis({ port: proxy.port, lazyConnect: true, maxRetriesPerRequest: 0 })
+    await client.connect()
+    expect(await client.set('after-busy', 'v')).toBe('OK')
+    expect(await client.get('after-busy')).toBe('v')
+  })
+})
 
 describe('backend faults with CACHE_INVALIDATION=on', () => {
   let redis: TestRedis

@@ -1,5 +1,12 @@
 import { describe, expect, it, vi } from 'vitest'
-import { Push, type Reply, ReplyDecoder, ReplyError, ReplyProtocolError } from './reply-decoder.js'
+import {
+  isPassingError,
+  Push,
+  type Reply,
+  ReplyDecoder,
+  ReplyError,
+  ReplyProtocolError,
+} from './reply-decoder.js'
 
 /** Replies decoded from `bytes` cut into the given chunks. */
 function decode(chunks: Buffer[]): Reply[] {
@@ -159,5 +166,26 @@ describe('ReplyDecoder', () => {
     expect(() => decode([Buffer.from('*x\r\n')])).toThrow(ReplyProtocolError)
     expect(() => decode([Buffer.from(':\r\n')])).toThrow(ReplyProtocolError)
     expect(() => decode([Buffer.from('+OK\rX')])).toThrow(ReplyProtocolError)
+  })
+})
+
+describe('isPassingError', () => {
+  it.each([
+    ['BUSY Redis is busy running a script.', true],
+    ['LOADING Redis is loading the dataset in memory', true],
+    ['MASTERDOWN Link with MASTER is down', true],
+    ['TRYAGAIN Multiple keys request during rehashing of slot', true],
+    ['CLUSTERDOWN The cluster is down', true],
+    ["ERR unknown subcommand 'TRACKING'", false],
+    ["NOPERM this user has no permissions to run the 'client|tracking' command", false],
+    ['BUSYKEY Target key name already exists.', false],
+    ['ERR BUSY', false],
+  ])('%j: %s', (message, passing) => {
+    expect(isPassingError(new ReplyError(message))).toBe(passing)
+  })
+
+  it('is false for anything not an error', () => {
+    expect(isPassingError('BUSY')).toBe(false)
+    expect(isPassingError(undefined)).toBe(false)
   })
 })

@@ -43,6 +43,16 @@ export class ReplyError extends Error {
   override readonly name = 'ReplyError'
 }
 
+// Error codes Redis gives for a state that passes (a script running, a
+// dataset loading, a primary link or cluster down, a slot migrating), not
+// for a command it will never take.
+const PASSING = /^(?:BUSY|LOADING|MASTERDOWN|TRYAGAIN|CLUSTERDOWN)\b/
+
+/** Whether `reply` is an error Redis answers only for now: asking again later may succeed. */
+export function isPassingError(reply: Reply | undefined): reply is ReplyError {
+  return reply instanceof ReplyError && PASSING.test(reply.message)
+}
+
 /** A RESP3 out-of-band push (`>`), such as a client-tracking invalidation. */
 export class Push {
   constructor(readonly items: Reply[]) {}

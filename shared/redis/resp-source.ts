@@ -13,7 +13,14 @@ import { readOption } from '../socket-read.js'
 import { SocketWriter } from '../socket-write.js'
 import { CommandTable } from './command-table.js'
 import { backoff } from './reconnect-delay.js'
-import { Push, type Reply, ReplyDecoder, ReplyError, ReplyProtocolError } from './reply-decoder.js'
+import {
+  isPassingError,
+  Push,
+  type Reply,
+  ReplyDecoder,
+  ReplyError,
+  ReplyProtocolError,
+} from './reply-decoder.js'
 import { FrameError, ReplyFramer, STREAM_AFTER } from './reply-framer.js'
 import {
   type Address,
@@ -110,6 +117,9 @@ export type RespSourceOptions = {
    */
   onRefused?: (reason: string) => void
 }
+
+/** Rounds of setup commands a connection runs at most (a first ask and its fallbacks). */
+const MAX_SETUP_ROUNDS = 4
 
 /** Keys longer than this are written as bytes of their own, not batched as text. */
 const INLINE_KEY_LIMIT = 64 * 1024
@@ -500,15 +510,21 @@ export class RespSource implements RedisSource {
       // proxy, an ACL user without +command) still serves reads; commands
       // to forward then have no table (see RedisForwarder.commands).
       const table = await this.#call(socket, ['COMMAND'])
+      // Busy (a script running) or loading: this connection is retried,
+      // not left without a table.
+      if (isPassingError(table)) throw table
       this.#commands = readTable(table)
     }
-    // onSetup hears at least once, no commands meaning nothing was asked.
+    // onSetup hears at least once, no commands meaning nothing was asked;
+    // its answers are bounded, so a hook that keeps asking fails the handshake.
     let commands = this.#options.setup?.(this.#resp3) ?? []
-    do {
+    for (let round = 1; ; round++) {
       const replies = await Promise.all(commands.map((args) => this.#call(socket, args)))
       if (this.#socket !== socket) return
       commands = this.#options.onSetup?.(replies, this.#resp3) ?? []
-    } while (commands.length > 0)
+      if (commands.length === 0) break
+      if (round === MAX_SETUP_ROUNDS) throw new Error('connection setup did not settle')
+    }
   }
 
   /** A command on this socket regardless of readiness (the handshake's own). */

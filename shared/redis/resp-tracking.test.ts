@@ -135,6 +135,28 @@ describe('RespTracking', () => {
     ])
   })
 
+  it.each([
+    'BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.',
+    'LOADING Redis is loading the dataset in memory',
+  ])(
+    'takes %j for a passing state, not a refusal: the connection fails and tracking is asked again',
+    (message) => {
+      const { tracking, target, calls, hooks, warnings } = setup()
+      tracking.start(target)
+      const busy = new ReplyError(message)
+      expect(() => hooks.onSetup?.([busy], true)).toThrow(busy)
+      expect(tracking.mode()).toBe('connecting')
+      expect(calls).toEqual(['suspend'])
+      expect(warnings()).toEqual([])
+      expect(hooks.setup?.(true)).toEqual([BCAST])
+      // Also when it answers the fallback.
+      hooks.onSetup?.([new ReplyError('ERR no BCAST')], true)
+      expect(() => hooks.onSetup?.([busy], true)).toThrow(busy)
+      expect(tracking.mode()).toBe('connecting')
+      expect(hooks.setup?.(true)).toEqual([KEYS])
+    },
+  )
+
   it('falls back to expiry only with one warning when the server refuses CLIENT TRACKING', () => {
     const { tracking, target, calls, hooks, warnings } = setup('keys')
     tracking.start(target)

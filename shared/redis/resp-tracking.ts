@@ -1,7 +1,7 @@
 import type { TrackingSetting } from '../config.js'
 import type { InvalidationChannel, InvalidationMode, InvalidationTarget } from '../invalidation.js'
 import type { Logger } from '../log.js'
-import { type Push, type Reply, ReplyError } from './reply-decoder.js'
+import { isPassingError, type Push, type Reply, ReplyError } from './reply-decoder.js'
 import type { RespSourceOptions } from './resp-source.js'
 
 /** CLIENT TRACKING ON for each CACHE_TRACKING setting; BCAST under CACHE_PREFIXES only, if any. */
@@ -21,8 +21,9 @@ function trackingCommand(tracking: TrackingSetting, prefixes: readonly string[])
  * the connection serves its first GET.
  *
  * BCAST (the default) costs Redis nothing per key read: measured here it
- * took Redis's CPU per miss from 2.4-2.8 µs to 1.4-1.5 (a GET, a PTTL and,
- * in the default mode, the key recorded in its tracking table), at the price
+ * took Redis's CPU per miss from 2.78-2.83 µs to 1.43-1.52 (a GET, a PTTL
+ * and, in the default mode, the key recorded in its tracking table; see the
+ * README, Which tracking), at the price
  * of hearing about every write in the keyspace. A server that refuses BCAST
  * is asked to track the keys read instead, with one warning.
  *
@@ -70,9 +71,15 @@ export class RespTracking implements InvalidationChannel {
 
   async close(): Promise<void> {}
 
-  /** The setup's replies; a BCAST refused is followed by tracking the keys read. */
+  /**
+   * The setup's replies; a BCAST refused is followed by tracking the keys
+   * read. An error Redis gives only for now (BUSY with a script running,
+   * LOADING) is no refusal: it fails this connection, which is retried, and
+   * stores stay suspended meanwhile.
+   */
   #established(replies: Reply[], resp3: boolean): string[][] | undefined {
     if (this.#mode === 'unsupported') return undefined
+    if (isPassingError(replies[0])) throw replies[0]
     const refusal = !resp3
       ? 'HELLO 3 refused: the server does not speak RESP3'
       : replies[0] instanceof ReplyError
