@@ -13,6 +13,13 @@ export type InvalidationMode = 'on' | 'off' | 'unsupported' | 'connecting' | 'lo
 export type InvalidationTarget = {
   /** This key (its bytes) changed: forget it, and do not store a load of it already running. */
   invalidateBytes(key: Uint8Array): void
+  /**
+   * This key changed, told in order with the replies of the loads (tracking
+   * in-band on the one connection every load is read on): forget the cached
+   * value. A load in flight may still be stored: its reply comes after this
+   * on the same stream, so Redis read the key after the write.
+   */
+  evictBytes(key: Uint8Array): void
   /** Anything may have changed: forget everything, including loads running. */
   clear(): void
   /** Stop storing loaded values (answers still flow); the cache is kept. */

@@ -266,6 +266,30 @@ describe.each(['promise', 'callback'] as const)(
       expect(calls).toEqual(['k', 'k'])
     })
 
+    it('evictBytes forgets the cached value but lets a load in flight be stored; invalidateBytes drops the load', async () => {
+      const { source, pending, calls } = scriptedSource()
+      const rt = service(source)
+      const cachedValue = rt.load('k')
+      pending.shift()?.resolve(bytes('old'))
+      await cachedValue
+      // A load of another key in flight when each is told of a write.
+      for (const [key, tell] of [
+        ['e', (k: Uint8Array) => rt.evictBytes(k)],
+        ['i', (k: Uint8Array) => rt.invalidateBytes(k)],
+      ] as const) {
+        const load = rt.load(key)
+        tell(bytes(key))
+        tell(bytes('k'))
+        pending.shift()?.resolve(bytes('new'))
+        expect(text(await load)).toBe('new')
+      }
+      expect(text(rt.peek('k'))).toBe(null)
+      expect(text(rt.peek('e'))).toBe('new')
+      expect(rt.peek('i')).toBe(null)
+      expect(calls).toEqual(['k', 'e', 'i'])
+      expect(rt.stats().invalidations).toBe(4)
+    })
+
     it('stores only keys under CACHE_PREFIXES, values and nils, by string and by bytes', async () => {
       const { source, pending, calls } = scriptedSource()
       const on = { start() {}, mode: () => 'on' as const, close: async () => {} }

@@ -414,6 +414,16 @@ export class ReadThrough implements InvalidationTarget {
     for (const i of at) this.invalidateBytes(keys[i] as Uint8Array)
   }
 
+  /**
+   * Forgets a key's cached value, not its fetch in progress: for an
+   * invalidation that reaches the service in order with the replies of its
+   * fetches (see InvalidationTarget.evictBytes).
+   */
+  evictBytes(key: Uint8Array): void {
+    this.#invalidations++
+    this.#cache.deleteBytes(key, 0, key.length)
+  }
+
   /** Forgets a key, including any fetch of it in progress (see Flight). */
   invalidate(key: string): void {
     this.#invalidations++

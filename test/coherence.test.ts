@@ -464,6 +464,18 @@ describe.each(['bcast', 'keys'])(
       await redis?.stop()
     })
 
+    it("is stored when the write ran before it: the write's invalidation comes first on the stream", async () => {
+      // Once the proxy's connection has sent a GET, the relay holds back
+      // all it receives.
+      await read(proxy, 'warm')
+      // Never read before. With BCAST the write's invalidation is on its
+      // way (a second late) when the read's GET leaves; Redis runs that GET
+      // after the write, so its reply, behind the invalidation, is current.
+      await redis.command('SET', 'early', 'two')
+      expect(await read(proxy, 'early')).toEqual({ status: 200, body: 'two', cache: 'MISS' })
+      expect(await read(proxy, 'early')).toEqual({ status: 200, body: 'two', cache: 'HIT' })
+    })
+
     it('is answered to the request that asked, and evicted by the invalidation that follows it', async () => {
       // Cached (so, without BCAST, Redis tracks `slow` for the proxy); then evicted by a write.
       await cached(proxy, 'slow', 'old')

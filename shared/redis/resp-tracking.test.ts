@@ -17,6 +17,7 @@ function setup(mode: TrackingSetting = 'bcast', prefixes: string[] = []) {
   const target: InvalidationTarget = {
     invalidateBytes: (key) =>
       calls.push(`invalidate ${JSON.stringify(Buffer.from(key).toString('latin1'))}`),
+    evictBytes: (key) => calls.push(`evict ${JSON.stringify(Buffer.from(key).toString('latin1'))}`),
     clear: () => calls.push('clear'),
     suspendStores: () => calls.push('suspend'),
     resumeStores: () => calls.push('resume'),
@@ -67,13 +68,13 @@ describe('RespTracking', () => {
     expect(calls).toEqual(['suspend', 'clear', 'resume'])
   })
 
-  it('evicts each key an invalidate push names, by its bytes', () => {
+  it('evicts each key an invalidate push names, by its bytes, leaving loads in flight (in order on its stream)', () => {
     const { tracking, target, calls, hooks, receive } = setup()
     tracking.start(target)
     hooks.onSetup?.(['OK'], true)
     calls.length = 0
     receive('>2\r\n$10\r\ninvalidate\r\n*3\r\n$1\r\na\r\n$2\r\n\xff\x00\r\n$3\r\nk/2\r\n')
-    expect(calls).toEqual(['invalidate "a"', 'invalidate "ÿ\\u0000"', 'invalidate "k/2"'])
+    expect(calls).toEqual(['evict "a"', 'evict "ÿ\\u0000"', 'evict "k/2"'])
   })
 
   it('clears everything on a null invalidation (FLUSHALL, FLUSHDB)', () => {

@@ -130,8 +130,10 @@ export class RespTracking implements InvalidationChannel {
       return
     }
     if (!Array.isArray(keys)) return
+    // Told on the connection every GET is read on, in order with their
+    // replies: a GET whose reply is still to come ran after this write.
     for (const key of keys) {
-      if (Buffer.isBuffer(key)) target.invalidateBytes(key)
+      if (Buffer.isBuffer(key)) target.evictBytes(key)
     }
   }
 }

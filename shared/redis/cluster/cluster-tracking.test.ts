@@ -10,6 +10,7 @@ function recorder() {
   const calls: string[] = []
   const target: InvalidationTarget = {
     invalidateBytes: (key) => calls.push(`invalidate ${Buffer.from(key).toString('latin1')}`),
+    evictBytes: (key) => calls.push(`evict ${Buffer.from(key).toString('latin1')}`),
     clear: () => calls.push('clear'),
     suspendStores: () => calls.push('suspend'),
     resumeStores: () => calls.push('resume'),
@@ -38,7 +39,7 @@ describe('ClusterTracking', () => {
     expect(channel.mode()).toBe('on')
   })
 
-  it("passes every node's invalidations on", () => {
+  it("passes every node's invalidations on, dropping loads in flight too (no order across nodes)", () => {
     const channel = new ClusterTracking(silentLogger, 'bcast')
     const { calls, target } = recorder()
     channel.start(target)

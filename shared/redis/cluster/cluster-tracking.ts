@@ -48,6 +48,9 @@ export class ClusterTracking implements InvalidationChannel {
     const composite = this
     const target: InvalidationTarget = {
       invalidateBytes: (key) => composite.#target?.invalidateBytes(key),
+      // One node's stream orders its own loads only, and a key's load may be
+      // on another node's (a slot moving): loads in flight are dropped too.
+      evictBytes: (key) => composite.#target?.invalidateBytes(key),
       clear: () => composite.#target?.clear(),
       suspendStores() {
         child.suspended = true
