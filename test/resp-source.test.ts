@@ -1,3 +1,4 @@
+import { createServer } from 'node:net'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { loadConfig } from '../shared/config.js'
 import { createService } from '../shared/create-service.js'
@@ -7,6 +8,8 @@ import type { ReadThrough } from '../shared/read-through.js'
 import { nativeBackend } from '../shared/redis/native-backend.js'
 import { RespSource, type RespSourceOptions } from '../shared/redis/resp-source.js'
 import type { Loaded } from '../shared/redis/source.js'
+import { askUntil } from './harness/ask-until.js'
+import { listenOnLoopback } from './harness/ports.js'
 import { waitReady } from './harness/proxy.js'
 import { sleep, startRedis, type TestRedis } from './harness/redis-server.js'
 import { type ScriptedRedis, startScriptedRedis } from './harness/scripted-redis.js'
@@ -203,6 +206,119 @@ describe('native RESP source: setup commands', () => {
     // The source's connection tracks the keys it reads (t), not by broadcast (B).
     expect([...clients.matchAll(/ flags=(\S*) /g)].map((m) => m[1])).toContain('t')
     expect(clients).not.toMatch(/ flags=\S*B/)
+  })
+})
+
+describe("native RESP source: pushes between a read's replies", () => {
+  it('tells onPush whether a read had its GET answered and not yet its PTTL', async () => {
+    // A RESP3 server that answers `GET a` with the value, a push, then the
+    // PTTL, and `GET b` with the push first: the two orders Redis can give.
+    const push = (key: string) => `>2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\n${key}\r\n`
+    let pending = ''
+    const server = createServer((socket) => {
+      socket.on('data', (chunk: Buffer) => {
+        pending += chunk.toString('latin1')
+        for (;;) {
+          const command = /^\*(\d+)\r\n/.exec(pending)
+          if (command === null) return
+          const args: string[] = []
+          let at = command[0].length
+          for (let i = 0; i < Number(command[1]); i++) {
+            const head = /^\$(\d+)\r\n/.exec(pending.slice(at))
+            if (head === null) return
+            const start = at + head[0].length
+            if (pending.length < start + Number(head[1]) + 2) return
+            args.push(pending.slice(start, start + Number(head[1])))
+            at = start + Number(head[1]) + 2
+          }
+          pending = pending.slice(at)
+          const [name, key] = [args[0]?.toUpperCase(), args[1]]
+          if (name === 'HELLO') socket.write('%1\r\n$5\r\nproto\r\n:3\r\n')
+          else if (name === 'GET' && key === 'a') socket.write(`$1\r\nv\r\n${push('a')}`)
+          else if (name === 'GET') socket.write(`${push(key ?? '')}$1\r\nv\r\n`)
+          else if (name === 'PTTL') socket.write(':-1\r\n')
+          else socket.write('+OK\r\n')
+        }
+      })
+    })
+    const port = await listenOnLoopback(server)
+    const heard: [string, boolean][] = []
+    try {
+      const opened = await openSource({
+        url: `redis://127.0.0.1:${port}`,
+        onPush: (p, midRead) => heard.push([String((p.items[1] as Buffer[])[0]), midRead]),
+      })
+      const read = (key: string) =>
+        new Promise<Loaded | null>((resolve, reject) =>
+          opened.getTo(key, performance.now() + 5000, { loaded: resolve, failed: reject }),
+        )
+      expect(await read('a')).toMatchObject({ ttlMs: null })
+      expect(await read('b')).toMatchObject({ ttlMs: null })
+      expect(heard).toEqual([
+        ['a', true],
+        ['b', false],
+      ])
+    } finally {
+      server.close()
+    }
+  })
+})
+
+describe('native RESP source: setup rounds', () => {
+  it('fails a connection whose setup keeps asking, and tries again', async () => {
+    const errors: string[] = []
+    let rounds = 0
+    source = new RespSource({
+      url: redis.url,
+      setup: () => [['PING']],
+      onSetup: () => {
+        rounds++
+        return [['PING']]
+      },
+      onError: (err) => errors.push(err.message),
+    })
+    await askUntil(
+      async () => errors.length,
+      (n) => n >= 2,
+    )
+    expect(errors.slice(0, 2)).toEqual([
+      'connection setup did not settle',
+      'connection setup did not settle',
+    ])
+    // Four rounds a connection, then a new connection.
+    expect(rounds).toBeGreaterThanOrEqual(8)
+    expect(source.state()).not.toBe('ready')
+  })
+})
+
+describe('native RESP source: a Redis busy with a script', () => {
+  it('takes SELECT answered BUSY at first connect for no refusal of the database: retried, then ready', async () => {
+    const busy = await startRedis(['--busy-reply-threshold', '100'])
+    try {
+      const script = busy.command('EVAL', 'while true do end', '0')
+      await askUntil(
+        async () => String(await busy.command('PING')),
+        (reply) => reply.includes('BUSY'),
+      )
+      const refused: string[] = []
+      const ready = openSource({
+        url: `${busy.url}/1`,
+        onRefused: (reason) => refused.push(reason),
+      })
+      // A busy Redis answers nothing that could tell when the source has
+      // met BUSY: its handshake is given the time to, and checked below.
+      await sleep(300)
+      await busy.command('SCRIPT', 'KILL')
+      await script
+      await ready
+      expect(refused).toEqual([])
+      const stats = String(await busy.command('INFO', 'commandstats'))
+      expect(Number(/cmdstat_select:.*rejected_calls=(\d+)/.exec(stats)?.[1])).toBeGreaterThan(0)
+    } finally {
+      await source?.close()
+      source = undefined
+      await busy.stop()
+    }
   })
 })
 

@@ -105,8 +105,13 @@ export type RespSourceOptions = {
    */
   setup?: (resp3: boolean) => string[][]
   onSetup?: (replies: Reply[], resp3: boolean) => string[][] | undefined
-  /** RESP3 pushes that are not replies (client-tracking invalidations). */
-  onPush?: (push: Push) => void
+  /**
+   * RESP3 pushes that are not replies (client-tracking invalidations), with
+   * whether a read is between its two replies (its GET answered, its PTTL
+   * not yet): what a push then tells of ran after that GET, where any other
+   * push comes before the GET of every read still unanswered.
+   */
+  onPush?: (push: Push, midRead: boolean) => void
   /** Called when a ready connection is lost, before anything is retried. */
   onLost?: () => void
   /**
@@ -496,6 +501,9 @@ export class RespSource implements RedisSource {
     const db = url.pathname.replace(/^\//, '')
     if (db !== '' && db !== '0') {
       const selected = await this.#call(socket, ['SELECT', db])
+      // Busy (a script running) or loading is no answer about the database:
+      // retried, not taken for a refusal that ends the process.
+      if (isPassingError(selected)) throw selected
       if (selected instanceof ReplyError) {
         if (!this.#everReady && this.#options.onRefused !== undefined) {
           const reason = `database ${db}: ${selected.message}`
@@ -772,7 +780,10 @@ export class RespSource implements RedisSource {
   readonly #onFrame = (parts: Buffer[], push: boolean): void => {
     if (push) {
       const reply = this.#decode(parts)
-      if (reply instanceof Push) this.#options.onPush?.(reply)
+      if (reply instanceof Push) {
+        const head = this.#waiters.peek()
+        this.#options.onPush?.(reply, head?.get === true && head.owed === 1)
+      }
       return
     }
     const head = this.#waiters.peek()

@@ -25,9 +25,9 @@ function setup(mode: TrackingSetting = 'bcast', prefixes: string[] = []) {
   const hooks = tracking.sourceHooks()
   const warnings = () => lines.map((line) => JSON.parse(line)).filter((l) => l.level === 'warn')
   /** Server bytes through the real decoder, pushes to the hook, as the source routes them. */
-  const receive = (bytes: string) => {
+  const receive = (bytes: string, midRead = false) => {
     new ReplyDecoder().push(Buffer.from(bytes, 'latin1'), (reply: Reply) => {
-      if (reply instanceof Push) hooks.onPush?.(reply)
+      if (reply instanceof Push) hooks.onPush?.(reply, midRead)
     })
   }
   return { tracking, target, calls, hooks, warnings, receive }
@@ -75,6 +75,11 @@ describe('RespTracking', () => {
     calls.length = 0
     receive('>2\r\n$10\r\ninvalidate\r\n*3\r\n$1\r\na\r\n$2\r\n\xff\x00\r\n$3\r\nk/2\r\n')
     expect(calls).toEqual(['evict "a"', 'evict "ÿ\\u0000"', 'evict "k/2"'])
+    // Between a read's GET and PTTL replies, the write ran after that GET:
+    // loads of the keys are dropped too.
+    calls.length = 0
+    receive('>2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\na\r\n', true)
+    expect(calls).toEqual(['invalidate "a"'])
   })
 
   it('clears everything on a null invalidation (FLUSHALL, FLUSHDB)', () => {

@@ -55,7 +55,7 @@ export class RespTracking implements InvalidationChannel {
           ? [trackingCommand(this.#tracking, this.#prefixes)]
           : [],
       onSetup: (replies, resp3) => this.#established(replies, resp3),
-      onPush: (push) => this.#pushed(push),
+      onPush: (push, midRead) => this.#pushed(push, midRead),
       onLost: () => this.#lost(),
     }
   }
@@ -119,7 +119,7 @@ export class RespTracking implements InvalidationChannel {
     this.#target?.suspendStores()
   }
 
-  #pushed(push: Push): void {
+  #pushed(push: Push, midRead: boolean): void {
     const [kind, keys] = push.items
     if (!Buffer.isBuffer(kind) || kind.toString('latin1') !== 'invalidate') return
     const target = this.#target
@@ -131,9 +131,13 @@ export class RespTracking implements InvalidationChannel {
     }
     if (!Array.isArray(keys)) return
     // Told on the connection every GET is read on, in order with their
-    // replies: a GET whose reply is still to come ran after this write.
+    // replies: a GET whose reply is still to come ran after this write, so
+    // its load may be stored. Not the read whose GET is answered and whose
+    // PTTL is not: the write ran between the two, after its value was read.
     for (const key of keys) {
-      if (Buffer.isBuffer(key)) target.evictBytes(key)
+      if (!Buffer.isBuffer(key)) continue
+      if (midRead) target.invalidateBytes(key)
+      else target.evictBytes(key)
     }
   }
 }
