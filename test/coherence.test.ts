@@ -13,6 +13,7 @@ import {
 import { backendGetCount, sleep, startRedis, type TestRedis } from './harness/redis-server.js'
 import { type RewriteRelay, startRewriteRelay } from './harness/rewrite-relay.js'
 import { type ScriptedRedis, startScriptedRedis } from './harness/scripted-redis.js'
+import { type SplitRelay, startSplitRelay } from './harness/split-relay.js'
 
 type Answer = { status: number; body: string; cache: string | null }
 
@@ -175,6 +176,40 @@ describe.each([
           }),
         )
       }
+    })
+  },
+)
+
+describe.each(['bcast', 'keys'])(
+  "with CACHE_TRACKING=%s, a write that Redis runs between a load's GET and PTTL",
+  (tracking) => {
+    let redis: TestRedis
+    let relay: SplitRelay
+    let proxy: TestHttpProxy
+
+    beforeAll(async () => {
+      redis = await startRedis()
+      relay = await startSplitRelay(redis.port)
+      proxy = await startHttpProxy(relay.url, {
+        CACHE_GLOBAL_EXPIRY: '600000',
+        CACHE_TRACKING: tracking,
+      })
+    })
+    afterAll(async () => {
+      await proxy?.close()
+      await relay?.close()
+      await redis?.stop()
+    })
+
+    it('leaves the value the GET read answered but not stored: the write came after it', async () => {
+      await redis.command('SET', 'split', 'old')
+      relay.arm('split', () => redis.command('SET', 'split', 'new'))
+      // Redis ran the GET before the write: this request is answered the old value.
+      expect(await read(proxy, 'split')).toEqual({ status: 200, body: 'old', cache: 'MISS' })
+      expect(relay.splits()).toBe(1)
+      // The write's invalidation came between the two replies: nothing stale kept.
+      expect(await read(proxy, 'split')).toEqual({ status: 200, body: 'new', cache: 'MISS' })
+      expect(await read(proxy, 'split')).toEqual({ status: 200, body: 'new', cache: 'HIT' })
     })
   },
 )
