@@ -301,13 +301,18 @@ describe('native RESP source: a Redis busy with a script', () => {
         (reply) => reply.includes('BUSY'),
       )
       const refused: string[] = []
+      const errors: string[] = []
       const ready = openSource({
         url: `${busy.url}/1`,
         onRefused: (reason) => refused.push(reason),
+        onError: (err) => errors.push(err.message),
       })
-      // A busy Redis answers nothing that could tell when the source has
-      // met BUSY: its handshake is given the time to, and checked below.
-      await sleep(300)
+      // The handshake has met BUSY (SELECT's) before the script is killed.
+      await askUntil(
+        async () => errors,
+        (seen) => seen.some((message) => message.startsWith('BUSY')),
+      )
+      expect(refused).toEqual([])
       await busy.command('SCRIPT', 'KILL')
       await script
       await ready
