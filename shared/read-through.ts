@@ -394,7 +394,8 @@ export class ReadThrough implements InvalidationTarget {
   }
 
   /**
-   * As `invalidate`, for a key as bytes (a forwarded write's argument): no
+   * Forgets a key (its bytes: a forwarded write's argument, a key Redis
+   * reported), including any fetch of it in progress (see Flight): no
    * string is made unless a fetch is in progress to be found by it.
    */
   invalidateBytes(key: Uint8Array): void {
@@ -422,13 +423,6 @@ export class ReadThrough implements InvalidationTarget {
   evictBytes(key: Uint8Array): void {
     this.#invalidations++
     this.#cache.deleteBytes(key, 0, key.length)
-  }
-
-  /** Forgets a key, including any fetch of it in progress (see Flight). */
-  invalidate(key: string): void {
-    this.#invalidations++
-    this.#cache.delete(key)
-    this.#dropFlight(key)
   }
 
   /** The key's fetch in progress, if any, is answered but not stored, and not joined. */

@@ -81,7 +81,7 @@ describe('GET /metrics on the HTTP server', () => {
     const together = await Promise.all(Array.from({ length: 5 }, () => proxy.get('shared')))
     expect(together.map((res) => res.status)).toEqual([200, 200, 200, 200, 200])
     expect((await proxy.get('a-hash')).status).toBe(502)
-    proxy.service.invalidate('shared')
+    proxy.service.invalidateBytes(Buffer.from('shared'))
 
     const after = await scrape()
     const moved = (name: string) => figure(after, name) - figure(before, name)
