@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis'
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
-import { createLogger } from '../shared/log.js'
+import { createLogger, type Logger } from '../shared/log.js'
 import { askUntil } from './harness/ask-until.js'
 import { type DelayRelay, startDelayRelay } from './harness/delay-relay.js'
 import {
@@ -556,8 +556,16 @@ describe('a Redis busy with a script when the proxy connects', () => {
     await redis?.stop()
   })
 
-  /** `start`ed while Redis runs a script, which is killed half a second later. */
-  async function startWhileBusy<T>(start: () => Promise<T>, command: string): Promise<T> {
+  /**
+   * `start`ed (with a logger for its backend) while Redis runs a script,
+   * which is killed once the proxy has logged the BUSY it met: a busy
+   * Redis answers nothing that could tell, the proxy's log does. Redis's
+   * own count of the command's rejected calls confirms which one met it.
+   */
+  async function startWhileBusy<T>(
+    start: (log: Logger) => Promise<T>,
+    command: string,
+  ): Promise<T> {
     const rejected = async () => {
       const stats = String(await redis.command('INFO', 'commandstats'))
       return Number(
@@ -572,26 +580,35 @@ describe('a Redis busy with a script when the proxy connects', () => {
       async () => String(await redis.command('PING')),
       (reply) => reply.includes('BUSY'),
     )
-    const starting = start()
-    // A busy Redis answers nothing that could tell when the proxy has met
-    // BUSY: its handshake is given the time to, and checked below to have.
-    await sleep(500)
-    await redis.command('SCRIPT', 'KILL')
-    await script
+    const lines: string[] = []
+    const starting = start(createLogger('warn', (line) => lines.push(line)))
+    try {
+      await askUntil(
+        () => lines.join(''),
+        (logged) => logged.includes('BUSY'),
+      )
+    } finally {
+      // Also on failure: a Redis in a script does not stop on SIGTERM.
+      await redis.command('SCRIPT', 'KILL')
+      await script
+    }
     const started = await starting
     expect(await rejected()).toBeGreaterThan(before)
     return started
   }
 
   it('CLIENT TRACKING answered BUSY is asked again once it is done, not taken for a refusal', async () => {
-    const proxy = await startWhileBusy(() => startHttpProxy(redis.url), 'client|tracking')
+    const proxy = await startWhileBusy(
+      (log) => startHttpProxy(redis.url, {}, log),
+      'client|tracking',
+    )
     close = () => proxy.close()
     expect(await invalidationMode(proxy)).toBe('on')
   })
 
   it('COMMAND answered BUSY is asked again once it is done, so commands are forwarded', async () => {
     const proxy = await startWhileBusy(
-      () => startRespProxy(redis.url, { CACHE_INVALIDATION: 'off' }),
+      (log) => startRespProxy(redis.url, { CACHE_INVALIDATION: 'off' }, undefined, undefined, log),
       'command',
     )
     close = () => proxy.close()

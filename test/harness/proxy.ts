@@ -109,13 +109,15 @@ export async function startRespProxy(
   limits?: Partial<ConnectionLimits>,
   /** Users and passwords; the server's open default when omitted. */
   gate?: AuthGate,
+  /** Where the backend logs (its connection errors, tracking warnings); silent when omitted. */
+  backendLog: Logger = silentLogger,
 ): Promise<TestRespProxy> {
   const config = loadConfig({ REDIS_URL: redisUrl, LOG_LEVEL: 'silent', ...env })
   // As main.ts chooses: REDIS_CLUSTER_NODES puts a cluster behind it.
   const backend =
     config.cluster !== undefined
-      ? clusterBackend(config, silentLogger, { forwarding: true })
-      : nativeBackend(config, config.tcp.redisUrl, silentLogger, { forwarding: true })
+      ? clusterBackend(config, backendLog, { forwarding: true })
+      : nativeBackend(config, config.tcp.redisUrl, backendLog, { forwarding: true })
   const service = createService(config, backend)
   await waitReady(service)
   const forwarder = backend.forwarder as NonNullable<typeof backend.forwarder>
