@@ -2,7 +2,7 @@ import cluster from 'node:cluster'
 import { availableParallelism } from 'node:os'
 import { AuthGate } from './shared/auth/gate.js'
 import { readTextFile } from './shared/auth/read-file-node.js'
-import { ConfigError, describeConfig, loadConfig } from './shared/config.js'
+import { ConfigError, configWarnings, describeConfig, loadConfig } from './shared/config.js'
 import { createService } from './shared/create-service.js'
 import { readEnv } from './shared/env-file.js'
 import { backendConnected, invalidationEstablished, type ReadinessCheck } from './shared/health.js'
@@ -70,6 +70,7 @@ async function main(args: string[]): Promise<void> {
   if (primary) {
     // The one line an operator needs to know what this process was told.
     log.info('starting', { interfaces: [...wanted], workers, config: describeConfig(config) })
+    for (const warning of configWarnings(config)) log.warn(warning)
     runPrimary({
       workers,
       interfaces: [...wanted],
@@ -82,6 +83,7 @@ async function main(args: string[]): Promise<void> {
   const worker = cluster.isWorker ? joinCluster(createMetricsRegistry()) : undefined
   if (worker === undefined) {
     log.info('starting', { interfaces: [...wanted], workers, config: describeConfig(config) })
+    for (const warning of configWarnings(config)) log.warn(warning)
   }
 
   // One registry and one list of readiness checks for the whole process: every

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import {
   ConfigError,
+  configWarnings,
   describeConfig,
   loadConfig,
   MAX_TIMER_MS,
@@ -423,6 +424,15 @@ describe('loadConfig', () => {
       ' page:',
       'é',
     ])
+  })
+
+  it('warns of a CACHE_PREFIXES entry with white space at either end, and of nothing else', () => {
+    expect(configWarnings(loadConfig({ CACHE_PREFIXES: 'user:, page:,tab:\t,é' }))).toEqual([
+      expect.stringContaining('CACHE_PREFIXES entry " page:" starts or ends with white space'),
+      expect.stringContaining('CACHE_PREFIXES entry "tab:\\t"'),
+    ])
+    expect(configWarnings(loadConfig({ CACHE_PREFIXES: 'user:,page:' }))).toEqual([])
+    expect(configWarnings(loadConfig({}))).toEqual([])
   })
 
   it('says which CACHE_PREFIXES overlap, as Redis would refuse them', () => {

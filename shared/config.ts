@@ -724,6 +724,25 @@ function restConfig(url: string | undefined, token: string | undefined): RestCon
   return { url, token }
 }
 
+/**
+ * Settings that are valid but probably not what was meant, one line each,
+ * for start-up to log as warnings. A CACHE_PREFIXES entry is taken as
+ * written, as Redis takes a prefix, so `user:, session:` names the prefix
+ * ` session:` (with its space), which hardly any key has: its keys would
+ * never be cached, silently.
+ */
+export function configWarnings(config: Config): string[] {
+  const warnings: string[] = []
+  for (const prefix of config.cache.prefixes) {
+    if (prefix.trim() !== prefix) {
+      warnings.push(
+        `CACHE_PREFIXES entry ${JSON.stringify(prefix)} starts or ends with white space, taken as written: only keys starting with exactly that are cached`,
+      )
+    }
+  }
+  return warnings
+}
+
 /** The effective configuration with every secret masked: what start-up logs. */
 export function describeConfig(config: Config): Record<string, unknown> {
   return {
