@@ -211,6 +211,34 @@ describe.each(['bcast', 'keys'])(
       expect(await read(proxy, 'split')).toEqual({ status: 200, body: 'new', cache: 'MISS' })
       expect(await read(proxy, 'split')).toEqual({ status: 200, body: 'new', cache: 'HIT' })
     })
+
+    // With `keys`, Redis tells only of keys this connection has read, and it
+    // reads split-b only after the write: no push would name it.
+    it.runIf(tracking === 'bcast')(
+      'stores the load of another key that push names: its GET ran after the write',
+      async () => {
+        await redis.command('SET', 'split-a', 'a')
+        await redis.command('SET', 'split-b', 'old')
+        const begun = proxy.service.flightsBegun()
+        const splits = relay.splits()
+        relay.arm('split-a', async () => {
+          // Both loads are on their way (split-b's GET behind the held PTTL).
+          await askUntil(
+            () => proxy.service.flightsBegun(),
+            (n) => n >= begun + 2,
+          )
+          await redis.command('SET', 'split-b', 'new')
+        })
+        const [a, b] = await Promise.all([read(proxy, 'split-a'), read(proxy, 'split-b')])
+        expect(relay.splits()).toBe(splits + 1)
+        expect(a).toEqual({ status: 200, body: 'a', cache: 'MISS' })
+        expect(b).toEqual({ status: 200, body: 'new', cache: 'MISS' })
+        // The push came between split-a's replies and named split-b only:
+        // both loads were kept.
+        expect(await read(proxy, 'split-a')).toEqual({ status: 200, body: 'a', cache: 'HIT' })
+        expect(await read(proxy, 'split-b')).toEqual({ status: 200, body: 'new', cache: 'HIT' })
+      },
+    )
   },
 )
 

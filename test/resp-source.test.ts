@@ -210,7 +210,7 @@ describe('native RESP source: setup commands', () => {
 })
 
 describe("native RESP source: pushes between a read's replies", () => {
-  it('tells onPush whether a read had its GET answered and not yet its PTTL', async () => {
+  it('tells onPush the key of a read that had its GET answered and not yet its PTTL', async () => {
     // A RESP3 server that answers `GET a` with the value, a push, then the
     // PTTL, and `GET b` with the push first: the two orders Redis can give.
     const push = (key: string) => `>2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\n${key}\r\n`
@@ -242,7 +242,7 @@ describe("native RESP source: pushes between a read's replies", () => {
       })
     })
     const port = await listenOnLoopback(server)
-    const heard: [string, boolean][] = []
+    const heard: [string, string | undefined][] = []
     try {
       const opened = await openSource({
         url: `redis://127.0.0.1:${port}`,
@@ -255,8 +255,8 @@ describe("native RESP source: pushes between a read's replies", () => {
       expect(await read('a')).toMatchObject({ ttlMs: null })
       expect(await read('b')).toMatchObject({ ttlMs: null })
       expect(heard).toEqual([
-        ['a', true],
-        ['b', false],
+        ['a', 'a'],
+        ['b', undefined],
       ])
     } finally {
       server.close()

@@ -107,11 +107,12 @@ export type RespSourceOptions = {
   onSetup?: (replies: Reply[], resp3: boolean) => string[][] | undefined
   /**
    * RESP3 pushes that are not replies (client-tracking invalidations), with
-   * whether a read is between its two replies (its GET answered, its PTTL
-   * not yet): what a push then tells of ran after that GET, where any other
-   * push comes before the GET of every read still unanswered.
+   * the key (a byte string) of the read between its two replies, if one is
+   * (its GET answered, its PTTL not yet): what a push then tells of ran
+   * after that GET, where it comes before the GET of every other read still
+   * unanswered.
    */
-  onPush?: (push: Push, midRead: boolean) => void
+  onPush?: (push: Push, midRead: string | undefined) => void
   /** Called when a ready connection is lost, before anything is retried. */
   onLost?: () => void
   /**
@@ -204,6 +205,8 @@ class GetWaiter {
   constructor(
     readonly deadline: number,
     readonly done: LoadDone,
+    /** Its key, for a push between its two replies (see onPush). */
+    readonly key: string,
   ) {}
   resolve(loaded: Loaded | null): void {
     this.done.loaded(loaded)
@@ -316,7 +319,7 @@ export class RespSource implements RedisSource {
     // The command is queued before its waiter: a waiter without a command
     // behind it would take the next command's reply, and every later one.
     this.#sendGet(key, bytes)
-    this.#owe(now, new GetWaiter(deadline, done))
+    this.#owe(now, new GetWaiter(deadline, done, key))
   }
 
   state(): SourceState {
@@ -782,7 +785,7 @@ export class RespSource implements RedisSource {
       const reply = this.#decode(parts)
       if (reply instanceof Push) {
         const head = this.#waiters.peek()
-        this.#options.onPush?.(reply, head?.get === true && head.owed === 1)
+        this.#options.onPush?.(reply, head?.get === true && head.owed === 1 ? head.key : undefined)
       }
       return
     }

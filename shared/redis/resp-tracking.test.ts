@@ -25,7 +25,7 @@ function setup(mode: TrackingSetting = 'bcast', prefixes: string[] = []) {
   const hooks = tracking.sourceHooks()
   const warnings = () => lines.map((line) => JSON.parse(line)).filter((l) => l.level === 'warn')
   /** Server bytes through the real decoder, pushes to the hook, as the source routes them. */
-  const receive = (bytes: string, midRead = false) => {
+  const receive = (bytes: string, midRead?: string) => {
     new ReplyDecoder().push(Buffer.from(bytes, 'latin1'), (reply: Reply) => {
       if (reply instanceof Push) hooks.onPush?.(reply, midRead)
     })
@@ -76,10 +76,17 @@ describe('RespTracking', () => {
     receive('>2\r\n$10\r\ninvalidate\r\n*3\r\n$1\r\na\r\n$2\r\n\xff\x00\r\n$3\r\nk/2\r\n')
     expect(calls).toEqual(['evict "a"', 'evict "ÿ\\u0000"', 'evict "k/2"'])
     // Between a read's GET and PTTL replies, the write ran after that GET:
-    // loads of the keys are dropped too.
+    // that read's key has its loads dropped too, by its bytes; the other
+    // keys' reads are all still to be answered, so they are only evicted.
     calls.length = 0
-    receive('>2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\na\r\n', true)
+    receive('>2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\na\r\n', 'a')
     expect(calls).toEqual(['invalidate "a"'])
+    calls.length = 0
+    receive(
+      '>2\r\n$10\r\ninvalidate\r\n*3\r\n$1\r\nb\r\n$2\r\n\xff\x00\r\n$2\r\nab\r\n',
+      '\xff\x00',
+    )
+    expect(calls).toEqual(['evict "b"', 'invalidate "ÿ\\u0000"', 'evict "ab"'])
   })
 
   it('clears everything on a null invalidation (FLUSHALL, FLUSHDB)', () => {

@@ -119,7 +119,7 @@ export class RespTracking implements InvalidationChannel {
     this.#target?.suspendStores()
   }
 
-  #pushed(push: Push, midRead: boolean): void {
+  #pushed(push: Push, midRead: string | undefined): void {
     const [kind, keys] = push.items
     if (!Buffer.isBuffer(kind) || kind.toString('latin1') !== 'invalidate') return
     const target = this.#target
@@ -133,11 +133,20 @@ export class RespTracking implements InvalidationChannel {
     // Told on the connection every GET is read on, in order with their
     // replies: a GET whose reply is still to come ran after this write, so
     // its load may be stored. Not the read whose GET is answered and whose
-    // PTTL is not: the write ran between the two, after its value was read.
+    // PTTL is not (`midRead`): the write ran between the two, after its
+    // value was read, so that key's loads are dropped; every other key named
+    // is only evicted.
     for (const key of keys) {
       if (!Buffer.isBuffer(key)) continue
-      if (midRead) target.invalidateBytes(key)
-      else target.evictBytes(key)
+      if (
+        midRead !== undefined &&
+        key.length === midRead.length &&
+        key.toString('latin1') === midRead
+      ) {
+        target.invalidateBytes(key)
+      } else {
+        target.evictBytes(key)
+      }
     }
   }
 }

@@ -45,8 +45,8 @@ describe('ClusterTracking', () => {
     channel.start(target)
     const a = channel.add()
     establish(a)
-    a.sourceHooks().onPush?.(new Push([Buffer.from('invalidate'), [Buffer.from('k1')]]), false)
-    a.sourceHooks().onPush?.(new Push([Buffer.from('invalidate'), null]), false)
+    a.sourceHooks().onPush?.(new Push([Buffer.from('invalidate'), [Buffer.from('k1')]]), undefined)
+    a.sourceHooks().onPush?.(new Push([Buffer.from('invalidate'), null]), undefined)
     expect(calls.slice(-2)).toEqual(['invalidate k1', 'clear'])
   })
 
