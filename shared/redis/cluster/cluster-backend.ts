@@ -4,7 +4,7 @@ import type { Config } from '../../config.js'
 import { maskUrl } from '../../config.js'
 import type { Backend } from '../../create-service.js'
 import { BackendReplyError, BackendUnavailableError } from '../../errors.js'
-import { keyToBytes } from '../../keys.js'
+import { keyFromBytes, keyToBytes } from '../../keys.js'
 import type { Logger } from '../../log.js'
 import { backendTlsOptions } from '../../tls-files.js'
 import { type CommandSpec, type CommandTable, keyPositions } from '../command-table.js'
@@ -15,6 +15,8 @@ import type { RespTracking } from '../resp-tracking.js'
 import {
   type ClusterRouting,
   CROSS_SLOT,
+  type KeyBytes,
+  type LoadDone,
   type Loaded,
   type RedisForwarder,
   type RedisSource,
@@ -67,6 +69,8 @@ export const SELF_VIEW = new Set([
 
 /** A primary: the cache's RESP3 connection (tracking on it) and RESP2 clients' connection. */
 type ClusterNode = {
+  /** This connection's own number (an address may be connected again later). */
+  readonly id: number
   readonly address: NodeAddress
   readonly host: string
   readonly url: string
@@ -97,6 +101,67 @@ type ClusterNode = {
  *   RANDOMKEY, SCRIPT LOAD/EXISTS/FLUSH and FUNCTION LOAD/DELETE/FLUSH/RESTORE
  *   on every primary.
  */
+/** What `LoadsInFlight` records for a key read from no one node's stream. */
+const ELSEWHERE = -1
+
+/**
+ * The cache's reads in flight, by key: the node each went to. A node's
+ * invalidation of a key whose every read in flight went to that node by
+ * `getTo` is in order with them on its one connection, as with one Redis
+ * (see RespTracking): those reads' GETs ran after the write, and may be
+ * stored. A read elsewhere (another node, a redirect, one waiting for the
+ * topology) has no order with that stream: an invalidation then drops the
+ * key's reads, as every one did before.
+ */
+class LoadsInFlight {
+  readonly #keys = new Map<string, { node: number; count: number }>()
+
+  begin(key: string, node: number): void {
+    const entry = this.#keys.get(key)
+    if (entry === undefined) this.#keys.set(key, { node, count: 1 })
+    else {
+      entry.count++
+      if (entry.node !== node) entry.node = ELSEWHERE
+    }
+  }
+
+  end(key: string): void {
+    const entry = this.#keys.get(key)
+    if (entry !== undefined && --entry.count === 0) this.#keys.delete(key)
+  }
+
+  /** Whether every read of `key` in flight went to node `node` by getTo (or none is in flight). */
+  orderedOn(key: string, node: number): boolean {
+    const entry = this.#keys.get(key)
+    return entry === undefined || entry.node === node
+  }
+}
+
+/**
+ * A cache read sent to one node's connection by getTo: answered in order
+ * with that node's pushes. A redirect (MOVED, ASK, TRYAGAIN) goes back to
+ * the cluster, which answers it by the promise path. A class, not closures:
+ * one per miss.
+ */
+class NodeRead implements LoadDone {
+  constructor(
+    readonly cluster: Cluster,
+    readonly node: ClusterNode,
+    readonly slot: number,
+    readonly key: string,
+    readonly deadline: number,
+    readonly done: LoadDone,
+  ) {}
+  loaded(loaded: Loaded | null): void {
+    this.cluster.loads.end(this.key)
+    this.done.loaded(loaded)
+  }
+  failed(err: Error): void {
+    this.cluster.loads.end(this.key)
+    this.cluster.retryRead(this, err)
+  }
+}
+
 export function clusterBackend(
   config: Config,
   log: Logger,
@@ -111,6 +176,8 @@ export function clusterBackend(
 
 class Cluster implements RedisSource {
   readonly tracking: ClusterTracking | undefined
+  readonly loads = new LoadsInFlight()
+  #nextNodeId = 0
   readonly #config: Config
   readonly #log: Logger
   readonly #forwarding: boolean
@@ -153,26 +220,81 @@ class Cluster implements RedisSource {
     return this.#get(slotOfKey(key), key, deadline, 0)
   }
 
+  /**
+   * The cache's reads (ReadThrough uses getTo where a source has it): sent
+   * by the owner's getTo, so each is answered in order with that node's
+   * pushes (see LoadsInFlight); anything else by the promise path.
+   */
+  getTo(key: string, deadline: number, done: LoadDone, bytes?: KeyBytes): void {
+    const slot = slotOfKey(key)
+    const node = this.#ownerOf(slot)
+    if (node === undefined || node.source.state() !== 'ready') {
+      this.#track(key, this.#get(slot, key, deadline, 0), done)
+      return
+    }
+    this.loads.begin(key, node.id)
+    node.source.getTo(key, deadline, new NodeRead(this, node, slot, key, deadline, done), bytes)
+  }
+
+  /** A NodeRead that failed: a redirect is followed by the promise path; anything else is its answer. */
+  retryRead(read: NodeRead, err: Error): void {
+    let next: Promise<Loaded | null>
+    try {
+      next = this.#redirect(err, read.node, read.slot, read.key, read.deadline, 0)
+    } catch (failure) {
+      read.done.failed(failure as Error)
+      return
+    }
+    this.#track(read.key, next, read.done)
+  }
+
+  /** A read by the promise path, answered through `done`: in flight on no one node's stream. */
+  #track(key: string, pending: Promise<Loaded | null>, done: LoadDone): void {
+    this.loads.begin(key, ELSEWHERE)
+    pending.then(
+      (loaded) => {
+        this.loads.end(key)
+        done.loaded(loaded)
+      },
+      (err: unknown) => {
+        this.loads.end(key)
+        done.failed(err as Error)
+      },
+    )
+  }
+
   #get(slot: number, key: string, deadline: number, hops: number): Promise<Loaded | null> {
     const node = this.#ownerOf(slot)
     if (node === undefined || node.source.state() !== 'ready') {
       return this.#later(deadline, () => this.#get(slot, key, deadline, hops), unavailable(slot))
     }
-    return node.source.get(key, deadline).catch((err: unknown) => {
-      if (!(err instanceof BackendReplyError) || hops >= MAX_REDIRECTS) throw err
-      const redirect = redirectOf(err.message, node.host)
-      if (redirect === undefined) throw err
-      if (redirect.kind === 'moved') {
-        this.#moved(redirect)
-        return this.#get(slot, key, deadline, hops + 1)
-      }
-      if (redirect.kind === 'ask') return this.#askGet(redirect.address, key, deadline, err)
-      return this.#later(
-        deadline,
-        () => this.#get(slot, key, deadline, hops + 1),
-        () => err,
-      )
-    })
+    return node.source
+      .get(key, deadline)
+      .catch((err: unknown) => this.#redirect(err, node, slot, key, deadline, hops))
+  }
+
+  /** Where a read that failed on `node` goes next (MOVED, ASK, TRYAGAIN...); throws `err` if nowhere. */
+  #redirect(
+    err: unknown,
+    node: ClusterNode,
+    slot: number,
+    key: string,
+    deadline: number,
+    hops: number,
+  ): Promise<Loaded | null> {
+    if (!(err instanceof BackendReplyError) || hops >= MAX_REDIRECTS) throw err
+    const redirect = redirectOf(err.message, node.host)
+    if (redirect === undefined) throw err
+    if (redirect.kind === 'moved') {
+      this.#moved(redirect)
+      return this.#get(slot, key, deadline, hops + 1)
+    }
+    if (redirect.kind === 'ask') return this.#askGet(redirect.address, key, deadline, err)
+    return this.#later(
+      deadline,
+      () => this.#get(slot, key, deadline, hops + 1),
+      () => err,
+    )
   }
 
   /** A key being imported by another node: ASKING before each of GET and PTTL there. */
@@ -337,7 +459,8 @@ class Cluster implements RedisSource {
     url.port = String(target.port)
     const nodeUrl = url.toString()
     const redis = maskUrl(nodeUrl)
-    const tracking = this.tracking?.add()
+    const id = this.#nextNodeId++
+    const tracking = this.tracking?.add((key) => this.loads.orderedOn(keyFromBytes(key), id))
     const trackingHooks = tracking?.sourceHooks()
     let lastError = ''
     const timeouts = {
@@ -374,7 +497,7 @@ class Cluster implements RedisSource {
           ...timeouts,
         })
       : undefined
-    return { address, host: target.host, url: nodeUrl, source, resp2, tracking }
+    return { id, address, host: target.host, url: nodeUrl, source, resp2, tracking }
   }
 
   /** One command on a connection of its own (a seed, before any primary is connected). */

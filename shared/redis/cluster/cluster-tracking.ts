@@ -15,7 +15,8 @@ type Child = { readonly tracking: RespTracking; suspended: boolean }
  * on that primary's connection (each node tells only about the keys read
  * from it), joined into the one channel the read-through service knows.
  *
- * - Invalidations of any node evict the key.
+ * - Invalidations of any node evict the key, and drop its reads in flight
+ *   unless they all went to that node (see `add`).
  * - Stores are suspended while any node's channel is (connecting, lost) and
  *   resume only once every node's is established again: a value loaded from
  *   a node whose writes nobody hears of must not be kept.
@@ -40,17 +41,26 @@ export class ClusterTracking implements InvalidationChannel {
     this.#prefixes = prefixes
   }
 
-  /** A channel for one more primary's connection (its RespSource takes `sourceHooks()`). */
-  add(): RespTracking {
+  /**
+   * A channel for one more primary's connection (its RespSource takes
+   * `sourceHooks()`). `orderedHere` tells whether every read of a key in
+   * flight went to this node's connection, behind its invalidations: only
+   * then may an invalidation leave them to be stored, as with one Redis.
+   */
+  add(orderedHere?: (key: Uint8Array) => boolean): RespTracking {
     const tracking = new RespTracking(this.#log, this.#tracking, this.#prefixes)
     const child: Child = { tracking, suspended: true }
     this.#children.add(child)
     const composite = this
     const target: InvalidationTarget = {
       invalidateBytes: (key) => composite.#target?.invalidateBytes(key),
-      // One node's stream orders its own loads only, and a key's load may be
-      // on another node's (a slot moving): loads in flight are dropped too.
-      evictBytes: (key) => composite.#target?.invalidateBytes(key),
+      // One node's stream orders its own reads only, and a key's read may be
+      // on another node's (a slot moving, a redirect): unless every read of
+      // the key in flight is on this one, they are dropped too.
+      evictBytes: (key) =>
+        orderedHere?.(key) === true
+          ? composite.#target?.evictBytes(key)
+          : composite.#target?.invalidateBytes(key),
       clear: () => composite.#target?.clear(),
       suspendStores() {
         child.suspended = true
