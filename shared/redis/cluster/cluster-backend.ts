@@ -24,6 +24,7 @@ import {
   type SourceState,
 } from '../source.js'
 import { ClusterTracking } from './cluster-tracking.js'
+import { ELSEWHERE, LoadsInFlight } from './loads-in-flight.js'
 import {
   bulkArray,
   CROSSSLOT,
@@ -80,64 +81,6 @@ type ClusterNode = {
 }
 
 /**
- * The Node backend for a Redis Cluster (REDIS_CLUSTER_NODES): one Backend
- * the service and the sidecar use as they use one Redis.
- *
- * - Topology: CLUSTER SLOTS from a connected primary (the seeds until one
- *   is), read at start, every REDIS_CLUSTER_REFRESH, after a MOVED, and
- *   every TICK_MS while a primary is down or a slot has no owner.
- * - Per primary: one pipelined RESP3 RespSource (the cache's GETs, RESP3
- *   clients' commands, client tracking in-band) and one RESP2 one for RESP2
- *   clients' commands, as the native backend has for its one Redis.
- * - Routing: a GET by its key's slot; a forwarded command by the slot of its
- *   keys (the backend's own key specs), keyless ones to the first ready
- *   primary; MOVED updates the slot and retries there, ASK sends ASKING and
- *   the command to the target without touching the map, TRYAGAIN and
- *   CLUSTERDOWN are retried until the command timeout.
- * - Multi-key: MGET, DEL, UNLINK, EXISTS, TOUCH and MSET across slots are
- *   split per slot and merged (integers summed, MSET +OK: no longer atomic);
- *   any other command across slots is answered Redis's CROSSSLOT.
- * - Fan-out: KEYS, DBSIZE, FLUSHALL, FLUSHDB, SCAN (cursor carries the node),
- *   RANDOMKEY, SCRIPT LOAD/EXISTS/FLUSH and FUNCTION LOAD/DELETE/FLUSH/RESTORE
- *   on every primary.
- */
-/** What `LoadsInFlight` records for a key read from no one node's stream. */
-const ELSEWHERE = -1
-
-/**
- * The cache's reads in flight, by key: the node each went to. A node's
- * invalidation of a key whose every read in flight went to that node by
- * `getTo` is in order with them on its one connection, as with one Redis
- * (see RespTracking): those reads' GETs ran after the write, and may be
- * stored. A read elsewhere (another node, a redirect, one waiting for the
- * topology) has no order with that stream: an invalidation then drops the
- * key's reads, as every one did before.
- */
-class LoadsInFlight {
-  readonly #keys = new Map<string, { node: number; count: number }>()
-
-  begin(key: string, node: number): void {
-    const entry = this.#keys.get(key)
-    if (entry === undefined) this.#keys.set(key, { node, count: 1 })
-    else {
-      entry.count++
-      if (entry.node !== node) entry.node = ELSEWHERE
-    }
-  }
-
-  end(key: string): void {
-    const entry = this.#keys.get(key)
-    if (entry !== undefined && --entry.count === 0) this.#keys.delete(key)
-  }
-
-  /** Whether every read of `key` in flight went to node `node` by getTo (or none is in flight). */
-  orderedOn(key: string, node: number): boolean {
-    const entry = this.#keys.get(key)
-    return entry === undefined || entry.node === node
-  }
-}
-
-/**
  * A cache read sent to one node's connection by getTo: answered in order
  * with that node's pushes. A redirect (MOVED, ASK, TRYAGAIN) goes back to
  * the cluster, which answers it by the promise path. A class, not closures:
@@ -162,6 +105,28 @@ class NodeRead implements LoadDone {
   }
 }
 
+/**
+ * The Node backend for a Redis Cluster (REDIS_CLUSTER_NODES): one Backend
+ * the service and the sidecar use as they use one Redis.
+ *
+ * - Topology: CLUSTER SLOTS from a connected primary (the seeds until one
+ *   is), read at start, every REDIS_CLUSTER_REFRESH, after a MOVED, and
+ *   every TICK_MS while a primary is down or a slot has no owner.
+ * - Per primary: one pipelined RESP3 RespSource (the cache's GETs, RESP3
+ *   clients' commands, client tracking in-band) and one RESP2 one for RESP2
+ *   clients' commands, as the native backend has for its one Redis.
+ * - Routing: a GET by its key's slot; a forwarded command by the slot of its
+ *   keys (the backend's own key specs), keyless ones to the first ready
+ *   primary; MOVED updates the slot and retries there, ASK sends ASKING and
+ *   the command to the target without touching the map, TRYAGAIN and
+ *   CLUSTERDOWN are retried until the command timeout.
+ * - Multi-key: MGET, DEL, UNLINK, EXISTS, TOUCH and MSET across slots are
+ *   split per slot and merged (integers summed, MSET +OK: no longer atomic);
+ *   any other command across slots is answered Redis's CROSSSLOT.
+ * - Fan-out: KEYS, DBSIZE, FLUSHALL, FLUSHDB, SCAN (cursor carries the node),
+ *   RANDOMKEY, SCRIPT LOAD/EXISTS/FLUSH and FUNCTION LOAD/DELETE/FLUSH/RESTORE
+ *   on every primary.
+ */
 export function clusterBackend(
   config: Config,
   log: Logger,
@@ -233,7 +198,13 @@ class Cluster implements RedisSource {
       return
     }
     this.loads.begin(key, node.id)
-    node.source.getTo(key, deadline, new NodeRead(this, node, slot, key, deadline, done), bytes)
+    try {
+      node.source.getTo(key, deadline, new NodeRead(this, node, slot, key, deadline, done), bytes)
+    } catch (err) {
+      // Not answered, then (getTo answers once, never before it returns).
+      this.loads.end(key)
+      throw err
+    }
   }
 
   /** A NodeRead that failed: a redirect is followed by the promise path; anything else is its answer. */
@@ -460,7 +431,9 @@ class Cluster implements RedisSource {
     const nodeUrl = url.toString()
     const redis = maskUrl(nodeUrl)
     const id = this.#nextNodeId++
-    const tracking = this.tracking?.add((key) => this.loads.orderedOn(keyFromBytes(key), id))
+    const tracking = this.tracking?.add(
+      (key) => this.loads.size === 0 || this.loads.orderedOn(keyFromBytes(key), id),
+    )
     const trackingHooks = tracking?.sourceHooks()
     let lastError = ''
     const timeouts = {

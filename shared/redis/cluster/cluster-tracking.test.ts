@@ -39,6 +39,22 @@ describe('ClusterTracking', () => {
     expect(channel.mode()).toBe('on')
   })
 
+  it("evicts only when the node's stream orders every load of the key (orderedHere), else drops them too", () => {
+    const channel = new ClusterTracking(silentLogger, 'bcast')
+    const { calls, target } = recorder()
+    channel.start(target)
+    const ordered = new Set(['here'])
+    const a = channel.add((key) => ordered.has(Buffer.from(key).toString('latin1')))
+    establish(a)
+    a.sourceHooks().onPush?.(
+      new Push([Buffer.from('invalidate'), [Buffer.from('here'), Buffer.from('there')]]),
+      undefined,
+    )
+    // Between a load's two replies, its key's loads are dropped whatever the node.
+    a.sourceHooks().onPush?.(new Push([Buffer.from('invalidate'), [Buffer.from('here')]]), 'here')
+    expect(calls.slice(-3)).toEqual(['evict here', 'invalidate there', 'invalidate here'])
+  })
+
   it("passes every node's invalidations on, dropping loads in flight too (no order across nodes)", () => {
     const channel = new ClusterTracking(silentLogger, 'bcast')
     const { calls, target } = recorder()
