@@ -3,6 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { createLogger, type Logger } from '../shared/log.js'
 import { askUntil } from './harness/ask-until.js'
 import { type DelayRelay, startDelayRelay } from './harness/delay-relay.js'
+import { proxiedRedis } from './harness/proxied-redis.js'
 import {
   startHttpProxy,
   startRespProxy,
@@ -52,19 +53,11 @@ describe.each([
   (tracking, flags, remembered) => {
     let redis: TestRedis
     let proxy: TestHttpProxy
-
-    beforeAll(async () => {
-      redis = await startRedis()
-      // A long expiry, so only an invalidation can explain a fresh value.
-      proxy = await startHttpProxy(redis.url, {
-        CACHE_GLOBAL_EXPIRY: '600000',
-        CACHE_TRACKING: tracking,
-      })
-    })
-    afterAll(async () => {
-      await proxy?.close()
-      await redis?.stop()
-    })
+    // A long expiry, so only an invalidation can explain a fresh value.
+    proxiedRedis(
+      { env: { CACHE_GLOBAL_EXPIRY: '600000', CACHE_TRACKING: tracking } },
+      (parts) => ({ redis, proxy } = parts),
+    )
 
     it('reports the mode in GET /', async () => {
       expect(await invalidationMode(proxy)).toBe('on')
@@ -186,20 +179,13 @@ describe.each(['bcast', 'keys'])(
     let redis: TestRedis
     let relay: SplitRelay
     let proxy: TestHttpProxy
-
-    beforeAll(async () => {
-      redis = await startRedis()
-      relay = await startSplitRelay(redis.port)
-      proxy = await startHttpProxy(relay.url, {
-        CACHE_GLOBAL_EXPIRY: '600000',
-        CACHE_TRACKING: tracking,
-      })
-    })
-    afterAll(async () => {
-      await proxy?.close()
-      await relay?.close()
-      await redis?.stop()
-    })
+    proxiedRedis(
+      {
+        env: { CACHE_GLOBAL_EXPIRY: '600000', CACHE_TRACKING: tracking },
+        relay: startSplitRelay,
+      },
+      (parts) => ({ redis, relay, proxy } = parts),
+    )
 
     it('leaves the value the GET read answered but not stored: the write came after it', async () => {
       await redis.command('SET', 'split', 'old')
@@ -249,22 +235,15 @@ describe('a server that refuses BCAST', () => {
   const lines: string[] = []
   const warnings = () =>
     lines.filter((line) => line.includes('"level":"warn"')).map((line) => JSON.parse(line).msg)
-
-  beforeAll(async () => {
-    redis = await startRedis()
-    // Redis answers CLIENT TRACKING ON BCASX with a syntax error.
-    relay = await startRewriteRelay(redis.port, 'BCAST', 'BCASX')
-    proxy = await startHttpProxy(
-      relay.url,
-      { CACHE_GLOBAL_EXPIRY: '600000' },
-      createLogger('info', (line) => lines.push(line)),
-    )
-  })
-  afterAll(async () => {
-    await proxy?.close()
-    await relay?.close()
-    await redis?.stop()
-  })
+  proxiedRedis(
+    {
+      env: { CACHE_GLOBAL_EXPIRY: '600000' },
+      log: createLogger('info', (line) => lines.push(line)),
+      // Redis answers CLIENT TRACKING ON BCASX with a syntax error.
+      relay: (port) => startRewriteRelay(port, 'BCAST', 'BCASX'),
+    },
+    (parts) => ({ redis, relay, proxy } = parts),
+  )
 
   it('is asked to track the keys read instead, with one warning, and its writes evict', async () => {
     expect(await invalidationMode(proxy)).toBe('on')
@@ -308,18 +287,10 @@ describe('a server that refuses BCAST', () => {
 describe('with CACHE_PREFIXES, only keys under them are cached and heard of', () => {
   let redis: TestRedis
   let proxy: TestHttpProxy
-
-  beforeAll(async () => {
-    redis = await startRedis()
-    proxy = await startHttpProxy(redis.url, {
-      CACHE_GLOBAL_EXPIRY: '600000',
-      CACHE_PREFIXES: 'c:,é:',
-    })
-  })
-  afterAll(async () => {
-    await proxy?.close()
-    await redis?.stop()
-  })
+  proxiedRedis(
+    { env: { CACHE_GLOBAL_EXPIRY: '600000', CACHE_PREFIXES: 'c:,é:' } },
+    (parts) => ({ redis, proxy } = parts),
+  )
 
   it('caches a key under a prefix and evicts it on a write', async () => {
     await redis.command('SET', 'c:k', 'old')
@@ -506,26 +477,19 @@ describe.each(['bcast', 'keys'])(
     let redis: TestRedis
     let relay: DelayRelay
     let proxy: TestHttpProxy
-
-    beforeAll(async () => {
-      redis = await startRedis()
-      // Everything Redis sends the proxy arrives a second late: room for a
-      // noisy machine to get the write in while the GET's reply is on its way.
-      // Written before the proxy connects: with BCAST, a write after it would
-      // reach the proxy as an invalidation a second later, while its first
-      // read is in flight, and keep that read from being stored.
-      await redis.command('SET', 'slow', 'old')
-      relay = await startDelayRelay(redis.port, 1000)
-      proxy = await startHttpProxy(relay.url, {
-        REDIS_COMMAND_TIMEOUT: '5000',
-        CACHE_TRACKING: tracking,
-      })
-    })
-    afterAll(async () => {
-      await proxy?.close()
-      await relay?.close()
-      await redis?.stop()
-    })
+    proxiedRedis(
+      {
+        env: { REDIS_COMMAND_TIMEOUT: '5000', CACHE_TRACKING: tracking },
+        // Written before the proxy connects: with BCAST, a write after it
+        // would reach the proxy as an invalidation a second later, while its
+        // first read is in flight, and keep that read from being stored.
+        prepare: (redis) => redis.command('SET', 'slow', 'old'),
+        // Everything Redis sends the proxy arrives a second late: room for a
+        // noisy machine to get the write in while the GET's reply is on its way.
+        relay: (port) => startDelayRelay(port, 1000),
+      },
+      (parts) => ({ redis, relay, proxy } = parts),
+    )
 
     it("is stored when the write ran before it: the write's invalidation comes first on the stream", async () => {
       // Once the proxy's connection has sent a GET, the relay holds back
@@ -650,18 +614,10 @@ describe('a Redis busy with a script when the proxy connects', () => {
 describe('backend faults with CACHE_INVALIDATION=on', () => {
   let redis: TestRedis
   let proxy: TestHttpProxy
-
-  beforeAll(async () => {
-    redis = await startRedis()
-    proxy = await startHttpProxy(redis.url, {
-      CACHE_GLOBAL_EXPIRY: '600000',
-      REDIS_COMMAND_TIMEOUT: '500',
-    })
-  })
-  afterAll(async () => {
-    await proxy?.close()
-    await redis?.stop()
-  })
+  proxiedRedis(
+    { env: { CACHE_GLOBAL_EXPIRY: '600000', REDIS_COMMAND_TIMEOUT: '500' } },
+    (parts) => ({ redis, proxy } = parts),
+  )
 
   it('after Redis restarts with a changed value, never serves the old one', async () => {
     await redis.command('SET', 'k', 'old')
