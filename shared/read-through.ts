@@ -399,8 +399,7 @@ export class ReadThrough implements InvalidationTarget {
    * string is made unless a fetch is in progress to be found by it.
    */
   invalidateBytes(key: Uint8Array): void {
-    this.#invalidations++
-    this.#cache.deleteBytes(key, 0, key.length)
+    this.evictBytes(key)
     if (this.#inflight.size > 0) this.#dropFlight(keyFromBytes(key))
   }
 
