@@ -239,18 +239,22 @@ describe('the cache in front of a cluster', () => {
   test('a read whose GET ran after a write on its node is stored, though the write was heard after it was sent', async () => {
     const [[port, key]] = [...(await keyPerPrimary('ordered'))] as [[number, string]]
     await cluster.command(port, 'SET', key, 'old')
-    // The node writes, then spins for 150 ms in the same script: the
+    // The node writes, then spins for 400 ms in the same script: the
     // proxy's GET, sent meanwhile, waits in its socket, and the write's
     // invalidation goes out before that GET's reply.
     const script = cluster.command(
       port,
       'EVAL',
-      "redis.call('SET', KEYS[1], 'new') local s = redis.call('TIME') repeat local n = redis.call('TIME') until (n[1] - s[1]) * 1000000 + (n[2] - s[2]) > 150000",
+      "redis.call('SET', KEYS[1], 'new') local s = redis.call('TIME') repeat local n = redis.call('TIME') until (n[1] - s[1]) * 1000000 + (n[2] - s[2]) > 400000",
       '1',
       key,
     )
     await sleep(30)
+    const asked = performance.now()
     expect(await client.get(key)).toBe('new')
+    // It did wait behind the script (a GET sent after it had ended would be
+    // stored whatever the rule, and prove nothing).
+    expect(performance.now() - asked).toBeGreaterThan(100)
     await script
     // That node's stream put the invalidation before the reply, whose GET
     // ran after the write: the value read was kept.
