@@ -12,7 +12,7 @@ import { askUntil } from './harness/ask-until.js'
 import { listenOnLoopback } from './harness/ports.js'
 import { waitReady } from './harness/proxy.js'
 import { sleep, startRedis, type TestRedis } from './harness/redis-server.js'
-import { type ScriptedRedis, startScriptedRedis } from './harness/scripted-redis.js'
+import { parseCommand, type ScriptedRedis, startScriptedRedis } from './harness/scripted-redis.js'
 
 let redis: TestRedis
 let service: ReadThrough | undefined
@@ -214,25 +214,15 @@ describe("native RESP source: pushes between a read's replies", () => {
     // A RESP3 server that answers `GET a` with the value, a push, then the
     // PTTL, and `GET b` with the push first: the two orders Redis can give.
     const push = (key: string) => `>2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\n${key}\r\n`
-    let pending = ''
     const server = createServer((socket) => {
+      let pending = Buffer.alloc(0)
       socket.on('data', (chunk: Buffer) => {
-        pending += chunk.toString('latin1')
+        pending = Buffer.concat([pending, chunk])
         for (;;) {
-          const command = /^\*(\d+)\r\n/.exec(pending)
-          if (command === null) return
-          const args: string[] = []
-          let at = command[0].length
-          for (let i = 0; i < Number(command[1]); i++) {
-            const head = /^\$(\d+)\r\n/.exec(pending.slice(at))
-            if (head === null) return
-            const start = at + head[0].length
-            if (pending.length < start + Number(head[1]) + 2) return
-            args.push(pending.slice(start, start + Number(head[1])))
-            at = start + Number(head[1]) + 2
-          }
-          pending = pending.slice(at)
-          const [name, key] = [args[0]?.toUpperCase(), args[1]]
+          const parsed = parseCommand(pending)
+          if (parsed === undefined) return
+          pending = pending.subarray(parsed.end)
+          const [name, key] = [parsed.args[0]?.toUpperCase(), parsed.args[1]]
           if (name === 'HELLO') socket.write('%1\r\n$5\r\nproto\r\n:3\r\n')
           else if (name === 'GET' && key === 'a') socket.write(`$1\r\nv\r\n${push('a')}`)
           else if (name === 'GET') socket.write(`${push(key ?? '')}$1\r\nv\r\n`)
