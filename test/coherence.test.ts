@@ -2,6 +2,7 @@ import { Redis } from 'ioredis'
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { createLogger, type Logger } from '../shared/log.js'
 import { askUntil } from './harness/ask-until.js'
+import { busyWithScript, rejectedCalls } from './harness/busy-script.js'
 import { type DelayRelay, startDelayRelay } from './harness/delay-relay.js'
 import { proxiedRedis } from './harness/proxied-redis.js'
 import {
@@ -558,20 +559,8 @@ describe('a Redis busy with a script when the proxy connects', () => {
     start: (log: Logger) => Promise<T>,
     command: string,
   ): Promise<T> {
-    const rejected = async () => {
-      const stats = String(await redis.command('INFO', 'commandstats'))
-      return Number(
-        new RegExp(`cmdstat_${command.replace('|', '\\|')}:.*rejected_calls=(\\d+)`).exec(
-          stats,
-        )?.[1] ?? 0,
-      )
-    }
-    const before = await rejected()
-    const script = redis.command('EVAL', 'while true do end', '0')
-    await askUntil(
-      async () => String(await redis.command('PING')),
-      (reply) => reply.includes('BUSY'),
-    )
+    const before = await rejectedCalls(redis, command)
+    const done = await busyWithScript(redis)
     const lines: string[] = []
     const starting = start(createLogger('warn', (line) => lines.push(line)))
     try {
@@ -580,12 +569,10 @@ describe('a Redis busy with a script when the proxy connects', () => {
         (logged) => logged.includes('BUSY'),
       )
     } finally {
-      // Also on failure: a Redis in a script does not stop on SIGTERM.
-      await redis.command('SCRIPT', 'KILL')
-      await script
+      await done()
     }
     const started = await starting
-    expect(await rejected()).toBeGreaterThan(before)
+    expect(await rejectedCalls(redis, command)).toBeGreaterThan(before)
     return started
   }
 

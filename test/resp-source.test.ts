@@ -9,6 +9,7 @@ import { nativeBackend } from '../shared/redis/native-backend.js'
 import { RespSource, type RespSourceOptions } from '../shared/redis/resp-source.js'
 import type { Loaded } from '../shared/redis/source.js'
 import { askUntil } from './harness/ask-until.js'
+import { busyWithScript, rejectedCalls } from './harness/busy-script.js'
 import { listenOnLoopback } from './harness/ports.js'
 import { waitReady } from './harness/proxy.js'
 import { sleep, startRedis, type TestRedis } from './harness/redis-server.js'
@@ -284,12 +285,9 @@ describe('native RESP source: setup rounds', () => {
 describe('native RESP source: a Redis busy with a script', () => {
   it('takes SELECT answered BUSY at first connect for no refusal of the database: retried, then ready', async () => {
     const busy = await startRedis(['--busy-reply-threshold', '100'])
+    let done: (() => Promise<void>) | undefined
     try {
-      const script = busy.command('EVAL', 'while true do end', '0')
-      await askUntil(
-        async () => String(await busy.command('PING')),
-        (reply) => reply.includes('BUSY'),
-      )
+      done = await busyWithScript(busy)
       const refused: string[] = []
       const errors: string[] = []
       const ready = openSource({
@@ -303,17 +301,14 @@ describe('native RESP source: a Redis busy with a script', () => {
         (seen) => seen.some((message) => message.includes('BUSY')),
       )
       expect(refused).toEqual([])
-      await busy.command('SCRIPT', 'KILL')
-      await script
+      await done()
       await ready
       expect(refused).toEqual([])
-      const stats = String(await busy.command('INFO', 'commandstats'))
-      expect(Number(/cmdstat_select:.*rejected_calls=(\d+)/.exec(stats)?.[1])).toBeGreaterThan(0)
+      expect(await rejectedCalls(busy, 'select')).toBeGreaterThan(0)
     } finally {
       await source?.close()
       source = undefined
-      // A Redis still in the script would not stop on SIGTERM.
-      await busy.command('SCRIPT', 'KILL')
+      await done?.()
       await busy.stop()
     }
   })

@@ -1,0 +1,28 @@
+import { askUntil } from './ask-until.js'
+import type { TestRedis } from './redis-server.js'
+
+/**
+ * Sets `redis` (started with a low `--busy-reply-threshold`) running an
+ * endless script, and resolves once it answers BUSY to other clients. The
+ * function it resolves to kills the script and waits for its end: call it
+ * in a `finally` too, since a Redis in a script does not stop on SIGTERM
+ * (killing one that has none is a harmless NOTBUSY error).
+ */
+export async function busyWithScript(redis: TestRedis): Promise<() => Promise<void>> {
+  const script = redis.command('EVAL', 'while true do end', '0')
+  await askUntil(
+    async () => String(await redis.command('PING')),
+    (reply) => reply.includes('BUSY'),
+  )
+  return async () => {
+    await redis.command('SCRIPT', 'KILL')
+    await script
+  }
+}
+
+/** Calls of `command` (as Redis names it: `select`, `client|tracking`) Redis rejected, by INFO commandstats. */
+export async function rejectedCalls(redis: TestRedis, command: string): Promise<number> {
+  const stats = String(await redis.command('INFO', 'commandstats'))
+  const line = new RegExp(`cmdstat_${command.replace('|', '\\|')}:.*rejected_calls=(\\d+)`)
+  return Number(line.exec(stats)?.[1] ?? 0)
+}
