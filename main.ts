@@ -201,6 +201,7 @@ async function main(args: string[]): Promise<void> {
             metrics.idleCollected(youngBefore - youngAfter)
             log.debug('idle gc', { youngBefore, youngAfter, ms: Math.round(ms * 10) / 10 })
           },
+          onSkip: (reason) => metrics.idleSkipped(reason),
           onError: (error) =>
             log.warn('idle gc off: a collection failed', { error: String(error) }),
         },

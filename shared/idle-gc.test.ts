@@ -104,6 +104,24 @@ describe('IdleGc', () => {
     expect(Math.max(...gaps)).toBe(63)
   })
 
+  it('says why each look that ran no collection ran none', () => {
+    const { state, parts } = fakeParts(32 * MiB)
+    state.shrinkTo = 32 * MiB
+    const skips: string[] = []
+    const gc = new IdleGc({ intervalMs: 5000, onSkip: (why) => skips.push(why) }, parts)
+    state.busy = 0.5
+    gc.check()
+    state.busy = 0
+    gc.check() // collects, gives nothing back
+    gc.check() // collects again: the next look is skipped
+    gc.check()
+    state.shrinkTo = 1 * MiB
+    gc.check() // collects, gives it back
+    gc.check()
+    expect(skips).toEqual(['busy', 'backoff', 'small'])
+    expect(state.collections).toBe(3)
+  })
+
   it('stops for good, and says why, when a collection throws', () => {
     const { state, parts } = fakeParts(32 * MiB)
     const failure = new ReferenceError('gc is not defined')

@@ -41,6 +41,14 @@ export type IdleGcResult = {
   ms: number
 }
 
+/**
+ * Why a look ended without a collection: the loop was `busy` for `idleBelow`
+ * or more of the interval, the young generation was already `small`
+ * (`youngAbove` or less), or the look fell in the `backoff` after a
+ * collection that gave nothing back.
+ */
+export type IdleGcSkip = 'busy' | 'small' | 'backoff'
+
 export type IdleGcOptions = {
   /** How often to look, ms; an interval is the span judged idle or not. Integer >= 1. */
   intervalMs: number
@@ -56,6 +64,8 @@ export type IdleGcOptions = {
    */
   youngAbove?: number
   onCollect?: (result: IdleGcResult) => void
+  /** A look that ran no collection, and why: what tells an operator why memory stays. */
+  onSkip?: (reason: IdleGcSkip) => void
   /**
    * A collection threw (`gc()` could not be had on this runtime): the checks
    * stop for good, and this is told why. A memory saving must never take
@@ -80,6 +90,7 @@ export class IdleGc {
   readonly #youngAbove: number
   readonly #onCollect: IdleGcOptions['onCollect']
   readonly #onError: IdleGcOptions['onError']
+  readonly #onSkip: IdleGcOptions['onSkip']
   readonly #parts: IdleGcParts
   #timer: ReturnType<typeof setInterval> | undefined
   #backoff = 1
@@ -110,6 +121,7 @@ export class IdleGc {
     this.#youngAbove = youngAbove
     this.#onCollect = options.onCollect
     this.#onError = options.onError
+    this.#onSkip = options.onSkip
     this.#parts = parts
   }
 
@@ -124,12 +136,17 @@ export class IdleGc {
       // Traffic came back: the next idle spell starts from a clean slate.
       this.#backoff = 1
       this.#skip = 0
+      this.#onSkip?.('busy')
       return null
     }
     const youngBefore = this.#parts.youngBytes()
-    if (youngBefore <= this.#youngAbove) return null
+    if (youngBefore <= this.#youngAbove) {
+      this.#onSkip?.('small')
+      return null
+    }
     if (this.#skip > 0) {
       this.#skip--
+      this.#onSkip?.('backoff')
       return null
     }
     const started = this.#parts.now()

@@ -1,4 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, type Metric, Registry } from 'prom-client'
+import type { IdleGcSkip } from './idle-gc.js'
 import type { ReadThroughStats } from './read-through.js'
 
 /** The two ways in; every per-interface metric carries one as its `interface` label. */
@@ -49,6 +50,11 @@ export type MetricsRegistry = {
    * (`redis_proxy_idle_gc_released_bytes_total`).
    */
   idleCollected(releasedBytes: number): void
+  /**
+   * Counts a look of the idle collection that ran none
+   * (`redis_proxy_idle_gc_skipped_total`), by why: `busy`, `small` or `backoff`.
+   */
+  idleSkipped(reason: IdleGcSkip): void
   /** The Prometheus text exposition. */
   render(): Promise<string>
 }
@@ -197,6 +203,13 @@ export function createMetricsRegistry(options: { defaultMetrics?: boolean } = {}
     registers: [prom],
   })
 
+  const idleSkips = new Counter({
+    name: 'redis_proxy_idle_gc_skipped_total',
+    help: 'Looks of the idle collection that ran none: the loop was busy, the young generation already small, or a backoff after a collection that gave nothing back.',
+    labelNames: ['reason'],
+    registers: [prom],
+  })
+
   const durations = new DurationHistogram(
     'redis_proxy_request_duration_seconds',
     'Time from a request arriving to its answer being ready to write.',
@@ -226,6 +239,7 @@ export function createMetricsRegistry(options: { defaultMetrics?: boolean } = {}
       idleCollections.inc()
       idleReleased.inc(Math.max(0, releasedBytes))
     },
+    idleSkipped: (reason) => idleSkips.inc({ reason }),
     render: () => prom.metrics(),
   }
 }
