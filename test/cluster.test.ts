@@ -6,7 +6,7 @@ import { slotOfKey } from '../shared/redis/cluster/slot.js'
 import { askUntil } from './harness/ask-until.js'
 import { freePort } from './harness/ports.js'
 import { spawnProxy, waitServing } from './harness/process.js'
-import { startRespProxy, type TestRespProxy } from './harness/proxy.js'
+import { startRespProxy, type TestRespProxy, waitReady } from './harness/proxy.js'
 import { startRedisCluster, type TestCluster } from './harness/redis-cluster.js'
 import { sleep } from './harness/redis-server.js'
 import { rawConnect } from './harness/resp-client.js'
@@ -64,6 +64,12 @@ async function calls(port: number, command: string): Promise<number> {
 }
 
 const getCalls = (port: number) => calls(port, 'get')
+
+/** GETs the node on `port` refused before running them (MOVED, ASK): INFO commandstats. */
+async function rejectedGets(port: number): Promise<number> {
+  const info = String(await cluster.command(port, 'INFO', 'commandstats'))
+  return Number(/cmdstat_get:.*rejected_calls=(\d+)/.exec(info)?.[1] ?? 0)
+}
 
 describe('routing by slot', () => {
   test('strings land on the primary owning their slot, on every primary', async () => {
@@ -549,6 +555,70 @@ describe('a changing cluster', () => {
     }
     expect(await client.incr('{ask}n')).toBe(1)
     expect(String(await cluster.command(to, 'GET', '{ask}n'))).toBe('1')
+  })
+
+  test('a read that followed MOVED is not stored when a later write is heard with its reply', async () => {
+    // A proxy of its own whose slot map goes stale: no periodic refresh.
+    const own = await startRespProxy('redis://127.0.0.1:1', {
+      REDIS_CLUSTER_NODES: cluster.seeds,
+      REDIS_CLUSTER_REFRESH: '600000',
+    })
+    const reader = new Redis({ port: own.port, host: '127.0.0.1', lazyConnect: true })
+    // Connected before the node is busy: its write is then read in the
+    // same turn as the proxy's GET and PTTL, after them.
+    let writer: Redis | undefined
+    try {
+      await reader.connect()
+      await waitReady(own.service)
+      expect(own.service.invalidation()).toBe('on')
+      const key = '{moved-read}k'
+      const slot = slotOfKey(key)
+      const from = await cluster.ownerOf(slot)
+      const primaries = await cluster.primaries()
+      const to = primaries.find((port) => port !== from) as number
+      const id = async (port: number) => String(await cluster.command(port, 'CLUSTER', 'MYID'))
+      await cluster.command(from, 'SET', key, 'old')
+      await cluster.command(to, 'CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', await id(from))
+      await cluster.command(from, 'CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', await id(to))
+      await cluster.command(from, 'MIGRATE', '127.0.0.1', String(to), key, '0', '5000')
+      for (const port of primaries) {
+        await cluster.command(port, 'CLUSTER', 'SETSLOT', String(slot), 'NODE', await id(to))
+      }
+      await cluster.waitHealthy()
+      writer = new Redis({ port: to, host: '127.0.0.1', lazyConnect: true })
+      await writer.connect()
+      const movedBefore = await rejectedGets(from)
+      // The new owner spins 400 ms. Meanwhile the proxy's GET goes to the old
+      // owner, is told MOVED, and its GET and PTTL wait in the new owner's
+      // socket; then the write. The node answers the read (`old`) and
+      // broadcasts the write's invalidation in one write to the proxy: the
+      // invalidation is read before the redirected read's answer is taken
+      // (a promise's), so it cannot tell which came first.
+      const script = cluster.command(
+        to,
+        'EVAL',
+        "local s = redis.call('TIME') repeat local n = redis.call('TIME') until (n[1] - s[1]) * 1000000 + (n[2] - s[2]) > 400000",
+        '0',
+      )
+      await sleep(30)
+      const asked = performance.now()
+      const read = reader.get(key)
+      await sleep(100)
+      const written = writer.set(key, 'new')
+      expect(await read).toBe('old')
+      expect(performance.now() - asked).toBeGreaterThan(100)
+      expect(await written).toBe('OK')
+      await script
+      // It did go by MOVED (the old owner refused it), so by the promise path.
+      expect(await rejectedGets(from)).toBe(movedBefore + 1)
+      // Not stored: the next read asks the node, and gets the write.
+      expect(own.service.peek(key)).toBeNull()
+      expect(await reader.get(key)).toBe('new')
+    } finally {
+      writer?.disconnect()
+      reader.disconnect()
+      await own.close()
+    }
   })
 
   test('resharding under load: MOVED and ASK are followed, no error, every value right', async () => {
