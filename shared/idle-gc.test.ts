@@ -72,6 +72,31 @@ describe('IdleGc', () => {
     expect(ran.flatMap((r, i) => (r ? [i] : []))).toEqual([0, 1, 3, 7, 15])
   })
 
+  it("leaves its own collection's time out of the next interval's busy share", () => {
+    // At a 100 ms interval a 7 ms collection is 7% of the next interval,
+    // which the loop's utilization reports as busy.
+    const { state, parts } = fakeParts(32 * MiB)
+    state.shrinkTo = 32 * MiB
+    let ownMs = 0
+    const collect = parts.collect
+    parts.collect = () => {
+      collect()
+      ownMs = 7
+    }
+    parts.busy = () => {
+      const busy = state.busy + ownMs / 100
+      ownMs = 0
+      return busy
+    }
+    const gc = new IdleGc({ intervalMs: 100 }, parts)
+    const ran = Array.from({ length: 20 }, () => gc.check() !== null)
+    // As with no time of its own: the backoff still doubles.
+    expect(ran.flatMap((r, i) => (r ? [i] : []))).toEqual([0, 1, 3, 7, 15])
+    // Traffic on top of it is still traffic.
+    state.busy = 0.02
+    expect(gc.check()).toBeNull()
+  })
+
   it('gives the young generation back at the second try, as V8 did after a fill', () => {
     const { state, gc } = neverShrinks()
     expect(gc.check()?.youngAfter).toBe(32 * MiB)

@@ -95,6 +95,14 @@ export class IdleGc {
   #timer: ReturnType<typeof setInterval> | undefined
   #backoff = 1
   #skip = 0
+  /**
+   * How long the last look's own collection ran, ms: the loop was busy with
+   * it, not with traffic, and the next look leaves it out. Counted as
+   * traffic, a collection of 10-30 ms made the next interval busy at
+   * IDLE_GC_INTERVAL=1000 (1% is 10 ms), and that reset the backoff: a young
+   * generation V8 would not give back was collected every other interval.
+   */
+  #ownMs = 0
   /** A collection failed: never again. */
   #stopped = false
 
@@ -131,7 +139,8 @@ export class IdleGc {
    */
   check(): IdleGcResult | null {
     if (this.#stopped) return null
-    const busy = this.#parts.busy()
+    const busy = this.#parts.busy() - this.#ownMs / this.#intervalMs
+    this.#ownMs = 0
     if (busy >= this.#idleBelow) {
       // Traffic came back: the next idle spell starts from a clean slate.
       this.#backoff = 1
@@ -163,6 +172,7 @@ export class IdleGc {
       youngAfter: this.#parts.youngBytes(),
       ms: this.#parts.now() - started,
     }
+    this.#ownMs = result.ms
     if (result.youngAfter > this.#youngAbove) {
       // Skips 0, 1, 3, 7, ... 63 intervals after the 1st, 2nd, 3rd, ... failure.
       this.#skip = this.#backoff - 1

@@ -22,9 +22,16 @@ export function killLeftovers(): void {
   running.clear()
 }
 
-/** The built proxy (`npm run build` output) as its own process, as an operator runs it. */
-export function spawnProxy(args: string[], env: Record<string, string>): ProxyProcess {
-  const child = spawn(process.execPath, ['dist/main.js', ...args], {
+/**
+ * The built proxy (`npm run build` output) as its own process, as an operator
+ * runs it; `nodeArgs` go to node before the script (V8 flags).
+ */
+export function spawnProxy(
+  args: string[],
+  env: Record<string, string>,
+  nodeArgs: readonly string[] = [],
+): ProxyProcess {
+  const child = spawn(process.execPath, [...nodeArgs, 'dist/main.js', ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
