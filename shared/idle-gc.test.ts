@@ -88,13 +88,47 @@ describe('IdleGc', () => {
       ownMs = 0
       return busy
     }
-    const gc = new IdleGc({ intervalMs: 100 }, parts)
+    const skips: string[] = []
+    const gc = new IdleGc({ intervalMs: 100, onSkip: (why) => skips.push(why) }, parts)
     const ran = Array.from({ length: 20 }, () => gc.check() !== null)
     // As with no time of its own: the backoff still doubles.
     expect(ran.flatMap((r, i) => (r ? [i] : []))).toEqual([0, 1, 3, 7, 15])
-    // Traffic on top of it is still traffic.
+    expect(skips.filter((why) => why === 'busy')).toEqual([])
+    // Traffic on top of a collection's time is busy.
     state.busy = 0.02
-    expect(gc.check()).toBeNull()
+    gc.check()
+    expect(skips.at(-1)).toBe('busy')
+  })
+
+  it('does not take a busy look right after its own collection for traffic coming back', () => {
+    // V8's own work after a full collection runs on the loop as well: the
+    // look after one can read busy once the collection's time is left out.
+    const { state, parts } = fakeParts(32 * MiB)
+    state.shrinkTo = 32 * MiB
+    let after = false
+    const collect = parts.collect
+    parts.collect = () => {
+      collect()
+      after = true
+    }
+    parts.busy = () => {
+      const busy = state.busy + (after ? 0.02 : 0)
+      after = false
+      return busy
+    }
+    const skips: string[] = []
+    const gc = new IdleGc({ intervalMs: 1000, onSkip: (why) => skips.push(why) }, parts)
+    const ran = Array.from({ length: 40 }, () => gc.check() !== null)
+    // Each busy look after a collection waits as a backoff look does: the
+    // waits still double (1, 1, 3, 7, 15 looks between collections).
+    expect(ran.flatMap((r, i) => (r ? [i] : []))).toEqual([0, 2, 4, 8, 16, 32])
+    expect(skips.slice(0, 6)).toEqual(['busy', 'busy', 'busy', 'backoff', 'backoff', 'busy'])
+    // Busy with no collection before it is traffic: the backoff starts over.
+    state.busy = 0.5
+    gc.check()
+    state.busy = 0
+    const next = Array.from({ length: 3 }, () => gc.check() !== null)
+    expect(next).toEqual([true, false, true])
   })
 
   it('gives the young generation back at the second try, as V8 did after a fill', () => {

@@ -567,6 +567,8 @@ describe('a changing cluster', () => {
     // Connected before the node is busy: its write is then read in the
     // same turn as the proxy's GET and PTTL, after them.
     let writer: Redis | undefined
+    // Set while the slot is half moved: a failure then leaves it stable for the tests after.
+    let unsettled: (() => Promise<void>) | undefined
     try {
       await reader.connect()
       await waitReady(own.service)
@@ -578,12 +580,18 @@ describe('a changing cluster', () => {
       const to = primaries.find((port) => port !== from) as number
       const id = async (port: number) => String(await cluster.command(port, 'CLUSTER', 'MYID'))
       await cluster.command(from, 'SET', key, 'old')
+      unsettled = async () => {
+        for (const port of [from, to]) {
+          await cluster.command(port, 'CLUSTER', 'SETSLOT', String(slot), 'STABLE')
+        }
+      }
       await cluster.command(to, 'CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', await id(from))
       await cluster.command(from, 'CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', await id(to))
       await cluster.command(from, 'MIGRATE', '127.0.0.1', String(to), key, '0', '5000')
       for (const port of primaries) {
         await cluster.command(port, 'CLUSTER', 'SETSLOT', String(slot), 'NODE', await id(to))
       }
+      unsettled = undefined
       await cluster.waitHealthy()
       writer = new Redis({ port: to, host: '127.0.0.1', lazyConnect: true })
       await writer.connect()
@@ -593,7 +601,9 @@ describe('a changing cluster', () => {
       // socket; then the write. The node answers the read (`old`) and
       // broadcasts the write's invalidation in one write to the proxy: the
       // invalidation is read before the redirected read's answer is taken
-      // (a promise's), so it cannot tell which came first.
+      // (a promise's), so it cannot tell which came first. (Nothing here
+      // sees the chunk; on Redis 7.0.15 the two came in one every time: with
+      // the read counted as the owner's own, this failed 8 runs of 8.)
       const script = cluster.command(
         to,
         'EVAL',
@@ -615,6 +625,7 @@ describe('a changing cluster', () => {
       expect(own.service.peek(key)).toBeNull()
       expect(await reader.get(key)).toBe('new')
     } finally {
+      await unsettled?.()
       writer?.disconnect()
       reader.disconnect()
       await own.close()
