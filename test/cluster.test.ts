@@ -625,10 +625,13 @@ describe('a changing cluster', () => {
       expect(own.service.peek(key)).toBeNull()
       expect(await reader.get(key)).toBe('new')
     } finally {
-      await unsettled?.()
-      writer?.disconnect()
-      reader.disconnect()
-      await own.close()
+      try {
+        await unsettled?.()
+      } finally {
+        writer?.disconnect()
+        reader.disconnect()
+        await own.close()
+      }
     }
   })
 
