@@ -8,7 +8,7 @@ import { freePort } from './harness/ports.js'
 import { spawnProxy, waitServing } from './harness/process.js'
 import { startRespProxy, type TestRespProxy, waitReady } from './harness/proxy.js'
 import { startRedisCluster, type TestCluster } from './harness/redis-cluster.js'
-import { sleep } from './harness/redis-server.js'
+import { commandStat, sleep } from './harness/redis-server.js'
 import { rawConnect } from './harness/resp-client.js'
 
 /**
@@ -59,16 +59,14 @@ async function ownerOfKey(key: string): Promise<number> {
 
 /** How many times the node on `port` ran `command` (INFO commandstats). */
 async function calls(port: number, command: string): Promise<number> {
-  const info = String(await cluster.command(port, 'INFO', 'commandstats'))
-  return Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(info)?.[1] ?? 0)
+  return commandStat(await cluster.command(port, 'INFO', 'commandstats'), command, 'calls')
 }
 
 const getCalls = (port: number) => calls(port, 'get')
 
 /** GETs the node on `port` refused before running them (MOVED, ASK): INFO commandstats. */
 async function rejectedGets(port: number): Promise<number> {
-  const info = String(await cluster.command(port, 'INFO', 'commandstats'))
-  return Number(/cmdstat_get:.*rejected_calls=(\d+)/.exec(info)?.[1] ?? 0)
+  return commandStat(await cluster.command(port, 'INFO', 'commandstats'), 'get', 'rejected_calls')
 }
 
 describe('routing by slot', () => {

@@ -1,5 +1,5 @@
 import { askUntil } from './ask-until.js'
-import type { TestRedis } from './redis-server.js'
+import { commandStat, type TestRedis } from './redis-server.js'
 
 /**
  * Sets `redis` (started with a low `--busy-reply-threshold`) running an
@@ -22,7 +22,5 @@ export async function busyWithScript(redis: TestRedis): Promise<() => Promise<vo
 
 /** Calls of `command` (as Redis names it: `select`, `client|tracking`) Redis rejected, by INFO commandstats. */
 export async function rejectedCalls(redis: TestRedis, command: string): Promise<number> {
-  const stats = String(await redis.command('INFO', 'commandstats'))
-  const line = new RegExp(`cmdstat_${command.replace('|', '\\|')}:.*rejected_calls=(\\d+)`)
-  return Number(line.exec(stats)?.[1] ?? 0)
+  return commandStat(await redis.command('INFO', 'commandstats'), command, 'rejected_calls')
 }

@@ -205,12 +205,22 @@ export function parseReply(buf: Buffer, at: number): { value: RespValue; end: nu
   }
 }
 
+/**
+ * One figure of one command from an `INFO commandstats` reply: `field` is
+ * Redis's name for it (`calls`, `rejected_calls`, `failed_calls`), `command`
+ * Redis's name for the command (`get`, `client|tracking`); 0 for a command
+ * that has not been called.
+ */
+export function commandStat(info: unknown, command: string, field: string): number {
+  const text = Buffer.isBuffer(info) ? info.toString() : String(info)
+  const line = text.split('\r\n').find((each) => each.startsWith(`cmdstat_${command}:`))
+  const match = line === undefined ? null : new RegExp(`[:,]${field}=(\\d+)`).exec(line)
+  return match === null ? 0 : Number(match[1])
+}
+
 /** The number of GET calls Redis itself has served, from INFO commandstats. */
 export async function backendGetCount(redis: TestRedis): Promise<number> {
-  const info = await redis.command('INFO', 'commandstats')
-  const text = Buffer.isBuffer(info) ? info.toString() : String(info)
-  const match = /cmdstat_get:calls=(\d+)/.exec(text)
-  return match ? Number(match[1]) : 0
+  return commandStat(await redis.command('INFO', 'commandstats'), 'get', 'calls')
 }
 
 export function sleep(ms: number): Promise<void> {
