@@ -69,6 +69,37 @@ async function rejectedGets(port: number): Promise<number> {
   return commandStat(await cluster.command(port, 'INFO', 'commandstats'), 'get', 'rejected_calls')
 }
 
+/** A script that keeps its node busy for 400 ms. */
+const SPIN_400_MS =
+  "local s = redis.call('TIME') repeat local n = redis.call('TIME') until (n[1] - s[1]) * 1000000 + (n[2] - s[2]) > 400000"
+
+/**
+ * A read through the proxy that waits in a busy node's socket with a write
+ * queued behind it: the node on `port` spins 400 ms; `read` is sent 30 ms
+ * in, `write` (straight to the node, on a client connected before) 100 ms
+ * after that. The node then runs the read's commands and the write in turn,
+ * and sends the read's replies and the write's invalidation to the proxy in
+ * one write. Returns the read's answer; the write must answer OK.
+ */
+async function readWhileWriteQueues(
+  port: number,
+  read: () => Promise<string | null>,
+  write: () => Promise<unknown>,
+): Promise<string | null> {
+  const script = cluster.command(port, 'EVAL', SPIN_400_MS, '0')
+  await sleep(30)
+  const asked = performance.now()
+  const answer = read()
+  await sleep(100)
+  const written = write()
+  const value = await answer
+  // It waited for the node: behind the script, ahead of the write.
+  expect(performance.now() - asked).toBeGreaterThan(100)
+  expect(await written).toBe('OK')
+  await script
+  return value
+}
+
 describe('routing by slot', () => {
   test('strings land on the primary owning their slot, on every primary', async () => {
     const keys = await keyPerPrimary('str')
@@ -249,7 +280,7 @@ describe('the cache in front of a cluster', () => {
     const script = cluster.command(
       port,
       'EVAL',
-      "redis.call('SET', KEYS[1], 'new') local s = redis.call('TIME') repeat local n = redis.call('TIME') until (n[1] - s[1]) * 1000000 + (n[2] - s[2]) > 400000",
+      `redis.call('SET', KEYS[1], 'new') ${SPIN_400_MS}`,
       '1',
       key,
     )
@@ -591,10 +622,11 @@ describe('a changing cluster', () => {
       }
       unsettled = undefined
       await cluster.waitHealthy()
-      writer = new Redis({ port: to, host: '127.0.0.1', lazyConnect: true })
-      await writer.connect()
+      const node = new Redis({ port: to, host: '127.0.0.1', lazyConnect: true })
+      writer = node
+      await node.connect()
       const movedBefore = await rejectedGets(from)
-      // The new owner spins 400 ms. Meanwhile the proxy's GET goes to the old
+      // The new owner is busy. Meanwhile the proxy's GET goes to the old
       // owner, is told MOVED, and its GET and PTTL wait in the new owner's
       // socket; then the write. The node answers the read (`old`) and
       // broadcasts the write's invalidation in one write to the proxy: the
@@ -602,21 +634,13 @@ describe('a changing cluster', () => {
       // (a promise's), so it cannot tell which came first. (Nothing here
       // sees the chunk; on Redis 7.0.15 the two came in one every time: with
       // the read counted as the owner's own, this failed 8 runs of 8.)
-      const script = cluster.command(
-        to,
-        'EVAL',
-        "local s = redis.call('TIME') repeat local n = redis.call('TIME') until (n[1] - s[1]) * 1000000 + (n[2] - s[2]) > 400000",
-        '0',
-      )
-      await sleep(30)
-      const asked = performance.now()
-      const read = reader.get(key)
-      await sleep(100)
-      const written = writer.set(key, 'new')
-      expect(await read).toBe('old')
-      expect(performance.now() - asked).toBeGreaterThan(100)
-      expect(await written).toBe('OK')
-      await script
+      expect(
+        await readWhileWriteQueues(
+          to,
+          () => reader.get(key),
+          () => node.set(key, 'new'),
+        ),
+      ).toBe('old')
       // It did go by MOVED (the old owner refused it), so by the promise path.
       expect(await rejectedGets(from)).toBe(movedBefore + 1)
       // Not stored: the next read asks the node, and gets the write.
@@ -629,6 +653,65 @@ describe('a changing cluster', () => {
         writer?.disconnect()
         reader.disconnect()
         await own.close()
+      }
+    }
+  })
+
+  test('a read that followed ASK is not stored when a later write is heard with its reply', async () => {
+    // The slot is half moved: its owner (the map's, unchanged) answers ASK
+    // for the key, which the importing node has.
+    const key = '{ask-read}k'
+    const slot = slotOfKey(key)
+    const from = await cluster.ownerOf(slot)
+    const primaries = await cluster.primaries()
+    const to = primaries.find((port) => port !== from) as number
+    const id = async (port: number) => String(await cluster.command(port, 'CLUSTER', 'MYID'))
+    await cluster.command(from, 'SET', key, 'old')
+    // Connected before the node is busy, as in the MOVED test.
+    const node = new Redis({ port: to, host: '127.0.0.1', lazyConnect: true })
+    let moving = false
+    try {
+      await node.connect()
+      moving = true
+      await cluster.command(to, 'CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', await id(from))
+      await cluster.command(from, 'CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', await id(to))
+      await cluster.command(from, 'MIGRATE', '127.0.0.1', String(to), key, '0', '5000')
+      const refusedBefore = await rejectedGets(from)
+      const askingBefore = await calls(to, 'asking')
+      // The proxy's GET is told ASK by the owner; its ASKING, GET, ASKING,
+      // PTTL wait in the busy node's socket, then the write (ASKING, SET: the
+      // slot is not the node's yet). The node answers the read (`old`) and
+      // broadcasts the write's invalidation in one write to the proxy, read
+      // before the redirected read's answer is taken (a promise's).
+      const value = await readWhileWriteQueues(
+        to,
+        () => client.get(key),
+        async () => (await node.pipeline().call('ASKING').set(key, 'new').exec())?.[1]?.[1],
+      )
+      expect(value).toBe('old')
+      // It did go by ASK: refused by the owner, asked of the importing node
+      // (ASKING before its GET and PTTL, and the write's own).
+      expect(await rejectedGets(from)).toBe(refusedBefore + 1)
+      expect(await calls(to, 'asking')).toBe(askingBefore + 3)
+      // Not stored: the next read asks again, and gets the write.
+      expect(proxy.service.peek(key)).toBeNull()
+      expect(await client.get(key)).toBe('new')
+      for (const port of primaries) {
+        await cluster.command(port, 'CLUSTER', 'SETSLOT', String(slot), 'NODE', await id(to))
+      }
+      moving = false
+      await cluster.waitHealthy()
+      expect(await client.get(key)).toBe('new')
+    } finally {
+      try {
+        // Failed half way: the slot is left stable for the tests after.
+        if (moving) {
+          for (const port of [from, to]) {
+            await cluster.command(port, 'CLUSTER', 'SETSLOT', String(slot), 'STABLE')
+          }
+        }
+      } finally {
+        node.disconnect()
       }
     }
   })
