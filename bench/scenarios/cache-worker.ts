@@ -1,22 +1,23 @@
 /**
  * One measurement of one cache in a fresh process, so JIT state and heap
- * left by the other implementation cannot colour it. Prints one JSON line.
+ * left by another implementation cannot colour it. Prints one JSON line.
  *
  *   node cache-worker.js ops  <impl> <uniform|zipf> <ops> <capacity> <keyspace> [<timedOps>]
- *   node --expose-gc cache-worker.js heap <impl> <entries> <valueBytes>
  *   node --expose-gc cache-worker.js whole <impl> <entries> <keyBytes> <valueBytes>
  *
- * impl: `ours` (LruCache, keys as ready-made strings), `ours-decoded`
- * (LruCache, each key decoded from request bytes to a string and the value
- * copied out, as the sidecar's hot path must), `slab` (SlabCache: the key's
- * bytes hashed where they lie, the value copied out with copyValue), or
- * `lru-cache` (the npm package, ready-made strings).
+ * impl: `slab` (SlabCache, the proxy's cache: the key's bytes hashed where
+ * they lie in a request chunk, the value copied out with copyValue),
+ * `lru-cache-bytes` (the npm package used as the proxy would have to: each
+ * key decoded from the same bytes to a string, the value copied out),
+ * `lru-cache` (the package with ready-made key strings, whose hashes V8
+ * keeps: its best case, which a request never brings), or `ours` (LruCache,
+ * the in-heap cache SlabCache replaced; `whole` only).
  */
 import { LRUCache } from 'lru-cache'
 import { LruCache } from '../../shared/cache/lru-cache.js'
 import { SlabCache } from '../../shared/cache/slab-cache.js'
 
-export const IMPLS = ['ours', 'ours-decoded', 'slab', 'lru-cache'] as const
+export const IMPLS = ['slab', 'lru-cache-bytes', 'lru-cache', 'ours'] as const
 type Impl = (typeof IMPLS)[number]
 const TTL_MS = 3_600_000
 // Zipf-like: the key of popularity rank r is drawn with weight 1 / r^s.
@@ -37,9 +38,6 @@ if (mode === 'ops') {
       +(timedOps ?? 0),
     ),
   )
-} else if (mode === 'heap') {
-  const [entries, valueBytes] = process.argv.slice(4)
-  report(heapPerEntry(impl, +(entries ?? 0), +(valueBytes ?? 0)))
 } else if (mode === 'whole') {
   const [entries, keyBytes, valueBytes] = process.argv.slice(4)
   report(wholePerEntry(impl, +(entries ?? 0), +(keyBytes ?? 0), +(valueBytes ?? 0)))
@@ -111,13 +109,13 @@ function opsPerSecond(
   const seq = keySequence(dist, ops, keyspace)
   const value = new Uint8Array(100)
   const pass =
-    impl === 'ours'
-      ? oursPass(capacity, keys, seq, value)
-      : impl === 'ours-decoded'
-        ? oursDecodedPass(capacity, keys, seq, value)
-        : impl === 'slab'
-          ? slabPass(capacity, keys, seq, value)
-          : lruPass(capacity, keys, seq, value)
+    impl === 'slab'
+      ? slabPass(capacity, keys, seq, value)
+      : impl === 'lru-cache-bytes'
+        ? lruBytesPass(capacity, keys, seq, value)
+        : impl === 'lru-cache'
+          ? lruPass(capacity, keys, seq, value)
+          : unmeasured(impl)
   pass(ops)
   const passes = [pass(timedOps), pass(timedOps), pass(timedOps)].sort((a, b) => a.ms - b.ms)
   const mid = passes[1] as Pass
@@ -141,20 +139,6 @@ function timed(body: () => number): Pass {
   return { ms, cpuMs: (cpu.user + cpu.system) / 1000, hits }
 }
 
-function oursPass(capacity: number, keys: string[], seq: Uint32Array, value: Uint8Array) {
-  const cache = new LruCache<Uint8Array>({ capacity, ttlMs: TTL_MS })
-  return (count: number) =>
-    timed(() => {
-      let hits = 0
-      for (let i = 0; i < count; i++) {
-        const key = keys[seq[i] as number] as string
-        if (cache.get(key) === null) cache.set(key, value)
-        else hits++
-      }
-      return hits
-    })
-}
-
 /** Every key's latin1 bytes back to back in one buffer, as keys arrive inside request chunks. */
 function packKeys(keys: string[]): { bytes: Buffer; starts: Uint32Array } {
   const starts = new Uint32Array(keys.length + 1)
@@ -167,8 +151,13 @@ function packKeys(keys: string[]): { bytes: Buffer; starts: Uint32Array } {
   return { bytes, starts }
 }
 
-function oursDecodedPass(capacity: number, keys: string[], seq: Uint32Array, value: Uint8Array) {
-  const cache = new LruCache<Uint8Array>({ capacity, ttlMs: TTL_MS })
+/**
+ * lru-cache as the proxy would use it: a request brings the key as bytes,
+ * so each lookup first makes a string of them (whose hash V8 then computes
+ * afresh), and a hit's value is copied into the reply.
+ */
+function lruBytesPass(capacity: number, keys: string[], seq: Uint32Array, value: Uint8Array) {
+  const cache = new LRUCache<string, Uint8Array>({ max: capacity, ttl: TTL_MS })
   const { bytes, starts } = packKeys(keys)
   const out = new Uint8Array(64 * 1024)
   return (count: number) =>
@@ -178,7 +167,7 @@ function oursDecodedPass(capacity: number, keys: string[], seq: Uint32Array, val
         const k = seq[i] as number
         const key = bytes.toString('latin1', starts[k] as number, starts[k + 1] as number)
         const found = cache.get(key)
-        if (found === null) cache.set(key, value)
+        if (found === undefined) cache.set(key, value)
         else {
           out.set(found)
           hits++
@@ -186,6 +175,10 @@ function oursDecodedPass(capacity: number, keys: string[], seq: Uint32Array, val
       }
       return hits
     })
+}
+
+function unmeasured(impl: Impl): never {
+  throw new TypeError(`\`${impl}\` is measured by \`whole\` only`)
 }
 
 function slabPass(capacity: number, keys: string[], seq: Uint32Array, value: Uint8Array) {
@@ -225,48 +218,9 @@ function lruPass(capacity: number, keys: string[], seq: Uint32Array, value: Uint
 }
 
 /**
- * Heap (plus typed-array backing stores) the cache adds for `entries` keys,
- * beyond the keys and values themselves: those are allocated and kept alive
- * before the first reading, so the difference is the cache's own structure.
- */
-function heapPerEntry(impl: Impl, entries: number, valueBytes: number): Record<string, number> {
-  const gc = (globalThis as { gc?: () => void }).gc
-  if (gc === undefined) throw new Error('run with --expose-gc')
-  const keys = Array.from({ length: entries }, (_, i) => `key:${String(i).padStart(10, '0')}`)
-  const values = Array.from({ length: entries }, () => new Uint8Array(valueBytes))
-  const used = () => {
-    gc()
-    gc()
-    const m = process.memoryUsage()
-    return m.heapUsed + m.arrayBuffers
-  }
-  const before = used()
-  let cache: unknown
-  if (impl === 'slab') {
-    const slab = new SlabCache({ capacity: entries, ttlMs: TTL_MS })
-    for (let i = 0; i < entries; i++) slab.set(keys[i] as string, values[i] as Uint8Array)
-    cache = slab
-  } else if (impl === 'ours' || impl === 'ours-decoded') {
-    const ours = new LruCache<Uint8Array>({ capacity: entries, ttlMs: TTL_MS })
-    for (let i = 0; i < entries; i++) ours.set(keys[i] as string, values[i] as Uint8Array)
-    cache = ours
-  } else {
-    const theirs = new LRUCache<string, Uint8Array>({ max: entries, ttl: TTL_MS })
-    for (let i = 0; i < entries; i++) theirs.set(keys[i] as string, values[i] as Uint8Array)
-    cache = theirs
-  }
-  const after = used()
-  // Keep everything reachable until after the second reading.
-  if (cache === undefined || keys.length !== values.length) throw new Error('unreachable')
-  return { bytesPerEntry: (after - before) / entries, keyChars: (keys[0] as string).length }
-}
-
-/**
  * Everything the cache costs per entry, its keys and values included: each
  * key and value is made as it is stored and then dropped by the caller, so
- * what is still held after a GC is what the cache keeps. (The `heap` mode
- * counts only the structure beyond keys and values; for SlabCache, which
- * copies both into its slabs, that difference is this whole cost.)
+ * what is still held after a GC is what the cache keeps.
  */
 function wholePerEntry(
   impl: Impl,
@@ -290,7 +244,8 @@ function wholePerEntry(
     const slab = new SlabCache({ capacity: entries, ttlMs: TTL_MS })
     for (let i = 0; i < entries; i++) slab.set(keyOf(i), new Uint8Array(valueBytes))
     cache = slab
-  } else if (impl === 'lru-cache') {
+  } else if (impl === 'lru-cache' || impl === 'lru-cache-bytes') {
+    // The same store either way: how keys reach it makes no difference here.
     const theirs = new LRUCache<string, Uint8Array>({ max: entries, ttl: TTL_MS })
     for (let i = 0; i < entries; i++) theirs.set(keyOf(i), new Uint8Array(valueBytes))
     cache = theirs
