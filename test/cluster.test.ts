@@ -89,15 +89,27 @@ async function readWhileWriteQueues(
   const script = cluster.command(port, 'EVAL', SPIN_400_MS, '0')
   await sleep(30)
   const asked = performance.now()
-  const answer = read()
+  const answered = read().then((value) => ({ value, at: performance.now() }))
   await sleep(100)
   const written = write()
-  const value = await answer
+  // All three settled before any is checked: none is left running into
+  // the test's cleanup.
+  const [readResult, writeResult, scriptResult] = await Promise.allSettled([
+    answered,
+    written,
+    script,
+  ])
+  const { value, at } = settledValue(readResult)
   // It waited for the node: behind the script, ahead of the write.
-  expect(performance.now() - asked).toBeGreaterThan(100)
-  expect(await written).toBe('OK')
-  await script
+  expect(at - asked).toBeGreaterThan(100)
+  expect(settledValue(writeResult)).toBe('OK')
+  settledValue(scriptResult)
   return value
+}
+
+function settledValue<T>(result: PromiseSettledResult<T>): T {
+  if (result.status === 'rejected') throw result.reason
+  return result.value
 }
 
 describe('routing by slot', () => {
@@ -626,6 +638,7 @@ describe('a changing cluster', () => {
       writer = node
       await node.connect()
       const movedBefore = await rejectedGets(from)
+      const unstoredBefore = own.service.stats().unstoredLoads
       // The new owner is busy. Meanwhile the proxy's GET goes to the old
       // owner, is told MOVED, and its GET and PTTL wait in the new owner's
       // socket; then the write. The node answers the read (`old`) and
@@ -643,7 +656,9 @@ describe('a changing cluster', () => {
       ).toBe('old')
       // It did go by MOVED (the old owner refused it), so by the promise path.
       expect(await rejectedGets(from)).toBe(movedBefore + 1)
-      // Not stored: the next read asks the node, and gets the write.
+      // Not stored, for the write heard while it was in flight (not evicted
+      // after): the next read asks the node, and gets the write.
+      expect(own.service.stats().unstoredLoads).toBe(unstoredBefore + 1)
       expect(own.service.peek(key)).toBeNull()
       expect(await reader.get(key)).toBe('new')
     } finally {
@@ -660,6 +675,7 @@ describe('a changing cluster', () => {
   test('a read that followed ASK is not stored when a later write is heard with its reply', async () => {
     // The slot is half moved: its owner (the map's, unchanged) answers ASK
     // for the key, which the importing node has.
+    expect(proxy.service.invalidation()).toBe('on')
     const key = '{ask-read}k'
     const slot = slotOfKey(key)
     const from = await cluster.ownerOf(slot)
@@ -678,6 +694,7 @@ describe('a changing cluster', () => {
       await cluster.command(from, 'MIGRATE', '127.0.0.1', String(to), key, '0', '5000')
       const refusedBefore = await rejectedGets(from)
       const askingBefore = await calls(to, 'asking')
+      const unstoredBefore = proxy.service.stats().unstoredLoads
       // The proxy's GET is told ASK by the owner; its ASKING, GET, ASKING,
       // PTTL wait in the busy node's socket, then the write (ASKING, SET: the
       // slot is not the node's yet). The node answers the read (`old`) and
@@ -686,16 +703,25 @@ describe('a changing cluster', () => {
       const value = await readWhileWriteQueues(
         to,
         () => client.get(key),
-        async () => (await node.pipeline().call('ASKING').set(key, 'new').exec())?.[1]?.[1],
+        async () => {
+          const replies = await node.pipeline().call('ASKING').set(key, 'new').exec()
+          const [err, reply] = replies?.[1] ?? [new Error('no reply to SET')]
+          if (err) throw err
+          return reply
+        },
       )
       expect(value).toBe('old')
       // It did go by ASK: refused by the owner, asked of the importing node
       // (ASKING before its GET and PTTL, and the write's own).
       expect(await rejectedGets(from)).toBe(refusedBefore + 1)
       expect(await calls(to, 'asking')).toBe(askingBefore + 3)
-      // Not stored: the next read asks again, and gets the write.
+      // Not stored, for the write heard while it was in flight (not evicted
+      // after): the next read asks again, and gets the write.
+      expect(proxy.service.stats().unstoredLoads).toBe(unstoredBefore + 1)
       expect(proxy.service.peek(key)).toBeNull()
       expect(await client.get(key)).toBe('new')
+      // With no write in its flight, a read that followed ASK is stored.
+      expect(proxy.service.peek(key)).not.toBeNull()
       for (const port of primaries) {
         await cluster.command(port, 'CLUSTER', 'SETSLOT', String(slot), 'NODE', await id(to))
       }
