@@ -8,7 +8,7 @@ import { freePort } from './harness/ports.js'
 import { spawnProxy, waitServing } from './harness/process.js'
 import { startRespProxy, type TestRespProxy, waitReady } from './harness/proxy.js'
 import { startRedisCluster, type TestCluster } from './harness/redis-cluster.js'
-import { commandStat, sleep } from './harness/redis-server.js'
+import { commandStat, type RespValue, sleep } from './harness/redis-server.js'
 import { rawConnect } from './harness/resp-client.js'
 
 /**
@@ -67,6 +67,58 @@ const getCalls = (port: number) => calls(port, 'get')
 /** GETs the node on `port` refused before running them (MOVED, ASK): INFO commandstats. */
 async function rejectedGets(port: number): Promise<number> {
   return commandStat(await cluster.command(port, 'INFO', 'commandstats'), 'get', 'rejected_calls')
+}
+
+/**
+ * The slot of `key` moved by hand from its owner to another primary, in
+ * Redis's own steps, as redis-cli --cluster reshard runs them: `begin`
+ * marks it IMPORTING on the new node and MIGRATING on the owner, `migrate`
+ * moves a key (the owner then answers ASK for it), `finish` moves the
+ * slot's other keys and gives the slot to the new node on every primary
+ * (MOVED from then on) and waits for the cluster to agree, and `abandon`
+ * leaves it STABLE on both, for the tests after one that failed half way.
+ */
+async function slotMove(key: string) {
+  const slot = String(slotOfKey(key))
+  const from = await cluster.ownerOf(slotOfKey(key))
+  const primaries = await cluster.primaries()
+  const to = primaries.find((port) => port !== from) as number
+  const id = async (port: number) => String(await cluster.command(port, 'CLUSTER', 'MYID'))
+  // Each step answered OK: an error comes back as a value, not thrown.
+  const ok = async (port: number, ...args: string[]): Promise<void> => {
+    const reply = await cluster.command(port, ...args)
+    expect(reply, `${args.join(' ')} on ${port}`).toBe('OK')
+  }
+  return {
+    from,
+    to,
+    async begin(): Promise<void> {
+      await ok(to, 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', await id(from))
+      await ok(from, 'CLUSTER', 'SETSLOT', slot, 'MIGRATING', await id(to))
+    },
+    migrate: (moved: string) => ok(from, 'MIGRATE', '127.0.0.1', String(to), moved, '0', '5000'),
+    async finish(): Promise<void> {
+      // Every key left in the slot goes first, as in a reshard: earlier
+      // tests (redis-benchmark's random keys) may have put others there,
+      // and the owner refuses to give up a slot it holds keys of (then
+      // stays MIGRATING, and a later reshard refuses to start).
+      for (;;) {
+        const left = (await cluster.command(from, 'CLUSTER', 'GETKEYSINSLOT', slot, '100')) as
+          | RespValue[]
+          | Error
+        if (!Array.isArray(left)) throw left
+        if (left.length === 0) break
+        const names = left.map((name) => String(name))
+        await ok(from, 'MIGRATE', '127.0.0.1', String(to), '', '0', '5000', 'KEYS', ...names)
+      }
+      const owner = await id(to)
+      for (const port of primaries) await ok(port, 'CLUSTER', 'SETSLOT', slot, 'NODE', owner)
+      await cluster.waitHealthy()
+    },
+    async abandon(): Promise<void> {
+      for (const port of [from, to]) await ok(port, 'CLUSTER', 'SETSLOT', slot, 'STABLE')
+    },
+  }
 }
 
 /** A script that keeps its node busy for 400 ms. */
@@ -553,20 +605,13 @@ describe('a changing cluster', () => {
   test('a slot being migrated by hand: ASK is followed for moved and new keys, MOVED once it is done', async () => {
     const keys = ['{ask}old', '{ask}moved', '{ask}new']
     const [old, moved, fresh] = keys as [string, string, string]
-    const slot = slotOfKey(old)
-    const from = await cluster.ownerOf(slot)
-    const primaries = await cluster.primaries()
-    const to = primaries.find((port) => port !== from) as number
-    const id = async (port: number) => String(await cluster.command(port, 'CLUSTER', 'MYID'))
+    const move = await slotMove(old)
+    const { to } = move
     await client.set(old, 'stays')
     await client.set(moved, 'travels')
     expect(await client.get(moved)).toBe('travels')
-    // Redis's own protocol for moving a slot, as redis-cli --cluster reshard runs it.
-    await cluster.command(to, 'CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', await id(from))
-    await cluster.command(from, 'CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', await id(to))
-    expect(
-      await cluster.command(from, 'MIGRATE', '127.0.0.1', String(to), moved, '0', '5000'),
-    ).toBe('OK')
+    await move.begin()
+    await move.migrate(moved)
     // `moved` is cached: MIGRATE's delete on the source evicts it through that
     // node's tracking, which may come after MIGRATE's OK.
     await askUntil(
@@ -581,11 +626,8 @@ describe('a changing cluster', () => {
     expect(await client.get(fresh)).toBe('born-there')
     // GET and PTTL of `moved`, SET and GET and PTTL of `fresh`: each after an ASKING.
     expect(await calls(to, 'asking')).toBe(asked + 5)
-    await cluster.command(from, 'MIGRATE', '127.0.0.1', String(to), old, '0', '5000')
-    for (const port of primaries) {
-      await cluster.command(port, 'CLUSTER', 'SETSLOT', String(slot), 'NODE', await id(to))
-    }
-    await cluster.waitHealthy()
+    await move.migrate(old)
+    await move.finish()
     for (const [key, value] of [
       [old, 'stays'],
       [moved, 'travels'],
@@ -615,25 +657,14 @@ describe('a changing cluster', () => {
       await waitReady(own.service)
       expect(own.service.invalidation()).toBe('on')
       const key = '{moved-read}k'
-      const slot = slotOfKey(key)
-      const from = await cluster.ownerOf(slot)
-      const primaries = await cluster.primaries()
-      const to = primaries.find((port) => port !== from) as number
-      const id = async (port: number) => String(await cluster.command(port, 'CLUSTER', 'MYID'))
+      const move = await slotMove(key)
+      const { from, to } = move
       await cluster.command(from, 'SET', key, 'old')
-      unsettled = async () => {
-        for (const port of [from, to]) {
-          await cluster.command(port, 'CLUSTER', 'SETSLOT', String(slot), 'STABLE')
-        }
-      }
-      await cluster.command(to, 'CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', await id(from))
-      await cluster.command(from, 'CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', await id(to))
-      await cluster.command(from, 'MIGRATE', '127.0.0.1', String(to), key, '0', '5000')
-      for (const port of primaries) {
-        await cluster.command(port, 'CLUSTER', 'SETSLOT', String(slot), 'NODE', await id(to))
-      }
+      unsettled = move.abandon
+      await move.begin()
+      await move.migrate(key)
+      await move.finish()
       unsettled = undefined
-      await cluster.waitHealthy()
       const node = new Redis({ port: to, host: '127.0.0.1', lazyConnect: true })
       writer = node
       await node.connect()
@@ -677,21 +708,18 @@ describe('a changing cluster', () => {
     // for the key, which the importing node has.
     expect(proxy.service.invalidation()).toBe('on')
     const key = '{ask-read}k'
-    const slot = slotOfKey(key)
-    const from = await cluster.ownerOf(slot)
-    const primaries = await cluster.primaries()
-    const to = primaries.find((port) => port !== from) as number
-    const id = async (port: number) => String(await cluster.command(port, 'CLUSTER', 'MYID'))
+    const move = await slotMove(key)
+    const { from, to } = move
     await cluster.command(from, 'SET', key, 'old')
     // Connected before the node is busy, as in the MOVED test.
     const node = new Redis({ port: to, host: '127.0.0.1', lazyConnect: true })
-    let moving = false
+    // Set while the slot is half moved: a failure then leaves it stable for the tests after.
+    let unsettled: (() => Promise<void>) | undefined
     try {
       await node.connect()
-      moving = true
-      await cluster.command(to, 'CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', await id(from))
-      await cluster.command(from, 'CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', await id(to))
-      await cluster.command(from, 'MIGRATE', '127.0.0.1', String(to), key, '0', '5000')
+      unsettled = move.abandon
+      await move.begin()
+      await move.migrate(key)
       const refusedBefore = await rejectedGets(from)
       const askingBefore = await calls(to, 'asking')
       const unstoredBefore = proxy.service.stats().unstoredLoads
@@ -722,20 +750,12 @@ describe('a changing cluster', () => {
       expect(await client.get(key)).toBe('new')
       // With no write in its flight, a read that followed ASK is stored.
       expect(proxy.service.peek(key)).not.toBeNull()
-      for (const port of primaries) {
-        await cluster.command(port, 'CLUSTER', 'SETSLOT', String(slot), 'NODE', await id(to))
-      }
-      moving = false
-      await cluster.waitHealthy()
+      await move.finish()
+      unsettled = undefined
       expect(await client.get(key)).toBe('new')
     } finally {
       try {
-        // Failed half way: the slot is left stable for the tests after.
-        if (moving) {
-          for (const port of [from, to]) {
-            await cluster.command(port, 'CLUSTER', 'SETSLOT', String(slot), 'STABLE')
-          }
-        }
+        await unsettled?.()
       } finally {
         node.disconnect()
       }
