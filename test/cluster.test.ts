@@ -76,7 +76,8 @@ async function rejectedGets(port: number): Promise<number> {
  * moves a key (the owner then answers ASK for it), `finish` moves the
  * slot's other keys and gives the slot to the new node on every primary
  * (MOVED from then on) and waits for the cluster to agree, and `abandon`
- * leaves it STABLE on both, for the tests after one that failed half way.
+ * (for a test's `finally`) leaves a slot begun and not finished STABLE on
+ * both, for the tests after one that failed half way.
  */
 async function slotMove(key: string) {
   const slot = String(slotOfKey(key))
@@ -89,10 +90,13 @@ async function slotMove(key: string) {
     const reply = await cluster.command(port, ...args)
     expect(reply, `${args.join(' ')} on ${port}`).toBe('OK')
   }
+  // Begun and not finished: what abandon has to undo.
+  let open = false
   return {
     from,
     to,
     async begin(): Promise<void> {
+      open = true
       await ok(to, 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', await id(from))
       await ok(from, 'CLUSTER', 'SETSLOT', slot, 'MIGRATING', await id(to))
     },
@@ -113,17 +117,22 @@ async function slotMove(key: string) {
       }
       const owner = await id(to)
       for (const port of primaries) await ok(port, 'CLUSTER', 'SETSLOT', slot, 'NODE', owner)
+      open = false
       await cluster.waitHealthy()
     },
     // Cleanup after a failure, so best effort: an error of its own would
     // hide the test's. Keys already migrated stay on the new node.
     async abandon(): Promise<void> {
+      if (!open) return
+      open = false
       for (const port of [from, to]) {
         await cluster.command(port, 'CLUSTER', 'SETSLOT', slot, 'STABLE').catch(() => {})
       }
     },
   }
 }
+
+type SlotMove = Awaited<ReturnType<typeof slotMove>>
 
 /** A script that keeps its node busy for 400 ms. */
 const SPIN_400_MS =
@@ -611,8 +620,6 @@ describe('a changing cluster', () => {
     const [old, moved, fresh] = keys as [string, string, string]
     const move = await slotMove(old)
     const { to } = move
-    // Set while the slot is half moved: a failure then leaves it stable for the tests after.
-    let unsettled: (() => Promise<void>) | undefined = move.abandon
     try {
       await client.set(old, 'stays')
       await client.set(moved, 'travels')
@@ -635,7 +642,6 @@ describe('a changing cluster', () => {
       expect(await calls(to, 'asking')).toBe(asked + 5)
       await move.migrate(old)
       await move.finish()
-      unsettled = undefined
       for (const [key, value] of [
         [old, 'stays'],
         [moved, 'travels'],
@@ -645,7 +651,7 @@ describe('a changing cluster', () => {
         expect(String(await cluster.command(to, 'GET', key))).toBe(value)
       }
     } finally {
-      await unsettled?.()
+      await move.abandon()
     }
     expect(await client.incr('{ask}n')).toBe(1)
     expect(String(await cluster.command(to, 'GET', '{ask}n'))).toBe('1')
@@ -661,21 +667,19 @@ describe('a changing cluster', () => {
     // Connected before the node is busy: its write is then read in the
     // same turn as the proxy's GET and PTTL, after them.
     let writer: Redis | undefined
-    // Set while the slot is half moved: a failure then leaves it stable for the tests after.
-    let unsettled: (() => Promise<void>) | undefined
+    // Its slot move, left stable if the test fails half way.
+    let move: SlotMove | undefined
     try {
       await reader.connect()
       await waitReady(own.service)
       expect(own.service.invalidation()).toBe('on')
       const key = '{moved-read}k'
-      const move = await slotMove(key)
+      move = await slotMove(key)
       const { from, to } = move
       await cluster.command(from, 'SET', key, 'old')
-      unsettled = move.abandon
       await move.begin()
       await move.migrate(key)
       await move.finish()
-      unsettled = undefined
       const node = new Redis({ port: to, host: '127.0.0.1', lazyConnect: true })
       writer = node
       await node.connect()
@@ -705,7 +709,7 @@ describe('a changing cluster', () => {
       expect(await reader.get(key)).toBe('new')
     } finally {
       try {
-        await unsettled?.()
+        await move?.abandon()
       } finally {
         writer?.disconnect()
         reader.disconnect()
@@ -724,11 +728,8 @@ describe('a changing cluster', () => {
     await cluster.command(from, 'SET', key, 'old')
     // Connected before the node is busy, as in the MOVED test.
     const node = new Redis({ port: to, host: '127.0.0.1', lazyConnect: true })
-    // Set while the slot is half moved: a failure then leaves it stable for the tests after.
-    let unsettled: (() => Promise<void>) | undefined
     try {
       await node.connect()
-      unsettled = move.abandon
       await move.begin()
       await move.migrate(key)
       const refusedBefore = await rejectedGets(from)
@@ -762,11 +763,10 @@ describe('a changing cluster', () => {
       // With no write in its flight, a read that followed ASK is stored.
       expect(proxy.service.peek(key)).not.toBeNull()
       await move.finish()
-      unsettled = undefined
       expect(await client.get(key)).toBe('new')
     } finally {
       try {
-        await unsettled?.()
+        await move.abandon()
       } finally {
         node.disconnect()
       }
