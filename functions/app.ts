@@ -66,6 +66,12 @@ export type KeyAnswer = {
   readonly headers: Record<string, string>
   /** Null for HEAD. */
   readonly body: Uint8Array | null
+  /**
+   * The body is a cached value lent by the cache (ReadThrough.lend): valid
+   * only until the cache next changes, so whoever writes it copies it
+   * before anything else runs (toResponse does), never keeps it.
+   */
+  readonly lent: boolean
 }
 
 /**
@@ -103,14 +109,14 @@ export function createKeyReader({ service, draining, gate }: KeyReaderDeps): Key
       return text(403, `No permission to read key: ${keyToText(key)}`, method, false)
     }
     const closing = draining?.() === true
-    const hit = service.get(key)
+    const hit = service.lend(key)
     if (hit === null) return text(404, `${keyToText(key)} not found!`, method, closing)
-    if (!(hit instanceof Promise)) return valueAnswer(hit, 'HIT', method, closing)
+    if (!(hit instanceof Promise)) return valueAnswer(hit, 'HIT', method, closing, true)
     return hit.then(
       (loaded) =>
         loaded === null
           ? text(404, `${keyToText(key)} not found!`, method, closing)
-          : valueAnswer(loaded, 'MISS', method, closing),
+          : valueAnswer(loaded, 'MISS', method, closing, false),
       (err: unknown) => failure(err, key, method, closing),
     )
   }
@@ -130,6 +136,7 @@ function valueAnswer(
   cache: 'HIT' | 'MISS',
   method: string,
   closing: boolean,
+  lent: boolean,
 ): KeyAnswer {
   const headers: Record<string, string> = {
     'Content-Type': VALUE,
@@ -140,7 +147,7 @@ function valueAnswer(
     'X-Cache': cache,
   }
   if (closing) headers.Connection = 'close'
-  return { status: 200, headers, body: method === 'HEAD' ? null : value }
+  return { status: 200, headers, body: method === 'HEAD' ? null : value, lent }
 }
 
 function text(
@@ -158,7 +165,7 @@ function text(
     ...extra,
   }
   if (closing) headers.Connection = 'close'
-  return { status, headers, body: method === 'HEAD' ? null : bytes }
+  return { status, headers, body: method === 'HEAD' ? null : bytes, lent: false }
 }
 
 /** The one place read failures become HTTP statuses. */
@@ -172,7 +179,10 @@ function failure(err: unknown, key: string, method: string, closing: boolean): K
 
 /** The answer as a Fetch API Response. */
 export function toResponse(answer: KeyAnswer): Response {
-  // The body type wants an ArrayBuffer-backed view; values are.
+  // The body type wants an ArrayBuffer-backed view; values are. A lent one
+  // needs no copy here: the Fetch standard's Response takes a copy of a
+  // BufferSource body's bytes when it is made (extract a body), as undici
+  // and workerd do.
   const body = answer.body as Uint8Array<ArrayBuffer> | null
   return new Response(body, { status: answer.status, headers: answer.headers })
 }

@@ -318,7 +318,8 @@ function send(res: ServerResponse, answer: KeyAnswer): void {
   if (res.destroyed) return
   res.writeHead(answer.status, answer.headers)
   if (answer.body === null) res.end()
-  else res.end(answer.body)
+  // A lent body is copied: node:http may hold it until the client takes it.
+  else res.end(answer.lent ? Buffer.from(answer.body) : answer.body)
 }
 
 function reject(socket: Socket): void {

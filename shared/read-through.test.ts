@@ -97,6 +97,30 @@ describe.each(['promise', 'callback'] as const)(
       expect(rt.stats()).toMatchObject({ hits: 1, misses: 1 })
     })
 
+    it('lends a hit as a view of the cache, valid until it changes; get gives a copy of the same bytes', async () => {
+      const { source, pending, calls } = scriptedSource()
+      const rt = service(source)
+      const first = rt.lend('k')
+      expect(first).toBeInstanceOf(Promise)
+      pending[0]?.resolve(bytes('v'.repeat(300)))
+      // A loaded value is the caller's to keep, lent or not.
+      expect(text(await first)).toBe('v'.repeat(300))
+      const lent = rt.lend('k') as Uint8Array
+      const copy = rt.get('k') as Uint8Array
+      expect(text(lent)).toBe('v'.repeat(300))
+      expect(copy).toEqual(lent)
+      // The copy is its own; the lent view is the cache's bytes, which the
+      // next entry stored where they were overwrites.
+      rt.invalidateBytes(bytes('k'))
+      rt.lend('j')
+      pending[1]?.resolve(bytes('w'.repeat(300)))
+      await tick()
+      expect(text(copy)).toBe('v'.repeat(300))
+      expect(text(lent)).toBe('w'.repeat(300))
+      expect(calls).toEqual(['k', 'j'])
+      expect(rt.stats()).toMatchObject({ hits: 2, misses: 2 })
+    })
+
     it('counts the fetches begun (flightsBegun), not reads that join one, as the only way a key gets stored', async () => {
       const { source, pending } = scriptedSource()
       const rt = service(source)

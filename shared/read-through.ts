@@ -234,12 +234,25 @@ export class ReadThrough implements InvalidationTarget {
    * for a key the cache knows is missing), anything else through `load`.
    */
   get(key: string): Uint8Array | null | Promise<Uint8Array | null> {
-    const hit = this.#cache.get(key)
+    const value = this.lend(key)
+    return value instanceof Uint8Array ? value.slice() : value
+  }
+
+  /**
+   * As `get`, but a hit is lent, not copied: a view of the cache's own
+   * bytes, valid only until the cache next changes (any read, write or
+   * invalidation), so the caller copies it before anything else runs. A
+   * value that had to be loaded is the caller's to keep, as from `get`.
+   */
+  lend(key: string): Uint8Array | null | Promise<Uint8Array | null> {
+    const cache = this.#cache
+    const slot = cache.getSlot(key)
+    // Just looked: a miss is fetched with no second look, as load() takes.
+    if (slot < 0) return this.#fetch(key)
+    if (!cache.isNil(slot)) return cache.valueView(slot)
     // A nil is served only while Redis tells of writes: while the channel
     // is lost, a key created meanwhile would stay hidden behind it.
-    if (hit === NIL) return this.invalidation() === 'on' ? null : this.#fetch(key)
-    // Just looked: no second look, as load() would take.
-    return hit ?? this.#fetch(key)
+    return this.invalidation() === 'on' ? null : this.#fetch(key)
   }
 
   /**

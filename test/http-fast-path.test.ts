@@ -1,5 +1,5 @@
 import { connect } from 'node:net'
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
 import { parseKeyRequest } from '../functions/http-fast-path.js'
 import { MAX_HEADER_BYTES } from '../functions/node.js'
 import { flushBackend, startHttpProxy, type TestHttpProxy } from './harness/proxy.js'
@@ -22,8 +22,11 @@ beforeEach(async () => {
   await flushBackend(redis, proxy.service)
   await redis.command('SET', 'k', 'value of k')
   await redis.command('SET', 'a b', 'spaced')
+  // Large values: answered from the process's spare buffer (see SPARE_FROM).
+  await redis.command('SET', 'big', 'b'.repeat(20_000))
+  await redis.command('SET', 'huge', 'h'.repeat(1_500_000))
   // Warm, so both paths answer hits (X-Cache is part of what is compared).
-  for (const key of ['k', 'a b']) await proxy.get(key).then((r) => r.arrayBuffer())
+  for (const key of ['k', 'a b', 'big', 'huge']) await proxy.get(key).then((r) => r.arrayBuffer())
 })
 
 const QUIET_MS = 300
@@ -95,6 +98,9 @@ const CORPUS: Record<string, string> = {
   absent: 'GET /get/nothing-here HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n',
   'empty key': 'GET /get/ HTTP/1.1\r\nHost: x\r\n\r\n',
   'two pipelined': 'GET /get/k HTTP/1.1\r\nHost: x\r\n\r\nHEAD /get/k HTTP/1.1\r\nHost: x\r\n\r\n',
+  'large hit': 'GET /get/big HTTP/1.1\r\nHost: x\r\n\r\n',
+  'large hits around a small one':
+    'GET /get/big HTTP/1.1\r\nHost: x\r\n\r\nGET /get/k HTTP/1.1\r\nHost: x\r\n\r\nGET /get/huge HTTP/1.1\r\nHost: x\r\n\r\nHEAD /get/big HTTP/1.1\r\nHost: x\r\n\r\n',
   'key then percent-encoded key':
     'GET /get/k HTTP/1.1\r\nHost: x\r\n\r\nGET /get/a%20b HTTP/1.1\r\nHost: x\r\n\r\n',
   'HTTP/1.0': 'GET /get/k HTTP/1.0\r\nHost: x\r\n\r\n',
@@ -131,6 +137,8 @@ const FAST = new Set([
   'absent',
   'empty key',
   'two pipelined',
+  'large hit',
+  'large hits around a small one',
 ])
 
 /** Whether every head in `request` is one the fast path answers. */
@@ -225,6 +233,62 @@ describe('HTTP fast path against node:http', () => {
     })
     expect(got.match(/HTTP\/1\.1 200 OK/g)).toHaveLength(count)
   })
+
+  // The answers pass the socket's buffers, so a written answer is still held
+  // when the next is due: each must go out from a buffer of its own (the fast
+  // path's spare is not reused meanwhile, node:http's queue holds copies of
+  // the cache's lent bytes), whatever the cache does before the client reads.
+  for (const viaNode of [false, true]) {
+    it(`answers large hits intact to a client that reads only after sending them all (${viaNode ? 'node:http' : 'fast path'})`, async () => {
+      const before = ['a', 'b', 'c'].map((fill, i) => fill.repeat(9000 + 3000 * i))
+      // Other bytes, a little shorter: stored where the old ones were.
+      const after = ['x', 'y', 'z'].map((fill, i) => fill.repeat(8990 + 3000 * i))
+      for (const [i, value] of before.entries()) await redis.command('SET', `v${i}`, value)
+      for (let i = 0; i < 3; i++) await proxy.get(`v${i}`).then((r) => r.arrayBuffer())
+      const count = 600
+      const request = (i: number) => `GET /get/v${i % 3} HTTP/1.1\r\nHost: x\r\n\r\n`
+      const replace = async () => {
+        for (const [i, value] of after.entries()) await redis.command('SET', `v${i}`, value)
+        await vi.waitFor(() => expect(proxy.service.peek('v2')).toBeNull())
+        for (let i = 0; i < 3; i++) await proxy.get(`v${i}`).then((r) => r.arrayBuffer())
+      }
+      const got = await new Promise<string>((resolve, reject) => {
+        const socket = connect(proxy.port, '127.0.0.1')
+        const chunks: Buffer[] = []
+        let seen = 0
+        // Shorter than the status line: a line cut by a chunk's end is counted once.
+        let tail = ''
+        socket.pause()
+        socket.on('data', (chunk: Buffer) => {
+          chunks.push(chunk)
+          const text = tail + chunk.toString('latin1')
+          seen += text.split('HTTP/1.1 200').length - 1
+          tail = text.slice(-11)
+          if (seen >= count + (viaNode ? 1 : 0)) setTimeout(() => socket.end(), 100)
+        })
+        socket.on('error', reject)
+        socket.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')))
+        socket.on('connect', () => {
+          const all =
+            (viaNode ? HEALTHZ : '') + Array.from({ length: count }, (_, i) => request(i)).join('')
+          // Answers pile up unread; the cache changes; then the client reads.
+          socket.write(all, () =>
+            setTimeout(() => void replace().then(() => socket.resume(), reject), 200),
+          )
+        })
+      })
+      const bodies = got.split(/HTTP\/1\.1 200 OK\r\n[\s\S]*?\r\n\r\n/).slice(viaNode ? 2 : 1)
+      expect(bodies).toHaveLength(count)
+      let old = 0
+      for (const [i, body] of bodies.entries()) {
+        const whole = body === before[i % 3] || body === after[i % 3]
+        expect(whole, `answer ${i}: ${body.slice(0, 20)}... (${body.length} B)`).toBe(true)
+        if (body === before[i % 3]) old++
+      }
+      // Some were answered before the change, still unread when it came.
+      expect(old).toBeGreaterThan(0)
+    })
+  }
 
   it('keeps request order when a miss waits on Redis and hits follow it', async () => {
     await redis.command('SET', 'cold', 'from redis')

@@ -500,6 +500,32 @@ export class SlabCache {
   }
 
   /**
+   * The value of a slot returned by `getBytes`/`peekBytes` as a view of the
+   * cache's own bytes, no copy: valid only until the cache is next changed,
+   * after which it may hold another entry's bytes. For a caller that copies
+   * it at once, where `copyValue` would need the target first.
+   */
+  valueView(slot: number): Uint8Array {
+    if (slot === this.#hitSlot) {
+      return new Uint8Array(
+        this.#pageBuffers[this.#hitPage]!,
+        this.#hitValueAt,
+        this.#hitValueLength,
+      )
+    }
+    this.#locate(slot)
+    return this.#buf.subarray(this.#valueAt, this.#valueAt + this.#valueLength)
+  }
+
+  /**
+   * As `get`, without the copy: the slot of the live entry of `key`, marked
+   * most recently used, or -1; counts a hit or a miss. See `getBytes`.
+   */
+  getSlot(key: string): number {
+    return this.getBytes(this.#encode(key), 0, key.length)
+  }
+
+  /**
    * Stores `value` (copied) under the key `key[start..end)`; see `set`.
    * Returns whether it was stored.
    */

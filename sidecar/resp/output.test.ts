@@ -139,4 +139,92 @@ describe('Output', () => {
       expect(written[10]).toBe(batch)
     }
   })
+
+  /** A cache as ReadThrough.copyHit serves it: the value copied into the target. */
+  const cacheOf = (value: Buffer) => ({
+    copyHit(_slot: number, target: Uint8Array, offset: number): number {
+      target.set(value, offset)
+      return offset + value.length
+    },
+  })
+
+  it('sends a large cached value with the batch before it in one write, at once', () => {
+    const { socket, writes } = recordingSocket()
+    Object.defineProperty(socket, 'writableLength', { get: () => 0 })
+    const out = new Output(socket)
+    const value = Buffer.alloc(16_384, 3)
+    out.write(Buffer.from('+A\r\n'))
+    out.writeBulkFrom(value.length, cacheOf(value), 0)
+    // Not left for the end of the turn: its buffer is free again at once.
+    expect(writes).toHaveLength(1)
+    out.write(Buffer.from('+B\r\n'))
+    out.flush()
+    expect(writes.map((w) => w.length)).toEqual([4 + 8 + 16_384 + 2, 4])
+    expect(
+      Buffer.concat(writes).equals(
+        Buffer.concat([Buffer.from('+A\r\n$16384\r\n'), value, Buffer.from('\r\n+B\r\n')]),
+      ),
+    ).toBe(true)
+  })
+
+  it('sends a value in hand up to 64 KiB in one write with its header and CRLF', () => {
+    const { socket, writes, refs } = recordingSocket()
+    const out = new Output(socket)
+    const value = Buffer.alloc(60_000, 5)
+    out.write(Buffer.from('+A\r\n'))
+    out.writeBulk(value)
+    expect(writes).toHaveLength(1)
+    expect(
+      Buffer.concat(writes).equals(
+        Buffer.concat([Buffer.from('+A\r\n$60000\r\n'), value, Buffer.from('\r\n')]),
+      ),
+    ).toBe(true)
+    // Copied, not written by reference.
+    expect(refs.some((ref) => ref.buffer === value.buffer)).toBe(false)
+    // A part of that size written alone goes the same way.
+    out.write(value)
+    expect(writes).toHaveLength(2)
+    expect((writes[1] as Buffer).equals(value)).toBe(true)
+  })
+
+  it('assembles large replies in one buffer again while the kernel takes every write at once, and only then', () => {
+    const { socket, writes, refs } = recordingSocket()
+    let pending = 0
+    Object.defineProperty(socket, 'writableLength', { get: () => pending })
+    const out = new Output(socket)
+    const one = Buffer.alloc(20_000, 1)
+    const two = Buffer.alloc(20_000, 2)
+    out.writeBulkFrom(one.length, cacheOf(one), 0)
+    out.writeBulkFrom(two.length, cacheOf(two), 0)
+    expect(refs[1]?.buffer).toBe(refs[0]?.buffer)
+    // Bytes left in the socket: that buffer is theirs until written.
+    pending = 100
+    out.writeBulkFrom(one.length, cacheOf(one), 0)
+    out.writeBulkFrom(two.length, cacheOf(two), 0)
+    expect(refs[3]?.buffer).not.toBe(refs[2]?.buffer)
+    // What was handed over is intact: each write holds its own value still.
+    for (const [i, fill] of [
+      [2, 1],
+      [3, 2],
+    ] as const) {
+      const held = Buffer.from(refs[i] as Uint8Array)
+      expect(held.equals(writes[i] as Buffer)).toBe(true)
+      expect(held[20]).toBe(fill)
+    }
+  })
+
+  it('sends a cached value larger than the kept buffer in one write of its own', () => {
+    const { socket, writes } = recordingSocket()
+    Object.defineProperty(socket, 'writableLength', { get: () => 0 })
+    const out = new Output(socket)
+    const value = Buffer.alloc(3 * 1024 * 1024, 9)
+    out.write(Buffer.from('+A\r\n'))
+    out.writeBulkFrom(value.length, cacheOf(value), 0)
+    expect(writes).toHaveLength(1)
+    expect(
+      (writes[0] as Buffer).equals(
+        Buffer.concat([Buffer.from(`+A\r\n$${value.length}\r\n`), value, Buffer.from('\r\n')]),
+      ),
+    ).toBe(true)
+  })
 })

@@ -2,6 +2,7 @@ import type { Socket } from 'node:net'
 import { viewAt } from '../../shared/buffer-view.js'
 import { copyBytes, putBytes } from '../../shared/bytes.js'
 import { SocketWriter } from '../../shared/socket-write.js'
+import { keepSpare, takeSpare } from '../../shared/spare-buffer.js'
 import { BULK_COPY_THRESHOLD, bulkHeader } from './encoder.js'
 
 const CR = 13
@@ -9,9 +10,45 @@ const LF = 10
 
 /** Bytes of slab a connection writes small replies into before one socket write. */
 const SLAB_SIZE = 16 * 1024
-/** Parts at least this long are written by reference, never copied. */
+/** Parts at least this long do not go into the slab (see #own). */
 const COPY_LIMIT = BULK_COPY_THRESHOLD
+/**
+ * A part in hand at least this long is written by reference, after the
+ * batch before it, instead of being copied next to it: copying it would cost
+ * more than the system call it saves.
+ */
+const OWN_COPY_MAX = 64 * 1024
 const CRLF = Buffer.from('\r\n')
+const EMPTY = Buffer.alloc(0)
+
+/** Where a cached value is copied from (ReadThrough.copyHit). */
+type HitSource = { copyHit(slot: number, target: Uint8Array, offset: number): number }
+
+/** `header`, `value` and CRLF into `target` at `at`; the offset after them. */
+function putBulk(target: Uint8Array, at: number, header: Buffer, value: Uint8Array): number {
+  putBytes(target, header, at)
+  at += header.length
+  putBytes(target, value, at)
+  at += value.length
+  target[at++] = CR
+  target[at++] = LF
+  return at
+}
+
+/** As putBulk, the value copied from the cache's `slot`. */
+function putBulkFrom(
+  target: Uint8Array,
+  at: number,
+  header: Buffer,
+  source: HitSource,
+  slot: number,
+): number {
+  putBytes(target, header, at)
+  at = source.copyHit(slot, target, at + header.length)
+  target[at++] = CR
+  target[at++] = LF
+  return at
+}
 
 // Outputs with bytes to send at the end of this loop turn (see flushSoon).
 let due: Output[] = []
@@ -49,6 +86,8 @@ export class Output {
   #start = 0
   #end = 0
   #due = false
+  /** The buffer #own gave, until #sendOwned writes it. */
+  #owned: Buffer = EMPTY
 
   /**
    * @param onDrain called when bytes the kernel could not take at once have
@@ -72,6 +111,12 @@ export class Output {
   write(part: Uint8Array): void {
     const length = part.length
     if (length >= COPY_LIMIT) {
+      if (length < OWN_COPY_MAX) {
+        const at = this.#own(length)
+        putBytes(this.#owned, part, at)
+        this.#sendOwned(at + length)
+        return
+      }
       this.flush()
       this.#writer.write(part)
       return
@@ -96,52 +141,76 @@ export class Output {
   /** A bulk reply of `value`: header, bytes and CRLF, with no intermediate buffer. */
   writeBulk(value: Uint8Array): void {
     const length = value.length
-    if (length >= COPY_LIMIT) {
-      this.write(bulkHeader(length))
+    const header = bulkHeader(length)
+    const size = header.length + length + 2
+    if (length < COPY_LIMIT) {
+      if (this.#end + size > this.#slab.length) this.#renew()
+      this.#end = putBulk(this.#slab, this.#end, header, value)
+    } else if (length < OWN_COPY_MAX) {
+      const at = this.#own(size)
+      this.#sendOwned(putBulk(this.#owned, at, header, value))
+    } else {
+      this.write(header)
       this.write(value)
       this.write(CRLF)
-      return
     }
-    const header = bulkHeader(length)
-    if (this.#end + header.length + length + 2 > this.#slab.length) this.#renew()
-    const slab = this.#slab
-    let at = this.#end
-    putBytes(slab, header, at)
-    at += header.length
-    putBytes(slab, value, at)
-    at += length
-    slab[at++] = CR
-    slab[at++] = LF
-    this.#end = at
   }
 
   /**
    * A bulk reply of a cached value, copied from the cache (`copy`, as
    * ReadThrough.copyHit) straight into the slab; a large one into a buffer
-   * of its own, written as it is.
+   * with the batch before it, written at once (see #own): a copy is made
+   * either way, since the cache may move its bytes before a write by
+   * reference completes.
    */
-  writeBulkFrom(
-    length: number,
-    source: { copyHit(slot: number, target: Uint8Array, offset: number): number },
-    slot: number,
-  ): void {
-    if (length >= COPY_LIMIT) {
-      const value = Buffer.allocUnsafe(length)
-      source.copyHit(slot, value, 0)
-      this.write(bulkHeader(length))
-      this.write(value)
-      this.write(CRLF)
+  writeBulkFrom(length: number, source: HitSource, slot: number): void {
+    const header = bulkHeader(length)
+    const size = header.length + length + 2
+    if (length < COPY_LIMIT) {
+      if (this.#end + size > this.#slab.length) this.#renew()
+      this.#end = putBulkFrom(this.#slab, this.#end, header, source, slot)
+    } else {
+      const at = this.#own(size)
+      this.#sendOwned(putBulkFrom(this.#owned, at, header, source, slot))
+    }
+  }
+
+  /**
+   * A reply too large for the slab, whatever the slab holds: the batch not
+   * yet flushed is moved to the start of a buffer (the spare) with room for
+   * `extra` more bytes, to be written from the returned offset and sent by
+   * #sendOwned, in one system call (Redis writes a large reply with what
+   * precedes it in one writev). Written as three (the batch with the
+   * header, the value by reference, the CRLF with the next batch) from a
+   * buffer of its own, a 16 KiB cached value cost 40 µs of CPU per GET at
+   * pipeline 1 against Redis's 14, at 0.48x its rate; assembled here, 19
+   * against 14 µs, at 0.84x (redis-benchmark -c 50).
+   */
+  #own(extra: number): number {
+    const batch = this.#end - this.#start
+    const owned = takeSpare(batch + extra)
+    if (batch > 0) copyBytes(this.#slab, this.#start, this.#end, owned, 0)
+    this.#start = this.#end
+    this.#owned = owned
+    return batch
+  }
+
+  /** Writes the first `length` bytes of the buffer #own gave, now. */
+  #sendOwned(length: number): void {
+    const owned = this.#owned
+    this.#owned = EMPTY
+    if (this.#socket.destroyed) {
+      keepSpare(owned)
       return
     }
-    const header = bulkHeader(length)
-    if (this.#end + header.length + length + 2 > this.#slab.length) this.#renew()
-    const slab = this.#slab
-    let at = this.#end
-    putBytes(slab, header, at)
-    at = source.copyHit(slot, slab, at + header.length)
-    slab[at++] = CR
-    slab[at++] = LF
-    this.#end = at
+    const writer = this.#writer
+    writer.write(viewAt(owned.buffer, owned.byteOffset, length))
+    if (writer.pending === 0) {
+      // Taken at once: neither it nor any part of the slab is held now.
+      keepSpare(owned)
+      this.#start = 0
+      this.#end = 0
+    }
   }
 
   /**
