@@ -1,6 +1,6 @@
 import { sendCommand, startRedis } from '../../test/harness/redis-server.js'
 import { cpuTimesOf } from '../lib/processes.js'
-import { formatNumber, interleave, median } from '../lib/stats.js'
+import { formatBytes, formatNumber, interleave, median } from '../lib/stats.js'
 import { type RespLoadResult, redisBenchmarkGet } from '../load/redis-benchmark.js'
 import { BENCH_KEY_BYTES, respKeysFill, respKeysGet } from '../load/resp-keys.js'
 import { type ProxyTarget, type RespTarget, startBareResp, startProxy } from '../targets/start.js'
@@ -27,6 +27,14 @@ const ZIPF_S = 0.99
 const ONE_KEY = 'key:__rand_int__'
 const ONE_KEY_VALUE_BYTES = 3
 const HIT_TARGETS: Record<Pipeline, number> = { 1: 1.0, 16: 0.9 }
+/**
+ * Large values, a reference: keys after the 100k, read uniformly. Fewer
+ * requests than the 100 B runs (LARGE_SHARE of them): each moves 160 times
+ * the bytes.
+ */
+const LARGE_KEYS = 1000
+const LARGE_VALUE_BYTES = 16 * 1024
+const LARGE_SHARE = 1 / 4
 
 /** A server the load is pointed at: its RESP port and the PID whose CPU is counted. */
 type Side = { name: string; port: number; pid: number }
@@ -136,6 +144,8 @@ type HitCase = {
   targets?: Record<Pipeline, number>
   /** Whether the bare Node floor (bare-resp.ts, 100 B values) runs beside the two. */
   floor?: boolean
+  /** The share of the budget's requests per run. @default 1 */
+  share?: number
 }
 
 const FLOOR = 'bare node:net'
@@ -154,7 +164,7 @@ function floorLimit(floor: Served | undefined, theirs: Served): string {
 export const respHitsScenario: Scenario = {
   part: 1,
   id: 'resp-hits',
-  title: 'RESP cache hits: the sidecar against redis-server (100k keys uniform and Zipf; one key)',
+  title: 'RESP cache hits: the sidecar against redis-server (100k keys uniform and Zipf; one key; 16 KiB values)',
   async run(ctx): Promise<ScenarioResult> {
     const redis = await startRedis()
     let proxy: ProxyTarget | undefined
@@ -163,6 +173,7 @@ export const respHitsScenario: Scenario = {
       ctx.progress(`resp hits: writing ${formatNumber(KEYSPACE)} keys of ${VALUE_BYTES} B`)
       await respKeysFill(redis.port, KEYSPACE, VALUE_BYTES)
       await redis.command('SET', ONE_KEY, 'x'.repeat(ONE_KEY_VALUE_BYTES))
+      await respKeysFill(redis.port, LARGE_KEYS, LARGE_VALUE_BYTES, KEYSPACE)
       proxy = await startProxy(
         redis.url,
         // Room for every key; an expiry longer than the run: every measured GET is a hit.
@@ -180,10 +191,21 @@ export const respHitsScenario: Scenario = {
         seconds: 120,
       })
       await sendCommand(proxy.respPort, ['GET', ONE_KEY])
+      const warmLarge = await respKeysGet({
+        port: proxy.respPort,
+        clients: 10,
+        pipeline: 16,
+        requests: LARGE_KEYS,
+        keyspace: LARGE_KEYS,
+        order: 'each',
+        seconds: 60,
+        first: KEYSPACE,
+      })
       const warmed = (await proxy.status()).cache
-      if (warm.nils > 0 || warmed.keys < KEYSPACE + 1) {
+      const cached = KEYSPACE + 1 + LARGE_KEYS
+      if (warm.nils + warmLarge.nils > 0 || warmed.keys < cached) {
         throw new Error(
-          `warming left ${warmed.keys} keys cached (${warm.nils} nil replies), wanted ${KEYSPACE + 1}`,
+          `warming left ${warmed.keys} keys cached (${warm.nils + warmLarge.nils} nil replies), wanted ${cached}`,
         )
       }
       const sides: Side[] = [
@@ -235,6 +257,22 @@ export const respHitsScenario: Scenario = {
           load: (port, pipeline, requests) =>
             redisBenchmarkGet({ port, clients: CLIENTS, pipeline, requests, timeoutMs: 120_000 }),
         },
+        {
+          label: `RESP hit, ${formatNumber(LARGE_KEYS)} keys of ${formatBytes(LARGE_VALUE_BYTES)} uniform (reference)`,
+          tool: `bench/load/resp-keys.c -m uniform -k ${formatNumber(LARGE_KEYS)}`,
+          share: LARGE_SHARE,
+          load: (port, pipeline, requests) =>
+            respKeysGet({
+              port,
+              clients: CLIENTS,
+              pipeline,
+              requests,
+              keyspace: LARGE_KEYS,
+              order: 'uniform',
+              seconds: 60,
+              first: KEYSPACE,
+            }),
+        },
       ]
       const before = (await proxy.status()).cache
       const tables: Table[] = []
@@ -242,12 +280,8 @@ export const respHitsScenario: Scenario = {
       const checks: Check[] = []
       for (const hitCase of cases) {
         const caseSides = hitCase.floor === true ? withFloor : sides
-        const samples = await measure(
-          ctx,
-          hitCase.label,
-          caseSides,
-          hitCase.load,
-          (pipeline) => ctx.budget.respRequests * (pipeline === 1 ? 1 : 3),
+        const samples = await measure(ctx, hitCase.label, caseSides, hitCase.load, (pipeline) =>
+          Math.round(ctx.budget.respRequests * (pipeline === 1 ? 1 : 3) * (hitCase.share ?? 1)),
         )
         for (const pipeline of PIPELINES) {
           const ours = samples.get(pipeline)?.get('sidecar') ?? []
@@ -315,7 +349,7 @@ export const respHitsScenario: Scenario = {
           `${formatNumber(KEYSPACE)} keys of ${BENCH_KEY_BYTES} B (\`key:\` and 12 digits, redis-benchmark's \`-r\` names) with ${VALUE_BYTES} B values, written to Redis and then read once each through the sidecar (CACHE_CAPACITY=${formatNumber(KEYSPACE * 2)}, CACHE_GLOBAL_EXPIRY=1 h). During the measured runs the sidecar's cache counted ${formatNumber(after.hits - before.hits)} hits and ${formatNumber(after.misses - before.misses)} misses; the Zipf runs got ${formatNumber(zipfNils)} nil replies.`,
           `Uniform key choice is redis-benchmark's \`-r\`. Zipf (weight 1/rank^${ZIPF_S}, ranks shuffled over the keys by a fixed seed, the same sequence for both sides) is bench/load/resp-keys.c, compiled by the bench with gcc: redis-benchmark has no Zipf, and memtier_benchmark (Gaussian only) is not packaged in Debian. Both tools: ${CLIENTS} connections, one thread, pipelining by batches.`,
           `${FLOOR} (bench/targets/bare-resp.ts, its own process) is the floor for a RESP server in Node on this machine, measured beside the two in the uniform and Zipf runs: it reads and writes each socket as the sidecar does (shared/socket-read.ts, shared/socket-write.ts), finds where each command ends, and answers every GET with a fixed ${VALUE_BYTES} B bulk, with its writes after the turn's reads as the sidecar's; no cache and no decoder. Whatever it spends per request, the sidecar spends before its own work.`,
-          `The one-key case (${ONE_KEY_VALUE_BYTES} B value) is a reference, not a target. CPU µs/req is the serving process's user + system time from /proc over the run, divided by the requests; the redis-server column is the same redis-server that backs the sidecar. Medians of ${ctx.budget.rounds} interleaved runs.`,
+          `The one-key case (${ONE_KEY_VALUE_BYTES} B value) and the large values (${formatNumber(LARGE_KEYS)} keys of ${formatBytes(LARGE_VALUE_BYTES)} after the ${formatNumber(KEYSPACE)}, cached by the same warm-up, read uniformly, ${LARGE_SHARE * 100}% of the requests per run) are references, not targets. CPU µs/req is the serving process's user + system time from /proc over the run, divided by the requests; the redis-server column is the same redis-server that backs the sidecar. Medians of ${ctx.budget.rounds} interleaved runs.`,
           `The load generator and the server under test share the machine's two cores with each other and with other work (1-minute load ${loadNow()} at the end of this part).`,
         ],
       }
