@@ -281,6 +281,8 @@ export class Connection {
   #feed(chunk: Buffer): void {
     const record = this.#server.recordDuration
     if (record !== undefined) this.#chunkStartedAt = performance.now()
+    // The replies to this chunk's commands leave together (see Output.hold).
+    this.#output.hold()
     try {
       const consumed = this.#decoder.push(chunk, this.#onCommand, this.#onGet, this.#onGets)
       this.#held = consumed < chunk.length ? chunk.subarray(consumed) : null
@@ -295,6 +297,8 @@ export class Connection {
         this.#log.error('resp connection failed', { error: String(err) })
         this.#fail('ERR internal error')
       }
+    } finally {
+      this.#output.release()
     }
     if (record !== undefined && this.#answeredInChunk > 0) {
       record(this.#chunkStartedAt, this.#answeredInChunk)

@@ -227,4 +227,54 @@ describe('Output', () => {
       ),
     ).toBe(true)
   })
+
+  it('while held, sends large and small replies together at release, in order, in writes of up to 256 KiB', () => {
+    const { socket, writes } = recordingSocket()
+    Object.defineProperty(socket, 'writableLength', { get: () => 0 })
+    const out = new Output(socket)
+    const values = Array.from({ length: 20 }, (_, i) => Buffer.alloc(16_384, i))
+    const expected: Buffer[] = []
+    out.hold()
+    for (const [i, value] of values.entries()) {
+      out.writeBulkFrom(value.length, cacheOf(value), 0)
+      expected.push(Buffer.from('$16384\r\n'), value, Buffer.from('\r\n'))
+      out.write(Buffer.from(`:${i}\r\n`))
+      expected.push(Buffer.from(`:${i}\r\n`))
+    }
+    // 20 replies of 16 KiB: past 256 KiB once, so one write so far.
+    expect(writes).toHaveLength(1)
+    out.release()
+    expect(writes).toHaveLength(2)
+    expect(writes.every((w) => w.length <= 256 * 1024)).toBe(true)
+    expect(Buffer.concat(writes).equals(Buffer.concat(expected))).toBe(true)
+    // Released: the next large reply goes at once again.
+    const again = Buffer.alloc(16_384, 9)
+    out.writeBulkFrom(again.length, cacheOf(again), 0)
+    expect(writes).toHaveLength(3)
+  })
+
+  it('while held, writes a part of 64 KiB or more by reference after the batch before it', () => {
+    const { socket, writes, refs } = recordingSocket()
+    const out = new Output(socket)
+    const large = Buffer.alloc(20_000, 1)
+    const huge = Buffer.alloc(100_000, 2)
+    out.hold()
+    out.writeBulkFrom(large.length, cacheOf(large), 0)
+    out.writeBulk(huge)
+    out.write(Buffer.from('+A\r\n'))
+    out.release()
+    out.flush()
+    expect(refs).toContain(huge)
+    expect(
+      Buffer.concat(writes).equals(
+        Buffer.concat([
+          Buffer.from('$20000\r\n'),
+          large,
+          Buffer.from('\r\n$100000\r\n'),
+          huge,
+          Buffer.from('\r\n+A\r\n'),
+        ]),
+      ),
+    ).toBe(true)
+  })
 })

@@ -10,8 +10,10 @@ const LF = 10
 
 /** Bytes of slab a connection writes small replies into before one socket write. */
 const SLAB_SIZE = 16 * 1024
-/** Parts at least this long do not go into the slab (see #own). */
+/** Below this much room left after a flush the kernel did not take whole, a new slab is taken. */
 const COPY_LIMIT = BULK_COPY_THRESHOLD
+/** The most a held batch in a spare grows to before it is sent (see Output). */
+const BATCH_MAX = 256 * 1024
 /**
  * A part in hand at least this long is written by reference, after the
  * batch before it, instead of being copied next to it: copying it would cost
@@ -19,7 +21,6 @@ const COPY_LIMIT = BULK_COPY_THRESHOLD
  */
 const OWN_COPY_MAX = 64 * 1024
 const CRLF = Buffer.from('\r\n')
-const EMPTY = Buffer.alloc(0)
 
 /** Where a cached value is copied from (ReadThrough.copyHit). */
 type HitSource = { copyHit(slot: number, target: Uint8Array, offset: number): number }
@@ -62,11 +63,20 @@ function flushDue(): void {
 }
 
 /**
- * A connection's outgoing bytes, as Redis keeps a reply buffer: small replies
- * are copied into a slab and a batch goes out in one write (a SocketWriter's,
+ * A connection's outgoing bytes, as Redis keeps a reply buffer: replies are
+ * copied into a slab and a batch goes out in one write (a SocketWriter's,
  * straight to the socket's handle), instead of one write request per reply.
- * Large parts (a big cached value) are written by reference after whatever
- * precedes them.
+ *
+ * A batch too large for the slab (a cached value of some KiB) moves to a
+ * buffer of its own, the process's spare (shared/spare-buffer.ts), with
+ * every reply after it until it is sent: at once when the reply is complete,
+ * or, while the connection holds its output (`hold`, over the replies to one
+ * received chunk), when it is released or passes BATCH_MAX, so a pipeline of
+ * large hits goes out in one write or a few, as Redis writes a client's
+ * replies with one writev of up to 64 KiB or more. Sent before the next
+ * client's chunk is read, the spare is free again for it while the kernel
+ * takes every write at once. A part in hand of OWN_COPY_MAX or more is
+ * written by reference after what precedes it.
  *
  * A flushed region stays held by the writer (libuv, or the socket's stream)
  * until written; the next batch starts after it, and a fresh slab is taken
@@ -77,17 +87,21 @@ function flushDue(): void {
 export class Output {
   readonly #socket: Socket
   readonly #writer: SocketWriter
-  #slab = Buffer.allocUnsafe(SLAB_SIZE)
+  #slab: Buffer = Buffer.allocUnsafe(SLAB_SIZE)
   // The slab's ArrayBuffer and offset, read once per slab: each flush's view
   // is made over them (viewAt), not by subarray, which pays a species lookup
   // and those two getters on every write.
   #slabBuffer = this.#slab.buffer
   #slabOffset = this.#slab.byteOffset
+  /** Where this batch is written: the slab, or a spare it outgrew (see #room). */
+  #buf: Buffer = this.#slab
+  /** The batch: #buf[#start, #end). */
   #start = 0
   #end = 0
+  /** While the batch is in a spare: where the slab's free room starts. */
+  #slabAt = 0
+  #holding = false
   #due = false
-  /** The buffer #own gave, until #sendOwned writes it. */
-  #owned: Buffer = EMPTY
 
   /**
    * @param onDrain called when bytes the kernel could not take at once have
@@ -108,108 +122,140 @@ export class Output {
     return this.#writer.pending
   }
 
+  /**
+   * Until `release`, a batch in a spare is not sent after each reply but
+   * with the ones after it: for the replies to one received chunk.
+   */
+  hold(): void {
+    this.#holding = true
+  }
+
+  /** Ends `hold`: a batch in a spare is sent now (the slab's waits for flushSoon). */
+  release(): void {
+    this.#holding = false
+    if (this.#buf !== this.#slab) this.#sendSpare()
+  }
+
   write(part: Uint8Array): void {
     const length = part.length
-    if (length >= COPY_LIMIT) {
-      if (length < OWN_COPY_MAX) {
-        const at = this.#own(length)
-        putBytes(this.#owned, part, at)
-        this.#sendOwned(at + length)
-        return
-      }
+    if (length >= OWN_COPY_MAX) {
       this.flush()
       this.#writer.write(part)
       return
     }
-    if (this.#end + length > this.#slab.length) this.#renew()
-    putBytes(this.#slab, part, this.#end)
+    if (this.#end + length > this.#buf.length) this.#room(length)
+    putBytes(this.#buf, part, this.#end)
     this.#end += length
+    this.#written()
   }
 
   /** `bytes[start, end)`, as `write` would write that view, without making it. */
   writeFrom(bytes: Buffer, start: number, end: number): void {
     const length = end - start
-    if (length >= COPY_LIMIT) {
+    if (length >= OWN_COPY_MAX) {
       this.write(bytes.subarray(start, end))
       return
     }
-    if (this.#end + length > this.#slab.length) this.#renew()
+    if (this.#end + length > this.#buf.length) this.#room(length)
     // Most replies (+OK, an integer) are short: copied with no view made.
-    this.#end = copyBytes(bytes, start, end, this.#slab, this.#end)
+    this.#end = copyBytes(bytes, start, end, this.#buf, this.#end)
+    this.#written()
   }
 
   /** A bulk reply of `value`: header, bytes and CRLF, with no intermediate buffer. */
   writeBulk(value: Uint8Array): void {
     const length = value.length
     const header = bulkHeader(length)
-    const size = header.length + length + 2
-    if (length < COPY_LIMIT) {
-      if (this.#end + size > this.#slab.length) this.#renew()
-      this.#end = putBulk(this.#slab, this.#end, header, value)
-    } else if (length < OWN_COPY_MAX) {
-      const at = this.#own(size)
-      this.#sendOwned(putBulk(this.#owned, at, header, value))
-    } else {
+    if (length >= OWN_COPY_MAX) {
       this.write(header)
       this.write(value)
       this.write(CRLF)
+      return
     }
+    const size = header.length + length + 2
+    if (this.#end + size > this.#buf.length) this.#room(size)
+    this.#end = putBulk(this.#buf, this.#end, header, value)
+    this.#written()
   }
 
   /**
    * A bulk reply of a cached value, copied from the cache (`copy`, as
-   * ReadThrough.copyHit) straight into the slab; a large one into a buffer
-   * with the batch before it, written at once (see #own): a copy is made
-   * either way, since the cache may move its bytes before a write by
-   * reference completes.
+   * ReadThrough.copyHit) straight into the batch, whatever its size: the
+   * cache may move its bytes before a write by reference completes.
    */
   writeBulkFrom(length: number, source: HitSource, slot: number): void {
     const header = bulkHeader(length)
     const size = header.length + length + 2
-    if (length < COPY_LIMIT) {
-      if (this.#end + size > this.#slab.length) this.#renew()
-      this.#end = putBulkFrom(this.#slab, this.#end, header, source, slot)
-    } else {
-      const at = this.#own(size)
-      this.#sendOwned(putBulkFrom(this.#owned, at, header, source, slot))
-    }
+    if (this.#end + size > this.#buf.length) this.#room(size)
+    this.#end = putBulkFrom(this.#buf, this.#end, header, source, slot)
+    this.#written()
   }
 
   /**
-   * A reply too large for the slab, whatever the slab holds: the batch not
-   * yet flushed is moved to the start of a buffer (the spare) with room for
-   * `extra` more bytes, to be written from the returned offset and sent by
-   * #sendOwned, in one system call (Redis writes a large reply with what
-   * precedes it in one writev). Written as three (the batch with the
-   * header, the value by reference, the CRLF with the next batch) from a
-   * buffer of its own, a 16 KiB cached value cost 40 µs of CPU per GET at
-   * pipeline 1 against Redis's 14, at 0.48x its rate; assembled here, 19
-   * against 14 µs, at 0.84x (redis-benchmark -c 50).
+   * Room for `size` more bytes after the batch. In the slab: the slab from
+   * its start when they fit in one (the batch so far sent first, as
+   * before); otherwise the batch moves to a spare with room for them, where
+   * it stays until sent. In a spare: a larger one, up to BATCH_MAX; past
+   * it, the spare's batch is sent and the bytes go where a new batch would.
+   * Written as three (the batch with the header, the value by reference,
+   * the CRLF with the next batch) from a buffer of its own, a 16 KiB cached
+   * value cost 40 µs of CPU per GET at pipeline 1 against Redis's 14, at
+   * 0.48x its rate; in one write from the spare, 19 against 14 µs, at 0.84x
+   * (redis-benchmark -c 50).
    */
-  #own(extra: number): number {
+  #room(size: number): void {
     const batch = this.#end - this.#start
-    const owned = takeSpare(batch + extra)
-    if (batch > 0) copyBytes(this.#slab, this.#start, this.#end, owned, 0)
-    this.#start = this.#end
-    this.#owned = owned
-    return batch
+    if (this.#buf === this.#slab) {
+      if (batch + size <= SLAB_SIZE) {
+        this.#renew()
+        return
+      }
+      const spare = takeSpare(batch + size)
+      if (batch > 0) copyBytes(this.#slab, this.#start, this.#end, spare, 0)
+      // The slab's batch is in the spare now: its room starts where it began.
+      this.#slabAt = this.#start
+      this.#buf = spare
+      this.#start = 0
+      this.#end = batch
+      return
+    }
+    if (batch + size <= BATCH_MAX) {
+      const larger = takeSpare(batch + size)
+      copyBytes(this.#buf, 0, batch, larger, 0)
+      // Never written: free to keep.
+      keepSpare(this.#buf)
+      this.#buf = larger
+      return
+    }
+    this.#sendSpare()
+    this.#room(size)
   }
 
-  /** Writes the first `length` bytes of the buffer #own gave, now. */
-  #sendOwned(length: number): void {
-    const owned = this.#owned
-    this.#owned = EMPTY
+  /** After each write: a batch in a spare goes out now unless the output is held. */
+  #written(): void {
+    if (this.#buf !== this.#slab && !this.#holding) this.#sendSpare()
+  }
+
+  /** Writes the batch in the spare, now, and goes back to the slab. */
+  #sendSpare(): void {
+    const spare = this.#buf
+    const length = this.#end
+    this.#buf = this.#slab
+    this.#start = this.#slabAt
+    this.#end = this.#slabAt
     if (this.#socket.destroyed) {
-      keepSpare(owned)
+      keepSpare(spare)
       return
     }
     const writer = this.#writer
-    writer.write(viewAt(owned.buffer, owned.byteOffset, length))
+    writer.write(viewAt(spare.buffer, spare.byteOffset, length))
     if (writer.pending === 0) {
       // Taken at once: neither it nor any part of the slab is held now.
-      keepSpare(owned)
+      keepSpare(spare)
       this.#start = 0
       this.#end = 0
+    } else if (this.#slab.length - this.#end < COPY_LIMIT) {
+      this.#renew()
     }
   }
 
@@ -233,6 +279,10 @@ export class Output {
   /** Sends what was written since the last flush. */
   flush(): void {
     this.#due = false
+    if (this.#buf !== this.#slab) {
+      this.#sendSpare()
+      return
+    }
     if (this.#end === this.#start) return
     if (this.#socket.destroyed) {
       this.#start = this.#end
@@ -260,6 +310,7 @@ export class Output {
     this.#slab = Buffer.allocUnsafe(SLAB_SIZE)
     this.#slabBuffer = this.#slab.buffer
     this.#slabOffset = this.#slab.byteOffset
+    this.#buf = this.#slab
     this.#start = 0
     this.#end = 0
   }
