@@ -164,7 +164,8 @@ function floorLimit(floor: Served | undefined, theirs: Served): string {
 export const respHitsScenario: Scenario = {
   part: 1,
   id: 'resp-hits',
-  title: 'RESP cache hits: the sidecar against redis-server (100k keys uniform and Zipf; one key; 16 KiB values)',
+  title:
+    'RESP cache hits: the sidecar against redis-server (100k keys uniform and Zipf; one key; 16 KiB values)',
   async run(ctx): Promise<ScenarioResult> {
     const redis = await startRedis()
     let proxy: ProxyTarget | undefined
