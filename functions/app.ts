@@ -180,10 +180,10 @@ function failure(err: unknown, key: string, method: string, closing: boolean): K
 /** The answer as a Fetch API Response. */
 export function toResponse(answer: KeyAnswer): Response {
   // The body type wants an ArrayBuffer-backed view; values are. A lent one
-  // needs no copy here: the Fetch standard's Response takes a copy of a
-  // BufferSource body's bytes when it is made (extract a body), as undici
-  // and workerd do.
-  const body = answer.body as Uint8Array<ArrayBuffer> | null
+  // is copied: the Response is read after this returns, and neither
+  // @hono/node-server's Response (which hands its body to node:http as it
+  // is) nor workerd's (which keeps a view of a BufferSource) copies it.
+  const body = (answer.lent ? answer.body?.slice() : answer.body) as Uint8Array<ArrayBuffer> | null
   return new Response(body, { status: answer.status, headers: answer.headers })
 }
 

@@ -68,6 +68,14 @@ const MAX_HEADER_LINES = 100
  */
 const MAX_OWED = 256
 /**
+ * Bytes of answers not yet taken by the client beyond which the rest of a
+ * read is not parsed until they drain (RESP's maxUnsentBytes): a client that
+ * pipelines requests for a large value without reading would otherwise have
+ * each 40-byte request turned into the value's bytes held for it, as many
+ * as fit in one read.
+ */
+const MAX_UNSENT_BYTES = 4 * 1024 * 1024
+/**
  * node:http closes an idle connection this long after the Keep-Alive timeout
  * it advertises, so a client reusing it at the limit does not race the close.
  */
@@ -262,6 +270,12 @@ class FastConnection {
   readonly #path: FastPathState
   /** Bytes read and not answered, for node:http once nothing is owed (see #handOver). */
   #held: Buffer | null = null
+  /** Bytes read and not parsed yet because answers piled up (see MAX_UNSENT_BYTES). */
+  #backlog: Buffer | null = null
+  /** The client half-closed with a backlog: end once it is answered. */
+  #endAfterBacklog = false
+  /** Bytes of answers in this read's `out`, not yet written. */
+  #outBytes = 0
   /** Answers owed after the ones written, oldest first. */
   #slots: Slot[] = []
   /** A request that is not for this path came: nothing more is parsed here. */
@@ -290,7 +304,12 @@ class FastConnection {
 
   /** Nothing owed and nothing begun: closed at shutdown as node:http closes its idle ones. */
   get idle(): boolean {
-    return this.#slots.length === 0 && this.#held === null && !this.#handingOver
+    return (
+      this.#slots.length === 0 &&
+      this.#held === null &&
+      this.#backlog === null &&
+      !this.#handingOver
+    )
   }
 
   destroy(): void {
@@ -323,10 +342,20 @@ class FastConnection {
       this.#held = this.#held === null ? buf : Buffer.concat([this.#held, buf])
       return
     }
+    if (this.#backlog !== null) {
+      // Paused for it, so this came with the read that paused: after it.
+      this.#backlog = Buffer.concat([this.#backlog, buf])
+      return
+    }
     const out: Buffer[] = []
+    this.#outBytes = 0
     const maxHead = this.#path.options.maxHeaderBytes
     let at = 0
     while (at < buf.length && !this.#ending) {
+      if (this.#socket.writableLength + this.#outBytes > MAX_UNSENT_BYTES) {
+        this.#backlog = buf.subarray(at)
+        break
+      }
       const end = buf.indexOf(HEAD_END, at)
       const request = end < 0 || end + 4 - at > maxHead ? null : parseKeyRequest(buf, at, end)
       if (request === null) {
@@ -342,13 +371,23 @@ class FastConnection {
     else if (this.#handingOver) {
       this.#socket.pause()
       this.#handOver()
-    } else if (this.#slots.length === 0) this.#armIdle()
-    else this.#maybePause()
+    } else {
+      if (this.#slots.length === 0) this.#armIdle()
+      this.#maybePause()
+      // The kernel took the answers at once: no 'drain' will come for them.
+      if (this.#backlog !== null && !this.#socket.writableNeedDrain) {
+        setImmediate(this.#maybeResume)
+      }
+    }
   }
 
   #maybePause(): void {
     if (this.#paused) return
-    if (this.#slots.length >= MAX_OWED || this.#socket.writableNeedDrain) {
+    if (
+      this.#slots.length >= MAX_OWED ||
+      this.#socket.writableNeedDrain ||
+      this.#backlog !== null
+    ) {
       this.#paused = true
       this.#socket.pause()
     }
@@ -358,6 +397,17 @@ class FastConnection {
     if (!this.#paused || this.#handingOver || this.#ending || this.#closed) return
     if (this.#slots.length >= MAX_OWED / 2 || this.#socket.writableNeedDrain) return
     this.#paused = false
+    const backlog = this.#backlog
+    if (backlog !== null) {
+      this.#backlog = null
+      this.#onData(backlog)
+      if (this.#paused || this.#ending || this.#closed || this.#handingOver) return
+      if (this.#endAfterBacklog) {
+        this.#ending = true
+        this.#endAfterWrites()
+        return
+      }
+    }
     this.#socket.resume()
   }
 
@@ -378,10 +428,13 @@ class FastConnection {
         const head = headOf(answer, close, path.keepAlive)
         const body = answer.body
         const size = head.length + (body?.length ?? 0)
-        if (size < SPARE_FROM) {
+        // The spare only for a write that can leave at once: a write left
+        // queued holds its whole buffer (see shared/spare-buffer.ts).
+        if (size < SPARE_FROM || this.#socket.writableLength > 0) {
           const part = Buffer.allocUnsafe(size)
           fill(part, 0, head, body)
           out.push(part)
+          this.#outBytes += size
         } else {
           this.#writeNow(out, head, body)
         }
@@ -449,6 +502,7 @@ class FastConnection {
       at += part.length
     }
     out.length = 0
+    this.#outBytes = 0
     at = fill(spare, at, head, body)
     const socket = this.#socket
     if (socket.destroyed) {
@@ -502,6 +556,11 @@ class FastConnection {
   readonly #onEnd = (): void => {
     if (this.#handingOver && !this.#ending) {
       // What it sent last is node:http's to answer.
+      return
+    }
+    if (this.#backlog !== null) {
+      // What it sent before is answered first (see #maybeResume).
+      this.#endAfterBacklog = true
       return
     }
     this.#ending = true

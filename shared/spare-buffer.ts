@@ -10,16 +10,22 @@
  * for what each cost).
  */
 
-/** The smallest buffer taken, and the largest kept for the next write. */
+/**
+ * The smallest buffer taken, and the largest kept for the next write: a
+ * write the kernel takes only in part holds its whole buffer until the rest
+ * is sent, so a client that stops reading can hold one spare, no more than
+ * this, beyond the bytes counted as unsent to it (callers give a client
+ * that already has bytes queued a buffer of its own size instead).
+ */
 const SPARE_MIN = 64 * 1024
-const SPARE_MAX = 1024 * 1024
+const SPARE_MAX = 256 * 1024
 
 let spare: Buffer | null = null
 
 /**
  * A buffer of at least `size` bytes, its content undefined: the kept one
  * when it is large enough, else a new one (rounded up to a power of two
- * from 64 KiB, so one serves writes of similar sizes; exact above 1 MiB).
+ * from 64 KiB, so one serves writes of similar sizes; exact above 256 KiB).
  * Give it back with `keepSpare` once nothing holds it.
  */
 export function takeSpare(size: number): Buffer {
@@ -35,7 +41,7 @@ export function takeSpare(size: number): Buffer {
 /**
  * Keeps `buffer` for the next `takeSpare`, when nothing holds it any more
  * (the kernel took every byte written from it at once): the larger of it and
- * the one kept, up to 1 MiB.
+ * the one kept, up to 256 KiB.
  */
 export function keepSpare(buffer: Buffer): void {
   if (buffer.length <= SPARE_MAX && (spare === null || spare.length < buffer.length)) {

@@ -1,6 +1,46 @@
-import type { Socket } from 'node:net'
-import { describe, expect, it } from 'vitest'
+import { once } from 'node:events'
+import { connect, createServer, type Server, type Socket } from 'node:net'
+import { afterEach, describe, expect, it } from 'vitest'
 import { Output } from './output.js'
+
+const servers: Server[] = []
+const sockets: Socket[] = []
+
+afterEach(() => {
+  for (const socket of sockets.splice(0)) socket.destroy()
+  for (const server of servers.splice(0)) server.close()
+})
+
+/** A connected pair over loopback: `server` is the accepted side, `client` paused until asked. */
+async function pair(): Promise<{ client: Socket; server: Socket }> {
+  const listener = createServer()
+  servers.push(listener)
+  const accepted = once(listener, 'connection') as Promise<[Socket]>
+  listener.listen(0, '127.0.0.1')
+  await once(listener, 'listening')
+  const client = connect({ port: (listener.address() as { port: number }).port, host: '127.0.0.1' })
+  sockets.push(client)
+  client.pause()
+  await once(client, 'connect')
+  const [server] = await accepted
+  sockets.push(server)
+  return { client, server }
+}
+
+async function until(check: () => boolean): Promise<void> {
+  const deadline = Date.now() + 10_000
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('timed out')
+    await new Promise((resolve) => setTimeout(resolve, 2))
+  }
+}
+
+/** Everything `socket` receives, as it comes. */
+function collect(socket: Socket): Buffer[] {
+  const chunks: Buffer[] = []
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+  return chunks
+}
 
 /** A socket that records each write, as the bytes it held at the time. */
 function recordingSocket() {
@@ -187,30 +227,40 @@ describe('Output', () => {
     expect((writes[1] as Buffer).equals(value)).toBe(true)
   })
 
-  it('assembles large replies in one buffer again while the kernel takes every write at once, and only then', () => {
-    const { socket, writes, refs } = recordingSocket()
-    let pending = 0
-    Object.defineProperty(socket, 'writableLength', { get: () => pending })
-    const out = new Output(socket)
-    const one = Buffer.alloc(20_000, 1)
-    const two = Buffer.alloc(20_000, 2)
-    out.writeBulkFrom(one.length, cacheOf(one), 0)
-    out.writeBulkFrom(two.length, cacheOf(two), 0)
-    expect(refs[1]?.buffer).toBe(refs[0]?.buffer)
-    // Bytes left in the socket: that buffer is theirs until written.
-    pending = 100
-    out.writeBulkFrom(one.length, cacheOf(one), 0)
-    out.writeBulkFrom(two.length, cacheOf(two), 0)
-    expect(refs[3]?.buffer).not.toBe(refs[2]?.buffer)
-    // What was handed over is intact: each write holds its own value still.
-    for (const [i, fill] of [
-      [2, 1],
-      [3, 2],
-    ] as const) {
-      const held = Buffer.from(refs[i] as Uint8Array)
-      expect(held.equals(writes[i] as Buffer)).toBe(true)
-      expect(held[20]).toBe(fill)
+  it('assembles large replies in the spare again while the kernel takes every write at once; a client with bytes queued gets buffers of their own size', async () => {
+    const { client, server } = await pair()
+    // What the writer hands the socket's handle, as it is handed.
+    const refs: Uint8Array[] = []
+    type WriteBuffer = (req: unknown, bytes: Uint8Array) => number
+    const handle = (server as unknown as { _handle: { writeBuffer: WriteBuffer } })._handle
+    const writeBuffer = handle.writeBuffer.bind(handle)
+    handle.writeBuffer = (req: unknown, bytes: Uint8Array) => {
+      refs.push(bytes)
+      return writeBuffer(req, bytes)
     }
+    const out = new Output(server)
+    const values = [1, 2, 3, 4].map((fill) => Buffer.alloc(20_000, fill))
+    const expected: Buffer[] = []
+    const send = (value: Buffer) => {
+      out.writeBulkFrom(value.length, cacheOf(value), 0)
+      expected.push(Buffer.from(`$${value.length}\r\n`), value, Buffer.from('\r\n'))
+    }
+    send(values[0] as Buffer)
+    send(values[1] as Buffer)
+    expect(out.unsent).toBe(0)
+    expect(refs[1]?.buffer).toBe(refs[0]?.buffer)
+    // The client does not read: the kernel's buffers fill, writes stay queued.
+    while (out.unsent === 0) send(values[2] as Buffer)
+    const queuedFrom = refs.length
+    for (let i = 0; i < 20; i++) send(values[i % 4] as Buffer)
+    const sizes = refs.slice(queuedFrom).map((ref) => ref.buffer.byteLength)
+    expect(sizes).toEqual(refs.slice(queuedFrom).map((ref) => ref.length))
+    // Every byte arrives, in order, none overwritten while queued.
+    const received = collect(client)
+    client.resume()
+    const total = expected.reduce((n, part) => n + part.length, 0)
+    await until(() => received.reduce((n, c) => n + c.length, 0) >= total)
+    expect(Buffer.concat(received).equals(Buffer.concat(expected))).toBe(true)
   })
 
   it('sends a cached value larger than the kept buffer in one write of its own', () => {

@@ -210,7 +210,7 @@ export class Output {
         this.#renew()
         return
       }
-      const spare = takeSpare(batch + size)
+      const spare = this.#bigBuffer(batch + size)
       if (batch > 0) copyBytes(this.#slab, this.#start, this.#end, spare, 0)
       // The slab's batch is in the spare now: its room starts where it began.
       this.#slabAt = this.#start
@@ -220,7 +220,7 @@ export class Output {
       return
     }
     if (batch + size <= BATCH_MAX) {
-      const larger = takeSpare(batch + size)
+      const larger = this.#bigBuffer(Math.min(BATCH_MAX, Math.max(batch + size, 2 * batch)))
       copyBytes(this.#buf, 0, batch, larger, 0)
       // Never written: free to keep.
       keepSpare(this.#buf)
@@ -229,6 +229,19 @@ export class Output {
     }
     this.#sendSpare()
     this.#room(size)
+  }
+
+  /**
+   * A buffer for a batch the slab cannot hold: the spare when its write will
+   * leave at once, to a plain socket with nothing queued; else one of its
+   * own size, since a write left queued holds its whole buffer (a TLS
+   * socket's writes always complete later) and must not hold a spare many
+   * times its bytes. The unsent bound (maxUnsentBytes) counts bytes, so a
+   * client that stops reading holds at most one spare beyond it.
+   */
+  #bigBuffer(size: number): Buffer {
+    const writer = this.#writer
+    return writer.direct && writer.pending === 0 ? takeSpare(size) : Buffer.allocUnsafe(size)
   }
 
   /** After each write: a batch in a spare goes out now unless the output is held. */
