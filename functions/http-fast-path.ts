@@ -276,6 +276,8 @@ class FastConnection {
   #endAfterBacklog = false
   /** Bytes of answers in this read's `out`, not yet written. */
   #outBytes = 0
+  /** Bytes of answers made and waiting in #slots behind one not yet made. */
+  #owedBytes = 0
   /** Answers owed after the ones written, oldest first. */
   #slots: Slot[] = []
   /** A request that is not for this path came: nothing more is parsed here. */
@@ -352,7 +354,7 @@ class FastConnection {
     const maxHead = this.#path.options.maxHeaderBytes
     let at = 0
     while (at < buf.length && !this.#ending) {
-      if (this.#socket.writableLength + this.#outBytes > MAX_UNSENT_BYTES) {
+      if (this.#socket.writableLength + this.#outBytes + this.#owedBytes > MAX_UNSENT_BYTES) {
         this.#backlog = buf.subarray(at)
         break
       }
@@ -374,7 +376,8 @@ class FastConnection {
     } else {
       if (this.#slots.length === 0) this.#armIdle()
       this.#maybePause()
-      // The kernel took the answers at once: no 'drain' will come for them.
+      // Writing answers past the socket's high-water mark asks for a
+      // 'drain', which parses the rest; should none be owed, the next turn does.
       if (this.#backlog !== null && !this.#socket.writableNeedDrain) {
         setImmediate(this.#maybeResume)
       }
@@ -395,6 +398,7 @@ class FastConnection {
 
   readonly #maybeResume = (): void => {
     if (!this.#paused || this.#handingOver || this.#ending || this.#closed) return
+    if (this.#socket.destroyed) return
     if (this.#slots.length >= MAX_OWED / 2 || this.#socket.writableNeedDrain) return
     this.#paused = false
     const backlog = this.#backlog
@@ -402,11 +406,12 @@ class FastConnection {
       this.#backlog = null
       this.#onData(backlog)
       if (this.#paused || this.#ending || this.#closed || this.#handingOver) return
-      if (this.#endAfterBacklog) {
-        this.#ending = true
-        this.#endAfterWrites()
-        return
-      }
+    }
+    if (this.#endAfterBacklog) {
+      // It half-closed while its requests waited: all of them are read now.
+      this.#ending = true
+      this.#endAfterWrites()
+      return
     }
     this.#socket.resume()
   }
@@ -440,7 +445,9 @@ class FastConnection {
         }
         if (close) this.#ending = true
       } else {
-        this.#slots.push({ parts: [encodeAnswer(answer, close, path.keepAlive)], close })
+        const part = encodeAnswer(answer, close, path.keepAlive)
+        this.#owedBytes += part.length
+        this.#slots.push({ parts: [part], close })
         // Nothing after it is read: it ends the connection once written.
         if (close) this.#ending = true
       }
@@ -452,7 +459,10 @@ class FastConnection {
     void answer.then((answered) => {
       record?.(started)
       if (answered.headers.Connection !== undefined) slot.close = true
-      slot.parts = [encodeAnswer(answered, slot.close, path.keepAlive)]
+      if (this.#closed) return
+      const part = encodeAnswer(answered, slot.close, path.keepAlive)
+      this.#owedBytes += part.length
+      slot.parts = [part]
       this.#flushSlots()
     })
   }
@@ -464,11 +474,15 @@ class FastConnection {
     const slots = this.#slots
     while (slots.length > 0 && (slots[0] as Slot).parts !== null) {
       const slot = slots.shift() as Slot
-      for (const part of slot.parts as Buffer[]) out.push(part)
+      for (const part of slot.parts as Buffer[]) {
+        out.push(part)
+        this.#owedBytes -= part.length
+      }
       if (slot.close) {
         // What was asked after it is never answered, as on node:http.
         this.#ending = true
         this.#slots = []
+        this.#owedBytes = 0
         break
       }
     }
@@ -539,6 +553,18 @@ class FastConnection {
   #handOver(): void {
     if (this.#slots.length > 0 || this.#closed) return
     const socket = this.#socket
+    if (socket.readableEnded) {
+      // The client half-closed before this request was reached (answers
+      // before it were owed to a slow reader or to Redis): node:http cannot
+      // be handed bytes after the end of input (unshift would fail and
+      // destroy the socket). What came before is answered; the rest goes
+      // with the close.
+      this.#held = null
+      this.#handingOver = false
+      this.#ending = true
+      this.#endAfterWrites()
+      return
+    }
     socket.off('data', this.#onData)
     socket.off('close', this.#onClose)
     socket.off('end', this.#onEnd)
@@ -570,6 +596,8 @@ class FastConnection {
   readonly #onClose = (): void => {
     this.#closed = true
     this.#slots = []
+    this.#owedBytes = 0
+    this.#backlog = null
     this.#held = null
     this.#path.connections.delete(this)
   }
