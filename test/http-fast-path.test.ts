@@ -345,6 +345,40 @@ describe('HTTP fast path against node:http', () => {
     expect(closeAfterMs).toBeLessThan(2000)
   })
 
+  it('counts answers waiting behind a miss toward the bound on answers not taken', async () => {
+    // Redis busy for 400 ms: the miss waits, and the hits read after it are
+    // made and held behind it, not yet written.
+    const spin =
+      "local s = redis.call('TIME') repeat local n = redis.call('TIME') until (n[1] - s[1]) * 1000000 + (n[2] - s[2]) > 400000"
+    await redis.command('SET', 'cold', 'from redis')
+    proxy.service.clear()
+    await proxy.get('big').then((r) => r.arrayBuffer())
+    const count = 3000
+    const hitsBefore = proxy.service.stats().hits
+    const busy = redis.command('EVAL', spin, '0')
+    await new Promise((resolve) => setTimeout(resolve, 30))
+    const socket = connect(proxy.port, '127.0.0.1')
+    const chunks: Buffer[] = []
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()))
+    await new Promise<void>((resolve) => socket.on('connect', () => resolve()))
+    socket.end(
+      `GET /get/cold HTTP/1.1\r\nHost: x\r\n\r\n${'GET /get/big HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(count)}`,
+    )
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    // While the miss waits: 4 MiB of 20,000 B answers made, no more.
+    const madeWhileWaiting = proxy.service.stats().hits - hitsBefore
+    expect(madeWhileWaiting).toBeGreaterThan(0)
+    expect(madeWhileWaiting).toBeLessThan(count / 4)
+    await busy
+    await closed
+    const got = Buffer.concat(chunks).toString('latin1')
+    const bodies = got.split(/HTTP\/1\.1 200 OK\r\n[\s\S]*?\r\n\r\n/).slice(1)
+    expect(bodies[0]).toBe('from redis')
+    expect(bodies.slice(1)).toHaveLength(count)
+    expect(bodies.slice(1).every((body) => body === 'b'.repeat(20_000))).toBe(true)
+  })
+
   it('answers what came before a request for node:http that waited behind unread answers, then closes when the client had half-closed', async () => {
     // node:http cannot be handed bytes after the end of input.
     const count = 3000
