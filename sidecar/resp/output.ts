@@ -68,8 +68,9 @@ function flushDue(): void {
  * straight to the socket's handle), instead of one write request per reply.
  *
  * A batch too large for the slab (a cached value of some KiB) moves to a
- * buffer of its own, the process's spare (shared/spare-buffer.ts), with
- * every reply after it until it is sent: at once when the reply is complete,
+ * larger buffer, the process's spare (shared/spare-buffer.ts) or, for a
+ * socket whose write may be left queued, one of its own size (#bigBuffer),
+ * with every reply after it until it is sent: at once when the reply is complete,
  * or, while the connection holds its output (`hold`, over the replies to one
  * received chunk), when it is released or passes BATCH_MAX, so a pipeline of
  * large hits goes out in one write or a few, as Redis writes a client's
