@@ -375,12 +375,10 @@ class FastConnection {
       this.#handOver()
     } else {
       if (this.#slots.length === 0) this.#armIdle()
+      // With a backlog, what resumes it is the 'drain' of the answers past
+      // the bound (more than the socket's high-water mark) or, for answers
+      // held behind one waiting on Redis, #flushSlots once it comes.
       this.#maybePause()
-      // Writing answers past the socket's high-water mark asks for a
-      // 'drain', which parses the rest; should none be owed, the next turn does.
-      if (this.#backlog !== null && !this.#socket.writableNeedDrain) {
-        setImmediate(this.#maybeResume)
-      }
     }
   }
 

@@ -1,54 +1,12 @@
 import { once } from 'node:events'
-import { connect, createServer, type Server, type Socket } from 'node:net'
+import { connect, type Socket } from 'node:net'
 import { connect as connectTls, createServer as createTlsServer } from 'node:tls'
 import { afterEach, describe, expect, it } from 'vitest'
+import { closeLoopback, collect, listening, pair, track, until } from '../test/harness/loopback.js'
 import { makePki } from '../test/harness/tls.js'
 import { SocketWriter } from './socket-write.js'
 
-const servers: Server[] = []
-const sockets: Socket[] = []
-
-afterEach(() => {
-  for (const socket of sockets.splice(0)) socket.destroy()
-  for (const server of servers.splice(0)) server.close()
-})
-
-/** A server on a free loopback port, and its first accepted socket to come. */
-async function listening(): Promise<{ port: number; accepted: Promise<[Socket]> }> {
-  const server = createServer()
-  servers.push(server)
-  const accepted = once(server, 'connection') as Promise<[Socket]>
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  return { port: (server.address() as { port: number }).port, accepted }
-}
-
-/** A connected pair over loopback: `server` is the accepted side, `client` paused until asked. */
-async function pair(): Promise<{ client: Socket; server: Socket }> {
-  const { port, accepted } = await listening()
-  const client = connect({ port, host: '127.0.0.1' })
-  sockets.push(client)
-  client.pause()
-  await once(client, 'connect')
-  const [socket] = await accepted
-  sockets.push(socket)
-  return { client, server: socket }
-}
-
-async function until(check: () => boolean): Promise<void> {
-  const deadline = Date.now() + 10_000
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('timed out')
-    await new Promise((resolve) => setTimeout(resolve, 2))
-  }
-}
-
-/** Everything `socket` receives, as it comes. */
-function collect(socket: Socket): Buffer[] {
-  const chunks: Buffer[] = []
-  socket.on('data', (chunk: Buffer) => chunks.push(chunk))
-  return chunks
-}
+afterEach(closeLoopback)
 
 /** `count` distinct buffers of `size` bytes: buffer i holds i's bytes, so order shows. */
 function numbered(count: number, size: number): Buffer[] {
@@ -200,12 +158,12 @@ describe('SocketWriter', () => {
   it('writes a socket still connecting through the stream, which sends it once connected', async () => {
     const { port, accepted } = await listening()
     const client = connect({ port, host: '127.0.0.1' })
-    sockets.push(client)
+    track(client)
     const writer = new SocketWriter(client, () => {})
     expect(client.connecting).toBe(true)
     writer.write(Buffer.from('*1\r\n$4\r\nPING\r\n'))
     const [socket] = await accepted
-    sockets.push(socket)
+    track(socket)
     const chunks = collect(socket)
     await until(() => Buffer.concat(chunks).toString() === '*1\r\n$4\r\nPING\r\n')
     expect(client.destroyed).toBe(false)
@@ -269,15 +227,15 @@ describe('SocketWriter', () => {
       cert: pki.read(pki.serverCert),
     })
     pki.remove()
-    servers.push(tlsServer)
+    track(tlsServer)
     const accepted = once(tlsServer, 'secureConnection') as Promise<[Socket]>
     tlsServer.listen(0, '127.0.0.1')
     await once(tlsServer, 'listening')
     const port = (tlsServer.address() as { port: number }).port
     const client = connectTls({ port, host: '127.0.0.1', rejectUnauthorized: false })
-    sockets.push(client)
+    track(client)
     const [socket] = await accepted
-    sockets.push(socket)
+    track(socket)
     const writer = new SocketWriter(socket, () => {})
     expect(writer.direct).toBe(false)
     const chunks = collect(client)

@@ -4,6 +4,7 @@ import { createCluster } from 'redis'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { slotOfKey } from '../shared/redis/cluster/slot.js'
 import { askUntil } from './harness/ask-until.js'
+import { SPIN_400_MS } from './harness/busy-script.js'
 import { freePort } from './harness/ports.js'
 import { spawnProxy, waitServing } from './harness/process.js'
 import { startRespProxy, type TestRespProxy, waitReady } from './harness/proxy.js'
@@ -133,10 +134,6 @@ async function slotMove(key: string) {
 }
 
 type SlotMove = Awaited<ReturnType<typeof slotMove>>
-
-/** A script that keeps its node busy for 400 ms. */
-const SPIN_400_MS =
-  "local s = redis.call('TIME') repeat local n = redis.call('TIME') until (n[1] - s[1]) * 1000000 + (n[2] - s[2]) > 400000"
 
 /**
  * A read through the proxy that waits in a busy node's socket with a write

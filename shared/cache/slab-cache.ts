@@ -636,7 +636,7 @@ export class SlabCache {
    * stored by `setNil`.
    */
   get(key: string): Uint8Array | null {
-    const slot = this.getBytes(this.#encode(key), 0, key.length)
+    const slot = this.getSlot(key)
     if (slot < 0) return null
     return this.isNil(slot) ? NIL : this.#copyOut(slot)
   }

@@ -1,46 +1,9 @@
-import { once } from 'node:events'
-import { connect, createServer, type Server, type Socket } from 'node:net'
+import type { Socket } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
+import { closeLoopback, collect, pair, until } from '../../test/harness/loopback.js'
 import { Output } from './output.js'
 
-const servers: Server[] = []
-const sockets: Socket[] = []
-
-afterEach(() => {
-  for (const socket of sockets.splice(0)) socket.destroy()
-  for (const server of servers.splice(0)) server.close()
-})
-
-/** A connected pair over loopback: `server` is the accepted side, `client` paused until asked. */
-async function pair(): Promise<{ client: Socket; server: Socket }> {
-  const listener = createServer()
-  servers.push(listener)
-  const accepted = once(listener, 'connection') as Promise<[Socket]>
-  listener.listen(0, '127.0.0.1')
-  await once(listener, 'listening')
-  const client = connect({ port: (listener.address() as { port: number }).port, host: '127.0.0.1' })
-  sockets.push(client)
-  client.pause()
-  await once(client, 'connect')
-  const [server] = await accepted
-  sockets.push(server)
-  return { client, server }
-}
-
-async function until(check: () => boolean): Promise<void> {
-  const deadline = Date.now() + 10_000
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('timed out')
-    await new Promise((resolve) => setTimeout(resolve, 2))
-  }
-}
-
-/** Everything `socket` receives, as it comes. */
-function collect(socket: Socket): Buffer[] {
-  const chunks: Buffer[] = []
-  socket.on('data', (chunk: Buffer) => chunks.push(chunk))
-  return chunks
-}
+afterEach(closeLoopback)
 
 /** A socket that records each write, as the bytes it held at the time. */
 function recordingSocket() {

@@ -20,6 +20,14 @@ export async function busyWithScript(redis: TestRedis): Promise<() => Promise<vo
   }
 }
 
+/**
+ * A script that keeps its Redis busy for 400 ms, then returns: what is sent
+ * to that Redis meanwhile waits in its socket (a read held behind it, a
+ * write queued after it).
+ */
+export const SPIN_400_MS =
+  "local s = redis.call('TIME') repeat local n = redis.call('TIME') until (n[1] - s[1]) * 1000000 + (n[2] - s[2]) > 400000"
+
 /** Calls of `command` (as Redis names it: `select`, `client|tracking`) Redis rejected, by INFO commandstats. */
 export async function rejectedCalls(redis: TestRedis, command: string): Promise<number> {
   return commandStat(await redis.command('INFO', 'commandstats'), command, 'rejected_calls')
