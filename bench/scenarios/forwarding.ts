@@ -2,9 +2,14 @@ import { startRedis } from '../../test/harness/redis-server.js'
 import { cpuTimesOf } from '../lib/processes.js'
 import { formatNumber, interleave, median } from '../lib/stats.js'
 import { type RespLoadResult, redisBenchmarkTests } from '../load/redis-benchmark.js'
-import { type ProxyTarget, startProxy } from '../targets/start.js'
+import {
+  type ProxyTarget,
+  type RespTarget,
+  startBareForward,
+  startProxy,
+} from '../targets/start.js'
 import { startTwemproxy, type TwemproxyTarget } from '../targets/twemproxy.js'
-import { type CpuSplit, cpuSplit } from './limits.js'
+import { type CpuSplit, cpuSplit, RELAY_FLOOR, relayFloorLimit } from './limits.js'
 import {
   type Comparison,
   compare,
@@ -41,10 +46,12 @@ export const forwardingScenario: Scenario = {
     const redis = await startRedis()
     let proxy: ProxyTarget | undefined
     let twemproxy: TwemproxyTarget | undefined
+    let relay: RespTarget | undefined
     try {
       proxy = await startProxy(redis.url, {}, { resp: true })
       ctx.progress('forwarding: starting twemproxy (installed with apt-get when missing)')
       twemproxy = await startTwemproxy(redis.port)
+      relay = await startBareForward(redis.port)
       const comparisons: Comparison[] = []
       const tables: Table[] = []
       const cpuRows: string[][] = []
@@ -56,6 +63,7 @@ export const forwardingScenario: Scenario = {
         const runs = new Map<string, Run[]>([
           ['sidecar', []],
           ['twemproxy', []],
+          [RELAY_FLOOR, []],
         ])
         const load = async (side: string, port: number, pid?: number) => {
           const before = pid === undefined ? { user: 0, system: 0 } : cpuTimesOf(pid)
@@ -85,12 +93,14 @@ export const forwardingScenario: Scenario = {
         }
         const sidecar = { port: proxy.respPort, pid: proxy.pid }
         const twem = { port: twemproxy.port, pid: twemproxy.pid }
+        const floor = { port: relay.port, pid: relay.pid }
         const samples = await interleave<Map<string, RespLoadResult>>(
           ctx.budget.rounds,
           [
             { name: 'sidecar', run: () => load('sidecar', sidecar.port, sidecar.pid) },
             { name: 'twemproxy', run: () => load('twemproxy', twem.port, twem.pid) },
             { name: 'redis', run: () => load('redis', redis.port) },
+            { name: RELAY_FLOOR, run: () => load(RELAY_FLOOR, floor.port, floor.pid) },
           ],
           (line) => ctx.progress(`forwarding -P ${pipeline}: ${line}`),
         )
@@ -103,7 +113,11 @@ export const forwardingScenario: Scenario = {
           systemUs: medianOf(side, (run) => run.systemUs),
         })
         const limit = () =>
-          `over whole runs of the ${TESTS.length} commands the sidecar spent ${formatNumber(cpuOf('sidecar'), 2)} µs of CPU per request against twemproxy's ${formatNumber(cpuOf('twemproxy'), 2)}${cpuSplit(splitOf('sidecar'), splitOf('twemproxy'))}, and kept ${formatNumber(busyOf('sidecar') * 100)}% of a core busy (twemproxy ${formatNumber(busyOf('twemproxy') * 100)}%): ${busyOf('sidecar') >= 0.85 ? "its one thread's CPU per command bounds the rate" : 'it also waited, for redis-benchmark, Redis or other work on the 2 cores'}.`
+          `over whole runs of the ${TESTS.length} commands the sidecar spent ${formatNumber(cpuOf('sidecar'), 2)} µs of CPU per request against twemproxy's ${formatNumber(cpuOf('twemproxy'), 2)}${cpuSplit(splitOf('sidecar'), splitOf('twemproxy'))}, and kept ${formatNumber(busyOf('sidecar') * 100)}% of a core busy (twemproxy ${formatNumber(busyOf('twemproxy') * 100)}%): ${busyOf('sidecar') >= 0.85 ? "its one thread's CPU per command bounds the rate" : 'it also waited, for redis-benchmark, Redis or other work on the 2 cores'}.${relayFloorLimit(
+            { name: RELAY_FLOOR, rps: 0, cpuUs: cpuOf(RELAY_FLOOR), ...splitOf(RELAY_FLOOR) },
+            { name: 'twemproxy', rps: 0, cpuUs: cpuOf('twemproxy') },
+            { name: 'sidecar', rps: 0, cpuUs: cpuOf('sidecar') },
+          )}`
         const rps = (side: string, test: (typeof TESTS)[number]) =>
           (samples.get(side) ?? []).map((run) => run.get(ROW_NAMES[test])?.rps ?? 0)
         const rows: string[][] = []
@@ -124,25 +138,35 @@ export const forwardingScenario: Scenario = {
             formatNumber(vsTwemproxy.ours.value),
             formatNumber(vsTwemproxy.theirs.value),
             formatNumber(direct),
+            formatNumber(median(rps(RELAY_FLOOR, test))),
             `${formatNumber(vsTwemproxy.ratio, 2)}x`,
             `${formatNumber(vsTwemproxy.ours.value / direct, 2)}x`,
           ])
         }
         tables.push({
           title: `redis-benchmark -t ${TESTS.join(',')} -c ${CLIENTS} -P ${pipeline} -r ${formatNumber(KEYSPACE)} -d ${VALUE_BYTES}, req/s (medians of ${ctx.budget.rounds} interleaved runs)`,
-          columns: ['command', 'sidecar', 'twemproxy', 'redis direct', 'vs twemproxy', 'vs redis'],
+          columns: [
+            'command',
+            'sidecar',
+            'twemproxy',
+            'redis direct',
+            RELAY_FLOOR,
+            'vs twemproxy',
+            'vs redis',
+          ],
           rows,
         })
         cpuRows.push([
           String(pipeline),
           formatNumber(cpuOf('sidecar'), 2),
           formatNumber(cpuOf('twemproxy'), 2),
+          formatNumber(cpuOf(RELAY_FLOOR), 2),
           `${formatNumber(cpuOf('twemproxy') / cpuOf('sidecar'), 2)}x`,
         ])
       }
       tables.push({
         title: `CPU µs per request of each proxy process over a run of all ${TESTS.length} commands (medians)`,
-        columns: ['pipeline', 'sidecar', 'twemproxy', 'twemproxy / sidecar'],
+        columns: ['pipeline', 'sidecar', 'twemproxy', RELAY_FLOOR, 'twemproxy / sidecar'],
         rows: cpuRows,
       })
       return {
@@ -152,9 +176,11 @@ export const forwardingScenario: Scenario = {
         notes: [
           'twemproxy (Debian nutcracker 0.5) and the sidecar forward to the same redis-server; twemproxy has no cache and no read-your-writes bookkeeping.',
           'The sidecar evicts the keys of each write when it is sent and when it is answered (read-your-writes); twemproxy, a C proxy, parses and forwards only.',
+          `${RELAY_FLOOR} (bench/targets/bare-forward.ts, its own process, in front of the same redis-server) relays each command and reply as bytes, reading and writing its sockets as the sidecar does: the least a forwarding proxy in Node spends per request here. Beside twemproxy it says how much of the gap is Node's and how much the sidecar's own work (command table, permissions, read-your-writes, ordering of replies).`,
         ],
       }
     } finally {
+      await relay?.stop()
       await twemproxy?.stop()
       await proxy?.stop()
       await redis.stop()

@@ -47,3 +47,25 @@ export function cpuLimit(ours: Served, theirs: Served): string {
 export function loadNow(): string {
   return formatNumber(loadavg()[0] ?? Number.NaN, 2)
 }
+
+/** The name of bench/targets/bare-forward.ts's side in parts 3 and 7. */
+export const RELAY_FLOOR = 'bare node:net relay'
+
+/**
+ * What a forwarding figure that misses its target is up against: the bare
+ * Node relay's CPU per request (and rate, where it has one) in the same
+ * runs, against `theirs` (twemproxy) and the sidecar. A relay that keeps
+ * up with twemproxy says the gap is the sidecar's own work, not Node's.
+ */
+export function relayFloorLimit(floor: Served | undefined, theirs: Served, ours: Served): string {
+  if (floor === undefined || !(floor.cpuUs > 0)) return ''
+  const split =
+    floor.userUs === undefined || floor.systemUs === undefined
+      ? ''
+      : ` (user ${formatNumber(floor.userUs, 2)}, system ${formatNumber(floor.systemUs, 2)})`
+  const rate =
+    floor.rps > 0
+      ? ` at ${formatNumber(floor.rps)} req/s, ${formatNumber(floor.rps / theirs.rps, 2)}x ${theirs.name}'s rate`
+      : ''
+  return ` The floor for a forwarding proxy in Node here, a bare node:net relay that frames each command and reply and copies them between the sockets as the sidecar reads and writes them (bench/targets/bare-forward.ts: no cache, no command table, no read-your-writes), spent ${formatNumber(floor.cpuUs, 2)} µs per request${split}${rate} in the same runs: ${formatNumber(theirs.cpuUs / floor.cpuUs, 2)}x ${theirs.name}'s CPU per request, and the sidecar's own work ${formatNumber(ours.cpuUs - floor.cpuUs, 2)} µs above it.`
+}

@@ -3,9 +3,15 @@ import { cpuTimesOf } from '../lib/processes.js'
 import { formatBytes, formatNumber, interleave, median } from '../lib/stats.js'
 import { type RespLoadResult, redisBenchmarkGet } from '../load/redis-benchmark.js'
 import { BENCH_KEY_BYTES, respKeysFill, respKeysGet } from '../load/resp-keys.js'
-import { type ProxyTarget, type RespTarget, startBareResp, startProxy } from '../targets/start.js'
+import {
+  type ProxyTarget,
+  type RespTarget,
+  startBareForward,
+  startBareResp,
+  startProxy,
+} from '../targets/start.js'
 import { startTwemproxy, type TwemproxyTarget } from '../targets/twemproxy.js'
-import { cpuLimit, cpuSplit, loadNow, type Served } from './limits.js'
+import { cpuLimit, cpuSplit, loadNow, RELAY_FLOOR, relayFloorLimit, type Served } from './limits.js'
 import {
   type BenchContext,
   type Check,
@@ -382,12 +388,12 @@ export const respMissScenario: Scenario = {
       proxy = await startProxy(redis.url, { CACHE_CAPACITY: '1' }, { resp: true })
       ctx.progress('resp miss: starting twemproxy (installed with apt-get when missing)')
       twemproxy = await startTwemproxy(redis.port)
-      bare = await startBareResp(VALUE_BYTES)
+      bare = await startBareForward(redis.port)
       const sides: Side[] = [
         { name: 'sidecar', port: proxy.respPort, pid: proxy.pid },
         { name: 'twemproxy', port: twemproxy.port, pid: twemproxy.pid },
         { name: 'redis-server', port: redis.port, pid: redis.pid() as number },
-        { name: FLOOR, port: bare.port, pid: bare.pid },
+        { name: RELAY_FLOOR, port: bare.port, pid: bare.pid },
       ]
       const before = (await proxy.status()).cache
       const samples = await measure(
@@ -421,7 +427,7 @@ export const respMissScenario: Scenario = {
             median,
             1.0,
             () =>
-              `${cpuLimit(served('sidecar', ours), served('twemproxy', twem))} A miss costs the sidecar a cache lookup, a backend GET and PTTL on its own connection to Redis (decoded into a value) and a cache insert, where twemproxy only relays bytes.${floorLimit(served(FLOOR, pick(pipeline, FLOOR)), served('twemproxy', twem))}`,
+              `${cpuLimit(served('sidecar', ours), served('twemproxy', twem))} A miss costs the sidecar a cache lookup, a backend GET and PTTL on its own connection to Redis (decoded into a value) and a cache insert, where twemproxy only relays bytes.${relayFloorLimit(served(RELAY_FLOOR, pick(pipeline, RELAY_FLOOR)), served('twemproxy', twem), served('sidecar', ours))}`,
           ),
           compare(
             `RESP miss, pipeline ${pipeline} (reference)`,
@@ -460,7 +466,7 @@ export const respMissScenario: Scenario = {
         notes: [
           `Keys drawn at random from ${formatNumber(KEYSPACE)} (\`-r\`, ${BENCH_KEY_BYTES} B names), all present with ${VALUE_BYTES} B values; CACHE_CAPACITY=1, so the sidecar counted ${formatNumber(after.misses - before.misses)} misses and ${formatNumber(after.hits - before.hits)} hits. Each miss is a backend GET (concurrent misses of one key coalesced). Medians of ${ctx.budget.rounds} interleaved runs.`,
           'twemproxy (Debian nutcracker 0.5, no cache) and the sidecar forward to the same redis-server, which is also measured direct as a reference (no target). CPU µs/req counts each proxy process alone. The redis-server behind them does more for the sidecar: a PTTL beside each GET (what keeps a cached entry from outliving the key); with CACHE_TRACKING=bcast, the default, it remembers nothing per key read (with CACHE_TRACKING=keys it would add a tracking-table entry per key).',
-          `${FLOOR} (bench/targets/bare-resp.ts) answers every GET with a fixed ${VALUE_BYTES} B bulk and has no backend: the least a Node server spends per request here, before any forwarding.`,
+          `${RELAY_FLOOR} (bench/targets/bare-forward.ts, its own process) relays every GET to the same redis-server on one connection, as twemproxy does: it reads and writes its sockets as the sidecar does (shared/socket-read.ts, shared/socket-write.ts), finds where each command and reply ends and copies them across, with its writes after the turn's reads; no cache, no command table, no PTTL. What it spends per request, any Node proxy spends before its own work.`,
         ],
       }
     } finally {

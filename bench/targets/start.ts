@@ -110,6 +110,22 @@ export async function startBareResp(valueBytes: number): Promise<RespTarget> {
 }
 
 /**
+ * The floor for a forwarding proxy in Node (bare-forward.ts), in front of
+ * the redis-server at `redisPort`: ready once a GET of a key that does not
+ * exist comes back through it as Redis's nil.
+ */
+export async function startBareForward(redisPort: number): Promise<RespTarget> {
+  const port = await freePort()
+  const target = await spawnTarget(
+    [here('./bare-forward.js'), String(port), String(redisPort)],
+    { PATH: process.env.PATH ?? '' },
+    async () => (await sendCommand(port, ['GET', 'bare-forward:probe'])) === null,
+    port,
+  )
+  return { port, pid: target.pid, stop: () => target.stop() }
+}
+
+/**
  * The proxy as its own process, configured through its environment: always
  * its HTTP interface (the bench reads `GET /` and the process's memory), and
  * the RESP sidecar too with `resp: true`.

@@ -1,0 +1,207 @@
+/**
+ * The floor for a forwarding RESP proxy in Node on this machine: a bare
+ * node:net relay that does what twemproxy does for one backend and nothing
+ * more. It reads and writes its sockets the way the sidecar does
+ * (shared/socket-read.ts, shared/socket-write.ts), finds where each
+ * command ends, copies it whole to one connection to Redis, finds where
+ * each reply ends and copies it to the client that is owed it, in order.
+ * Writes leave after the turn's reads, as the sidecar's do: one write per
+ * client and one to Redis per loop turn. No cache, no decoding of a
+ * command's name or arguments, no timeouts, no errors beyond ending the
+ * process. What it spends per request, any Node proxy spends before its
+ * own work: the bench sets it beside twemproxy on the miss path and for
+ * forwarded commands to show what bounds those ratios.
+ *
+ *   node bare-forward.js <port> <redisPort>
+ */
+import { connect, createServer, type Socket } from 'node:net'
+import { readChunks, readOption } from '../../shared/socket-read.js'
+import { SocketWriter } from '../../shared/socket-write.js'
+
+const port = Number(process.argv[2])
+const redisPort = Number(process.argv[3])
+const SLAB_BYTES = 64 * 1024
+const CR = 13
+const STAR = 42
+const DOLLAR = 36
+
+/** Where the line starting at `at` ends (its CR), or -1 when not all of it is here. */
+function lineEnd(bytes: Buffer, at: number): number {
+  const cr = bytes.indexOf(CR, at)
+  return cr < 0 || cr + 1 >= bytes.length ? -1 : cr
+}
+
+/** A line's integer (a count or a length; -1 for a nil). */
+function readInt(bytes: Buffer, from: number, to: number): number {
+  if (bytes[from] === 45) return -readInt(bytes, from + 1, to)
+  let n = 0
+  for (let i = from; i < to; i++) n = n * 10 + (bytes[i] as number) - 48
+  return n
+}
+
+/**
+ * The end of the command at `at`, or -1 when it is not all here yet.
+ * Multibulk only, as the load tools send; anything else throws, which
+ * ends this process and the bench part with it.
+ */
+function frameCommand(bytes: Buffer, at: number): number {
+  if (bytes[at] !== STAR) throw new Error('bare-forward: multibulk commands only')
+  const headEnd = lineEnd(bytes, at)
+  if (headEnd < 0) return -1
+  const count = readInt(bytes, at + 1, headEnd)
+  let cursor = headEnd + 2
+  for (let arg = 0; arg < count; arg++) {
+    if (cursor >= bytes.length) return -1
+    if (bytes[cursor] !== DOLLAR) throw new Error('bare-forward: bulk arguments only')
+    const lenEnd = lineEnd(bytes, cursor)
+    if (lenEnd < 0) return -1
+    const next = lenEnd + 2 + readInt(bytes, cursor + 1, lenEnd) + 2
+    if (next > bytes.length) return -1
+    cursor = next
+  }
+  return cursor
+}
+
+/**
+ * The end of the RESP2 reply at `at`, or -1 when it is not all here yet:
+ * nested arrays by counting the items still owed, no recursion.
+ */
+function frameReply(bytes: Buffer, at: number): number {
+  let owed = 1
+  let cursor = at
+  while (owed > 0) {
+    if (cursor >= bytes.length) return -1
+    const type = bytes[cursor]
+    const end = lineEnd(bytes, cursor)
+    if (end < 0) return -1
+    owed--
+    if (type === DOLLAR) {
+      const length = readInt(bytes, cursor + 1, end)
+      cursor = length < 0 ? end + 2 : end + 2 + length + 2
+      if (cursor > bytes.length) return -1
+    } else {
+      if (type === STAR) {
+        const count = readInt(bytes, cursor + 1, end)
+        if (count > 0) owed += count
+      }
+      cursor = end + 2
+    }
+  }
+  return cursor
+}
+
+/** Bytes gathered for one socket and written once per loop turn. */
+class Out {
+  readonly #writer: SocketWriter
+  #slab = Buffer.allocUnsafe(SLAB_BYTES)
+  #start = 0
+  #end = 0
+  #due = false
+
+  constructor(socket: Socket) {
+    this.#writer = new SocketWriter(socket, () => {})
+  }
+
+  put(bytes: Buffer, from: number, to: number): void {
+    const length = to - from
+    if (this.#end + length > this.#slab.length) {
+      this.flush()
+      if (this.#end + length > this.#slab.length) {
+        this.#slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, length))
+        this.#start = 0
+        this.#end = 0
+      }
+    }
+    bytes.copy(this.#slab, this.#end, from, to)
+    this.#end += length
+    if (!this.#due) {
+      this.#due = true
+      due.push(this)
+      if (due.length === 1) setImmediate(flushDue)
+    }
+  }
+
+  flush(): void {
+    this.#due = false
+    if (this.#end === this.#start) return
+    this.#writer.write(this.#slab.subarray(this.#start, this.#end))
+    // Taken by the kernel at once: the slab is free again.
+    if (this.#writer.pending === 0) this.#end = 0
+    this.#start = this.#end
+  }
+}
+
+// Every socket written in this loop turn, written once after the turn's reads.
+let due: Out[] = []
+function flushDue(): void {
+  const run = due
+  due = []
+  for (const out of run) out.flush()
+}
+
+/** A socket's bytes not yet framed: the tail of the last read, joined to the next. */
+class Framing {
+  #held: Buffer | null = null
+
+  /** Calls `whole` for each whole frame in `chunk` (after what was held). */
+  take(
+    chunk: Buffer,
+    frame: (bytes: Buffer, at: number) => number,
+    whole: (bytes: Buffer, from: number, to: number) => void,
+  ): void {
+    const bytes = this.#held === null ? chunk : Buffer.concat([this.#held, chunk])
+    let at = 0
+    while (at < bytes.length) {
+      const next = frame(bytes, at)
+      if (next < 0) break
+      whole(bytes, at, next)
+      at = next
+    }
+    this.#held = at < bytes.length ? bytes.subarray(at) : null
+  }
+}
+
+// The clients owed a reply, in the order their commands went to Redis.
+const owed: Out[] = []
+let owedHead = 0
+
+const redisFraming = new Framing()
+const toClient = (bytes: Buffer, from: number, to: number): void => {
+  const client = owed[owedHead++] as Out
+  if (owedHead === owed.length) {
+    owed.length = 0
+    owedHead = 0
+  }
+  client.put(bytes, from, to)
+}
+const redis = connect({
+  host: '127.0.0.1',
+  port: redisPort,
+  noDelay: true,
+  onread: readOption((chunk) => redisFraming.take(chunk, frameReply, toClient)),
+})
+redis.on('error', (err) => {
+  throw err
+})
+redis.on('close', () => process.exit(1))
+const toRedis = new Out(redis)
+
+function serve(socket: Socket): void {
+  const out = new Out(socket)
+  const framing = new Framing()
+  const forward = (bytes: Buffer, from: number, to: number): void => {
+    toRedis.put(bytes, from, to)
+    owed.push(out)
+  }
+  readChunks(socket, (chunk) => framing.take(chunk, frameCommand, forward))
+  socket.on('error', () => {})
+}
+
+redis.once('connect', () => {
+  const server = createServer({ noDelay: true }, serve)
+  server.listen(port, '127.0.0.1')
+  process.on('SIGTERM', () => {
+    server.close()
+    process.exit(0)
+  })
+})
