@@ -113,6 +113,13 @@ export type RespSourceOptions = {
    * unanswered.
    */
   onPush?: (push: Push, midRead: string | undefined) => void
+  /**
+   * A push that lies whole in one received chunk, `chunk[start, end)`,
+   * offered before it is decoded (with `midRead` as for onPush): true when
+   * taken, and onPush is not called for it; false leaves it to onPush. Lets
+   * the commonest push, an invalidation, be read where it lies.
+   */
+  onPushIn?: (chunk: Buffer, start: number, end: number, midRead: string | undefined) => boolean
   /** Called when a ready connection is lost, before anything is retried. */
   onLost?: () => void
   /**
@@ -807,8 +814,11 @@ export class RespSource implements RedisSource {
    * read from them (no slice, no array); anything else is left to #onFrame.
    */
   readonly #onWhole = (chunk: Buffer, start: number, end: number, push: boolean): boolean => {
-    if (push) return false
     const head = this.#waiters.peek()
+    if (push) {
+      const midRead = head?.get === true && head.owed === 1 ? head.key : undefined
+      return this.#options.onPushIn?.(chunk, start, end, midRead) === true
+    }
     if (head === undefined) return false
     if (head.raw) {
       this.#waiters.shift()

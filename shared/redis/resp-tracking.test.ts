@@ -3,6 +3,7 @@ import type { TrackingSetting } from '../config.js'
 import type { InvalidationTarget } from '../invalidation.js'
 import { createLogger } from '../log.js'
 import { Push, type Reply, ReplyDecoder, ReplyError } from './reply-decoder.js'
+import { ReplyFramer } from './reply-framer.js'
 import { RespTracking } from './resp-tracking.js'
 
 /** A channel with its source hooks, a target recording what it is told, and the warnings logged. */
@@ -24,11 +25,28 @@ function setup(mode: TrackingSetting = 'bcast', prefixes: string[] = []) {
   }
   const hooks = tracking.sourceHooks()
   const warnings = () => lines.map((line) => JSON.parse(line)).filter((l) => l.level === 'warn')
-  /** Server bytes through the real decoder, pushes to the hook, as the source routes them. */
-  const receive = (bytes: string, midRead?: string) => {
-    new ReplyDecoder().push(Buffer.from(bytes, 'latin1'), (reply: Reply) => {
-      if (reply instanceof Push) hooks.onPush?.(reply, midRead)
-    })
+  /**
+   * Server bytes routed as the source routes them (RespSource.#onWhole and
+   * #onFrame): framed, a push that lies whole in one chunk offered to
+   * onPushIn first, anything it does not take decoded and given to onPush.
+   * `cut` splits the bytes into two chunks there.
+   */
+  const receive = (bytes: string, midRead?: string, cut?: number) => {
+    const framer = new ReplyFramer()
+    const whole = Buffer.from(bytes, 'latin1')
+    const chunks = cut === undefined ? [whole] : [whole.subarray(0, cut), whole.subarray(cut)]
+    for (const chunk of chunks) {
+      framer.push(
+        Buffer.from(chunk),
+        (parts, push) => {
+          if (!push) return
+          new ReplyDecoder().push(Buffer.concat(parts), (reply: Reply) => {
+            if (reply instanceof Push) hooks.onPush?.(reply, midRead)
+          })
+        },
+        (chunk, start, end, push) => push && hooks.onPushIn?.(chunk, start, end, midRead) === true,
+      )
+    }
   }
   return { tracking, target, calls, hooks, warnings, receive }
 }
@@ -87,6 +105,51 @@ describe('RespTracking', () => {
       '\xff\x00',
     )
     expect(calls).toEqual(['evict "b"', 'invalidate "ÿ\\u0000"', 'evict "ab"'])
+  })
+
+  it('reads an invalidation where it lies and leaves anything else to the decoder, with the same effect', () => {
+    const pushes = [
+      '>2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\na\r\n',
+      '>2\r\n$10\r\ninvalidate\r\n*2\r\n$0\r\n\r\n$12\r\nkey\r\nwith\x00lf\r\n',
+      '>2\r\n$10\r\ninvalidate\r\n*0\r\n',
+      // Not read in place: a key that is not a bulk string, the nil of a flush,
+      // another kind of push, and an invalidation in two chunks.
+      '>2\r\n$10\r\ninvalidate\r\n*2\r\n$1\r\nb\r\n:7\r\n',
+      '>2\r\n$10\r\ninvalidate\r\n_\r\n',
+      '>2\r\n$10\r\nINVALIDATE\r\n*1\r\n$1\r\nc\r\n',
+      '>3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nx\r\n',
+      // Bounds that hold more than the one push: not what the framer gives.
+      '>2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nd\r\n+OK\r\n',
+    ]
+    const taken: boolean[] = []
+    for (const [i, push] of pushes.entries()) {
+      const inPlace = setup()
+      inPlace.tracking.start(inPlace.target)
+      inPlace.hooks.onSetup?.(['OK'], true)
+      inPlace.calls.length = 0
+      const bytes = Buffer.from(push, 'latin1')
+      taken.push(
+        inPlace.hooks.onPushIn?.(bytes, 0, bytes.length, i === 1 ? '' : undefined) === true,
+      )
+      const decoded = setup()
+      decoded.tracking.start(decoded.target)
+      decoded.hooks.onSetup?.(['OK'], true)
+      decoded.calls.length = 0
+      new ReplyDecoder().push(bytes, (reply: Reply) => {
+        if (reply instanceof Push) decoded.hooks.onPush?.(reply, i === 1 ? '' : undefined)
+      })
+      if (taken[i] === true) expect(inPlace.calls).toEqual(decoded.calls)
+      else expect(inPlace.calls).toEqual([])
+    }
+    expect(taken).toEqual([true, true, true, false, false, false, false, false])
+    // Through the framer, as the source routes them: the same as decoded,
+    // a push cut across two chunks included.
+    const { tracking, target, calls, hooks, receive } = setup()
+    tracking.start(target)
+    hooks.onSetup?.(['OK'], true)
+    calls.length = 0
+    receive(`${pushes[1]}${pushes[3]}${pushes[0]}`, undefined, 30)
+    expect(calls).toEqual(['evict ""', 'evict "key\\r\\nwith\\u0000lf"', 'evict "b"', 'evict "a"'])
   })
 
   it('clears everything on a null invalidation (FLUSHALL, FLUSHDB)', () => {

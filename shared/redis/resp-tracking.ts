@@ -1,8 +1,46 @@
+import { viewAt } from '../buffer-view.js'
 import type { TrackingSetting } from '../config.js'
 import type { InvalidationChannel, InvalidationMode, InvalidationTarget } from '../invalidation.js'
 import type { Logger } from '../log.js'
 import { isPassingError, type Push, type Reply, ReplyError } from './reply-decoder.js'
 import type { RespSourceOptions } from './resp-source.js'
+
+/** How an invalidation push begins: `>2`, then the bulk string `invalidate`. */
+const INVALIDATE_HEAD = Buffer.from('>2\r\n$10\r\ninvalidate\r\n', 'latin1')
+const CR = 13
+const LF = 10
+const DOLLAR = 36
+const STAR = 42
+
+/**
+ * The number whose digits start at `at` and end at a CRLF, as `readLine`
+ * leaves it in `lineValue`, with `lineEnd` the byte after the LF; false when
+ * there are no digits, more than 9, or no CRLF after them.
+ */
+let lineValue = 0
+let lineEnd = 0
+function readLine(chunk: Buffer, at: number, end: number): boolean {
+  let value = 0
+  let i = at
+  for (; i < end && i - at < 10; i++) {
+    const byte = chunk[i] as number
+    if (byte < 48 || byte > 57) break
+    value = value * 10 + (byte - 48)
+  }
+  if (i === at || i - at > 9 || i + 1 >= end || chunk[i] !== CR || chunk[i + 1] !== LF) {
+    return false
+  }
+  lineValue = value
+  lineEnd = i + 2
+  return true
+}
+
+/** Whether `chunk[at, at + length)` holds the byte string `text`. */
+function bytesAre(chunk: Buffer, at: number, length: number, text: string): boolean {
+  if (length !== text.length) return false
+  for (let i = 0; i < length; i++) if (chunk[at + i] !== text.charCodeAt(i)) return false
+  return true
+}
 
 /** CLIENT TRACKING ON for each CACHE_TRACKING setting; BCAST under CACHE_PREFIXES only, if any. */
 function trackingCommand(tracking: TrackingSetting, prefixes: readonly string[]): string[] {
@@ -48,7 +86,7 @@ export class RespTracking implements InvalidationChannel {
   }
 
   /** The hooks to pass to the RespSource this channel watches. */
-  sourceHooks(): Pick<RespSourceOptions, 'setup' | 'onSetup' | 'onPush' | 'onLost'> {
+  sourceHooks(): Pick<RespSourceOptions, 'setup' | 'onSetup' | 'onPush' | 'onPushIn' | 'onLost'> {
     return {
       setup: (resp3) =>
         resp3 && this.#mode !== 'unsupported'
@@ -56,6 +94,7 @@ export class RespTracking implements InvalidationChannel {
           : [],
       onSetup: (replies, resp3) => this.#established(replies, resp3),
       onPush: (push, midRead) => this.#pushed(push, midRead),
+      onPushIn: (chunk, start, end, midRead) => this.#pushedIn(chunk, start, end, midRead),
       onLost: () => this.#lost(),
     }
   }
@@ -117,6 +156,53 @@ export class RespTracking implements InvalidationChannel {
     }
     this.#mode = 'lost'
     this.#target?.suspendStores()
+  }
+
+  /**
+   * An invalidation of keys as it lies in the received chunk
+   * (`>2 $10 invalidate *n $len key ...`), read there: what #pushed does for
+   * it, without decoding it into a Push, its arrays and a Buffer per item.
+   * Every write to the keyspace sends one under BCAST, so this runs at the
+   * rate of all of Redis's writes, whoever makes them. Anything else (the
+   * nil of FLUSHALL, another push, a key that is not a bulk string) is left
+   * to #pushed: false, and nothing was done.
+   */
+  #pushedIn(chunk: Buffer, start: number, end: number, midRead: string | undefined): boolean {
+    const target = this.#target
+    const head = INVALIDATE_HEAD.length
+    if (target === undefined || end - start < head + 4) return false
+    for (let i = 0; i < head; i++) if (chunk[start + i] !== INVALIDATE_HEAD[i]) return false
+    const arrayAt = start + head
+    if (chunk[arrayAt] !== STAR || !readLine(chunk, arrayAt + 1, end)) return false
+    const count = lineValue
+    const keysAt = lineEnd
+    // Checked whole before any key is acted on: one the general path would
+    // read differently leaves the whole push to it.
+    let at = keysAt
+    for (let k = 0; k < count; k++) {
+      if (chunk[at] !== DOLLAR || !readLine(chunk, at + 1, end)) return false
+      at = lineEnd + lineValue
+      if (at + 2 > end || chunk[at] !== CR || chunk[at + 1] !== LF) return false
+      at += 2
+    }
+    if (at !== end) return false
+    const bytes = chunk.buffer
+    const base = chunk.byteOffset
+    at = keysAt
+    for (let k = 0; k < count; k++) {
+      readLine(chunk, at + 1, end)
+      const keyAt = lineEnd
+      const length = lineValue
+      at = keyAt + length + 2
+      // As #pushed: the read between its two replies has its loads dropped.
+      const key = viewAt(bytes, base + keyAt, length)
+      if (midRead !== undefined && bytesAre(chunk, keyAt, length, midRead)) {
+        target.invalidateBytes(key)
+      } else {
+        target.evictBytes(key)
+      }
+    }
+    return true
   }
 
   #pushed(push: Push, midRead: string | undefined): void {
