@@ -46,8 +46,14 @@ export type ReadThroughStats = CacheStats & {
  * reply slot and makes no promise (see `fetchTo`).
  */
 export interface FetchWaiter {
+  /** `value` is lent (valid only during the call) to a waiter that `takesLent`. */
   loaded(value: Uint8Array | null): void
   failed(err: Error): void
+  /**
+   * Whether the waiter copies what it keeps of `value` during `loaded`: then
+   * it may be given the very bytes the source read, not a copy of its own.
+   */
+  readonly takesLent?: boolean
 }
 
 /** A FetchWaiter for callers that await: HTTP, MGET. */
@@ -71,6 +77,8 @@ class PromiseWaiter implements FetchWaiter {
  * stored, so a write that raced the read can never be hidden behind the cache.
  */
 class Flight implements LoadDone {
+  /** Its settle stores a value and answers its waiters before returning (see resolve). */
+  readonly takesLent = true
   stale = false
   /** When its backend read was sent: the PTTL is counted from then. */
   startedAt = 0
@@ -135,10 +143,20 @@ class Flight implements LoadDone {
     return this.#shared.promise
   }
 
-  resolve(value: Uint8Array | null): void {
-    if (this.#first !== null) answer(this.#first, value, null)
+  /** `lent`: `value` is valid only during this call; a waiter that keeps it gets a copy. */
+  resolve(value: Uint8Array | null, lent: boolean): void {
+    let copy: Uint8Array | null = null
+    const first = this.#first
+    if (first !== null) {
+      if (lent && first.takesLent !== true) copy = new Uint8Array(value as Uint8Array)
+      answer(first, copy ?? value, null)
+    }
     const rest = this.#rest
-    if (rest !== null) for (const waiter of rest) answer(waiter, value, null)
+    if (rest === null) return
+    for (const waiter of rest) {
+      if (lent && waiter.takesLent !== true) copy ??= new Uint8Array(value as Uint8Array)
+      answer(waiter, lent && waiter.takesLent !== true ? copy : value, null)
+    }
   }
 
   reject(err: Error): void {
@@ -560,7 +578,7 @@ export class ReadThrough implements InvalidationTarget {
           this.#unstoredLoads++
         }
       }
-      flight.resolve(loaded === null ? null : loaded.value)
+      flight.resolve(loaded === null ? null : loaded.value, loaded?.lent === true)
     } else {
       this.#backendErrors++
       flight.reject(

@@ -1,4 +1,5 @@
 import { type OnReadOpts, Socket, type SocketConstructorOpts } from 'node:net'
+import { viewAt } from './buffer-view.js'
 import { copyBytes, LOOP_BELOW, putBytes } from './bytes.js'
 
 /**
@@ -46,6 +47,40 @@ function copyOut(length: number): Buffer {
 export function readOption(onChunk: OnChunk): OnReadOpts {
   return { buffer: READ_BUFFER, callback: onRead(onChunk) }
 }
+
+/**
+ * As `readOption`, but `onChunk` gets a view of the read buffer itself,
+ * valid only until it returns: the next read of any socket reuses the
+ * memory. For a reader that copies what it keeps (see `isLent`), so a read
+ * that nothing keeps allocates nothing. Reads of a backend connection copied
+ * into a buffer each were the allocation that drove V8's full collections
+ * on large values (see shared/redis/resp-source.ts, #onData).
+ *
+ * With REDIS_PROXY_POISON_READS=1 in the environment (the test suite sets
+ * it), the bytes are overwritten once `onChunk` returns, so a view kept
+ * past it reads garbage in any test, not only when a later read happens to
+ * land on the same bytes.
+ */
+export function lendingReadOption(onChunk: OnChunk): OnReadOpts {
+  return {
+    buffer: READ_BUFFER,
+    callback: (length) => {
+      try {
+        onChunk(viewAt(READ_BYTES, READ_OFFSET, length))
+      } finally {
+        if (POISON) READ_BUFFER.fill(0xee, 0, length)
+      }
+      return true
+    },
+  }
+}
+
+/** Whether `bytes` is a view of memory a lending read will reuse: to be copied if kept. */
+export function isLent(bytes: Uint8Array): boolean {
+  return bytes.buffer === READ_BYTES
+}
+
+const POISON = process.env.REDIS_PROXY_POISON_READS === '1'
 
 // true: go on reading (false would stop the handle).
 function onRead(onChunk: OnChunk): (length: number) => boolean {

@@ -10,7 +10,7 @@ import type { CommandContext, Later, Reply, ServerView, Session } from './comman
 import { forwardCommand, pinnedCommand } from './forward.js'
 import { Pinned } from './pinned.js'
 import { ProtocolError, RequestDecoder } from './resp/decoder.js'
-import { bulkReply, error } from './resp/encoder.js'
+import { bulkReply, encodeBulk, error } from './resp/encoder.js'
 import { Output } from './resp/output.js'
 
 /** Bounds that keep one client from holding the process's memory. */
@@ -342,7 +342,8 @@ export class Connection {
     settleBulk: (slot, value, startedAt) => {
       this.#server.recordDuration?.(startedAt)
       if (!this.#writableNow(slot)) {
-        this.#settle(slot, bulkReply(value))
+        // Kept: copied, as the value may be lent (see Later.settleBulk).
+        this.#settle(slot, encodeBulk(value))
         return
       }
       // First in line: its bytes go into the output now, and the slot
@@ -353,7 +354,8 @@ export class Connection {
     settleIn: (slot, chunk, start, end, startedAt) => {
       this.#server.recordDuration?.(startedAt)
       if (!this.#writableNow(slot)) {
-        this.#settle(slot, chunk.subarray(start, end))
+        // Kept: copied, as the chunk may be lent (see Later.settleIn).
+        this.#settle(slot, Buffer.from(chunk.subarray(start, end)))
         return
       }
       // First in line, as settleBulk: the bytes go into the output now.

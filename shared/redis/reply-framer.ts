@@ -108,6 +108,19 @@ export class ReplyFramer {
     return parts
   }
 
+  /**
+   * Copies the slices of the reply in progress that `lent` says lie in
+   * memory about to be reused (a lent read's, see
+   * shared/socket-read.ts), so they outlive the read. Only the last push's
+   * slice can be: each earlier one was kept at the end of its own push.
+   */
+  keepHeld(lent: (part: Buffer) => boolean): void {
+    const parts = this.#parts
+    for (let i = parts.length - 1; i >= 0 && lent(parts[i] as Buffer); i--) {
+      parts[i] = Buffer.from(parts[i] as Buffer)
+    }
+  }
+
   reset(): void {
     this.#open = []
     this.#parts = []

@@ -45,8 +45,15 @@ export type KeyBytes = {
 
 /** Who a read answers by callback (RedisSource.getTo). */
 export type LoadDone = {
+  /**
+   * With `takesLent` true, `loaded.value` may be lent (`loaded.lent`): a
+   * view of a read's memory (shared/socket-read.ts, lendingReadOption),
+   * valid only during the call, copied by the taker if kept. Otherwise it
+   * is the taker's own.
+   */
   loaded(loaded: Loaded | null): void
   failed(err: Error): void
+  readonly takesLent?: boolean
 }
 
 /** A value read from Redis. */
@@ -57,6 +64,8 @@ export type Loaded = {
    * has no expiry. The cache caps the entry's lifetime by it.
    */
   readonly ttlMs: number | null
+  /** `value` is valid only during the call that hands it over (see LoadDone.takesLent). */
+  readonly lent?: boolean
 }
 
 /**
@@ -112,7 +121,8 @@ export type RawDone = {
   /**
    * The reply whole within one received chunk, `chunk[start, end)`, before
    * any slice of it is made: copied from there when it can be written now.
-   * Received chunks are never reused, so a slice taken here stays intact.
+   * The chunk may be lent (shared/socket-read.ts, lendingReadOption): valid
+   * only during the call, so what is kept is a copy.
    */
   repliedIn(chunk: Buffer, start: number, end: number): void
   failed(err: Error): void

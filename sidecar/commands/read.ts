@@ -80,6 +80,8 @@ const KEY_VIEW_BUFFER_LIMIT = 8192
  * slot: nil when missing. A class, not closures: one per miss.
  */
 class MissReply implements FetchWaiter {
+  /** settleBulk copies the value, into the output or a reply kept in line. */
+  readonly takesLent = true
   constructor(
     readonly later: Later,
     readonly key: string,

@@ -105,12 +105,17 @@ export type Later = ReplyStream & {
    * Settles with `value` as a bulk reply: written straight into the
    * connection's output when nothing is owed before it, with no reply
    * buffer of its own (a GET miss's answer); encoded and kept otherwise.
+   * `value` may be lent (valid only during the call, see
+   * FetchWaiter.takesLent): what is kept is a copy, and a lent value is
+   * always under the output's by-reference size (a lending read is at most
+   * 64 KiB), so the write copies it too.
    */
   settleBulk(value: Uint8Array): void
   /**
    * Settles with the reply bytes `chunk[start, end)` (a forwarded reply as
    * received): copied straight into the connection's output when nothing is
-   * owed before it, else kept as a view (received chunks are never reused).
+   * owed before it, else copied and kept. `chunk` may be lent, as the
+   * value of settleBulk, and is valid only during the call.
    */
   settleIn(chunk: Buffer, start: number, end: number): void
 }

@@ -1,6 +1,15 @@
 import type { Socket } from 'node:net'
+import { connect } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
-import { closeLoopback, collect, pair, until } from '../../test/harness/loopback.js'
+import { isLent, lendingReadOption } from '../../shared/socket-read.js'
+import {
+  closeLoopback,
+  collect,
+  listening,
+  pair,
+  track,
+  until,
+} from '../../test/harness/loopback.js'
 import { Output } from './output.js'
 
 afterEach(closeLoopback)
@@ -103,6 +112,45 @@ describe('Output', () => {
     expect(refs.some((ref) => ref.buffer === chunk.buffer && ref.length === big.length)).toBe(true)
     // Short: copied into the slab, never a view of the chunk.
     expect(refs.filter((ref) => ref.buffer === chunk.buffer)).toHaveLength(1)
+  })
+
+  it('copies lent bytes, a range or a value, however large: the read reuses them', async () => {
+    const { port, accepted } = await listening()
+    const sent = Buffer.alloc(1 << 20)
+    for (let i = 0; i < sent.length; i++) sent[i] = i % 253
+    const { socket, writes, refs } = recordingSocket()
+    const out = new Output(socket)
+    let used = false
+    const done = new Promise<number>((resolve) => {
+      const reader = track(
+        connect({
+          port,
+          host: '127.0.0.1',
+          onread: lendingReadOption((chunk) => {
+            // A whole read of 64 KiB: the output's by-reference size.
+            if (used || chunk.length !== 64 * 1024) return
+            used = true
+            expect(isLent(chunk)).toBe(true)
+            out.writeFrom(chunk, 0, chunk.length)
+            out.writeBulk(chunk)
+            out.flush()
+            reader.destroy()
+            resolve(chunk.length)
+          }),
+        }),
+      )
+    })
+    const [writer] = await accepted
+    writer.on('error', () => {})
+    writer.write(sent)
+    const length = await done
+    expect(refs.some((ref) => isLent(ref))).toBe(false)
+    const expected = sent.subarray(0, length)
+    expect(
+      Buffer.concat(writes).equals(
+        Buffer.concat([expected, Buffer.from(`$${length}\r\n`), expected, Buffer.from('\r\n')]),
+      ),
+    ).toBe(true)
   })
 
   it('reuses its slab from the start once the socket took every byte at once, and only then', () => {

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net'
 import { viewAt } from '../../shared/buffer-view.js'
 import { copyBytes, putBytes } from '../../shared/bytes.js'
+import { isLent } from '../../shared/socket-read.js'
 import { SocketWriter } from '../../shared/socket-write.js'
 import { keepSpare, takeSpare } from '../../shared/spare-buffer.js'
 import { BULK_COPY_THRESHOLD, bulkHeader } from './encoder.js'
@@ -153,7 +154,8 @@ export class Output {
   /** `bytes[start, end)`, as `write` would write that view, without making it. */
   writeFrom(bytes: Buffer, start: number, end: number): void {
     const length = end - start
-    if (length >= OWN_COPY_MAX) {
+    // Lent bytes are valid only now: copied whatever their size.
+    if (length >= OWN_COPY_MAX && !isLent(bytes)) {
       this.write(bytes.subarray(start, end))
       return
     }
@@ -167,7 +169,7 @@ export class Output {
   writeBulk(value: Uint8Array): void {
     const length = value.length
     const header = bulkHeader(length)
-    if (length >= OWN_COPY_MAX) {
+    if (length >= OWN_COPY_MAX && !isLent(value)) {
       this.write(header)
       this.write(value)
       this.write(CRLF)

@@ -33,7 +33,15 @@ export function spawnProxy(
 ): ProxyProcess {
   const child = spawn(process.execPath, [...nodeArgs, 'dist/main.js', ...args], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'info', ...env },
+    env: {
+      PATH: process.env.PATH ?? '',
+      LOG_LEVEL: 'info',
+      // The suite's check on lent reads (vitest.config.ts) holds in the process too.
+      ...(process.env.REDIS_PROXY_POISON_READS !== undefined && {
+        REDIS_PROXY_POISON_READS: process.env.REDIS_PROXY_POISON_READS,
+      }),
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let logs = ''
