@@ -65,7 +65,7 @@ export function relayFloorLimit(floor: Served | undefined, theirs: Served, ours:
       : ` (user ${formatNumber(floor.userUs, 2)}, system ${formatNumber(floor.systemUs, 2)})`
   const rate =
     floor.rps > 0
-      ? ` at ${formatNumber(floor.rps)} req/s, ${formatNumber(floor.rps / theirs.rps, 2)}x ${theirs.name}'s rate`
+      ? ` at ${formatNumber(floor.rps)} req/s (${formatNumber(floor.rps / theirs.rps, 2)}x ${theirs.name}'s rate)`
       : ''
-  return ` The floor for a forwarding proxy in Node here, a bare node:net relay that frames each command and reply and copies them between the sockets as the sidecar reads and writes them (bench/targets/bare-forward.ts: no cache, no command table, no read-your-writes), spent ${formatNumber(floor.cpuUs, 2)} µs per request${split}${rate} in the same runs: ${formatNumber(theirs.cpuUs / floor.cpuUs, 2)}x ${theirs.name}'s CPU per request, and the sidecar's own work ${formatNumber(ours.cpuUs - floor.cpuUs, 2)} µs above it.`
+  return ` The floor for a forwarding proxy in Node here, a bare node:net relay that frames each command and reply and copies them between the sockets as the sidecar reads and writes them (bench/targets/bare-forward.ts: no cache, no command table, no read-your-writes), spent ${formatNumber(floor.cpuUs, 2)} µs per request${split}${rate} in the same runs, ${formatNumber(floor.cpuUs / theirs.cpuUs, 2)}x the CPU per request of ${theirs.name}; the sidecar spent ${formatNumber(ours.cpuUs - floor.cpuUs, 2)} µs more than the relay, its own work.`
 }
