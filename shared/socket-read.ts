@@ -16,10 +16,12 @@ import { copyBytes, LOOP_BELOW, putBytes } from './bytes.js'
  *
  * Every socket reads into the one buffer below: a read callback runs to its
  * end before the next read of any socket, so the bytes are only valid during
- * the callback. They are copied out into a Buffer of their own (from Node's
- * pool when small), because what the callers make of a chunk outlives it:
- * argument views held by a forwarded command or a fetch, a partial command
- * kept until its tail arrives, a paused remainder.
+ * the callback. For client sockets (`readChunks`, `readOption`) they are
+ * copied out into a Buffer of their own (from Node's pool when small),
+ * because what the callers make of a chunk outlives it: argument views held
+ * by a forwarded command or a fetch, a partial command kept until its tail
+ * arrives, a paused remainder. The backend connection takes them lent
+ * (`lendingReadOption`), and copies what it keeps itself.
  */
 const READ_BUFFER = Buffer.allocUnsafe(64 * 1024)
 

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net'
 import { Fifo } from '../shared/fifo.js'
 import type { Logger } from '../shared/log.js'
-import { readChunks } from '../shared/socket-read.js'
+import { isLent, readChunks } from '../shared/socket-read.js'
 import { soon } from '../shared/soon.js'
 import { getRefusal, refusal } from './access.js'
 import { resolve } from './commands/index.js'
@@ -342,8 +342,8 @@ export class Connection {
     settleBulk: (slot, value, startedAt) => {
       this.#server.recordDuration?.(startedAt)
       if (!this.#writableNow(slot)) {
-        // Kept: copied, as the value may be lent (see Later.settleBulk).
-        this.#settle(slot, encodeBulk(value))
+        // Kept: a lent value is copied (see Later.settleBulk).
+        this.#settle(slot, isLent(value) ? encodeBulk(value) : bulkReply(value))
         return
       }
       // First in line: its bytes go into the output now, and the slot
@@ -354,8 +354,9 @@ export class Connection {
     settleIn: (slot, chunk, start, end, startedAt) => {
       this.#server.recordDuration?.(startedAt)
       if (!this.#writableNow(slot)) {
-        // Kept: copied, as the chunk may be lent (see Later.settleIn).
-        this.#settle(slot, Buffer.from(chunk.subarray(start, end)))
+        // Kept: a lent chunk's bytes are copied (see Later.settleIn).
+        const reply = chunk.subarray(start, end)
+        this.#settle(slot, isLent(chunk) ? Buffer.from(reply) : reply)
         return
       }
       // First in line, as settleBulk: the bytes go into the output now.

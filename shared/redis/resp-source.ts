@@ -1071,8 +1071,8 @@ export function toLoaded(get: Reply, pttl: Reply): Loaded | null {
   // commands; the value was true when read, but must not be stored.
   const ttlMs = pttl === -1 ? null : Math.max(0, pttl)
   // A view of the received chunk, as it came: the cache copies what it
-  // keeps, and a reply waiting its turn holds the chunk only until written.
-  // Chunks are never reused, so the view stays intact.
+  // keeps. The chunk may be lent (see #keepLent and #onReply): the caller
+  // says who may take it so, and copies for anyone else.
   return { value: get, ttlMs }
 }
 
