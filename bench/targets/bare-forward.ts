@@ -16,28 +16,12 @@
  */
 import { connect, createServer, type Socket } from 'node:net'
 import { readChunks, readOption } from '../../shared/socket-read.js'
-import { SocketWriter } from '../../shared/socket-write.js'
+import { Framing, lineEnd, Out, readInt } from './bare-io.js'
 
 const port = Number(process.argv[2])
 const redisPort = Number(process.argv[3])
-const SLAB_BYTES = 64 * 1024
-const CR = 13
 const STAR = 42
 const DOLLAR = 36
-
-/** Where the line starting at `at` ends (its CR), or -1 when not all of it is here. */
-function lineEnd(bytes: Buffer, at: number): number {
-  const cr = bytes.indexOf(CR, at)
-  return cr < 0 || cr + 1 >= bytes.length ? -1 : cr
-}
-
-/** A line's integer (a count or a length; -1 for a nil). */
-function readInt(bytes: Buffer, from: number, to: number): number {
-  if (bytes[from] === 45) return -readInt(bytes, from + 1, to)
-  let n = 0
-  for (let i = from; i < to; i++) n = n * 10 + (bytes[i] as number) - 48
-  return n
-}
 
 /**
  * The end of the command at `at`, or -1 when it is not all here yet.
@@ -88,77 +72,6 @@ function frameReply(bytes: Buffer, at: number): number {
     }
   }
   return cursor
-}
-
-/** Bytes gathered for one socket and written once per loop turn. */
-class Out {
-  readonly #writer: SocketWriter
-  #slab = Buffer.allocUnsafe(SLAB_BYTES)
-  #start = 0
-  #end = 0
-  #due = false
-
-  constructor(socket: Socket) {
-    this.#writer = new SocketWriter(socket, () => {})
-  }
-
-  put(bytes: Buffer, from: number, to: number): void {
-    const length = to - from
-    if (this.#end + length > this.#slab.length) {
-      this.flush()
-      if (this.#end + length > this.#slab.length) {
-        this.#slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, length))
-        this.#start = 0
-        this.#end = 0
-      }
-    }
-    bytes.copy(this.#slab, this.#end, from, to)
-    this.#end += length
-    if (!this.#due) {
-      this.#due = true
-      due.push(this)
-      if (due.length === 1) setImmediate(flushDue)
-    }
-  }
-
-  flush(): void {
-    this.#due = false
-    if (this.#end === this.#start) return
-    this.#writer.write(this.#slab.subarray(this.#start, this.#end))
-    // Taken by the kernel at once: the slab is free again.
-    if (this.#writer.pending === 0) this.#end = 0
-    this.#start = this.#end
-  }
-}
-
-// Every socket written in this loop turn, written once after the turn's reads.
-let due: Out[] = []
-function flushDue(): void {
-  const run = due
-  due = []
-  for (const out of run) out.flush()
-}
-
-/** A socket's bytes not yet framed: the tail of the last read, joined to the next. */
-class Framing {
-  #held: Buffer | null = null
-
-  /** Calls `whole` for each whole frame in `chunk` (after what was held). */
-  take(
-    chunk: Buffer,
-    frame: (bytes: Buffer, at: number) => number,
-    whole: (bytes: Buffer, from: number, to: number) => void,
-  ): void {
-    const bytes = this.#held === null ? chunk : Buffer.concat([this.#held, chunk])
-    let at = 0
-    while (at < bytes.length) {
-      const next = frame(bytes, at)
-      if (next < 0) break
-      whole(bytes, at, next)
-      at = next
-    }
-    this.#held = at < bytes.length ? bytes.subarray(at) : null
-  }
 }
 
 // The clients owed a reply, in the order their commands went to Redis.

@@ -351,8 +351,11 @@ export class RespSource implements RedisSource {
         deadline,
         {
           replied: resolve,
-          // Kept by the promise: copied, as the chunk may be lent.
-          repliedIn: (chunk, start, end) => resolve([Buffer.from(chunk.subarray(start, end))]),
+          // Kept by the promise: a lent chunk's bytes are copied.
+          repliedIn: (chunk, start, end) => {
+            const reply = chunk.subarray(start, end)
+            resolve([isLent(chunk) ? Buffer.from(reply) : reply])
+          },
           failed: reject,
         },
         stream,
