@@ -59,14 +59,17 @@ export const cacheScenario: Scenario = {
       // draws name fewer distinct keys than the cache holds (uniform: about
       // 0.93M of 1.11M), so nothing is ever evicted and every timed pass is
       // all hits (the report's 100.0%), the whole sequence or a part of it.
-      // So the timed passes replay its first `cacheOps`: at 1M keys, 1M of
-      // the 2M, over the cache the 2M filled, 3M operations less per run,
-      // which kept the full bench within its ten minutes on a machine where
-      // this part took 221-260 s (4M per pass once took it past 390 s on a
-      // busy machine). With a cache that evicted, a prefix of the sequence
-      // would hit less often than the whole.
+      // So the timed passes replay a prefix of it over the cache the 2M
+      // filled: `cacheOps` at 100k keys, half of it at 1M (4M per pass once
+      // took this part past 390 s on a busy machine; 1M per pass, with four
+      // rounds at 100k keys, 120-165 s, and the whole bench 600-604 s). With
+      // a cache that evicted, a prefix of the sequence would hit less often
+      // than the whole. (Shorter sequences at 100k keys are not a way out:
+      // with 500k operations SlabCache ran 0.76-0.94M ops/CPU s against
+      // 1.13-1.25M with 1M, by hand, its code less warmed by the untimed
+      // pass.)
       const ops = Math.max(cacheOps, 2 * capacity)
-      const timedOps = cacheOps
+      const timedOps = capacity >= 1_000_000 ? Math.round(cacheOps / 2) : cacheOps
       for (const dist of ['uniform', 'zipf'] as const) {
         const keyspace = Math.round(capacity * KEYSPACE[dist])
         const hitRatios: number[] = []
@@ -86,11 +89,12 @@ export const cacheScenario: Scenario = {
             return result.opsPerCpuSec ?? Number.NaN
           },
         })
-        // A 1M-key pass takes seconds per implementation: two rounds there
-        // keep the full bench within its ten minutes (on a machine where this
-        // part took 221-260 s, three rounds instead of four at 100k keys did
-        // not shorten it: 226 s).
-        const passes = capacity >= 1_000_000 ? Math.min(rounds, 2) : rounds
+        // A 1M-key pass takes seconds per implementation: two rounds there,
+        // and three at 100k keys, keep the full bench within its ten minutes
+        // (one 100k-key round of the three caches is about 14 s of CPU per
+        // key choice; with four rounds this part took 120-165 s and the
+        // whole bench 600-604 s).
+        const passes = Math.min(rounds, capacity >= 1_000_000 ? 2 : 3)
         const samples = await interleave(passes, IMPLS.map(trial), (line) =>
           ctx.progress(`cache ${formatNumber(capacity)} ${dist}: ${line}`),
         )
@@ -142,7 +146,7 @@ export const cacheScenario: Scenario = {
     return {
       tables: [
         {
-          title: `Operations per second of CPU time, get (+ set on a miss): an untimed pass over a sequence of at least ${formatNumber(cacheOps)} operations and 2 per key of capacity, then 3 timed passes over its first ${formatNumber(cacheOps)}; median of ${rounds} interleaved runs at 100,000 keys and ${Math.min(rounds, 2)} at 1,000,000 (each a fresh process), each the median of its 3 timed passes`,
+          title: `Operations per second of CPU time, get (+ set on a miss): an untimed pass over a sequence of at least ${formatNumber(cacheOps)} operations and 2 per key of capacity, then 3 timed passes over its first ${formatNumber(cacheOps)} at 100,000 keys and ${formatNumber(Math.round(cacheOps / 2))} at 1,000,000; median of ${Math.min(rounds, 3)} interleaved runs at 100,000 keys and ${Math.min(rounds, 2)} at 1,000,000 (each a fresh process), each the median of its 3 timed passes`,
           columns: [
             'capacity',
             'key choice',
