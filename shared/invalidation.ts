@@ -20,6 +20,12 @@ export type InvalidationTarget = {
    * on the same stream, so Redis read the key after the write.
    */
   evictBytes(key: Uint8Array): void
+  /**
+   * As `evictBytes`, for the `count` keys `bytes[spans[2i], spans[2i+1])`
+   * lying in one buffer (an invalidation read where it arrived): evicted
+   * together, without a view of each.
+   */
+  evictSpans(bytes: Uint8Array, spans: Int32Array, count: number): void
   /** Anything may have changed: forget everything, including loads running. */
   clear(): void
   /** Stop storing loaded values (answers still flow); the cache is kept. */

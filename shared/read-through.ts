@@ -436,13 +436,15 @@ export class ReadThrough implements InvalidationTarget {
 
   /**
    * As `invalidateBytes`, for each key `keys[at[i]]` (a write's arguments at
-   * its key positions). Several keys (MSET, DEL) have the entries of up to
-   * PREFETCH_MAX of them read together first (SlabCache.prefetchEach), so
-   * their evictions do not wait on memory one key after another.
+   * its key positions): evicted together (SlabCache.deleteEach: each key
+   * hashed once, and several have their entries read together, so their
+   * evictions do not wait on memory one key after another).
    */
   invalidateEach(keys: readonly Uint8Array[], at: readonly number[]): void {
-    if (at.length > 1) this.#cache.prefetchEach(keys, at)
-    for (const i of at) this.invalidateBytes(keys[i] as Uint8Array)
+    this.#invalidations += at.length
+    this.#cache.deleteEach(keys, at)
+    if (this.#inflight.size === 0) return
+    for (const i of at) this.#dropFlight(keyFromBytes(keys[i] as Uint8Array))
   }
 
   /**
@@ -453,6 +455,12 @@ export class ReadThrough implements InvalidationTarget {
   evictBytes(key: Uint8Array): void {
     this.#invalidations++
     this.#cache.deleteBytes(key, 0, key.length)
+  }
+
+  /** As `evictBytes`, for several keys lying in one buffer (see InvalidationTarget.evictSpans). */
+  evictSpans(bytes: Uint8Array, spans: Int32Array, count: number): void {
+    this.#invalidations += count
+    this.#cache.deleteSpans(bytes, spans, count)
   }
 
   /** The key's fetch in progress, if any, is answered but not stored, and not joined. */

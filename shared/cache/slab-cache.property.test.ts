@@ -38,7 +38,8 @@ type Op =
   | { op: 'sweep'; first: number; stride: number }
   | { op: 'advance'; ms: number }
   | { op: 'clear' }
-  | { op: 'prefetch'; keys: number[]; each: boolean }
+  | { op: 'prefetch'; keys: number[] }
+  | { op: 'deleteEach'; keys: number[]; spans: boolean }
 
 /**
  * Sizes around size class boundaries (an entry of exactly a class's chunk,
@@ -157,7 +158,15 @@ function opArb(sizes: fc.Arbitrary<Size>, often: number): fc.Arbitrary<Op> {
       arbitrary: fc.record({
         op: fc.constant('prefetch' as const),
         keys: fc.array(key, { minLength: 1, maxLength: PREFETCH_MAX + 8 }),
-        each: fc.boolean(),
+      }),
+    },
+    {
+      // A write's evictions (absent, repeated, more than PREFETCH_MAX keys).
+      weight: often,
+      arbitrary: fc.record({
+        op: fc.constant('deleteEach' as const),
+        keys: fc.array(key, { minLength: 1, maxLength: PREFETCH_MAX + 8 }),
+        spans: fc.boolean(),
       }),
     },
   )
@@ -318,18 +327,26 @@ function check(setup: Setup): void {
               expect(real.memory().allocatedBytes, where).toBe(0)
               break
             case 'prefetch': {
-              if (o.each) {
+              const { buffer, spans } = packed(o.keys)
+              real.prefetchBytes(buffer, spans, o.keys.length)
+              expect(Number.isFinite(real.prefetchedSum), where).toBe(true)
+              break
+            }
+            case 'deleteEach': {
+              if (o.spans) {
+                // An invalidation's keys, where they lie in one buffer.
+                const { buffer, spans } = packed(o.keys)
+                real.deleteSpans(buffer, spans, o.keys.length)
+              } else {
                 // A command's arguments at its key positions (every other one, as MSET's).
                 const args = o.keys.flatMap((i) => [latin1(KEYS[i] as string), latin1('value')])
-                real.prefetchEach(
+                real.deleteEach(
                   args,
                   o.keys.map((_, i) => 2 * i),
                 )
-              } else {
-                const { buffer, spans } = packed(o.keys)
-                real.prefetchBytes(buffer, spans, o.keys.length)
               }
               expect(Number.isFinite(real.prefetchedSum), where).toBe(true)
+              for (const i of o.keys) model.delete(KEYS[i] as string)
               break
             }
           }

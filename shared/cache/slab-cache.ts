@@ -248,9 +248,11 @@ export class SlabCache {
   #hitValueAt = 0
   #hitValueLength = 0
 
-  // The scratch of prefetchBytes and prefetchEach, and the sum of what the
+  // The scratch of prefetchBytes, deleteEach and deleteSpans, and the sum of what the
   // last one read (kept so that the reads are not optimised away).
   readonly #prefetch = new Int32Array(PREFETCH_MAX)
+  /** The hashes of the keys deleteEach and deleteSpans have readied, by their place in #prefetch. */
+  readonly #prefetchHashes = new Int32Array(PREFETCH_MAX)
   #prefetched = 0
 
   #hits = 0
@@ -369,19 +371,60 @@ export class SlabCache {
   }
 
   /**
-   * As `prefetchBytes`, for keys each in a buffer of its own: `keys[at[i]]`
-   * for each i (a command's arguments at its key positions), ahead of their
-   * `deleteBytes` (a forwarded MSET's evictions) or lookups.
+   * `deleteBytes` of each key `keys[at[i]]` (a write's arguments at its key
+   * positions: a forwarded MSET's or DEL's evictions), each key hashed once.
+   * Up to PREFETCH_MAX at a time have their home buckets read together,
+   * then the entries of those whose bucket holds a key of their tag, so the
+   * lookups do not wait on memory one key after another; a key whose home
+   * bucket is empty, or holds another tag, is absent or further along its
+   * probe, and costs no read of an entry.
    */
-  prefetchEach(keys: readonly Uint8Array[], at: readonly number[]): void {
-    const n = Math.min(at.length, PREFETCH_MAX)
-    const table = this.#table
-    const buckets = this.#prefetch
-    for (let i = 0; i < n; i++) {
-      const key = keys[at[i]!]!
-      buckets[i] = table[this.#home(this.#hash(key, 0, key.length))]!
+  deleteEach(keys: readonly Uint8Array[], at: readonly number[]): void {
+    this.#changing()
+    const hashes = this.#prefetchHashes
+    for (let from = 0; from < at.length; from += PREFETCH_MAX) {
+      const n = Math.min(at.length - from, PREFETCH_MAX)
+      for (let i = 0; i < n; i++) {
+        const key = keys[at[from + i]!]!
+        this.#ready(i, this.#hash(key, 0, key.length))
+      }
+      this.#prefetchRecords(n)
+      for (let i = 0; i < n; i++) {
+        const key = keys[at[from + i]!]!
+        this.#deleteHashed(key, 0, key.length, hashes[i]!)
+      }
     }
-    this.#prefetchRecords(n)
+  }
+
+  /**
+   * As `deleteEach`, for the `count` keys `bytes[spans[2i], spans[2i+1])`
+   * lying in one buffer: the keys of an invalidation, where they arrived.
+   */
+  deleteSpans(bytes: Uint8Array, spans: Int32Array, count: number): void {
+    this.#changing()
+    const hashes = this.#prefetchHashes
+    for (let from = 0; from < count; from += PREFETCH_MAX) {
+      const n = Math.min(count - from, PREFETCH_MAX)
+      for (let i = 0; i < n; i++) {
+        const k = 2 * (from + i)
+        this.#ready(i, this.#hash(bytes, spans[k]!, spans[k + 1]!))
+      }
+      this.#prefetchRecords(n)
+      for (let i = 0; i < n; i++) {
+        const k = 2 * (from + i)
+        this.#deleteHashed(bytes, spans[k]!, spans[k + 1]!, hashes[i]!)
+      }
+    }
+  }
+
+  /**
+   * The i-th key of a batch to delete: its hash kept, its home bucket read,
+   * and kept for #prefetchRecords only when it holds a key of the same tag.
+   */
+  #ready(i: number, hash: number): void {
+    this.#prefetchHashes[i] = hash
+    const word = this.#table[this.#home(hash)]!
+    this.#prefetch[i] = (word & HIGH_BYTE) === (OCCUPIED | ((hash & 0x7f) << 24)) ? word : 0
   }
 
   /**
@@ -619,7 +662,11 @@ export class SlabCache {
   /** Removes the key `key[start..end)`; see `delete`. */
   deleteBytes(key: Uint8Array, start = 0, end: number = key.length): boolean {
     this.#changing()
-    const bucket = this.#find(key, start, end, this.#hash(key, start, end))
+    return this.#deleteHashed(key, start, end, this.#hash(key, start, end))
+  }
+
+  #deleteHashed(key: Uint8Array, start: number, end: number, hash: number): boolean {
+    const bucket = this.#find(key, start, end, hash)
     if (bucket < 0) return false
     const slot = this.#table[bucket]! & SLOT_BITS
     const live = this.#clock.now() < this.#expiry(slot)

@@ -78,6 +78,13 @@ export class RespTracking implements InvalidationChannel {
   /** What is asked of Redis: CACHE_TRACKING, or `keys` for good once BCAST was refused. */
   #tracking: TrackingSetting
   readonly #prefixes: readonly string[]
+  /**
+   * #pushedIn's scratch: the bounds of a push's keys. Under BCAST Redis
+   * sends the keys written during one turn of its loop in one push, so it
+   * grows to the most keys one push has named (each takes at least 4 bytes
+   * of it, so never more than its read's size allows).
+   */
+  #spans = new Int32Array(32)
 
   constructor(log: Logger, tracking: TrackingSetting, prefixes: readonly string[] = []) {
     this.#log = log
@@ -186,8 +193,10 @@ export class RespTracking implements InvalidationChannel {
       at += 2
     }
     if (at !== end) return false
-    const bytes = chunk.buffer
-    const base = chunk.byteOffset
+    // The keys' bounds, for the target to evict them together.
+    if (this.#spans.length < 2 * count) this.#spans = new Int32Array(2 * count)
+    const spans = this.#spans
+    let evicted = 0
     at = keysAt
     for (let k = 0; k < count; k++) {
       readLine(chunk, at + 1, end)
@@ -195,13 +204,15 @@ export class RespTracking implements InvalidationChannel {
       const length = lineValue
       at = keyAt + length + 2
       // As #pushed: the read between its two replies has its loads dropped.
-      const key = viewAt(bytes, base + keyAt, length)
       if (midRead !== undefined && bytesAre(chunk, keyAt, length, midRead)) {
-        target.invalidateBytes(key)
+        target.invalidateBytes(viewAt(chunk.buffer, chunk.byteOffset + keyAt, length))
       } else {
-        target.evictBytes(key)
+        spans[2 * evicted] = keyAt
+        spans[2 * evicted + 1] = keyAt + length
+        evicted++
       }
     }
+    if (evicted > 0) target.evictSpans(chunk, spans, evicted)
     return true
   }
 

@@ -11,6 +11,10 @@ function recorder() {
   const target: InvalidationTarget = {
     invalidateBytes: (key) => calls.push(`invalidate ${Buffer.from(key).toString('latin1')}`),
     evictBytes: (key) => calls.push(`evict ${Buffer.from(key).toString('latin1')}`),
+    evictSpans(bytes, spans, count) {
+      for (let i = 0; i < count; i++)
+        this.evictBytes(bytes.subarray(spans[2 * i], spans[2 * i + 1]))
+    },
     clear: () => calls.push('clear'),
     suspendStores: () => calls.push('suspend'),
     resumeStores: () => calls.push('resume'),

@@ -61,6 +61,11 @@ export class ClusterTracking implements InvalidationChannel {
         orderedHere?.(key) === true
           ? composite.#target?.evictBytes(key)
           : composite.#target?.invalidateBytes(key),
+      // Each key judged as evictBytes judges it.
+      evictSpans(bytes, spans, count) {
+        for (let i = 0; i < count; i++)
+          this.evictBytes(bytes.subarray(spans[2 * i], spans[2 * i + 1]))
+      },
       clear: () => composite.#target?.clear(),
       suspendStores() {
         child.suspended = true
