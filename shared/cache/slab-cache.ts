@@ -388,7 +388,8 @@ export class SlabCache {
         const key = keys[at[from + i]!]!
         this.#ready(i, this.#hash(key, 0, key.length))
       }
-      this.#prefetchRecords(n)
+      // One key alone has nothing to wait on together with.
+      if (n > 1) this.#prefetchRecords(n)
       for (let i = 0; i < n; i++) {
         const key = keys[at[from + i]!]!
         this.#deleteHashed(key, 0, key.length, hashes[i]!)
@@ -409,7 +410,8 @@ export class SlabCache {
         const k = 2 * (from + i)
         this.#ready(i, this.#hash(bytes, spans[k]!, spans[k + 1]!))
       }
-      this.#prefetchRecords(n)
+      // One key alone has nothing to wait on together with.
+      if (n > 1) this.#prefetchRecords(n)
       for (let i = 0; i < n; i++) {
         const k = 2 * (from + i)
         this.#deleteHashed(bytes, spans[k]!, spans[k + 1]!, hashes[i]!)
