@@ -80,9 +80,10 @@ export class RespTracking implements InvalidationChannel {
   readonly #prefixes: readonly string[]
   /**
    * #pushedIn's scratch: the bounds of a push's keys. Under BCAST Redis
-   * sends the keys written during one turn of its loop in one push, so it
-   * grows to the most keys one push has named (each takes at least 4 bytes
-   * of it, so never more than its read's size allows).
+   * sends the keys written during one turn of its loop in one push
+   * (trackingBroadcastInvalidationMessages, before it sleeps), so this
+   * grows to the most keys one push has named: one per 6 bytes of a read
+   * at most (`$0` and two line ends).
    */
   #spans = new Int32Array(32)
 
