@@ -23,7 +23,9 @@ export type InvalidationTarget = {
   /**
    * As `evictBytes`, for the `count` keys `bytes[spans[2i], spans[2i+1])`
    * lying in one buffer (an invalidation read where it arrived): evicted
-   * together, without a view of each.
+   * together, without a view of each. `bytes` may be a lent read and
+   * `spans` the channel's reused scratch: neither is valid after the call,
+   * so nothing of them is kept (a key needed later is copied).
    */
   evictSpans(bytes: Uint8Array, spans: Int32Array, count: number): void
   /** Anything may have changed: forget everything, including loads running. */

@@ -314,6 +314,27 @@ describe.each(['promise', 'callback'] as const)(
       expect(rt.stats().invalidations).toBe(4)
     })
 
+    it('evictSpans forgets the cached values of the keys where they lie, and only those, as evictBytes', async () => {
+      const { source, pending } = scriptedSource()
+      const rt = service(source)
+      for (const key of ['a', 'bb', 'c']) {
+        const load = rt.load(key)
+        pending.shift()?.resolve(bytes(key))
+        await load
+      }
+      // A load in flight is left to be stored, as by evictBytes.
+      const load = rt.load('d')
+      const chunk = bytes('xa|bb|dy')
+      rt.evictSpans(chunk, Int32Array.of(1, 2, 3, 5, 6, 7), 3)
+      pending.shift()?.resolve(bytes('new'))
+      expect(text(await load)).toBe('new')
+      expect(rt.peek('a')).toBe(null)
+      expect(rt.peek('bb')).toBe(null)
+      expect(text(rt.peek('c'))).toBe('c')
+      expect(text(rt.peek('d'))).toBe('new')
+      expect(rt.stats().invalidations).toBe(3)
+    })
+
     it('stores only keys under CACHE_PREFIXES, values and nils, by string and by bytes', async () => {
       const { source, pending, calls } = scriptedSource()
       const on = { start() {}, mode: () => 'on' as const, close: async () => {} }

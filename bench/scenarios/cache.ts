@@ -59,15 +59,15 @@ export const cacheScenario: Scenario = {
       // draws name fewer distinct keys than the cache holds (uniform: about
       // 0.93M of 1.11M), so nothing is ever evicted and every timed pass is
       // all hits (the report's 100.0%), the whole sequence or a part of it.
-      // So the timed passes replay a prefix of it over the cache the 2M
-      // filled: `cacheOps` at 100k keys, half of it at 1M (4M per pass once
-      // took this part past 390 s on a busy machine; 1M per pass, with four
-      // rounds at 100k keys, 120-165 s, and the whole bench 600-604 s). With
-      // a cache that evicted, a prefix of the sequence would hit less often
-      // than the whole. (Shorter sequences at 100k keys are not a way out:
-      // with 500k operations SlabCache ran 0.76-0.94M ops/CPU s against
-      // 1.13-1.25M with 1M, by hand, its code less warmed by the untimed
-      // pass.)
+      // So the timed passes replay its first `cacheOps` (the whole of it)
+      // at 100k keys, and at 1M the first half of that, over the cache the
+      // 2M filled (4M per pass once took this part past 390 s on a busy
+      // machine; 1M per pass, with four rounds at 100k keys, 120-165 s and
+      // the whole bench 600-604 s). With a cache that evicted, a prefix of
+      // the sequence would hit less often than the whole. (Shorter
+      // sequences at 100k keys are not a way out: with 500k operations
+      // SlabCache ran 0.76-0.94M ops/CPU s against 1.13-1.25M with 1M, by
+      // hand, its code less warmed by the untimed pass.)
       const ops = Math.max(cacheOps, 2 * capacity)
       const timedOps = capacity >= 1_000_000 ? Math.round(cacheOps / 2) : cacheOps
       for (const dist of ['uniform', 'zipf'] as const) {

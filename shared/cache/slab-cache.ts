@@ -374,10 +374,11 @@ export class SlabCache {
    * `deleteBytes` of each key `keys[at[i]]` (a write's arguments at its key
    * positions: a forwarded MSET's or DEL's evictions), each key hashed once.
    * Up to PREFETCH_MAX at a time have their home buckets read together,
-   * then the entries of those whose bucket holds a key of their tag, so the
-   * lookups do not wait on memory one key after another; a key whose home
-   * bucket is empty, or holds another tag, is absent or further along its
-   * probe, and costs no read of an entry.
+   * then (when there are two or more to overlap) the entries of those whose
+   * bucket holds a key of their tag, so the lookups do not wait on memory
+   * one key after another; a key whose home bucket is empty, or holds
+   * another tag, is absent or further along its probe, and costs no read
+   * of an entry ahead.
    */
   deleteEach(keys: readonly Uint8Array[], at: readonly number[]): void {
     this.#changing()

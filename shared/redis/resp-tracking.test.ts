@@ -15,11 +15,15 @@ function setup(mode: TrackingSetting = 'bcast', prefixes: string[] = []) {
     prefixes,
   )
   const calls: string[] = []
+  // How many keys each evictSpans was given: the keys themselves go to
+  // `calls` as evictions, so both ways of evicting compare equal there.
+  const spanCalls: number[] = []
   const target: InvalidationTarget = {
     invalidateBytes: (key) =>
       calls.push(`invalidate ${JSON.stringify(Buffer.from(key).toString('latin1'))}`),
     evictBytes: (key) => calls.push(`evict ${JSON.stringify(Buffer.from(key).toString('latin1'))}`),
     evictSpans(bytes, spans, count) {
+      spanCalls.push(count)
       for (let i = 0; i < count; i++)
         this.evictBytes(bytes.subarray(spans[2 * i], spans[2 * i + 1]))
     },
@@ -52,7 +56,7 @@ function setup(mode: TrackingSetting = 'bcast', prefixes: string[] = []) {
       )
     }
   }
-  return { tracking, target, calls, hooks, warnings, receive }
+  return { tracking, target, calls, spanCalls, hooks, warnings, receive }
 }
 
 const BCAST = ['CLIENT', 'TRACKING', 'ON', 'BCAST']
@@ -110,6 +114,22 @@ describe('RespTracking', () => {
     )
     // (The read's key as it is met; the others together, once the push is read.)
     expect(calls).toEqual(['invalidate "ÿ\\u0000"', 'evict "b"', 'evict "ab"'])
+  })
+
+  it('evicts the keys of a push read in place together, in one call however many it names', () => {
+    const { tracking, target, calls, spanCalls, hooks, receive } = setup()
+    tracking.start(target)
+    hooks.onSetup?.(['OK'], true)
+    calls.length = 0
+    // Under BCAST one push names every key written in a turn of Redis's loop:
+    // more than the 16 the channel first has room for.
+    const keys = Array.from({ length: 40 }, (_, i) => `key:${i}`)
+    receive(
+      `>2\r\n$10\r\ninvalidate\r\n*${keys.length}\r\n${keys.map((k) => `$${k.length}\r\n${k}\r\n`).join('')}`,
+    )
+    receive('>2\r\n$10\r\ninvalidate\r\n*2\r\n$1\r\na\r\n$1\r\nb\r\n')
+    expect(spanCalls).toEqual([40, 2])
+    expect(calls).toEqual([...keys, 'a', 'b'].map((k) => `evict ${JSON.stringify(k)}`))
   })
 
   it('reads an invalidation where it lies and leaves anything else to the decoder, with the same effect', () => {

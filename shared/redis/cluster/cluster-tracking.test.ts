@@ -57,6 +57,14 @@ describe('ClusterTracking', () => {
     // Between a load's two replies, its key's loads are dropped whatever the node.
     a.sourceHooks().onPush?.(new Push([Buffer.from('invalidate'), [Buffer.from('here')]]), 'here')
     expect(calls.slice(-3)).toEqual(['evict here', 'invalidate there', 'invalidate here'])
+    // Read where it lies in the received chunk (evictSpans): judged key by key the same way.
+    calls.length = 0
+    const push = Buffer.from(
+      '>2\r\n$10\r\ninvalidate\r\n*2\r\n$5\r\nthere\r\n$4\r\nhere\r\n',
+      'latin1',
+    )
+    expect(a.sourceHooks().onPushIn?.(push, 0, push.length, undefined)).toBe(true)
+    expect(calls).toEqual(['invalidate there', 'evict here'])
   })
 
   it("passes every node's invalidations on, dropping loads in flight too (no order across nodes)", () => {
