@@ -1,5 +1,5 @@
-import { connect, createServer, type Socket } from 'node:net'
-import { listenOnLoopback } from './ports.js'
+import type { Socket } from 'node:net'
+import { type Relay, startRelay } from './relay.js'
 
 /**
  * A TCP relay in front of one redis-server (a cluster node announcing the
@@ -9,8 +9,7 @@ import { listenOnLoopback } from './ports.js'
  * the invalidation of a write Redis ran after it then reach the proxy in one
  * chunk, in the order Redis sent them, on cue rather than by chance.
  */
-export type GateRelay = {
-  readonly port: number
+export type GateRelay = Relay & {
   /** From now on, the next connection to send a GET has Redis's bytes held from then. */
   holdNextRead(): void
   /** Resolves once that GET has gone on to Redis. */
@@ -19,50 +18,42 @@ export type GateRelay = {
   held(): string
   /** Writes what is held in one write, and holds nothing more. */
   release(): void
-  close(): Promise<void>
 }
 
 const GET = /\r\nget\r\n/i
 
 export async function startGateRelay(targetPort: number): Promise<GateRelay> {
-  const sockets = new Set<Socket>()
   let armed = false
-  let holding: { client: Socket; chunks: Buffer[] } | null = null
+  /** The connection whose bytes from Redis are held, once one sent the GET. */
+  let holding: { chunks: Buffer[]; client: Socket | null } | null = null
   let sent: () => void = () => {}
-  let readSent = new Promise<void>((resolve) => {
-    sent = resolve
-  })
-  const server = createServer((client) => {
-    const upstream = connect(targetPort, '127.0.0.1')
-    sockets.add(client)
-    sockets.add(upstream)
-    client.on('data', (chunk: Buffer) => {
-      if (armed && GET.test(chunk.toString('latin1'))) {
-        armed = false
-        holding = { client, chunks: [] }
-        upstream.write(chunk, () => sent())
-        return
-      }
-      upstream.write(chunk)
-    })
-    upstream.on('data', (chunk: Buffer) => {
-      if (holding?.client === client) holding.chunks.push(chunk)
-      else client.write(chunk)
-    })
-    const end = () => {
-      client.destroy()
-      upstream.destroy()
-      sockets.delete(client)
-      sockets.delete(upstream)
+  let readSent = Promise.resolve()
+  const relay = await startRelay(targetPort, () => {
+    // This connection's hold, once it is the one that sent the GET.
+    let hold: { chunks: Buffer[]; client: Socket | null } | null = null
+    return {
+      up(chunk, upstream) {
+        if (armed && GET.test(chunk.toString('latin1'))) {
+          armed = false
+          hold = { chunks: [], client: null }
+          holding = hold
+          upstream.write(chunk, () => sent())
+          return
+        }
+        upstream.write(chunk)
+      },
+      down(chunk, client) {
+        if (hold !== null && holding === hold) {
+          hold.client = client
+          hold.chunks.push(chunk)
+        } else {
+          client.write(chunk)
+        }
+      },
     }
-    client.on('close', end)
-    upstream.on('close', end)
-    client.on('error', () => {})
-    upstream.on('error', () => {})
   })
-  const port = await listenOnLoopback(server)
   return {
-    port,
+    ...relay,
     holdNextRead() {
       armed = true
       readSent = new Promise<void>((resolve) => {
@@ -74,12 +65,8 @@ export async function startGateRelay(targetPort: number): Promise<GateRelay> {
     release() {
       const gate = holding
       holding = null
-      if (gate !== null && gate.chunks.length > 0) gate.client.write(Buffer.concat(gate.chunks))
+      if (gate?.client != null && gate.chunks.length > 0)
+        gate.client.write(Buffer.concat(gate.chunks))
     },
-    close: () =>
-      new Promise((resolve) => {
-        for (const socket of sockets) socket.destroy()
-        server.close(() => resolve())
-      }),
   }
 }
