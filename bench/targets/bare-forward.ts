@@ -16,35 +16,10 @@
  */
 import { connect, createServer, type Socket } from 'node:net'
 import { readChunks, readOption } from '../../shared/socket-read.js'
-import { Framing, lineEnd, Out, readInt } from './bare-io.js'
+import { DOLLAR, Framing, frameCommand, lineEnd, Out, readInt, STAR } from './bare-io.js'
 
 const port = Number(process.argv[2])
 const redisPort = Number(process.argv[3])
-const STAR = 42
-const DOLLAR = 36
-
-/**
- * The end of the command at `at`, or -1 when it is not all here yet.
- * Multibulk only, as the load tools send; anything else throws, which
- * ends this process and the bench part with it.
- */
-function frameCommand(bytes: Buffer, at: number): number {
-  if (bytes[at] !== STAR) throw new Error('bare-forward: multibulk commands only')
-  const headEnd = lineEnd(bytes, at)
-  if (headEnd < 0) return -1
-  const count = readInt(bytes, at + 1, headEnd)
-  let cursor = headEnd + 2
-  for (let arg = 0; arg < count; arg++) {
-    if (cursor >= bytes.length) return -1
-    if (bytes[cursor] !== DOLLAR) throw new Error('bare-forward: bulk arguments only')
-    const lenEnd = lineEnd(bytes, cursor)
-    if (lenEnd < 0) return -1
-    const next = lenEnd + 2 + readInt(bytes, cursor + 1, lenEnd) + 2
-    if (next > bytes.length) return -1
-    cursor = next
-  }
-  return cursor
-}
 
 /**
  * The end of the RESP2 reply at `at`, or -1 when it is not all here yet:

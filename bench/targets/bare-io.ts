@@ -1,8 +1,8 @@
 /**
  * What the bench's bare node:net floors (bare-resp.ts, bare-forward.ts)
- * share: finding where RESP lines end, a socket's bytes kept until their
- * frame is whole, and replies gathered per socket and written once per loop
- * turn, after the turn's reads, as the sidecar's output does
+ * share: finding where RESP lines and commands end, a socket's bytes kept
+ * until their frame is whole, and replies gathered per socket and written
+ * once per loop turn, after the turn's reads, as the sidecar's output does
  * (sidecar/resp/output.ts flushSoon; writes through shared/socket-write.ts).
  */
 import type { Socket } from 'node:net'
@@ -12,6 +12,8 @@ import { SocketWriter } from '../../shared/socket-write.js'
 const SLAB_BYTES = 64 * 1024
 const CR = 13
 const MINUS = 45
+export const STAR = 42
+export const DOLLAR = 36
 
 /** Where the line starting at `at` ends (its CR), or -1 when not all of it is here. */
 export function lineEnd(bytes: Buffer, at: number): number {
@@ -25,6 +27,43 @@ export function readInt(bytes: Buffer, from: number, to: number): number {
   let n = 0
   for (let i = from; i < to; i++) n = n * 10 + (bytes[i] as number) - 48
   return n
+}
+
+/** Where the name of the command `frameCommand` last framed whole lies: `bytes[nameAt, nameAt + nameLength)`. */
+export let nameAt = 0
+export let nameLength = 0
+
+/**
+ * The end of the command at `at` (with `nameAt` and `nameLength` set), or
+ * -1 when it is not all here yet. No allocation per command, so the floors
+ * count none. Multibulk only, as the load tools send; anything else throws,
+ * which ends the floor's process and the bench part with it.
+ */
+export function frameCommand(bytes: Buffer, at: number): number {
+  if (bytes[at] !== STAR) throw new Error('bare floor: multibulk commands only')
+  const headEnd = lineEnd(bytes, at)
+  if (headEnd < 0) return -1
+  const count = readInt(bytes, at + 1, headEnd)
+  let cursor = headEnd + 2
+  let name = 0
+  let length0 = 0
+  for (let arg = 0; arg < count; arg++) {
+    if (cursor >= bytes.length) return -1
+    if (bytes[cursor] !== DOLLAR) throw new Error('bare floor: bulk arguments only')
+    const lenEnd = lineEnd(bytes, cursor)
+    if (lenEnd < 0) return -1
+    const length = readInt(bytes, cursor + 1, lenEnd)
+    const body = lenEnd + 2
+    if (body + length + 2 > bytes.length) return -1
+    if (arg === 0) {
+      name = body
+      length0 = length
+    }
+    cursor = body + length + 2
+  }
+  nameAt = name
+  nameLength = length0
+  return cursor
 }
 
 /** The end of the frame at `at`, or -1 when it is not all here yet. */
