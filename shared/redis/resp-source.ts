@@ -910,21 +910,21 @@ export class RespSource implements RedisSource {
       ;(waiter as { resolve(reply: Reply): void }).resolve(reply)
       return
     }
-    // Converted here rather than in a .then: one promise less per miss.
+    // Converted here rather than in a .then: one promise less per miss. A
+    // value of the read being handled is lent: to a taker that copies what
+    // it keeps as it is, to any other a copy.
+    let value = waiter.value as Reply
+    let lent = false
+    if (Buffer.isBuffer(value) && isLent(value)) {
+      if (waiter.done.takesLent === true) lent = true
+      else value = Buffer.from(value)
+    }
     let loaded: Loaded | null
     try {
-      loaded = toLoaded(waiter.value as Reply, reply)
+      loaded = toLoaded(value, reply, lent)
     } catch (err) {
       waiter.reject(err as Error)
       return
-    }
-    // A value of the read being handled is lent: to a taker that copies
-    // what it keeps as it is, to any other a copy.
-    if (loaded !== null && isLent(loaded.value)) {
-      loaded =
-        waiter.done.takesLent === true
-          ? { value: loaded.value, ttlMs: loaded.ttlMs, lent: true }
-          : { value: Buffer.from(loaded.value), ttlMs: loaded.ttlMs }
     }
     waiter.resolve(loaded)
   }
@@ -1061,9 +1061,10 @@ export function quickReply(
 
 /**
  * A GET's reply and its PTTL's: the value and the time its key has left, null
- * for a missing key, the server's error as a BackendReplyError.
+ * for a missing key, the server's error as a BackendReplyError. `lent`: the
+ * value is valid only during the call it is handed over in (see Loaded.lent).
  */
-export function toLoaded(get: Reply, pttl: Reply): Loaded | null {
+export function toLoaded(get: Reply, pttl: Reply, lent = false): Loaded | null {
   if (get === null) return null
   if (get instanceof ReplyError) throw new BackendReplyError(get.message)
   if (!Buffer.isBuffer(get)) throw new BackendError(`unexpected reply to GET: ${String(get)}`)
@@ -1076,7 +1077,7 @@ export function toLoaded(get: Reply, pttl: Reply): Loaded | null {
   // A view of the received chunk, as it came: the cache copies what it
   // keeps. The chunk may be lent (see #keepLent and #onReply): the caller
   // says who may take it so, and copies for anyone else.
-  return { value: get, ttlMs }
+  return { value: get, ttlMs, lent }
 }
 
 /**
