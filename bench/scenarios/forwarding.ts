@@ -96,6 +96,11 @@ export const forwardingScenario: Scenario = {
           }
           return result
         }
+        // Keys the sidecar evicted per command in each of its runs (its
+        // cache's `invalidations`): a write's keys when it is sent, again
+        // when it is answered if a read began meanwhile, and every key of
+        // Redis's invalidations, which under BCAST name each key written.
+        const evictions: number[] = []
         const sidecarRun = async () => {
           const proxy = await startProxy(redis.url, {}, { resp: true })
           try {
@@ -109,7 +114,11 @@ export const forwardingScenario: Scenario = {
               valueSize: VALUE_BYTES,
               timeoutMs: 60_000,
             })
-            return await load('sidecar', proxy.respPort, proxy.pid)
+            const before = (await proxy.status()).cache.invalidations ?? 0
+            const result = await load('sidecar', proxy.respPort, proxy.pid)
+            const after = (await proxy.status()).cache.invalidations ?? 0
+            evictions.push((after - before) / (requests * TESTS.length))
+            return result
           } finally {
             await proxy.stop()
           }
@@ -139,7 +148,7 @@ export const forwardingScenario: Scenario = {
           systemUs: medianOf(side, (run) => run.systemUs),
         })
         const limit = () =>
-          `over whole runs of the ${TESTS.length} commands the sidecar spent ${formatNumber(cpuOf('sidecar'), 2)} µs of CPU per request against twemproxy's ${formatNumber(cpuOf('twemproxy'), 2)}${cpuSplit(splitOf('sidecar'), splitOf('twemproxy'))}, and kept ${formatNumber(busyOf('sidecar') * 100)}% of a core busy (twemproxy ${formatNumber(busyOf('twemproxy') * 100)}%): ${busyOf('sidecar') >= 0.85 ? "its one thread's CPU per command bounds the rate" : 'it also waited, for redis-benchmark, Redis or other work on the 2 cores'}.${relayFloorLimit(
+          `over whole runs of the ${TESTS.length} commands the sidecar spent ${formatNumber(cpuOf('sidecar'), 2)} µs of CPU per request against twemproxy's ${formatNumber(cpuOf('twemproxy'), 2)}${cpuSplit(splitOf('sidecar'), splitOf('twemproxy'))}, and kept ${formatNumber(busyOf('sidecar') * 100)}% of a core busy (twemproxy ${formatNumber(busyOf('twemproxy') * 100)}%): ${busyOf('sidecar') >= 0.85 ? "its one thread's CPU per command bounds the rate" : 'it also waited, for redis-benchmark, Redis or other work on the 2 cores'}. It evicted ${formatNumber(median(evictions), 1)} keys from its cache per command: each write's keys when it is sent, again when it is answered if a read began meanwhile, and every key of the invalidation Redis sends it for each write (it tracks by broadcast, so it hears of every key written), where twemproxy keeps no cache.${relayFloorLimit(
             { name: RELAY_FLOOR, rps: 0, cpuUs: cpuOf(RELAY_FLOOR), ...splitOf(RELAY_FLOOR) },
             { name: 'twemproxy', rps: 0, cpuUs: cpuOf('twemproxy') },
             { name: 'sidecar', rps: 0, cpuUs: cpuOf('sidecar') },
