@@ -14,6 +14,8 @@ function measured(stats: Partial<ReadThroughStats>, connections = 0): MeasuredIn
     coalesced: 0,
     backendErrors: 0,
     invalidations: 0,
+    reportedKeys: 0,
+    reportedCached: 0,
     unstoredLoads: 0,
     inflight: 0,
     queueDepth: 0,
@@ -40,6 +42,8 @@ describe('createMetricsRegistry', () => {
           inflight: 9,
           queueDepth: 10,
           unstoredLoads: 12,
+          reportedKeys: 13,
+          reportedCached: 14,
         },
         11,
       ),
@@ -52,6 +56,8 @@ describe('createMetricsRegistry', () => {
     expect(sample(text, 'redis_proxy_cache_evictions_total', http)).toBe(3)
     expect(sample(text, 'redis_proxy_cache_expirations_total', http)).toBe(4)
     expect(sample(text, 'redis_proxy_cache_invalidations_total', http)).toBe(5)
+    expect(sample(text, 'redis_proxy_invalidation_keys_total', http)).toBe(13)
+    expect(sample(text, 'redis_proxy_invalidation_keys_cached_total', http)).toBe(14)
     expect(sample(text, 'redis_proxy_backend_errors_total', http)).toBe(6)
     expect(sample(text, 'redis_proxy_coalesced_total', http)).toBe(7)
     expect(sample(text, 'redis_proxy_cache_keys', http)).toBe(8)

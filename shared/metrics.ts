@@ -89,6 +89,16 @@ const COUNTERS: readonly [name: string, help: string, field: Counted][] = [
     'invalidations',
   ],
   [
+    'redis_proxy_invalidation_keys_total',
+    "Keys named by Redis's invalidations (with CACHE_TRACKING=bcast, every key written).",
+    'reportedKeys',
+  ],
+  [
+    'redis_proxy_invalidation_keys_cached_total',
+    "Of the keys named by Redis's invalidations, those the cache held when told.",
+    'reportedCached',
+  ],
+  [
     'redis_proxy_cache_unstored_loads_total',
     'Values loaded but not stored: a write raced the load, or invalidation was not established.',
     'unstoredLoads',

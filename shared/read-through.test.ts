@@ -312,6 +312,8 @@ describe.each(['promise', 'callback'] as const)(
       expect(rt.peek('i')).toBe(null)
       expect(calls).toEqual(['k', 'e', 'i'])
       expect(rt.stats().invalidations).toBe(4)
+      // Redis named 4 keys; only the first telling of 'k' found it cached.
+      expect(rt.stats()).toMatchObject({ reportedKeys: 4, reportedCached: 1 })
     })
 
     it('evictSpans forgets the cached values of the keys where they lie, and only those, as evictBytes', async () => {
@@ -333,6 +335,19 @@ describe.each(['promise', 'callback'] as const)(
       expect(text(rt.peek('c'))).toBe('c')
       expect(text(rt.peek('d'))).toBe('new')
       expect(rt.stats().invalidations).toBe(3)
+      // 'd' was a load in flight, not a cached value.
+      expect(rt.stats()).toMatchObject({ reportedKeys: 3, reportedCached: 2 })
+    })
+
+    it("counts a write's own evictions as invalidations, not as keys Redis reported", async () => {
+      const { source, pending } = scriptedSource()
+      const rt = service(source)
+      const load = rt.load('a')
+      pending.shift()?.resolve(bytes('a'))
+      await load
+      rt.invalidateEach([bytes('a'), bytes('v'), bytes('b')], [0, 2])
+      expect(rt.peek('a')).toBe(null)
+      expect(rt.stats()).toMatchObject({ invalidations: 2, reportedKeys: 0, reportedCached: 0 })
     })
 
     it('stores only keys under CACHE_PREFIXES, values and nils, by string and by bytes', async () => {

@@ -37,6 +37,13 @@ export type ReadThroughStats = CacheStats & {
   queueDepth: number
   /** Keys evicted because Redis reported a write, and whole-cache clears. */
   invalidations: number
+  /**
+   * Keys named by Redis's invalidations (under BCAST, every key written in
+   * the keyspace, whoever wrote it), each looked up and evicted.
+   */
+  reportedKeys: number
+  /** Of `reportedKeys`, those the cache held a live entry for when told. */
+  reportedCached: number
   /** Loaded values not stored: a write raced the load, or the invalidation channel was down. */
   unstoredLoads: number
 }
@@ -210,6 +217,10 @@ export class ReadThrough implements InvalidationTarget {
   #coalesced = 0
   #backendErrors = 0
   #invalidations = 0
+  // Only the invalidation channel calls evictBytes and evictSpans (and
+  // invalidateBytes, through evictBytes): what it reports is counted there.
+  #reportedKeys = 0
+  #reportedCached = 0
   #unstoredLoads = 0
   #flightsBegun = 0
   // False while a write could happen without the cache hearing of it (see shared/invalidation.ts).
@@ -454,13 +465,15 @@ export class ReadThrough implements InvalidationTarget {
    */
   evictBytes(key: Uint8Array): void {
     this.#invalidations++
-    this.#cache.deleteBytes(key, 0, key.length)
+    this.#reportedKeys++
+    if (this.#cache.deleteBytes(key, 0, key.length)) this.#reportedCached++
   }
 
   /** As `evictBytes`, for several keys lying in one buffer (see InvalidationTarget.evictSpans). */
   evictSpans(bytes: Uint8Array, spans: Int32Array, count: number): void {
     this.#invalidations += count
-    this.#cache.deleteSpans(bytes, spans, count)
+    this.#reportedKeys += count
+    this.#reportedCached += this.#cache.deleteSpans(bytes, spans, count)
   }
 
   /** The key's fetch in progress, if any, is answered but not stored, and not joined. */
@@ -504,6 +517,8 @@ export class ReadThrough implements InvalidationTarget {
       inflight: this.#active,
       queueDepth: this.#queue.length,
       invalidations: this.#invalidations,
+      reportedKeys: this.#reportedKeys,
+      reportedCached: this.#reportedCached,
       unstoredLoads: this.#unstoredLoads,
     }
   }

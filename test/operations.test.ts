@@ -123,11 +123,51 @@ describe('the RESP sidecar in the registry', () => {
         ['cache_misses', 'redis_proxy_cache_misses_total'],
         ['cache_keys', 'redis_proxy_cache_keys'],
         ['invalidations', 'redis_proxy_cache_invalidations_total'],
+        ['invalidation_keys', 'redis_proxy_invalidation_keys_total'],
+        ['invalidation_keys_cached', 'redis_proxy_invalidation_keys_cached_total'],
         ['coalesced', 'redis_proxy_coalesced_total'],
         ['backend_errors', 'redis_proxy_backend_errors_total'],
       ] as const) {
         expect(Number(fields.get(field)), field).toBe(await figure(metric))
       }
+    } finally {
+      conn.close()
+      await resp.close()
+    }
+  })
+
+  it("counts the keys Redis's invalidations name, and those of them the cache held", async () => {
+    // Written before the proxy tracks anything, so no report of these is in flight.
+    await redis.command('SET', 'reported-cached', 'v')
+    await redis.command('SET', 'reported-uncached', 'v')
+    const resp = await startRespProxy(redis.url)
+    const conn = await rawConnect(resp.port)
+    try {
+      const figure = async (name: string) =>
+        (sample(await resp.metrics.render(), name, { interface: 'resp' }) ?? 0) as number
+      conn.send(command('GET', 'reported-cached'))
+      expect(await conn.replies(1)).toEqual([Buffer.from('v')])
+      const keys = await figure('redis_proxy_invalidation_keys_total')
+      const cached = await figure('redis_proxy_invalidation_keys_cached_total')
+
+      // Other clients' writes (tracking by broadcast: every key written is named).
+      await redis.command('SET', 'reported-cached', 'w')
+      await redis.command('SET', 'reported-uncached', 'w')
+      const named = await until(
+        () => figure('redis_proxy_invalidation_keys_total'),
+        (value) => value - keys >= 2,
+      )
+      expect(named - keys).toBe(2)
+      expect((await figure('redis_proxy_invalidation_keys_cached_total')) - cached).toBe(1)
+      // The sidecar's own write: evicted when sent, and named by Redis too.
+      conn.send(command('SET', 'reported-uncached', 'x'))
+      expect(await conn.replies(1)).toEqual(['OK'])
+      const after = await until(
+        () => figure('redis_proxy_invalidation_keys_total'),
+        (value) => value - keys >= 3,
+      )
+      expect(after - keys).toBe(3)
+      expect((await figure('redis_proxy_invalidation_keys_cached_total')) - cached).toBe(1)
     } finally {
       conn.close()
       await resp.close()

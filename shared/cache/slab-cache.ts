@@ -401,10 +401,13 @@ export class SlabCache {
   /**
    * As `deleteEach`, for the `count` keys `bytes[spans[2i], spans[2i+1])`
    * lying in one buffer: the keys of an invalidation, where they arrived.
+   * Returns how many live entries it removed (a key named twice counts
+   * once), as `deleteBytes` says of one.
    */
-  deleteSpans(bytes: Uint8Array, spans: Int32Array, count: number): void {
+  deleteSpans(bytes: Uint8Array, spans: Int32Array, count: number): number {
     this.#changing()
     const hashes = this.#prefetchHashes
+    let removed = 0
     for (let from = 0; from < count; from += PREFETCH_MAX) {
       const n = Math.min(count - from, PREFETCH_MAX)
       for (let i = 0; i < n; i++) {
@@ -415,9 +418,10 @@ export class SlabCache {
       if (n > 1) this.#prefetchRecords(n)
       for (let i = 0; i < n; i++) {
         const k = 2 * (from + i)
-        this.#deleteHashed(bytes, spans[k]!, spans[k + 1]!, hashes[i]!)
+        if (this.#deleteHashed(bytes, spans[k]!, spans[k + 1]!, hashes[i]!)) removed++
       }
     }
+    return removed
   }
 
   /**

@@ -244,6 +244,8 @@ function fields(
         ['inflight', stats.inflight],
         ['queue_depth', stats.queueDepth],
         ['invalidations', stats.invalidations],
+        ['invalidation_keys', stats.reportedKeys],
+        ['invalidation_keys_cached', stats.reportedCached],
         ['unstored_loads', stats.unstoredLoads],
       ]
     }
