@@ -35,7 +35,10 @@ export type ReadThroughStats = CacheStats & {
   backendErrors: number
   inflight: number
   queueDepth: number
-  /** Keys evicted because Redis reported a write, and whole-cache clears. */
+  /**
+   * Keys evicted because Redis reported a write or a forwarded write named
+   * them (when sent, and again when answered), and whole-cache clears.
+   */
   invalidations: number
   /**
    * Keys named by Redis's invalidations (under BCAST, every key written in
