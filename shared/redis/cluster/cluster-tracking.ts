@@ -1,3 +1,4 @@
+import { viewAt } from '../../buffer-view.js'
 import type { TrackingSetting } from '../../config.js'
 import type {
   InvalidationChannel,
@@ -61,10 +62,15 @@ export class ClusterTracking implements InvalidationChannel {
         orderedHere?.(key) === true
           ? composite.#target?.evictBytes(key)
           : composite.#target?.invalidateBytes(key),
-      // Each key judged as evictBytes judges it.
+      // Each key judged as evictBytes judges it, through a view made as
+      // RespTracking makes the one of a read's key (no species lookup).
       evictSpans(bytes, spans, count) {
-        for (let i = 0; i < count; i++)
-          this.evictBytes(bytes.subarray(spans[2 * i], spans[2 * i + 1]))
+        const buffer = bytes.buffer
+        const base = bytes.byteOffset
+        for (let i = 0; i < count; i++) {
+          const start = spans[2 * i] as number
+          this.evictBytes(viewAt(buffer, base + start, (spans[2 * i + 1] as number) - start))
+        }
       },
       clear: () => composite.#target?.clear(),
       suspendStores() {
