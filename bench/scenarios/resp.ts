@@ -44,7 +44,13 @@ const LARGE_SHARE = 1 / 4
 
 /** A server the load is pointed at: its RESP port and the PID whose CPU is counted. */
 type Side = { name: string; port: number; pid: number }
-type Sample = RespLoadResult & { cpuUs: number; userUs: number; systemUs: number }
+type Sample = RespLoadResult & {
+  cpuUs: number
+  userUs: number
+  systemUs: number
+  /** The backend redis-server's CPU µs per request over the run, where it was asked for. */
+  backendUs: number
+}
 type Load = (
   port: number,
   pipeline: Pipeline,
@@ -53,7 +59,8 @@ type Load = (
 
 /**
  * The same load against every side, interleaved, per pipeline depth, with
- * the CPU µs per request of each side's serving process from /proc.
+ * the CPU µs per request of each side's serving process from /proc, and of
+ * `backendPid` (the redis-server behind the proxies) where given.
  * Returns the samples by pipeline, then by side name.
  */
 async function measure(
@@ -62,18 +69,26 @@ async function measure(
   sides: readonly Side[],
   load: Load,
   requestsAt: (pipeline: Pipeline) => number,
+  backendPid?: number,
 ): Promise<Map<Pipeline, Map<string, Sample[]>>> {
   const out = new Map<Pipeline, Map<string, Sample[]>>()
   for (const pipeline of PIPELINES) {
     const requests = requestsAt(pipeline)
     const one = async (side: Side, n: number): Promise<Sample> => {
+      const backendSeconds = () => {
+        if (backendPid === undefined) return Number.NaN
+        const { user, system } = cpuTimesOf(backendPid)
+        return user + system
+      }
       const before = cpuTimesOf(side.pid)
+      const backendBefore = backendSeconds()
       const result = await load(side.port, pipeline, n)
       const served = result.requests ?? n
       const after = cpuTimesOf(side.pid)
       const userUs = ((after.user - before.user) * 1e6) / served
       const systemUs = ((after.system - before.system) * 1e6) / served
-      return { ...result, cpuUs: userUs + systemUs, userUs, systemUs }
+      const backendUs = ((backendSeconds() - backendBefore) * 1e6) / served
+      return { ...result, cpuUs: userUs + systemUs, userUs, systemUs, backendUs }
     }
     ctx.progress(`${label} -P ${pipeline}: warm-up`)
     for (const side of sides) await one(side, Math.ceil(requests / 10))
@@ -411,6 +426,7 @@ export const respMissScenario: Scenario = {
           }),
         // A miss costs the sidecar several times a hit: half the hit runs' requests.
         (pipeline) => Math.round(ctx.budget.respRequests * 0.5 * (pipeline === 1 ? 1 : 3)),
+        redis.pid(),
       )
       const after = (await proxy.status()).cache
       const comparisons: Comparison[] = []
@@ -427,7 +443,13 @@ export const respMissScenario: Scenario = {
             median,
             1.0,
             () =>
-              `${cpuLimit(served('sidecar', ours), served('twemproxy', twem))} A miss costs the sidecar a cache lookup, a backend GET and PTTL on its own connection to Redis (decoded into a value) and a cache insert, where twemproxy only relays bytes.${relayFloorLimit(served(RELAY_FLOOR, pick(pipeline, RELAY_FLOOR)), served('twemproxy', twem), served('sidecar', ours))}`,
+              `${cpuLimit(served('sidecar', ours), served('twemproxy', twem))} A miss costs the sidecar a cache lookup, a backend GET and PTTL on its own connection to Redis (decoded into a value) and a cache insert, where twemproxy only relays bytes; redis-server spent ${formatNumber(
+                med(ours, (s) => s.backendUs),
+                2,
+              )} µs of CPU per miss behind the sidecar (the GET and its PTTL) against ${formatNumber(
+                med(twem, (s) => s.backendUs),
+                2,
+              )} behind twemproxy.${relayFloorLimit(served(RELAY_FLOOR, pick(pipeline, RELAY_FLOOR)), served('twemproxy', twem), served('sidecar', ours))}`,
           ),
           compare(
             `RESP miss, pipeline ${pipeline} (reference)`,
@@ -460,6 +482,20 @@ export const respMissScenario: Scenario = {
               },
             ],
           ),
+          {
+            title:
+              "The backend redis-server's CPU µs per request over the same runs, behind each side (medians)",
+            columns: ['pipeline', ...sides.map((side) => side.name)],
+            rows: PIPELINES.map((p) => [
+              String(p),
+              ...sides.map((side) =>
+                formatNumber(
+                  med(pick(p, side.name), (s) => s.backendUs),
+                  2,
+                ),
+              ),
+            ]),
+          },
         ],
         comparisons,
         checks: [],
