@@ -34,7 +34,7 @@ const ROW_NAMES: Record<(typeof TESTS)[number], string> = {
  * process V8 has optimised, as a sidecar in service is. With 5,000 requests
  * per command instead, by hand at pipeline 16, the first timed SET run
  * after it cost the sidecar 1.70 and 2.20 µs of CPU per request, and 1.40
- * and 1.60 after this one (1.20-1.60 in the runs that followed either).
+ * and 1.60 after this one (1.20-1.90 in the runs that followed either).
  */
 const WARM_UP_SHARE: Record<string, number> = { mset: 0.2 }
 
