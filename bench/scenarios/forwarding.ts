@@ -33,8 +33,8 @@ const ROW_NAMES: Record<(typeof TESTS)[number], string> = {
  * timed (MSET, ten keys each, a fifth), so the timed runs measure the
  * process V8 has optimised, as a sidecar in service is. With 5,000 requests
  * per command instead, by hand at pipeline 16, the first timed SET run
- * after it cost the sidecar 1.70 and 2.20 µs of CPU per request, and 1.40
- * and 1.60 after this one (1.20-1.90 in the runs that followed either).
+ * after it cost the sidecar 1.70-2.50 µs of CPU per request (4 runs), and
+ * 1.40 and 1.60 after this one (1.20-1.90 in the runs that followed either).
  */
 const WARM_UP_SHARE: Record<string, number> = { mset: 0.2 }
 
@@ -75,9 +75,9 @@ type Measure = {
  * MSET makes ten times (by hand at pipeline 16: 13.4-13.6 µs of Redis CPU
  * per MSET behind the sidecar against 8.4-9.6 behind twemproxy and 8.8-9.0
  * behind a sidecar with CACHE_TRACKING=keys). So at pipeline 16, where
- * Redis is the busiest process, the same sidecar with CACHE_TRACKING=keys
- * runs beside them: what the default's tracking costs, measured in the
- * same rounds.
+ * Redis's work per write weighs most (MSET kept it 97% busy), the same
+ * sidecar with CACHE_TRACKING=keys runs beside them: what the default's
+ * tracking costs, measured in the same rounds.
  *
  * The sidecar's process is started for each of its runs and stopped after
  * it. Connected, it tracks the keyspace (BCAST), and Redis sends it an
@@ -140,6 +140,9 @@ export const forwardingScenario: Scenario = {
           // request times redis-benchmark's rate, which it measures over
           // its requests only (a run's wall time would count its start
           // and connections too, a fifth of a 0.25 s run at pipeline 16).
+          // The CPU read around the whole run also holds what the process
+          // did outside the requests (connections, a last invalidation),
+          // so the share can read a little high.
           return {
             rps,
             userUs: per(user),
@@ -193,7 +196,7 @@ export const forwardingScenario: Scenario = {
             { name: 'twemproxy', run: () => eachTest(twem.port, twem.pid) },
             { name: 'redis', run: () => eachTest(redis.port, undefined) },
             // The floor where the targets are near their line (P1) only,
-            // and the other tracking where Redis is the busiest process
+            // and the other tracking where Redis's work per write weighs most
             // (P16) only: the bench stays within its ten minutes.
             ...(pipeline === 1
               ? [{ name: RELAY_FLOOR, run: () => eachTest(floor.port, floor.pid) }]
@@ -208,7 +211,8 @@ export const forwardingScenario: Scenario = {
             ),
           )
         // A side's CPU per request over all the commands: the median over
-        // rounds of each round's CPU summed over the commands' runs.
+        // rounds of each round's mean over the commands (each run has the
+        // same number of requests), not the mean of the rows' medians.
         const whole = (side: string, pick: (m: Measure) => number) =>
           median(
             (samples.get(side) ?? []).map(
@@ -235,7 +239,7 @@ export const forwardingScenario: Scenario = {
           const keysVerdict =
             keysRate > of(SIDECAR, test, (m) => m.rps) * 1.05
               ? 'the difference is what tracking by broadcast, the default, costs a write'
-              : "no faster than the default beyond the rounds' spread, so tracking by broadcast is not what holds this figure back"
+              : 'no measurable gain from tracking the keys read in these rounds'
           const keys = Number.isFinite(keysRate)
             ? ` The same sidecar with CACHE_TRACKING=keys (Redis tracks only the keys the sidecar reads, and this load reads none) ran ${formatNumber(keysRate)} req/s in the same rounds (${formatNumber(keysRate / of('twemproxy', test, (m) => m.rps), 2)}x twemproxy), Redis spending ${formatNumber(
                 of(SIDECAR_KEYS, test, (m) => m.redisUs),
@@ -260,7 +264,7 @@ export const forwardingScenario: Scenario = {
           )} behind twemproxy and ${formatNumber(
             of('redis', test, (m) => m.redisUs),
             2,
-          )} direct; the sidecar kept ${formatNumber(oursBusy * 100)}% of a core busy and Redis ${formatNumber(redisBusy * 100)}% (behind twemproxy ${formatNumber(of('twemproxy', test, (m) => m.busy) * 100)}% and ${formatNumber(of('twemproxy', test, (m) => m.redisBusy) * 100)}%): ${bound}. The sidecar evicted ${formatNumber(
+          )} direct; the sidecar kept ${formatNumber(oursBusy * 100)}% of a core busy and Redis ${formatNumber(redisBusy * 100)}% (twemproxy ${formatNumber(of('twemproxy', test, (m) => m.busy) * 100)}%, Redis behind it ${formatNumber(of('twemproxy', test, (m) => m.redisBusy) * 100)}%): ${bound}. The sidecar evicted ${formatNumber(
             of(SIDECAR, test, (m) => m.evictions),
             1,
           )} keys from its cache per command: a write's keys when it is sent, again when it is answered if a read began meanwhile, and every key of the invalidation Redis sends for each write (it tracks by broadcast, so Redis notes every key written and the sidecar hears of it), where twemproxy keeps no cache.${keys}${relayFloorLimit(
@@ -310,12 +314,12 @@ export const forwardingScenario: Scenario = {
             us(SIDECAR, (m) => m.redisUs),
             us('twemproxy', (m) => m.redisUs),
             us('redis', (m) => m.redisUs),
-            pipeline === 1 ? 'n/a' : us(SIDECAR_KEYS, (m) => m.redisUs),
+            us(pipeline === 1 ? RELAY_FLOOR : SIDECAR_KEYS, (m) => m.redisUs),
           ])
         }
         cpuRows.push([
           String(pipeline),
-          `all ${TESTS.length} (mean per command)`,
+          `all ${TESTS.length} (median over rounds of the mean per command)`,
           formatNumber(whole(SIDECAR, cpu), 2),
           formatNumber(whole('twemproxy', cpu), 2),
           formatNumber(whole(pipeline === 1 ? RELAY_FLOOR : SIDECAR_KEYS, cpu), 2),
@@ -331,12 +335,10 @@ export const forwardingScenario: Scenario = {
             whole('redis', (m) => m.redisUs),
             2,
           ),
-          pipeline === 1
-            ? 'n/a'
-            : formatNumber(
-                whole(SIDECAR_KEYS, (m) => m.redisUs),
-                2,
-              ),
+          formatNumber(
+            whole(pipeline === 1 ? RELAY_FLOOR : SIDECAR_KEYS, (m) => m.redisUs),
+            2,
+          ),
         ])
         tables.push({
           title: `redis-benchmark -t <command> -c ${CLIENTS} -P ${pipeline} -r ${formatNumber(KEYSPACE)} -d ${VALUE_BYTES}, one run per command, req/s (medians of ${ctx.budget.rounds} interleaved rounds)`,
@@ -363,7 +365,7 @@ export const forwardingScenario: Scenario = {
           'redis behind sidecar',
           'behind twemproxy',
           'direct',
-          'behind keys',
+          'behind relay or keys',
         ],
         rows: cpuRows,
       })
@@ -376,7 +378,7 @@ export const forwardingScenario: Scenario = {
           `The sidecar runs in a process started for each of its rounds (first an untimed load of each command, as many requests as its timed run, a fifth for MSET, so V8 has optimised it; then one timed run per command) and stopped after it, so nothing of it runs while twemproxy, the relay or Redis direct are measured: connected, it tracks the whole keyspace (BCAST) and handles Redis's invalidation of every write, whoever makes it, on the same cores.`,
           `Each command is a redis-benchmark run of its own, so the CPU read from /proc for the proxy and for redis-server over it is that command's. Redis's CPU behind the sidecar includes what its tracking costs Redis: under BCAST (the default) Redis notes every key written and sends the keys of each turn to the sidecar. At pipeline 16, ${SIDECAR_KEYS} (Redis tracks the keys the sidecar reads, and the benchmark reads none) runs in the same rounds, so the table shows what the default's tracking costs each write; at pipeline 1 the relay runs instead. /proc counts CPU in 10 ms ticks: over a command's run of ${formatNumber(Math.round(ctx.budget.respRequests * 0.25))} requests at pipeline 1 a figure moves in steps of ${formatNumber(1e4 / (ctx.budget.respRequests * 0.25), 2)} µs, at pipeline 16 of ${formatNumber(1e4 / ctx.budget.respRequests, 2)}.`,
           'The sidecar evicts the keys of each write when it is sent and when it is answered (read-your-writes); twemproxy, a C proxy, parses and forwards only.',
-          `${RELAY_FLOOR} (bench/targets/bare-forward.ts, its own process, in front of the same redis-server) relays each command and reply as bytes, reading and writing its sockets as the sidecar does: the least a forwarding proxy in Node spends per request here. It runs at pipeline 1 only (n/a at 16), where the targets sit near their line, so the part keeps the bench within its ten minutes. Beside twemproxy it says how much of the gap is Node's and how much the sidecar's own work (command table, permissions, read-your-writes, ordering of replies).`,
+          `${RELAY_FLOOR} (bench/targets/bare-forward.ts, its own process, in front of the same redis-server) relays each command and reply as bytes, reading and writing its sockets as the sidecar does: the least a forwarding proxy in Node spends per request here. It runs at pipeline 1 only (at 16 the sidecar with CACHE_TRACKING=keys takes its column), where the targets sit near their line, so the part keeps the bench within its ten minutes. Beside twemproxy it says how much of the gap is Node's and how much the sidecar's own work (command table, permissions, read-your-writes, ordering of replies).`,
         ],
       }
     } finally {
