@@ -1,5 +1,5 @@
 import { sendCommand, startRedis } from '../../test/harness/redis-server.js'
-import { cpuTimesOf } from '../lib/processes.js'
+import { cpuSecondsOf, cpuTimesOf } from '../lib/processes.js'
 import { formatBytes, formatNumber, interleave, median } from '../lib/stats.js'
 import { type RespLoadResult, redisBenchmarkGet } from '../load/redis-benchmark.js'
 import { BENCH_KEY_BYTES, respKeysFill, respKeysGet } from '../load/resp-keys.js'
@@ -75,11 +75,8 @@ async function measure(
   for (const pipeline of PIPELINES) {
     const requests = requestsAt(pipeline)
     const one = async (side: Side, n: number): Promise<Sample> => {
-      const backendSeconds = () => {
-        if (backendPid === undefined) return Number.NaN
-        const { user, system } = cpuTimesOf(backendPid)
-        return user + system
-      }
+      const backendSeconds = () =>
+        backendPid === undefined ? Number.NaN : cpuSecondsOf(backendPid)
       const before = cpuTimesOf(side.pid)
       const backendBefore = backendSeconds()
       const result = await load(side.port, pipeline, n)
