@@ -224,6 +224,7 @@ export const forwardingScenario: Scenario = {
             ),
           )
         const cpu = (m: Measure) => m.userUs + m.systemUs
+        const redisUs = (m: Measure) => m.redisUs
         const limit = (test: Test) => (): string => {
           const name = ROW_NAMES[test]
           const ours = of(SIDECAR, test, cpu)
@@ -245,7 +246,7 @@ export const forwardingScenario: Scenario = {
               : 'no measurable gain from tracking the keys read in these rounds'
           const keys = Number.isFinite(keysRate)
             ? ` The same sidecar with CACHE_TRACKING=keys (Redis tracks only the keys the sidecar reads, and this load reads none) ran ${formatNumber(keysRate)} req/s in the same rounds (${formatNumber(keysRate / of('twemproxy', test, (m) => m.rps), 2)}x twemproxy), Redis spending ${formatNumber(
-                of(SIDECAR_KEYS, test, (m) => m.redisUs),
+                of(SIDECAR_KEYS, test, redisUs),
                 2,
               )} µs per command behind it and the sidecar ${formatNumber(of(SIDECAR_KEYS, test, cpu), 2)}: ${keysVerdict}.`
             : ''
@@ -259,13 +260,13 @@ export const forwardingScenario: Scenario = {
               systemUs: of('twemproxy', test, (m) => m.systemUs),
             },
           )}, and redis-server ${formatNumber(
-            of(SIDECAR, test, (m) => m.redisUs),
+            of(SIDECAR, test, redisUs),
             2,
           )} µs behind the sidecar against ${formatNumber(
-            of('twemproxy', test, (m) => m.redisUs),
+            of('twemproxy', test, redisUs),
             2,
           )} behind twemproxy and ${formatNumber(
-            of('redis', test, (m) => m.redisUs),
+            of('redis', test, redisUs),
             2,
           )} direct; the sidecar kept ${formatNumber(oursBusy * 100)}% of a core busy and Redis ${formatNumber(redisBusy * 100)}% (twemproxy ${formatNumber(of('twemproxy', test, (m) => m.busy) * 100)}%, Redis behind it ${formatNumber(of('twemproxy', test, (m) => m.redisBusy) * 100)}%): ${bound}. The sidecar evicted ${formatNumber(
             of(SIDECAR, test, (m) => m.evictions),
@@ -282,6 +283,8 @@ export const forwardingScenario: Scenario = {
             { name: 'sidecar', rps: 0, cpuUs: ours },
           )}`
         }
+        // The fourth side: the relay at pipeline 1, the keys sidecar at 16.
+        const fourth = pipeline === 1 ? RELAY_FLOOR : SIDECAR_KEYS
         const rows: string[][] = []
         for (const test of TESTS) {
           const rps = (side: string) =>
@@ -302,7 +305,7 @@ export const forwardingScenario: Scenario = {
             formatNumber(vsTwemproxy.ours.value),
             formatNumber(vsTwemproxy.theirs.value),
             formatNumber(direct),
-            formatNumber(median(rps(pipeline === 1 ? RELAY_FLOOR : SIDECAR_KEYS))),
+            formatNumber(median(rps(fourth))),
             `${formatNumber(vsTwemproxy.ratio, 2)}x`,
             `${formatNumber(vsTwemproxy.ours.value / direct, 2)}x`,
           ])
@@ -313,35 +316,25 @@ export const forwardingScenario: Scenario = {
             ROW_NAMES[test],
             us(SIDECAR, cpu),
             us('twemproxy', cpu),
-            pipeline === 1 ? us(RELAY_FLOOR, cpu) : us(SIDECAR_KEYS, cpu),
-            us(SIDECAR, (m) => m.redisUs),
-            us('twemproxy', (m) => m.redisUs),
-            us('redis', (m) => m.redisUs),
-            us(pipeline === 1 ? RELAY_FLOOR : SIDECAR_KEYS, (m) => m.redisUs),
+            us(fourth, cpu),
+            us(SIDECAR, redisUs),
+            us('twemproxy', redisUs),
+            us('redis', redisUs),
+            us(fourth, redisUs),
           ])
         }
+        const usAll = (side: string, pick: (m: Measure) => number) =>
+          formatNumber(whole(side, pick), 2)
         cpuRows.push([
           String(pipeline),
           `all ${TESTS.length} (median over rounds of the mean per command)`,
-          formatNumber(whole(SIDECAR, cpu), 2),
-          formatNumber(whole('twemproxy', cpu), 2),
-          formatNumber(whole(pipeline === 1 ? RELAY_FLOOR : SIDECAR_KEYS, cpu), 2),
-          formatNumber(
-            whole(SIDECAR, (m) => m.redisUs),
-            2,
-          ),
-          formatNumber(
-            whole('twemproxy', (m) => m.redisUs),
-            2,
-          ),
-          formatNumber(
-            whole('redis', (m) => m.redisUs),
-            2,
-          ),
-          formatNumber(
-            whole(pipeline === 1 ? RELAY_FLOOR : SIDECAR_KEYS, (m) => m.redisUs),
-            2,
-          ),
+          usAll(SIDECAR, cpu),
+          usAll('twemproxy', cpu),
+          usAll(fourth, cpu),
+          usAll(SIDECAR, redisUs),
+          usAll('twemproxy', redisUs),
+          usAll('redis', redisUs),
+          usAll(fourth, redisUs),
         ])
         tables.push({
           title: `redis-benchmark -t <command> -c ${CLIENTS} -P ${pipeline} -r ${formatNumber(KEYSPACE)} -d ${VALUE_BYTES}, one run per command, req/s (medians of ${ctx.budget.rounds} interleaved rounds)`,
@@ -350,7 +343,7 @@ export const forwardingScenario: Scenario = {
             'sidecar',
             'twemproxy',
             'redis direct',
-            pipeline === 1 ? RELAY_FLOOR : SIDECAR_KEYS,
+            fourth,
             'vs twemproxy',
             'vs redis',
           ],
