@@ -362,12 +362,27 @@ export class SlabCache {
    */
   prefetchBytes(keys: Uint8Array, spans: Int32Array, count: number): void {
     const n = Math.min(count, PREFETCH_MAX)
-    const table = this.#table
-    const buckets = this.#prefetch
-    for (let i = 0; i < n; i++) {
-      buckets[i] = table[this.#home(this.#hash(keys, spans[2 * i]!, spans[2 * i + 1]!))]!
-    }
+    const hashes = this.#prefetchHashes
+    for (let i = 0; i < n; i++) hashes[i] = this.#hash(keys, spans[2 * i]!, spans[2 * i + 1]!)
+    this.#readBuckets(n)
     this.#prefetchRecords(n)
+  }
+
+  /**
+   * The home bucket of each of the first `n` hashes in #prefetchHashes into
+   * #prefetch. A loop of its own, after every key is hashed: with each load
+   * made between two keys' hashing, fewer of them were in flight at once
+   * (hashing a key is more instructions than the CPU runs ahead of a load
+   * that misses). Measured through the sidecar, 50 clients at pipeline 16
+   * over 100k keys, alternating a build of each: 0.74-0.80 against
+   * 0.77-0.91 µs of CPU per Zipf hit (10 rounds), 0.78-0.87 against
+   * 0.83-0.89 per uniform hit (5 rounds).
+   */
+  #readBuckets(n: number): void {
+    const table = this.#table
+    const hashes = this.#prefetchHashes
+    const buckets = this.#prefetch
+    for (let i = 0; i < n; i++) buckets[i] = table[this.#home(hashes[i]!)]!
   }
 
   /**
@@ -387,8 +402,9 @@ export class SlabCache {
       const n = Math.min(at.length - from, PREFETCH_MAX)
       for (let i = 0; i < n; i++) {
         const key = keys[at[from + i]!]!
-        this.#ready(i, this.#hash(key, 0, key.length))
+        hashes[i] = this.#hash(key, 0, key.length)
       }
+      this.#ready(n)
       // One key alone has nothing to wait on together with.
       if (n > 1) this.#prefetchRecords(n)
       for (let i = 0; i < n; i++) {
@@ -412,8 +428,9 @@ export class SlabCache {
       const n = Math.min(count - from, PREFETCH_MAX)
       for (let i = 0; i < n; i++) {
         const k = 2 * (from + i)
-        this.#ready(i, this.#hash(bytes, spans[k]!, spans[k + 1]!))
+        hashes[i] = this.#hash(bytes, spans[k]!, spans[k + 1]!)
       }
+      this.#ready(n)
       // One key alone has nothing to wait on together with.
       if (n > 1) this.#prefetchRecords(n)
       for (let i = 0; i < n; i++) {
@@ -425,13 +442,18 @@ export class SlabCache {
   }
 
   /**
-   * The i-th key of a batch to delete: its hash kept, its home bucket read,
-   * and kept for #prefetchRecords only when it holds a key of the same tag.
+   * The first `n` keys of a batch to delete, hashed into #prefetchHashes:
+   * their home buckets read (all in flight together, see #readBuckets), each
+   * kept for #prefetchRecords only when it holds a key of the same tag.
    */
-  #ready(i: number, hash: number): void {
-    this.#prefetchHashes[i] = hash
-    const word = this.#table[this.#home(hash)]!
-    this.#prefetch[i] = (word & HIGH_BYTE) === (OCCUPIED | ((hash & 0x7f) << 24)) ? word : 0
+  #ready(n: number): void {
+    this.#readBuckets(n)
+    const hashes = this.#prefetchHashes
+    const buckets = this.#prefetch
+    for (let i = 0; i < n; i++) {
+      const tag = OCCUPIED | ((hashes[i]! & 0x7f) << 24)
+      if ((buckets[i]! & HIGH_BYTE) !== tag) buckets[i] = 0
+    }
   }
 
   /**
