@@ -254,6 +254,8 @@ export class SlabCache {
   /** The hashes of the keys deleteEach and deleteSpans have readied, by their place in #prefetch. */
   readonly #prefetchHashes = new Int32Array(PREFETCH_MAX)
   #prefetched = 0
+  /** What #keyIs read ahead of the entry (kept so that the reads are not optimised away). */
+  #touched = 0
 
   #hits = 0
   #misses = 0
@@ -906,7 +908,19 @@ export class SlabCache {
   }
 
   #keyIs(slot: number, key: Uint8Array, start: number, end: number): boolean {
-    const loc = this.#slots[slot * SLOT_WORDS + W_LOC]!
+    const slots = this.#slots
+    const record = slot * SLOT_WORDS
+    const loc = slots[record + W_LOC]!
+    // The records of its LRU neighbours, which a hit's move to the front
+    // (and a delete's unlinking) writes: read now, so that a wait for them
+    // overlaps the wait for the entry's bytes below instead of following it.
+    // Through the sidecar at pipeline 1 over 100k keys (a fresh sidecar per
+    // run, alternated with the build before): 5.37-5.90 against 5.74-6.14
+    // µs of CPU per uniform hit, 5.08-5.40 against 5.20-5.64 per Zipf hit
+    // (8 rounds).
+    this.#touched =
+      slots[slots[record + W_PREV]! * SLOT_WORDS + W_NEXT]! +
+      slots[slots[record + W_NEXT]! * SLOT_WORDS + W_PREV]!
     const page = loc >>> 16
     const buf = this.#pages[page]!
     let at = (loc & 0xffff) * this.#meta[page * META + M_CHUNK]!
