@@ -256,6 +256,8 @@ function check(setup: Setup): void {
               if (o.bytes) {
                 const { buffer, start, end } = framed(key)
                 const slot = real.getBytes(buffer, start, end)
+                // A found key's LRU neighbours were read as it was compared.
+                expect(Number.isFinite(real.prefetchedSum), where).toBe(true)
                 if (o.prefetch) {
                   real.prefetchBytes(EVERY_KEY.buffer, EVERY_KEY.spans, KEYS.length)
                   expect(Number.isFinite(real.prefetchedSum), where).toBe(true)

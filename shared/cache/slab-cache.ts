@@ -249,13 +249,11 @@ export class SlabCache {
   #hitValueLength = 0
 
   // The scratch of prefetchBytes, deleteEach and deleteSpans, and the sum of what the
-  // last one read (kept so that the reads are not optimised away).
+  // last read ahead read, theirs or #keyIs's (kept so that the reads are not optimised away).
   readonly #prefetch = new Int32Array(PREFETCH_MAX)
   /** The hashes of the keys deleteEach and deleteSpans have readied, by their place in #prefetch. */
   readonly #prefetchHashes = new Int32Array(PREFETCH_MAX)
   #prefetched = 0
-  /** What #keyIs read ahead of the entry (kept so that the reads are not optimised away). */
-  #touched = 0
 
   #hits = 0
   #misses = 0
@@ -459,9 +457,10 @@ export class SlabCache {
   }
 
   /**
-   * The sum of what the last prefetch read: for tests, where NaN would mean
-   * a read past the end of an array (a typed array answers those with
-   * undefined, silently).
+   * The sum of what the last read ahead read (a prefetch, a batch of
+   * deletes, or a key's LRU neighbours, read as its key was compared): for
+   * tests, where NaN would mean a read past the end of an array (a typed
+   * array answers those with undefined, silently).
    */
   get prefetchedSum(): number {
     return this.#prefetched
@@ -918,7 +917,7 @@ export class SlabCache {
     // run, alternated with the build before): 5.37-5.90 against 5.74-6.14
     // µs of CPU per uniform hit, 5.08-5.40 against 5.20-5.64 per Zipf hit
     // (8 rounds).
-    this.#touched =
+    this.#prefetched =
       slots[slots[record + W_PREV]! * SLOT_WORDS + W_NEXT]! +
       slots[slots[record + W_NEXT]! * SLOT_WORDS + W_PREV]!
     const page = loc >>> 16
